@@ -1,0 +1,1 @@
+"""The harness: matrix, fixtures, measurement, statistics, SLO gates and the report."""

@@ -1,0 +1,1 @@
+"""pytest entry point (``pytest11``): options and hooks only; the logic lives in plain modules."""
