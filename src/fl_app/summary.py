@@ -1,0 +1,130 @@
+"""Per-run metrics computed from a parsed event log: the one place round metrics are derived.
+
+Used by the loopback launcher's summary and by the harness (pytest_ztfl), so a number in a
+report is always traceable to events of one documented schema.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from statistics import median
+from typing import Any
+
+from fl_app.events import ParsedLog
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    round: int
+    ok: bool
+    duration: float
+    participants: int
+    selected: int
+    failures: dict[str, int]
+    bytes_down: int
+    bytes_up: int
+    max_train_seconds: float
+    aggregation_seconds: float
+
+    @property
+    def compute_floor(self) -> float:
+        """Slowest participant's local training plus the server's aggregation."""
+        return self.max_train_seconds + self.aggregation_seconds
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    rounds_planned: int
+    rounds: list[RoundRecord]
+    ok: bool
+    final_accuracy: float | None
+    accuracy_by_round: dict[int, float]
+    tta_seconds: float | None  # None: the target was not reached (censored)
+    target: float
+    failures_by_class: dict[str, int] = field(default_factory=dict)
+    identities: list[str] = field(default_factory=list)
+    finished: bool = False
+
+    @property
+    def durations(self) -> list[float]:
+        return [r.duration for r in self.rounds]
+
+    @property
+    def failed_rounds(self) -> int:
+        return sum(not r.ok for r in self.rounds)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["durations"] = self.durations
+        return d
+
+
+def summarize(log: ParsedLog) -> RunSummary:
+    starts = log.of("run_start")
+    conf: dict[str, Any] = starts[0]["config"] if starts else {}
+    selected = {e["round"]: len(e["selected"]) for e in log.of("round_start")}
+    updates: dict[int, list[dict[str, Any]]] = {}
+    for e in log.of("client_update"):
+        updates.setdefault(e["round"], []).append(e)
+    rounds = []
+    for e in log.of("round_end"):
+        ups = updates.get(e["round"], [])
+        rounds.append(
+            RoundRecord(
+                round=e["round"],
+                ok=bool(e["ok"]),
+                duration=float(e["duration"]),
+                participants=len(e["participants"]),
+                selected=selected.get(e["round"], 0),
+                failures=dict(Counter(f["class"] for f in e["failed"])),
+                bytes_down=sum(u["bytes_down"] for u in ups),
+                bytes_up=sum(u["bytes_up"] for u in ups),
+                max_train_seconds=max((u["train_seconds"] for u in ups), default=0.0),
+                aggregation_seconds=float(e["aggregation_seconds"]),
+            )
+        )
+    reached = log.of("target_reached")
+    ends = log.of("run_end")
+    evals = {e["round"]: float(e["accuracy"]) for e in log.of("eval")}
+    return RunSummary(
+        run_id=starts[0]["run_id"] if starts else "",
+        rounds_planned=int(conf.get("rounds", len(rounds))),
+        rounds=rounds,
+        ok=bool(ends and ends[-1]["ok"]) and len(rounds) == int(conf.get("rounds", -1)),
+        final_accuracy=evals[max(evals)] if evals else None,
+        accuracy_by_round=evals,
+        tta_seconds=float(reached[0]["tta_seconds"]) if reached else None,
+        target=float(conf.get("target_accuracy", 0.95)),
+        failures_by_class=dict(Counter(e["class"] for e in log.of("failure"))),
+        identities=sorted({u["identity"] for u in log.of("client_update") if u["identity"]}),
+        finished=bool(ends),
+    )
+
+
+def render(s: RunSummary) -> str:
+    """A one-screen text summary."""
+    d = s.durations
+    lines = [
+        f"run {s.run_id}: {'OK' if s.ok else 'FAILED'}  "
+        f"{len(s.rounds)}/{s.rounds_planned} rounds, {s.failed_rounds} failed",
+    ]
+    if d:
+        floors = [r.compute_floor for r in s.rounds]
+        lines.append(
+            f"round duration  median {median(d):.3f} s  min {min(d):.3f}  max {max(d):.3f}  "
+            f"(compute floor median {median(floors):.3f} s)"
+        )
+        lines.append(
+            f"bytes per round median {median(r.bytes_down + r.bytes_up for r in s.rounds):,.0f}"
+        )
+    acc = f"{s.final_accuracy:.4f}" if s.final_accuracy is not None else "n/a"
+    tta = f"{s.tta_seconds:.2f} s" if s.tta_seconds is not None else "not reached"
+    lines.append(f"final accuracy  {acc}   time to {s.target:.0%}: {tta}")
+    if s.failures_by_class:
+        lines.append(
+            "failures        "
+            + ", ".join(f"{k}={v}" for k, v in sorted(s.failures_by_class.items()))
+        )
+    return "\n".join(lines)
