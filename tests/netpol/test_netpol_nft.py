@@ -46,7 +46,7 @@ def test_chains_only_for_isolated_directions_and_deny_action() -> None:
     assert "chain input" in rs.table and "chain output" not in rs.table
     assert "policy drop;" in rs.table and "ct state established,related accept" in rs.table
     assert 'iif "lo" accept' in rs.table and "ip saddr 10.0.0.1 accept" in rs.table
-    assert "ip saddr 10.0.0.3 meta l4proto tcp th dport 8080 accept" in rs.table
+    assert "ip saddr 10.0.0.3 meta l4proto tcp ct original proto-dst 8080 accept" in rs.table
     assert "reject with tcp reset" in rs.table and rs.deny_action is DenyAction.REJECT
     dropped = compile_pod(v, A, DenyAction.DROP)
     assert "reject" not in dropped.table and dropped.deny_action is DenyAction.DROP

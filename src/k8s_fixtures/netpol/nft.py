@@ -109,7 +109,10 @@ def _addr_clauses(pods_ips: list[str], block: IPBlock | None, key: str) -> list[
     return [f"{fam} {key} {_set(ips)}" for fam, ips in sorted(by_fam.items())]
 
 
-def _port_clause(pp: PolicyPort, number: int | None) -> str:
+def _port_clause(pp: PolicyPort, number: int | None, ingress: bool = False) -> str:
+    """Match the rule's protocol/port. Ingress matches the port the peer addressed (conntrack's
+    original tuple), as a CNI does on the host side of the veth: a sidecar's in-pod redirect
+    (e.g. 50051 -> the TLS proxy's 4143) must not change what the policy sees."""
     proto = pp.protocol.lower()
     if pp.port is None:
         return f"meta l4proto {proto}"
@@ -118,7 +121,8 @@ def _port_clause(pp: PolicyPort, number: int | None) -> str:
     assert number is not None
     rng = f"{number}-{pp.end_port}" if pp.end_port is not None and pp.end_port != number \
         else str(number)
-    return f"meta l4proto {proto} th dport {rng}"
+    match = "ct original proto-dst" if ingress else "th dport"
+    return f"meta l4proto {proto} {match} {rng}"
 
 
 def _peer_pods(cluster: ClusterView, pol: NetworkPolicy, rule: Rule) -> list[Pod]:
@@ -151,7 +155,7 @@ def _rule_lines(cluster: ClusterView, pod: Pod, pol: NetworkPolicy, idx: int, ru
             if ingress:  # resolve on this pod (the destination)
                 n = pod.resolve_port(pp.port, pp.protocol)
                 if n is not None:
-                    lines += [" ".join(x for x in (a, _port_clause(pp, n)) if x)
+                    lines += [" ".join(x for x in (a, _port_clause(pp, n, True)) if x)
                               + f" accept {comment}" for a in addr]
             else:  # resolve on each destination pod the rule's peers allow
                 by_port: dict[int, list[str]] = defaultdict(list)
@@ -163,7 +167,7 @@ def _rule_lines(cluster: ClusterView, pod: Pod, pol: NetworkPolicy, idx: int, ru
                     lines += [f"{a} {_port_clause(pp, n)} accept {comment}"
                               for a in _addr_clauses(ips, None, key)]
             continue
-        pc = _port_clause(pp, None) if pp is not None else None
+        pc = _port_clause(pp, None, ingress) if pp is not None else None
         lines += [" ".join(x for x in (a, pc) if x) + f" accept {comment}" for a in addr]
     return lines
 
