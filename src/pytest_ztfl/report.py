@@ -1,0 +1,75 @@
+"""The report of a matrix run: ``report.md`` plus PNG figures, from a results directory alone
+(no cluster), so it can be made during a run (``--ztfl-report=DIR``) or afterwards
+(``ztfl report RESULTS_DIR``).
+
+A damaged results directory gives a partial report: unreadable files are named in a note at
+the top and their cells left out. Input with nothing to report raises :class:`ReportError`
+(one line naming the cause), which ``main_report`` turns into exit status 2.
+
+The work is split by job: report_load (files -> validated rows), report_calc and
+report_claims (statistics via pytest_ztfl.stats), report_figures, report_md.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from pytest_ztfl.report_load import ReportError
+from pytest_ztfl.results import ResultsError, atomic_write
+
+__all__ = ["ReportError", "main_report", "write"]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("pytest-ztfl")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def write(results_dir: Path, report_dir: Path) -> Path:
+    """Write ``report_dir/report.md`` and its figures from ``results_dir``; return its path."""
+    from pytest_ztfl import report_load
+    from pytest_ztfl.report_calc import analyse
+    from pytest_ztfl.report_figures import FIGURES
+    from pytest_ztfl.report_md import document
+
+    loaded = report_load.load(Path(results_dir))
+    report_dir = Path(report_dir)
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"{report_dir}: cannot create the report directory "
+                          f"({exc.strerror})") from None
+    analysis = analyse(loaded)
+    figures = []
+    for draw in FIGURES:
+        try:
+            figures.append(draw(analysis, report_dir))
+        except OSError as exc:
+            raise ReportError(f"{report_dir}: cannot write a figure ({exc.strerror})") from None
+    path = report_dir / "report.md"
+    text = document(analysis, figures, loaded.notes, _version())
+    try:
+        atomic_write(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot write ({exc.strerror})") from None
+    return path
+
+
+def main_report(results_dir: str, out: str | None) -> int:
+    """``ztfl report RESULTS_DIR [--out DIR]`` (default DIR: RESULTS_DIR/report).
+
+    Prints the report's path and returns 0; on bad input prints one error line to stderr
+    and returns 2.
+    """
+    report_dir = Path(out) if out else Path(results_dir) / "report"
+    try:
+        path = write(Path(results_dir), report_dir)
+    except ResultsError as exc:
+        print(f"ztfl report: error: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0

@@ -1,0 +1,222 @@
+"""The report's typed view of one ``ztfl.run/1`` result row, validated on the way in.
+
+A row that lacks what every table needs (cell, success, rounds with durations) is rejected with
+a one-line reason naming the field; optional parts (accuracy, TTA, proofs, overlays, SLO
+verdicts) default to "absent" when missing or malformed, so one odd field never costs a cell.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_ztfl.rows import SCHEMA
+
+SEC_ORDER = ("SEC0", "SEC1", "SEC2", "SEC3")
+
+
+class RowError(ValueError):
+    """A row cannot be reported; the message names the offending field."""
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    round: int
+    ok: bool
+    duration: float
+    selected: int
+    failures: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One cell's result, as the report uses it."""
+
+    id: str
+    sec: str
+    net: str
+    data: str
+    seed: int
+    mtls: str | None
+    success: bool
+    success_reason: str
+    rounds_planned: int
+    rounds: tuple[RoundRow, ...]
+    accuracy_by_round: dict[int, float]
+    final_accuracy: float | None
+    tta_seconds: float | None
+    target: float | None
+    failures_by_class: dict[str, int]
+    proofs: tuple[tuple[str, bool], ...]
+    backend: str | None
+    backend_note: str | None
+    net_mechanism: str | None
+    netpol_action: str | None
+    mtls_mode: str | None
+    environment: dict[str, Any]
+    slo: tuple[dict[str, Any], ...]
+    started_wall: float | None
+    finished_wall: float | None
+    source: str  # the file (and line) this row was read from, relative to the results dir
+    events_file: str | None
+    ignored: tuple[str, ...] = field(default=())  # optional fields dropped as malformed
+
+    @property
+    def durations(self) -> list[float]:
+        """Durations of completed rounds (ok=true): the sample every statistic uses."""
+        return [r.duration for r in self.rounds if r.ok]
+
+    @property
+    def failed_rounds(self) -> int:
+        """Rounds that failed plus planned rounds that never ran (as the SLO gate counts)."""
+        return sum(not r.ok for r in self.rounds) + max(self.rounds_planned - len(self.rounds), 0)
+
+    @property
+    def rounds_denominator(self) -> int:
+        return max(self.rounds_planned, len(self.rounds))
+
+    @property
+    def proofs_passed(self) -> int:
+        return sum(ok for _, ok in self.proofs)
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """``NET2`` before ``NET10``."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))
+
+
+def sec_sort_key(label: str) -> tuple[int, str]:
+    base = label.split("-", 1)[0]
+    return (SEC_ORDER.index(base) if base in SEC_ORDER else len(SEC_ORDER), label)
+
+
+def run_sort_key(run: Run) -> tuple[Any, ...]:
+    return (sec_sort_key(run.sec), run.mtls or "", natural_key(run.net), run.data, run.seed,
+            run.id)
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def _dig(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _counts(v: Any) -> dict[str, int] | None:
+    if not isinstance(v, dict):
+        return None
+    out = {str(k): n for k, n in v.items() if _int(n) is not None and n >= 0}
+    return out if len(out) == len(v) else None
+
+
+def _round(i: int, raw: Any) -> RoundRow:
+    where = f"metrics.rounds[{i}]"
+    if not isinstance(raw, dict):
+        raise RowError(f"{where} is not an object")
+    ok, duration = raw.get("ok"), _num(raw.get("duration"))
+    if not isinstance(ok, bool):
+        raise RowError(f"{where}.ok is missing or not true/false")
+    if duration is None or duration < 0:
+        raise RowError(f"{where}.duration is missing or not a finite number >= 0")
+    number = _int(raw.get("round"))
+    failures = _counts(raw.get("failures", {}))
+    return RoundRow(round=number if number is not None else i + 1, ok=ok, duration=duration,
+                    selected=_int(raw.get("selected")) or 0, failures=failures or {})
+
+
+def from_row(row: Any, source: str) -> Run:
+    """Validate ``row`` and return its :class:`Run`; raise :class:`RowError` if unusable."""
+    if not isinstance(row, dict):
+        raise RowError("not a JSON object")
+    if row.get("schema") != SCHEMA:
+        raise RowError(f"schema {row.get('schema')!r}, this report reads {SCHEMA!r}")
+    cell = row.get("cell")
+    if not isinstance(cell, dict):
+        raise RowError("field 'cell' is missing")
+    for key, kind in (("id", str), ("sec", str), ("net", str), ("data", str), ("seed", int)):
+        if not isinstance(cell.get(key), kind) or isinstance(cell.get(key), bool):
+            raise RowError(f"field 'cell.{key}' is missing or not a {kind.__name__}")
+    if not isinstance(row.get("success"), bool):
+        raise RowError("field 'success' is missing or not true/false")
+    metrics = row.get("metrics")
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("rounds"), list):
+        raise RowError("field 'metrics.rounds' is missing")
+    rounds = tuple(_round(i, r) for i, r in enumerate(metrics["rounds"]))
+    planned = _int(metrics.get("rounds_planned"))
+    if planned is None or planned < 0:
+        raise RowError("field 'metrics.rounds_planned' is missing or not an integer >= 0")
+
+    ignored: list[str] = []
+
+    def optional(name: str, value: Any, parsed: Any) -> Any:
+        if value is not None and parsed is None:
+            ignored.append(name)
+        return parsed
+
+    raw_acc = metrics.get("accuracy_by_round")
+    acc: dict[int, float] = {}
+    if isinstance(raw_acc, dict):
+        for k, v in raw_acc.items():
+            a = _num(v)
+            if str(k).isdigit() and a is not None:
+                acc[int(k)] = a
+        if len(acc) != len(raw_acc):
+            ignored.append("metrics.accuracy_by_round (some entries)")
+    elif raw_acc is not None:
+        ignored.append("metrics.accuracy_by_round")
+    proofs: list[tuple[str, bool]] = []
+    raw_proofs = row.get("proofs")
+    if isinstance(raw_proofs, list):
+        for p in raw_proofs:
+            if isinstance(p, dict) and isinstance(p.get("passed"), bool):
+                proofs.append((str(p.get("name", "?")), p["passed"]))
+            else:
+                ignored.append("proofs (an entry)")
+    slo = row.get("slo")
+    tta = metrics.get("tta_seconds")
+    mtls = cell.get("mtls")
+    env = row.get("environment")
+    return Run(
+        id=cell["id"], sec=cell["sec"], net=cell["net"], data=cell["data"], seed=cell["seed"],
+        mtls=mtls if isinstance(mtls, str) else None,
+        success=row["success"], success_reason=str(row.get("success_reason") or ""),
+        rounds_planned=planned, rounds=rounds, accuracy_by_round=acc,
+        final_accuracy=optional("metrics.final_accuracy", metrics.get("final_accuracy"),
+                                _num(metrics.get("final_accuracy"))),
+        tta_seconds=optional("metrics.tta_seconds", tta,
+                             None if tta is None or (_num(tta) or 0) < 0 else _num(tta)),
+        target=optional("metrics.target", metrics.get("target"), _num(metrics.get("target"))),
+        failures_by_class=optional("failures_by_class", row.get("failures_by_class"),
+                                   _counts(row.get("failures_by_class"))) or {},
+        proofs=tuple(proofs),
+        backend=_str(_dig(row, "backend", "name")),
+        backend_note=_str(_dig(row, "backend", "note")),
+        net_mechanism=_str(_dig(row, "overlays", "net", "mechanism")),
+        netpol_action=_str(_dig(row, "overlays", "netpol", "action")),
+        mtls_mode=_str(_dig(row, "overlays", "mtls", "mode")),
+        environment=env if isinstance(env, dict) else {},
+        slo=tuple(v for v in slo if isinstance(v, dict)) if isinstance(slo, list) else (),
+        started_wall=_num(row.get("started_wall")),
+        finished_wall=_num(row.get("finished_wall")),
+        source=source,
+        events_file=_str(row.get("events_file")),
+        ignored=tuple(ignored),
+    )
