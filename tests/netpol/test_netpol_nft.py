@@ -45,8 +45,9 @@ def test_chains_only_for_isolated_directions_and_deny_action() -> None:
     rs = compile_pod(v, A)
     assert "chain input" in rs.table and "chain output" not in rs.table
     assert "policy drop;" in rs.table and "ct state established,related accept" in rs.table
-    assert 'iif "lo" accept' in rs.table and "ip saddr 10.0.0.1 accept" in rs.table
-    assert "ip saddr 10.0.0.3 meta l4proto tcp ct original proto-dst 8080 accept" in rs.table
+    assert 'iif "lo" accept' in rs.table and "ct original ip saddr 10.0.0.1 accept" in rs.table
+    assert ("ct original ip saddr 10.0.0.3 "
+            "meta l4proto tcp ct original proto-dst 8080 accept") in rs.table
     assert "reject with tcp reset" in rs.table and rs.deny_action is DenyAction.REJECT
     dropped = compile_pod(v, A, DenyAction.DROP)
     assert "reject" not in dropped.table and dropped.deny_action is DenyAction.DROP
@@ -55,8 +56,10 @@ def test_chains_only_for_isolated_directions_and_deny_action() -> None:
 def test_egress_named_port_resolves_per_destination() -> None:
     v = view(np("out", "x", pod("a"), types=["Egress"], egress=[{"ports": [{"port": "http"}]}]))
     table = compile_pod(v, A).table
-    assert "ip daddr { 10.0.0.2, 10.0.0.4 } meta l4proto tcp th dport 8080 accept" in table
-    assert "ip daddr 10.0.0.3 meta l4proto tcp th dport 9090 accept" in table
+    assert ("ct original ip daddr { 10.0.0.2, 10.0.0.4 } "
+            "meta l4proto tcp ct original proto-dst 8080 accept") in table
+    assert ("ct original ip daddr 10.0.0.3 "
+            "meta l4proto tcp ct original proto-dst 9090 accept") in table
 
 
 def test_ipblock_except_endport_and_empty_selector_sets() -> None:
@@ -66,8 +69,8 @@ def test_ipblock_except_endport_and_empty_selector_sets() -> None:
         {"to": [{"podSelector": pod("nobody")}]},  # matches nothing: no rule at all
     ]))
     table = compile_pod(v, A).table
-    assert "ip daddr 10.0.0.0/24 ip daddr != 10.0.0.3/32 meta l4proto udp th dport 80-90 " \
-           "accept" in table
+    assert ("ct original ip daddr 10.0.0.0/24 ct original ip daddr != 10.0.0.3/32 "
+            "meta l4proto udp ct original proto-dst 80-90 accept") in table
     assert "spec.egress[1]" not in table
 
 

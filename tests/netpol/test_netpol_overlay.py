@@ -73,7 +73,8 @@ def test_sync_applies_changed_namespaces_through_cluster_run() -> None:
         {"from": [{"podSelector": pod("b")}], "ports": [{"port": "http"}]}])))
     assert [c[0] for c in cluster.calls] == [["ip", "netns", "exec", "ns-a", "nft", "-f", "-"],
                                            ["ip", "netns", "exec", "ns-b", "nft", "-f", "-"]]
-    assert "ip saddr 10.0.0.3 meta l4proto tcp ct original proto-dst 80 accept" in str(cluster.calls[0][1])
+    assert ("ct original ip saddr 10.0.0.3 meta l4proto tcp ct original proto-dst 80 accept"
+            in str(cluster.calls[0][1]))
     overlay.sync(cluster, view(np("in", "x", pod("a"), ingress=[
         {"from": [{"podSelector": pod("b")}], "ports": [{"port": "http"}]}])))
     assert len(cluster.calls) == 2  # nothing changed, nothing re-applied

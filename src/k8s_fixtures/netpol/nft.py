@@ -96,23 +96,27 @@ def _set(items: Iterable[str]) -> str:
 
 
 def _addr_clauses(pods_ips: list[str], block: IPBlock | None, key: str) -> list[str]:
-    """nft address matches (one per address family) for a set of pod IPs or an ipBlock."""
+    """nft address matches (one per address family) for a set of pod IPs or an ipBlock.
+
+    Addresses and ports are matched on conntrack's original tuple: what the peer addressed
+    before any in-pod NAT. A CNI enforces policy outside the pod, so a sidecar's redirect
+    (client app -> 127.0.0.1:4140, server 50051 -> 4143) must not change the verdict.
+    """
+    key = f"ct original {{fam}} {key}"
     if block is not None:
         fam = _family(block.cidr)
-        clause = f"{fam} {key} {block.cidr}"
+        clause = f"{key.format(fam=fam)} {block.cidr}"
         if block.excepts:
-            clause += f" {fam} {key} != {_set(str(e) for e in block.excepts)}"
+            clause += f" {key.format(fam=fam)} != {_set(str(e) for e in block.excepts)}"
         return [clause]
     by_fam: dict[str, list[str]] = defaultdict(list)
     for ip in pods_ips:
         by_fam[_family(ipaddress.ip_address(ip))].append(ip)
-    return [f"{fam} {key} {_set(ips)}" for fam, ips in sorted(by_fam.items())]
+    return [f"{key.format(fam=fam)} {_set(ips)}" for fam, ips in sorted(by_fam.items())]
 
 
-def _port_clause(pp: PolicyPort, number: int | None, ingress: bool = False) -> str:
-    """Match the rule's protocol/port. Ingress matches the port the peer addressed (conntrack's
-    original tuple), as a CNI does on the host side of the veth: a sidecar's in-pod redirect
-    (e.g. 50051 -> the TLS proxy's 4143) must not change what the policy sees."""
+def _port_clause(pp: PolicyPort, number: int | None) -> str:
+    """Match the rule's protocol and (original, see _addr_clauses) destination port."""
     proto = pp.protocol.lower()
     if pp.port is None:
         return f"meta l4proto {proto}"
@@ -121,8 +125,7 @@ def _port_clause(pp: PolicyPort, number: int | None, ingress: bool = False) -> s
     assert number is not None
     rng = f"{number}-{pp.end_port}" if pp.end_port is not None and pp.end_port != number \
         else str(number)
-    match = "ct original proto-dst" if ingress else "th dport"
-    return f"meta l4proto {proto} {match} {rng}"
+    return f"meta l4proto {proto} ct original proto-dst {rng}"
 
 
 def _peer_pods(cluster: ClusterView, pol: NetworkPolicy, rule: Rule) -> list[Pod]:
@@ -155,7 +158,7 @@ def _rule_lines(cluster: ClusterView, pod: Pod, pol: NetworkPolicy, idx: int, ru
             if ingress:  # resolve on this pod (the destination)
                 n = pod.resolve_port(pp.port, pp.protocol)
                 if n is not None:
-                    lines += [" ".join(x for x in (a, _port_clause(pp, n, True)) if x)
+                    lines += [" ".join(x for x in (a, _port_clause(pp, n)) if x)
                               + f" accept {comment}" for a in addr]
             else:  # resolve on each destination pod the rule's peers allow
                 by_port: dict[int, list[str]] = defaultdict(list)
@@ -167,7 +170,7 @@ def _rule_lines(cluster: ClusterView, pod: Pod, pol: NetworkPolicy, idx: int, ru
                     lines += [f"{a} {_port_clause(pp, n)} accept {comment}"
                               for a in _addr_clauses(ips, None, key)]
             continue
-        pc = _port_clause(pp, None, ingress) if pp is not None else None
+        pc = _port_clause(pp, None) if pp is not None else None
         lines += [" ".join(x for x in (a, pc) if x) + f" accept {comment}" for a in addr]
     return lines
 
