@@ -1,0 +1,186 @@
+"""The backend-neutral cluster interface: what the harness may ask of any cluster.
+
+The local backend (network namespaces), and later kind and real clusters (the official
+``kubernetes`` client), all implement :class:`Cluster`. Everything here speaks Kubernetes
+objects (plain dicts, as ``kubectl apply`` would read them) and Kubernetes vocabulary (pod
+phase, container exit code, termination reason), so a test written against one backend runs
+unchanged on another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Obj = dict[str, Any]
+"""One Kubernetes object as a plain dict (``apiVersion``, ``kind``, ``metadata``, ...)."""
+
+Objects = Obj | Iterable[Obj] | str | Path
+"""What :meth:`Cluster.apply` accepts: one object, several, or a (multi-document) YAML file."""
+
+PodPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
+
+
+class ClusterError(RuntimeError):
+    """A cluster operation failed. The message is one line naming the object and the cause."""
+
+
+class ManifestError(ClusterError):
+    """An object is malformed or unsupported: ``Kind ns/name: field.path: what is wrong``."""
+
+
+class PrivilegeError(ClusterError):
+    """This machine/user cannot run the backend; the message says what is missing."""
+
+
+class ReadyTimeout(ClusterError):
+    """Pods did not become ready (or finish) in time; the message lists them and their state."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """The identity of an applied object."""
+
+    kind: str
+    namespace: str | None  # None for cluster-scoped kinds (Namespace)
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else (
+            f"{self.kind} {self.name}"
+        )
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    """One container of a pod, as ``kubectl get pod -o yaml`` would report it."""
+
+    name: str
+    state: Literal["waiting", "running", "terminated"]
+    ready: bool
+    restart_count: int = 0
+    exit_code: int | None = None  # of the current (terminated) or last termination
+    reason: str | None = None  # e.g. "Completed", "Error", "OOMKilled", "StartError"
+    message: str | None = None
+    waiting_reason: str | None = None  # while waiting: "ContainerCreating", "CrashLoopBackOff"
+
+
+@dataclass(frozen=True)
+class PodStatus:
+    """The observable state of one pod."""
+
+    namespace: str
+    name: str
+    phase: PodPhase
+    ip: str | None
+    ready: bool
+    containers: tuple[ContainerStatus, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def _first_terminated(self) -> ContainerStatus | None:
+        done = [c for c in self.containers if c.exit_code is not None]
+        failed = [c for c in done if c.exit_code != 0]
+        first = failed or done
+        return first[0] if first else None
+
+    @property
+    def exit_code(self) -> int | None:
+        """Exit code of the (first failed, else first) terminated container, if any."""
+        c = self._first_terminated()
+        return c.exit_code if c else None
+
+    @property
+    def reason(self) -> str | None:
+        """Termination reason of that container, e.g. ``OOMKilled``."""
+        c = self._first_terminated()
+        return c.reason if c else None
+
+    @property
+    def restart_count(self) -> int:
+        return sum(c.restart_count for c in self.containers)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What :meth:`Cluster.exec` returns."""
+
+    rc: int
+    out: str
+    err: str
+
+    def __iter__(self) -> Iterator[Any]:  # allows ``rc, out, err = cluster.exec(...)``
+        return iter((self.rc, self.out, self.err))
+
+
+@runtime_checkable
+class Cluster(Protocol):
+    """What every backend provides. Methods block until the backend has acted."""
+
+    name: str
+
+    def apply(self, objects: Objects) -> list[ObjectRef]:
+        """Create (or leave unchanged) the given objects; all-or-nothing on bad input."""
+        ...
+
+    def delete(
+        self, objects: Objects | None = None, *, namespace: str | None = None
+    ) -> None:
+        """Delete the given objects, or a whole namespace and everything in it."""
+        ...
+
+    def wait_ready(
+        self,
+        namespace: str,
+        *,
+        names: Iterable[str] | None = None,
+        selector: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> list[PodStatus]:
+        """Block until the selected pods (all in ``namespace`` by default) are Ready."""
+        ...
+
+    def wait_finished(self, namespace: str, pod: str, *, timeout: float = 60.0) -> PodStatus:
+        """Block until the pod's phase is Succeeded or Failed."""
+        ...
+
+    def pods(
+        self, namespace: str, *, selector: Mapping[str, str] | None = None
+    ) -> list[PodStatus]:
+        """Status of the pods in ``namespace`` matching the label selector."""
+        ...
+
+    def pod_status(self, namespace: str, pod: str) -> PodStatus:
+        """Status of one pod; raises :class:`ClusterError` if it does not exist."""
+        ...
+
+    def logs(
+        self,
+        namespace: str,
+        pod: str,
+        *,
+        container: str | None = None,
+        follow: bool = False,
+        timeout: float | None = None,
+    ) -> Iterator[str]:
+        """The container's output (stdout and stderr interleaved) line by line; with
+        ``follow`` keep yielding until the container terminates (or ``timeout``)."""
+        ...
+
+    def exec(
+        self,
+        namespace: str,
+        pod: str,
+        argv: list[str],
+        *,
+        container: str | None = None,
+        timeout: float = 30.0,
+        input: str | None = None,
+    ) -> ExecResult:
+        """Run ``argv`` inside the pod (its network, mounts, environment)."""
+        ...
+
+    def teardown(self) -> None:
+        """Remove everything the cluster created. Idempotent."""
+        ...

@@ -1,0 +1,558 @@
+"""The local cluster backend: Kubernetes objects realised with namespaces, cgroups, processes.
+
+A :class:`LocalCluster` is a "node" network namespace with a bridge, a cluster DNS pod, and
+one network namespace per pod (see :mod:`.topology`, :mod:`.pods`, :mod:`.dns`). It accepts the
+objects :mod:`.admission` admits, keeps them, and calls registered overlays (:mod:`.view`)
+whenever pods, namespaces or overlay objects change. Everything it creates is recorded in a
+state directory first (:mod:`.state`), so a killed harness leaves nothing that the next start
+does not remove.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from k8s_fixtures.cluster import (
+    ClusterError,
+    ExecResult,
+    Obj,
+    ObjectRef,
+    Objects,
+    PodStatus,
+    ReadyTimeout,
+)
+from k8s_fixtures.local import dns, state
+from k8s_fixtures.local.admission import Key, NewPod, Plan, admit, key_of, order
+from k8s_fixtures.local.cgroups import CgroupRoot, remove_dir
+from k8s_fixtures.local.pods import DEFAULT_PATH, ContainerRun, PodRun, Supervisor
+from k8s_fixtures.local.privileges import Holder, Mode, detect, tool
+from k8s_fixtures.local.topology import BRIDGE, Node, TopologyError, host_route_overlap
+from k8s_fixtures.local.view import NAMESPACE_NAME_LABEL, ClusterView, Overlay, PodInfo
+from k8s_fixtures.local.volumes import materialize
+from k8s_fixtures.manifests import config_data, load, ref, selector_matches
+
+POLL = 0.02  # status polling interval of the wait_* methods
+
+
+def _ns_obj(name: str) -> Obj:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+class LocalCluster:
+    """A cluster on this machine. Use as a context manager, or call :meth:`start`/:meth:`teardown`.
+
+    ``name`` prefixes every namespace it creates (default ``ztfl-<random>``); ``cidr`` is the
+    pod network; ``state_root`` defaults to :func:`state.default_root`; ``mode`` forces
+    ``"root"`` or ``"rootless"`` (default: root if possible). Resource limits need cgroups
+    (root); without them ``limits`` says so in :attr:`warnings` and limits are not enforced.
+    """
+
+    def __init__(self, name: str | None = None, *, cidr: str = "10.244.0.0/16",
+                 state_root: Path | None = None, mode: Mode | None = None,
+                 prefix: str = "ztfl") -> None:
+        self.name = name or f"{prefix}-{secrets.token_hex(3)}"
+        self.cidr = cidr
+        self.state_root = Path(state_root) if state_root else state.default_root()
+        self._want_mode = mode
+        self.mode: Mode | None = None
+        self.warnings: list[str] = []
+        self.cleaned: dict[str, list[str]] = {}  # stale clusters removed at start
+        self.timings: dict[str, float] = {}
+        self._lock = threading.RLock()
+        self._objects: dict[Key, Obj] = {}
+        self._pods: dict[tuple[str, str], PodRun] = {}
+        self._overlays: list[Overlay] = []
+        self._state: state.StateDir | None = None
+        self._holder: Holder | None = None
+        self._cgroups: CgroupRoot | None = None
+        self._node: Node | None = None
+        self._sup: Supervisor | None = None
+        self._hosts_text = ""
+        self._closed = False
+
+    # ------------------------------------------------------------------ life cycle
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.teardown()
+
+    def start(self) -> LocalCluster:
+        t0 = time.perf_counter()
+        self.mode = detect(self._want_mode)
+        try:
+            net = ipaddress.IPv4Network(self.cidr)
+        except ValueError as e:
+            raise ClusterError(f"cluster {self.name}: cidr {self.cidr!r}: {e}") from None
+        if net.num_addresses < 8:
+            raise ClusterError(f"cluster {self.name}: cidr {self.cidr}: too small (need /29)")
+        overlap = host_route_overlap(self.cidr)
+        if overlap:
+            raise ClusterError(f"cluster {self.name}: cidr {self.cidr} overlaps the host "
+                               f"route '{overlap}'; choose another pod CIDR")
+        self.cleaned = state.clean_stale(self.state_root)
+        rec = state.Record(self.name, self.mode, os.getpid(), False, self.cidr)
+        try:
+            self._state = state.StateDir(self.state_root, self.name, rec)
+        except FileExistsError as e:
+            raise ClusterError(str(e)) from None
+        try:
+            self._create()
+        except BaseException:
+            self.teardown()
+            raise
+        self.timings["up_s"] = time.perf_counter() - t0
+        return self
+
+    def _create(self) -> None:
+        st = self._state
+        assert st is not None
+        wrap: list[str] = []
+        if self.mode == "rootless":
+            self._holder = Holder()
+            st.add(pid=self._holder.pid)
+            wrap = self._holder.prefix
+            self.warnings.append("rootless: resources.limits are not enforced (no cgroups)")
+        else:
+            cg = CgroupRoot.detect(self.name)
+            if isinstance(cg, str):
+                self.warnings.append(f"resources.limits are not enforced: {cg}")
+            else:
+                taken = [d for d in cg.dirs if d.exists()]
+                if taken:
+                    raise ClusterError(f"cluster {self.name}: cgroup {taken[0]} already exists "
+                                       "(another cluster with the same name?)")
+                st.record.cgroups.extend(str(d) for d in cg.dirs)
+                st.save()
+                self._cgroups = cg
+                cg.create()
+        self._node = Node(self.name, self.cidr, wrap=tuple(wrap),
+                          on_netns=lambda ns: st.add(netns=ns))
+        try:
+            self._node.create()
+        except TopologyError as e:
+            raise ClusterError(f"cluster {self.name}: cannot create the node namespace: {e}") \
+                from None
+        self._sup = Supervisor(wrap, lambda pid, alive: st.add(pid=pid) if alive
+                               else st.forget(pid=pid))
+        (st.path / "dns").mkdir()
+        self._hosts_file.write_text("")
+        self.apply([_ns_obj("default"), _ns_obj(dns.NAMESPACE),
+                    dns.pod_manifest(tool("dnsmasq"), self._hosts_file)])
+        self.wait_ready(dns.NAMESPACE, names=[dns.POD], timeout=10)
+
+    @property
+    def _hosts_file(self) -> Path:
+        assert self._state is not None
+        return self._state.path / "dns" / "hosts"
+
+    def detach(self) -> None:
+        """Stop owning the cluster but leave it running (for ``ztfl cluster up --detach``):
+        its record is marked detached, so only ``ztfl cluster down NAME`` removes it."""
+        with self._lock:
+            if self._closed or self._state is None or self._sup is None:
+                return
+            self._closed = True
+            self._sup.close(keep_running=True)
+            self._state.record.detached = True
+            self._state.save()
+            self._state.close(remove=False)
+
+    def teardown(self) -> None:
+        """Remove everything (overlays, pods, namespaces, cgroups, state). Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            errors: list[str] = []
+
+            def step(what: str, fn: Callable[[], object]) -> None:
+                # Every step runs even if an earlier one failed; the state directory is
+                # kept when anything failed, so `ztfl cluster clean` can finish the job.
+                try:
+                    fn()
+                except Exception as e:
+                    errors.append(f"{what}: {e}")
+
+            for o in reversed(self._overlays):
+                step(f"overlay {type(o).__name__}", partial(o.close, self))
+            if self._sup is not None:
+                step("pods", self._sup.close)
+            if self._node is not None:
+                node = self._node
+                step("pod namespaces", lambda: node.remove_pods(list(node.pods)))
+                step("node namespace", node.destroy)
+            if self._cgroups is not None:
+                for d in self._cgroups.dirs:
+                    step(f"cgroup {d}", partial(remove_dir, d))
+            if self._holder is not None:
+                step("rootless namespace holder", self._holder.stop)
+            if self._state is not None:
+                self._state.close(remove=not errors)
+            if errors:
+                raise ClusterError(f"cluster {self.name}: teardown left: {'; '.join(errors)}")
+
+    # ------------------------------------------------------------------ for overlays
+
+    @property
+    def node_netns(self) -> str:
+        """The node namespace (holds the bridge all pod veths attach to)."""
+        return f"{self.name}-node"
+
+    @property
+    def bridge(self) -> str:
+        return BRIDGE
+
+    @property
+    def gateway(self) -> str:
+        """The bridge's address in the pod network (the pods' default route)."""
+        assert self._node is not None
+        return self._node.gateway
+
+    @property
+    def dns_ip(self) -> str:
+        return self._pods[(dns.NAMESPACE, dns.POD)].link.ip
+
+    @property
+    def state_dir(self) -> Path:
+        assert self._state is not None
+        return self._state.path
+
+    def command(self, argv: list[str]) -> list[str]:
+        """``argv`` as it must be run to see this cluster's namespaces (rootless: nsenter)."""
+        return [*self._holder.prefix, *argv] if self._holder is not None else list(argv)
+
+    def run(self, argv: list[str], *, input: str | None = None, timeout: float = 30) -> str:
+        """Run a command (e.g. ``ip netns exec NETNS nft -f -``); raise ClusterError on failure."""
+        r = subprocess.run(self.command(argv), input=input, capture_output=True, text=True,
+                           timeout=timeout)
+        if r.returncode != 0:
+            first = (r.stderr.strip().splitlines() or [str(r.returncode)])[0]
+            raise ClusterError(f"{' '.join(argv)}: {first}")
+        return r.stdout
+
+    def add_overlay(self, overlay: Overlay) -> None:
+        """Register an overlay: its kinds become accepted; it is synced now and on changes."""
+        with self._lock:
+            self._overlays.append(overlay)
+            overlay.sync(self, self.view())
+
+    def view(self) -> ClusterView:
+        """A snapshot of namespaces, pods (netns, IP, labels, ports) and overlay objects."""
+        with self._lock:
+            ns_labels = {k[2]: {**(o["metadata"].get("labels") or {}), NAMESPACE_NAME_LABEL: k[2]}
+                         for k, o in self._objects.items() if k[0] == "Namespace"}
+            pods = tuple(
+                PodInfo(p.namespace, p.name, p.link.ip, p.link.netns, p.link.host_if,
+                        dict(p.labels), ns_labels.get(p.namespace, {}),
+                        tuple(port for c in p.spec.containers for port in c.ports),
+                        p.phase())
+                for p in self._pods.values() if not p.deleting
+            )
+            kinds = {k for o in self._overlays for k in o.kinds}
+            objs = {kind: tuple(o for k, o in self._objects.items() if k[0] == kind)
+                    for kind in kinds}
+            assert self._node is not None
+            return ClusterView(self.node_netns, BRIDGE, self._node.gateway, self.cidr,
+                               ns_labels, pods, objs)
+
+    def _sync_overlays(self) -> None:
+        if self._overlays:
+            v = self.view()
+            for o in self._overlays:
+                o.sync(self, v)
+
+    # ------------------------------------------------------------------ apply / delete
+
+    def apply(self, objects: Objects) -> list[ObjectRef]:
+        batch = load(objects)
+        with self._lock:
+            self._check_open()
+            assert self._node is not None
+            overlay_kinds = {k: o for o in self._overlays for k in o.kinds}
+            free = self._node.network.num_addresses - 3 - len(self._node.pods)
+            plan = admit(batch, self._objects,
+                         {k: p.owner for k, p in self._pods.items()},
+                         set(overlay_kinds), free,
+                         {k: o.validate for k, o in overlay_kinds.items()})
+            self._execute(plan)
+        return [ref(o) for o in batch]
+
+    def _check_open(self) -> None:
+        if self._closed or self._node is None:
+            raise ClusterError(f"cluster {self.name} is not running")
+
+    def _execute(self, plan: Plan) -> None:
+        assert self._node is not None and self._sup is not None
+        self._stop_pods([self._pods[k] for k in plan.delete_pods if k in self._pods])
+        before = dict(self._objects)
+        created: list[PodRun] = []
+        try:
+            for k in sorted(plan.store, key=lambda k: order(k[0])):
+                self._objects[k] = plan.store[k]
+            links = self._node.add_pods([f"{p.namespace}.{p.name}" for p in plan.new_pods])
+            for new, link in zip(plan.new_pods, links, strict=True):
+                pod = self._pod_run(new, link)
+                self._pods[pod.key] = pod
+                created.append(pod)
+            self._sync_overlays()
+            for pod in created:
+                self._sup.start(pod)
+            self._refresh_dns()
+        except BaseException:
+            self._stop_pods(created)
+            self._objects = before
+            with contextlib.suppress(Exception):
+                self._sync_overlays()
+                self._refresh_dns()
+            raise
+
+    def _lookup(self, namespace: str) -> Any:
+        def lookup(kind: str, name: str) -> dict[str, bytes] | None:
+            obj = self._objects.get((kind, namespace, name))
+            return None if obj is None else config_data(obj)
+        return lookup
+
+    def _pod_run(self, new: NewPod, link: Any) -> PodRun:
+        assert self._state is not None
+        d = self._state.path / "pods" / f"{new.namespace}.{new.name}"
+        d.mkdir(parents=True)
+        (d / "resolv.conf").write_text(dns.resolv_conf(new.namespace, self._dns_ip_for(link)))
+        (d / "hosts").write_text(dns.pod_hosts(new.name, link.ip))
+        lookup = self._lookup(new.namespace)
+        vols = materialize(d, new.spec, lookup)
+        files = [(str(d / "resolv.conf"), "/etc/resolv.conf"), (str(d / "hosts"), "/etc/hosts")]
+        runs = []
+        for c in new.spec.containers:
+            env = {"PATH": DEFAULT_PATH, "HOME": "/root", "HOSTNAME": new.name,
+                   state.MARKER: self._state.marker}
+            for e in c.env:
+                if e.value is not None:
+                    env[e.name] = e.value
+                elif e.source is not None:
+                    data = lookup("Secret" if e.source[0] == "secretKeyRef" else "ConfigMap",
+                                  e.source[1])
+                    if data is not None and e.source[2] in data:
+                        env[e.name] = data[e.source[2]].decode(errors="replace")
+            mounts: list[dict[str, object]] = [
+                {"src": str(vols[m.name]), "dst": m.mount_path, "ro": m.read_only}
+                for m in c.volume_mounts
+            ]
+            cg = self._cgroups.container(f"{new.namespace}.{new.name}.{c.name}") \
+                if self._cgroups else None
+            runs.append(ContainerRun(c, env, mounts, files, d / f"{c.name}.json",
+                                     d / f"{c.name}.log", cg))
+        return PodRun(new.namespace, new.name, new.labels, new.spec, link, d, runs, new.owner)
+
+    def _dns_ip_for(self, link: Any) -> str:
+        pod = self._pods.get((dns.NAMESPACE, dns.POD))
+        return pod.link.ip if pod is not None else str(link.ip)
+
+    def _stop_pods(self, pods: list[PodRun]) -> None:
+        assert self._node is not None and self._sup is not None
+        if not pods:
+            return
+        self._sup.stop(pods)
+        self._node.remove_pods([f"{p.namespace}.{p.name}" for p in pods])
+        for p in pods:
+            self._pods.pop(p.key, None)
+            shutil.rmtree(p.dir, ignore_errors=True)
+
+    def delete(self, objects: Objects | None = None, *, namespace: str | None = None) -> None:
+        with self._lock:
+            self._check_open()
+            keys: list[Key] = []
+            if objects is not None:
+                keys = [key_of(o) for o in load(objects)]
+            if namespace is not None:
+                keys.append(("Namespace", "", namespace))
+            namespaces = {k[2] for k in keys if k[0] == "Namespace"}
+            if dns.NAMESPACE in namespaces:
+                raise ClusterError(f"namespace {dns.NAMESPACE} holds the cluster DNS and "
+                                   "cannot be deleted (tear the cluster down instead)")
+            doomed: list[PodRun] = []
+            for kind, ns, name in keys:
+                for p in self._pods.values():
+                    hit = (
+                        (kind == "Namespace" and p.namespace == name)
+                        or (kind == "Pod" and p.key == (ns, name) and p.owner is None)
+                        or (p.namespace == ns and p.owner == f"{kind}/{name}")
+                    )
+                    if hit and p not in doomed:
+                        doomed.append(p)
+            self._stop_pods(doomed)
+            for k in list(self._objects):
+                if k in keys or k[1] in namespaces:
+                    del self._objects[k]
+            self._sync_overlays()
+            self._refresh_dns()
+
+    def _refresh_dns(self) -> None:
+        records = []
+        for (kind, ns, name), svc in self._objects.items():
+            if kind != "Service":
+                continue
+            sel = (svc.get("spec") or {}).get("selector") or {}
+            if not sel:
+                continue
+            fqdn = dns.service_name(name, ns)
+            records += [(fqdn, p.link.ip) for p in self._pods.values()
+                        if p.namespace == ns and not p.deleting and selector_matches(sel, p.labels)]
+        text = dns.render_hosts(records)
+        if text == self._hosts_text:
+            return
+        tmp = self._hosts_file.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(self._hosts_file)
+        self._hosts_text = text
+        dns_pod = self._pods.get((dns.NAMESPACE, dns.POD))
+        pid = dns_pod.containers[0].pid if dns_pod else None
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+
+    # ------------------------------------------------------------------ reading
+
+    def _pod(self, namespace: str, pod: str) -> PodRun:
+        p = self._pods.get((namespace, pod))
+        if p is None:
+            raise ClusterError(f"pod {namespace}/{pod} does not exist in cluster {self.name}")
+        return p
+
+    def pod_status(self, namespace: str, pod: str) -> PodStatus:
+        assert self._sup is not None
+        with self._lock:
+            p = self._pod(namespace, pod)
+            self._sup.refresh_ready(p)
+            return p.status()
+
+    def pods(self, namespace: str, *,
+             selector: Mapping[str, str] | None = None) -> list[PodStatus]:
+        with self._lock:
+            keys = [k for k, p in self._pods.items()
+                    if p.namespace == namespace and selector_matches(selector or {}, p.labels)]
+        return [self.pod_status(*k) for k in sorted(keys)]
+
+    def pod_info(self, namespace: str, pod: str) -> PodInfo:
+        """Network facts of one pod (netns, IP, host-side veth, labels, ports)."""
+        return self.view().pod(namespace, pod)
+
+    def wait_ready(self, namespace: str, *, names: Iterable[str] | None = None,
+                   selector: Mapping[str, str] | None = None,
+                   timeout: float = 60.0) -> list[PodStatus]:
+        wanted = list(names) if names is not None else None
+        deadline = time.monotonic() + timeout
+        while True:
+            if wanted is not None:
+                with self._lock:
+                    missing = [n for n in wanted if (namespace, n) not in self._pods]
+                if missing:
+                    raise ClusterError(f"no pod {namespace}/{missing[0]} in cluster {self.name}")
+                sts = [self.pod_status(namespace, n) for n in wanted]
+            else:
+                sts = self.pods(namespace, selector=selector)
+            for s in sts:
+                if s.phase in ("Failed", "Succeeded") or any(
+                    c.reason == "StartError" for c in s.containers
+                ):
+                    raise ClusterError(f"pod {namespace}/{s.name} will not become ready: "
+                                       f"{self._describe(s)}")
+            if sts and all(s.ready for s in sts):
+                return sts
+            if time.monotonic() > deadline:
+                desc = "; ".join(f"{s.name}: {self._describe(s)}" for s in sts if not s.ready)
+                raise ReadyTimeout(f"pods in {namespace} not ready after {timeout}s: "
+                                   f"{desc or 'no matching pods'}")
+            time.sleep(POLL)
+
+    def _describe(self, s: PodStatus) -> str:
+        parts: list[str] = [s.phase]
+        for c in s.containers:
+            if c.exit_code is not None:
+                parts.append(f"{c.name} exit {c.exit_code} {c.reason}"
+                             + (f" ({c.message})" if c.message else ""))
+            if c.restart_count:
+                parts.append(f"{c.name} restarts {c.restart_count}")
+        last = [line for line in self.logs(s.namespace, s.name) if line.strip()][-1:]
+        if last:
+            parts.append(f"last log line: {last[0].strip()[:200]}")
+        return ", ".join(parts)
+
+    def wait_finished(self, namespace: str, pod: str, *, timeout: float = 60.0) -> PodStatus:
+        deadline = time.monotonic() + timeout
+        while True:
+            s = self.pod_status(namespace, pod)
+            if s.phase in ("Succeeded", "Failed"):
+                return s
+            if time.monotonic() > deadline:
+                raise ReadyTimeout(f"pod {namespace}/{pod} still {s.phase} after {timeout}s")
+            time.sleep(POLL)
+
+    def _container(self, p: PodRun, container: str | None) -> ContainerRun:
+        if container is None:
+            return p.containers[0]
+        for c in p.containers:
+            if c.spec.name == container:
+                return c
+        raise ClusterError(f"pod {p.namespace}/{p.name} has no container {container!r}")
+
+    def logs(self, namespace: str, pod: str, *, container: str | None = None,
+             follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        with self._lock:
+            p = self._pod(namespace, pod)
+            c = self._container(p, container)
+        return self._follow(p, c, follow, timeout)
+
+    def _follow(self, p: PodRun, c: ContainerRun, follow: bool,
+                timeout: float | None) -> Iterator[str]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            f = open(c.log, errors="replace")  # noqa: SIM115 (closed in finally)
+        except FileNotFoundError:
+            return
+        try:
+            buf = ""
+            while True:
+                buf += f.read()
+                *lines, buf = buf.split("\n")
+                yield from (line + "\n" for line in lines)
+                done = c.state == "terminated" or p.deleting or p.key not in self._pods
+                timed_out = deadline is not None and time.monotonic() > deadline
+                if not follow or timed_out or done:
+                    # one more read: the container may have written just before it ended
+                    buf += f.read()
+                    *lines, buf = buf.split("\n")
+                    yield from (line + "\n" for line in lines)
+                    if buf:
+                        yield buf
+                    return
+                time.sleep(POLL)
+        finally:
+            f.close()
+
+    def exec(self, namespace: str, pod: str, argv: list[str], *, container: str | None = None,
+             timeout: float = 30.0, input: str | None = None) -> ExecResult:
+        assert self._sup is not None
+        with self._lock:
+            p = self._pod(namespace, pod)
+            c = self._container(p, container)
+        return self._sup.exec(p, c, argv, timeout=timeout, input=input)
+
+    def cpu_usage_ns(self, namespace: str, pod: str, container: str | None = None) -> int | None:
+        """CPU time the container's cgroup has used (None without cgroups)."""
+        c = self._container(self._pod(namespace, pod), container)
+        return c.cgroup.cpu_usage_ns() if c.cgroup else None
+

@@ -1,0 +1,103 @@
+"""The first program of every local pod container: set up its view of the machine, then exec.
+
+Runs inside the pod's network namespace (``ip netns exec`` already gave it a private mount
+namespace) as ``python -I -S launch.py SPEC.json START_FD``, so it uses the standard library
+only and must not import the package. It joins the container's cgroups (through inherited file
+descriptors), gives the container its own hostname, ``/etc/resolv.conf``, ``/etc/hosts`` and
+volume mounts, and then execs the container command, so the supervisor's child process *is*
+the container's main process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+
+MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096
+CLONE_NEWUTS = 0x04000000
+START_FD = -1  # write end of the supervisor's start pipe (argv[2])
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _mount(src: str | None, dst: str, fstype: str | None, flags: int, data: str | None) -> None:
+    enc = [None if s is None else s.encode() for s in (src, dst, fstype, data)]
+    if _libc.mount(enc[0], enc[1], enc[2], ctypes.c_ulong(flags), enc[3]) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {src} -> {dst}: {os.strerror(err)}")
+
+
+def _bind(src: str, dst: str, read_only: bool) -> None:
+    _mount(src, dst, None, MS_BIND, None)
+    if read_only:
+        _mount(None, dst, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
+
+
+def _make_path(path: str, scratch: str, overlaid: set[str]) -> None:
+    """Make directory ``path`` exist in this mount namespace only.
+
+    The nearest existing ancestor gets a private overlay (upper layer in ``scratch``), so the
+    directory is created there and never on the machine's real filesystem.
+    """
+    if os.path.isdir(path):
+        return
+    anc = os.path.dirname(path)
+    while not os.path.isdir(anc):
+        anc = os.path.dirname(anc)
+    if anc == "/":
+        raise OSError(f"mountPath {path}: no existing parent directory other than /")
+    if anc not in overlaid:
+        layer = os.path.join(scratch, str(len(overlaid)))
+        upper, work = os.path.join(layer, "upper"), os.path.join(layer, "work")
+        os.makedirs(upper)
+        os.makedirs(work)
+        _mount("overlay", anc, "overlay", 0, f"lowerdir={anc},upperdir={upper},workdir={work}")
+        overlaid.add(anc)
+    os.makedirs(path, exist_ok=True)
+
+
+def main(spec_path: str) -> None:
+    with open(spec_path) as f:
+        spec = json.load(f)
+    # cgroup.procs files opened by the supervisor: ``ip netns exec`` has remounted /sys, so
+    # the cgroup hierarchy is no longer visible here by path.
+    for fd in spec.get("cgroup_fds", []):
+        os.write(fd, b"0")
+        os.close(fd)
+    if _libc.unshare(CLONE_NEWUTS) == 0:
+        name = spec["hostname"].encode()
+        _libc.sethostname(name, len(name))
+    overlaid: set[str] = set()
+    for m in spec.get("mounts", []):
+        _make_path(m["dst"], spec["scratch"], overlaid)
+        _bind(m["src"], m["dst"], m.get("ro", False))
+    for src, dst in spec.get("files", []):
+        _bind(src, dst, False)
+    if spec.get("cwd"):
+        os.chdir(spec["cwd"])
+    argv = spec["argv"]
+    os.set_inheritable(START_FD, False)  # closes when exec succeeds: EOF means "started"
+    try:
+        os.execvpe(argv[0], argv, spec["env"])
+    except OSError as e:
+        _start_error(spec_path, f"cannot run {argv[0]!r}: {e.strerror}")
+        os._exit(127 if isinstance(e, FileNotFoundError) else 126)
+
+
+def _start_error(spec_path: str, msg: str) -> None:
+    """Leave the reason next to the spec (the supervisor reports it) and on stderr (the log),
+    and say "failed" on the start pipe so the supervisor never takes the exit for a start."""
+    with open(spec_path + ".error", "w") as f:
+        f.write(msg)
+    print(f"ztfl-launch: {msg}", file=sys.stderr, flush=True)
+    os.write(START_FD, b"E")
+
+
+if __name__ == "__main__":
+    START_FD = int(sys.argv[2])
+    try:
+        main(sys.argv[1])
+    except Exception as e:  # any set-up failure is the container's start error
+        _start_error(sys.argv[1], str(e))
+        os._exit(128)

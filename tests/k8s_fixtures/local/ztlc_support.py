@@ -1,0 +1,30 @@
+"""Helpers shared by the local backend tests (importable: the test directory is on sys.path)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from k8s_fixtures.local import state
+
+PY = "/usr/bin/python3"  # pods run the system interpreter (readable by any user)
+
+
+def netns_named(prefix: str) -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith(f"{prefix}-")]
+
+
+def cgroup_dirs(name: str) -> list[Path]:
+    base = Path("/sys/fs/cgroup")
+    return [p for p in base.glob(f"*/**/ztfl-{name}") if p.is_dir()] if base.is_dir() else []
+
+
+def leaks(name: str, state_root: Path) -> list[str]:
+    """Everything a cluster called ``name`` could leave behind that is still there."""
+    found = [f"netns {n}" for n in netns_named(name)]
+    found += [f"process {p}" for p in state.marked_pids(f"{state_root.resolve()}:{name}")]
+    found += [f"cgroup {d}" for d in cgroup_dirs(name)]
+    if (state_root / name).exists():
+        found.append(f"state dir {state_root / name}")
+    return found
