@@ -16,12 +16,12 @@ import grpc
 import torch
 
 from fl_app import config as cfg
-from fl_app.data import DataError, load_mnist
+from fl_app.data import DataError, Dataset, load_mnist
 from fl_app.models import build_model
 from fl_app.partition import parse_split, partition
 from fl_app.proto import fl_pb2, fl_pb2_grpc
 from fl_app.tensors import from_proto, to_proto
-from fl_app.train import load_arrays, train_local
+from fl_app.train import load_arrays, train_local, warm_up
 
 # Server answers after which retrying cannot help.
 FATAL = {
@@ -41,15 +41,22 @@ class Client:
     def __init__(self, cid: int, data_dir: str) -> None:
         self.cid = cid
         self.data_dir = data_dir
+        self.data: Dataset | None = None
         self.spec: fl_pb2.RunSpec | None = None
         self.model: torch.nn.Module | None = None
         self.x: torch.Tensor | None = None
         self.y: torch.Tensor | None = None
 
+    def prepare(self) -> None:
+        """The start-up work that needs no run spec, done before joining so that it does not
+        land in round 1 (which starts as soon as every client has joined)."""
+        self.data = load_mnist(self.data_dir)
+        warm_up()
+
     def setup(self, spec: fl_pb2.RunSpec) -> None:
         if self.spec == spec:
             return  # a rejoin after a network hiccup: the partition is unchanged
-        data = load_mnist(self.data_dir)
+        data = self.data if self.data is not None else load_mnist(self.data_dir)
         parts = partition(
             data.y_train, spec.num_clients, parse_split(spec.split), spec.seed, spec.min_samples
         )
@@ -99,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p = cfg.Parser(prog="fl_app.client", description="FedAvg client.")
     p.add_argument("--server", required=True, help="HOST:PORT of the FL server")
     p.add_argument("--client-id", type=int, required=True)
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", default=cfg.default_data_dir())
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument(
         "--connect-timeout",
@@ -120,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     except cfg.ConfigError as exc:
         p.error(str(exc))
     torch.set_num_threads(ns.threads)
+    client = Client(ns.client_id, data_dir)
+    try:
+        client.prepare()
+    except DataError as exc:
+        log(ns.client_id, f"error: {exc}")
+        return 2
     options = cfg.grpc_options(ns.max_message_mb)
     if tls is None:
         channel = grpc.insecure_channel(ns.server, options=options)
@@ -130,7 +143,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         channel = grpc.secure_channel(ns.server, creds, options=options)
     stub = fl_pb2_grpc.FederatedLearningStub(channel)
-    client = Client(ns.client_id, data_dir)
     last_contact = time.monotonic()
     backoff = 0.1
     try:

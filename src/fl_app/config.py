@@ -42,6 +42,7 @@ class ServerConfig:
     run_id: str = "run"
     allowed_ids: tuple[str, ...] = field(default_factory=tuple)
     max_message_mb: int = 64
+    hold_file: str = ""  # start round 1 only once this file exists ("": at once)
 
     @property
     def min_required(self) -> int:
@@ -95,8 +96,13 @@ class Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line (no usage dump) and exits 2."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        one_line = " ".join(message.split())  # e.g. a multi-line download error from torchvision
+        sys.stderr.write(f"{self.prog}: error: {one_line}\n")
         sys.exit(2)
+
+
+def default_data_dir() -> str:
+    return os.environ.get("ZTFL_DATA_DIR") or os.path.expanduser("~/.cache/ztfl/mnist")
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
@@ -104,8 +110,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     d = ServerConfig(data_dir="")
     p.add_argument(
         "--data-dir",
-        default=os.environ.get("ZTFL_DATA_DIR"),
-        help="MNIST directory (default $ZTFL_DATA_DIR)",
+        default=default_data_dir(),
+        help="MNIST directory (default $ZTFL_DATA_DIR, else ~/.cache/ztfl/mnist)",
     )
     p.add_argument("--clients", type=int, default=d.num_clients, dest="num_clients")
     p.add_argument("--rounds", type=int, default=d.rounds)
@@ -142,11 +148,14 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         help="SPIFFE id a client certificate must carry (repeatable; mTLS only)",
     )
     p.add_argument("--max-message-mb", type=int, default=d.max_message_mb)
+    p.add_argument(
+        "--hold-file",
+        default="",
+        help="wait for this file to exist before round 1 (the harness's release)",
+    )
 
 
 def config_from_args(ns: argparse.Namespace) -> ServerConfig:
-    if not ns.data_dir:
-        raise ConfigError("--data-dir: required (or set ZTFL_DATA_DIR)")
     return ServerConfig(
         data_dir=ns.data_dir,
         num_clients=ns.num_clients,
@@ -168,6 +177,7 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         run_id=ns.run_id,
         allowed_ids=tuple(ns.allowed_ids),
         max_message_mb=ns.max_message_mb,
+        hold_file=ns.hold_file,
     ).validate()
 
 

@@ -9,6 +9,8 @@ before it returns, also on Ctrl-C.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from fl_app import config as cfg
+from fl_app.data import load_mnist
 from fl_app.events import read_events
 from fl_app.summary import render, summarize
 
@@ -170,6 +173,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads per client")
     ns = p.parse_args(argv)
+    created = not os.path.exists(ns.data_dir)
+    try:
+        # Fetch the dataset once here (only when absent), not concurrently in every process.
+        os.makedirs(ns.data_dir, exist_ok=True)
+        load_mnist(ns.data_dir, download=True)
+    except Exception as exc:  # DataError/OSError, or torchvision's URLError/RuntimeError offline
+        if created:
+            shutil.rmtree(ns.data_dir, ignore_errors=True)
+        p.error(
+            f"--data-dir {ns.data_dir}: no MNIST files there and the download failed ({exc}); "
+            "set ZTFL_DATA_DIR to a directory holding MNIST/raw/*.gz"
+        )
     try:
         conf = cfg.config_from_args(ns)
         if ns.threads < 1:

@@ -12,6 +12,8 @@ Run: ``python -m fl_app.server --data-dir DIR --clients 5 --rounds 10 [--tls-cer
 
 from __future__ import annotations
 
+import math
+import os
 import queue
 import sys
 import threading
@@ -304,6 +306,14 @@ class FLServer(fl_pb2_grpc.FederatedLearningServicer):  # type: ignore[misc]
                 "bad_num_samples",
                 f"num_samples {req.num_samples} must be > 0",
             )
+        if not (math.isfinite(req.train_seconds) and req.train_seconds >= 0):
+            # NaN/Inf would also make the client_update event unwritable (strict JSON).
+            return (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "invalid_update",
+                "bad_train_seconds",
+                f"train_seconds {req.train_seconds} must be a finite number >= 0",
+            )
         return None
 
     # ---- coordinator --------------------------------------------------------------------
@@ -356,7 +366,9 @@ class FLServer(fl_pb2_grpc.FederatedLearningServicer):  # type: ignore[misc]
         ok = len(updates) >= conf.min_required
         agg_start = time.perf_counter()
         if ok:
-            self.weights = fedavg([(w, n) for w, n, _ in updates.values()])
+            # In client-id order, not arrival order: float rounding then does not depend on
+            # which client finished first, so runs with the same seed stay bit-identical.
+            self.weights = fedavg([(w, n) for _, (w, n, _) in sorted(updates.items())])
         agg_seconds = time.perf_counter() - agg_start
         return self.log.emit(
             "round_end",
@@ -376,6 +388,38 @@ class FLServer(fl_pb2_grpc.FederatedLearningServicer):  # type: ignore[misc]
             sessions = list(self.sessions.values())
         for s in sessions:
             s.tasks.put(fl_pb2.Task(kind=fl_pb2.Task.FINISH))
+
+
+def start_grpc_server(
+    fl: FLServer, host: str, port: int, tls: tuple[bytes, bytes, bytes] | None
+) -> tuple[grpc.Server, int]:
+    """Serve ``fl`` on ``host:port`` (0: any free port); return the started server and its port."""
+    conf = fl.conf
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2 * conf.num_clients + 8),
+        options=cfg.grpc_options(conf.max_message_mb),
+    )
+    fl_pb2_grpc.add_FederatedLearningServicer_to_server(fl, server)
+    if tls is None:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    else:
+        cert, key, ca = tls
+        creds = grpc.ssl_server_credentials(
+            [(key, cert)], root_certificates=ca, require_client_auth=True
+        )
+        bound = server.add_secure_port(f"{host}:{port}", creds)
+    server.start()
+    return server, bound
+
+
+def _wait_for_file(path: str, timeout: float) -> bool:
+    """The harness releases a held run by creating ``path`` (after its proofs passed)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def run(
@@ -400,27 +444,16 @@ def run(
         update_bytes=fl.layout.nbytes,
         data_source=data.source,
     )
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=2 * conf.num_clients + 8),
-        options=cfg.grpc_options(conf.max_message_mb),
-    )
-    fl_pb2_grpc.add_FederatedLearningServicer_to_server(fl, server)
-    if tls is None:
-        bound = server.add_insecure_port(f"{host}:{port}")
-    else:
-        cert, key, ca = tls
-        creds = grpc.ssl_server_credentials(
-            [(key, cert)], root_certificates=ca, require_client_auth=True
-        )
-        bound = server.add_secure_port(f"{host}:{port}", creds)
-    server.start()
+    server, bound = start_grpc_server(fl, host, port, tls)
     log.emit("server_ready", port=bound, tls=tls is not None)
     completed, all_ok, reason, accuracy = 0, True, "completed", None
     target_hit = False
     first_round_t: float | None = None
     try:
         joined = fl.wait_for_clients(conf.num_clients, conf.join_timeout)
-        if joined < conf.min_required:
+        if conf.hold_file and not _wait_for_file(conf.hold_file, conf.join_timeout):
+            all_ok, reason = False, f"not released: {conf.hold_file} did not appear"
+        elif joined < conf.min_required:
             all_ok, reason = False, f"only {joined} of {conf.num_clients} clients joined"
         else:
             for r in range(1, conf.rounds + 1):

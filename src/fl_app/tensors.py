@@ -45,7 +45,9 @@ class Layout:
 def to_proto(arrays: Mapping[str, np.ndarray]) -> fl_pb2.Weights:
     out = fl_pb2.Weights()
     for name, arr in arrays.items():
-        a = np.ascontiguousarray(arr, dtype=DTYPES["float32"])
+        # asarray, not ascontiguousarray: the latter turns a 0-d tensor into shape [1].
+        # tobytes() writes C order whatever the memory layout.
+        a = np.asarray(arr, dtype=DTYPES["float32"])
         out.tensors.add(name=name, dtype="float32", shape=list(a.shape), data=a.tobytes())
     return out
 

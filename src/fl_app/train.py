@@ -22,6 +22,15 @@ class TrainResult:
     loss: float
 
 
+def warm_up() -> None:
+    """Pay torch's one-off lazy imports now, not inside the first timed ``train_local``.
+
+    Creating the first optimizer of a process imports ~900 modules (torch._dynamo, sympy, ...):
+    1.3-2.8 s on a 2-core machine, which otherwise lands in round 1's ``train_seconds``.
+    """
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
+
+
 def load_arrays(model: nn.Module, arrays: NDArrays) -> None:
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
 
