@@ -78,16 +78,22 @@ class PodStatus:
     ready: bool
     containers: tuple[ContainerStatus, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
+    init_containers: tuple[ContainerStatus, ...] = ()  # ``initContainerStatuses``, in order
 
     def _first_terminated(self) -> ContainerStatus | None:
+        # A failed init container counts (the regular containers then never ran); a
+        # successful one does not, so a running pod has no exit code yet.
+        failed_init = [c for c in self.init_containers
+                       if c.exit_code is not None and c.exit_code != 0]
         done = [c for c in self.containers if c.exit_code is not None]
-        failed = [c for c in done if c.exit_code != 0]
+        failed = failed_init + [c for c in done if c.exit_code != 0]
         first = failed or done
         return first[0] if first else None
 
     @property
     def exit_code(self) -> int | None:
-        """Exit code of the (first failed, else first) terminated container, if any."""
+        """Exit code of the (first failed, init containers first, else first) terminated
+        container, if any."""
         c = self._first_terminated()
         return c.exit_code if c else None
 
@@ -99,7 +105,29 @@ class PodStatus:
 
     @property
     def restart_count(self) -> int:
-        return sum(c.restart_count for c in self.containers)
+        return sum(c.restart_count for c in (*self.init_containers, *self.containers))
+
+    @property
+    def display(self) -> str:
+        """What ``kubectl get pod`` shows as STATUS (approximately): ``Init:Error``,
+        ``Init:1/2``, ``Init:CrashLoopBackOff``, ``PodInitializing``, ``OOMKilled``,
+        ``Completed``, ``CrashLoopBackOff``, ``Running`` ..."""
+        n = len(self.init_containers)
+        for i, c in enumerate(self.init_containers):
+            if c.state == "terminated" and c.exit_code == 0:
+                continue
+            if c.state == "terminated":
+                return f"Init:{c.reason or f'ExitCode:{c.exit_code}'}"
+            if c.waiting_reason and c.waiting_reason != "PodInitializing" and (
+                    c.restart_count or c.exit_code is not None):
+                return f"Init:{c.waiting_reason}"
+            return f"Init:{i}/{n}"
+        if self.phase in ("Succeeded", "Failed"):
+            return self.reason or self.phase
+        for c in self.containers:
+            if c.state == "waiting" and c.waiting_reason:
+                return c.waiting_reason
+        return self.phase
 
 
 @dataclass(frozen=True)

@@ -225,12 +225,19 @@ class PodSpec:
     restart_policy: Literal["Always", "OnFailure", "Never"] = "Always"
     service_account: str = "default"
     termination_grace: float = 5.0
+    init_containers: tuple[Container, ...] = ()  # run to completion, in order, before containers
+
+    def container_lists(self) -> tuple[tuple[str, tuple[Container, ...]], ...]:
+        """(field name, containers) for ``initContainers`` and ``containers``, for checks that
+        treat both alike and name the field in their errors."""
+        return (("initContainers", self.init_containers), ("containers", self.containers))
 
 
 _POD_FIELDS = {
     "containers", "volumes", "restartPolicy", "serviceAccountName", "serviceAccount",
     "terminationGracePeriodSeconds", "automountServiceAccountToken", "nodeSelector",
     "securityContext", "hostname", "subdomain", "enableServiceLinks", "dnsPolicy",
+    "initContainers",
 }
 _CONTAINER_FIELDS = {
     "name", "image", "imagePullPolicy", "command", "args", "env", "ports", "resources",
@@ -264,18 +271,27 @@ def parse_pod_spec(obj: Obj, spec: Any, path: str = "spec") -> PodSpec:
     if not isinstance(raw, list) or not raw:
         raise fail(obj, f"{path}.containers", "required (a non-empty list)")
     containers = tuple(_container(obj, c, f"{path}.containers[{i}]") for i, c in enumerate(raw))
-    names = [c.name for c in containers]
+    raw_init = spec.get("initContainers")
+    raw_init = [] if raw_init is None else raw_init
+    if not isinstance(raw_init, list):
+        raise fail(obj, f"{path}.initContainers", "must be a list")
+    init = tuple(_container(obj, c, f"{path}.initContainers[{i}]", init=True)
+                 for i, c in enumerate(raw_init))
+    names = [c.name for c in (*init, *containers)]
     if len(set(names)) != len(names):
-        raise fail(obj, f"{path}.containers", "container names must be unique")
+        dup = next(n for n in names if names.count(n) > 1)
+        raise fail(obj, f"{path}.containers", f"container name {dup!r} is not unique "
+                                              "(names are shared with initContainers)")
     volumes = tuple(
         _volume(obj, v, f"{path}.volumes[{i}]") for i, v in enumerate(spec.get("volumes") or [])
     )
     vnames = {v.name for v in volumes}
-    for i, c in enumerate(containers):
-        for j, m in enumerate(c.volume_mounts):
-            if m.name not in vnames:
-                raise fail(obj, f"{path}.containers[{i}].volumeMounts[{j}].name",
-                           f"no volume named {m.name!r} in {path}.volumes")
+    for field_, cs in (("initContainers", init), ("containers", containers)):
+        for i, c in enumerate(cs):
+            for j, m in enumerate(c.volume_mounts):
+                if m.name not in vnames:
+                    raise fail(obj, f"{path}.{field_}[{i}].volumeMounts[{j}].name",
+                               f"no volume named {m.name!r} in {path}.volumes")
     policy = spec.get("restartPolicy", "Always")
     if policy not in ("Always", "OnFailure", "Never"):
         raise fail(obj, f"{path}.restartPolicy", f"{policy!r}: use Always, OnFailure or Never")
@@ -283,15 +299,18 @@ def parse_pod_spec(obj: Obj, spec: Any, path: str = "spec") -> PodSpec:
     if not isinstance(grace, int | float) or grace < 0:
         raise fail(obj, f"{path}.terminationGracePeriodSeconds", "must be a number >= 0")
     sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
-    return PodSpec(containers, volumes, policy, str(sa), float(grace))
+    return PodSpec(containers, volumes, policy, str(sa), float(grace), init)
 
 
-def _container(obj: Obj, c: Any, path: str) -> Container:
+def _container(obj: Obj, c: Any, path: str, *, init: bool = False) -> Container:
     if not isinstance(c, Mapping):
         raise fail(obj, path, "must be a mapping")
     for key in c:
         if key not in _CONTAINER_FIELDS:
             raise fail(obj, f"{path}.{key}", "not supported by this backend")
+    if init and "readinessProbe" in c:
+        raise fail(obj, f"{path}.readinessProbe", "must not be set for init containers")
+    _security_context(obj, c.get("securityContext"), f"{path}.securityContext")
     name = c.get("name")
     if not isinstance(name, str) or not _DNS_LABEL.match(name):
         raise fail(obj, f"{path}.name", f"{name!r} is not a valid container name")
@@ -312,6 +331,24 @@ def _container(obj: Obj, c: Any, path: str) -> Container:
     )
     probe = _probe(obj, c.get("readinessProbe"), f"{path}.readinessProbe", pnames)
     return Container(name, command, args, env, ports, wd, cpu, mem, mounts, probe)
+
+
+def _security_context(obj: Obj, sc: Any, path: str) -> None:
+    """Checked for shape only: no backend here enforces it (the local backend runs every
+    container as root with the caller's capabilities; see ``k8s_fixtures.local``)."""
+    if sc is None:
+        return
+    if not isinstance(sc, Mapping):
+        raise fail(obj, path, "must be a mapping")
+    caps = sc.get("capabilities")
+    if caps is None:
+        return
+    if not isinstance(caps, Mapping):
+        raise fail(obj, f"{path}.capabilities", "must be a mapping")
+    for key, v in caps.items():
+        if key not in ("add", "drop"):
+            raise fail(obj, f"{path}.capabilities.{key}", "not supported (add, drop)")
+        _strs(obj, f"{path}.capabilities.{key}", v)
 
 
 def _env(obj: Obj, e: Any, path: str) -> EnvVar:
@@ -474,19 +511,35 @@ def config_data(obj: Obj) -> dict[str, bytes]:
     return out
 
 
+def annotations_of(obj: Mapping[str, Any]) -> dict[str, str]:
+    return dict(obj.get("metadata", {}).get("annotations") or {})
+
+
 def template_of(obj: Obj, path: str = "spec.template") -> tuple[dict[str, str], Any]:
     """(labels, spec) of a workload's pod template."""
+    labels, _, spec = template_meta(obj, path)
+    return labels, spec
+
+
+def template_meta(obj: Obj, path: str = "spec.template") -> tuple[
+        dict[str, str], dict[str, str], Any]:
+    """(labels, annotations, spec) of a workload's pod template."""
     spec = obj.get("spec")
     if not isinstance(spec, Mapping) or not isinstance(spec.get("template"), Mapping):
         raise fail(obj, path, "required (a mapping)")
     tmpl = spec["template"]
     meta = tmpl.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    if not isinstance(labels, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    ):
-        raise fail(obj, f"{path}.metadata.labels", "must map strings to strings")
-    return dict(labels), tmpl.get("spec")
+    if not isinstance(meta, Mapping):
+        raise fail(obj, f"{path}.metadata", "must be a mapping")
+    out: list[dict[str, str]] = []
+    for key in ("labels", "annotations"):
+        m = meta.get(key) or {}
+        if not isinstance(m, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in m.items()
+        ):
+            raise fail(obj, f"{path}.metadata.{key}", "must map strings to strings")
+        out.append(dict(m))
+    return out[0], out[1], tmpl.get("spec")
 
 
 def match_labels(obj: Obj, path: str) -> dict[str, str]:

@@ -11,8 +11,16 @@ is refused at ``apply`` with ``Kind ns/name: field: reason`` and nothing is crea
   NetworkPolicy); ``resources.limits.cpu/memory`` (cgroups, root only); ``volumeMounts`` of
   ``configMap``/``secret``/``emptyDir`` volumes (contents fixed at pod start, no ``subPath``);
   ``workingDir``; ``readinessProbe`` with ``tcpSocket`` or ``exec``; ``restartPolicy``;
-  ``terminationGracePeriodSeconds`` (default 5 s). Not supported: initContainers, liveness
-  probes, securityContext beyond being ignored, hostNetwork, PVCs.
+  ``terminationGracePeriodSeconds`` (default 5 s); ``metadata.annotations`` (kept, handed to
+  overlays in :class:`.view.PodInfo`). ``initContainers`` run one at a time, in order, each to
+  exit 0, before any regular container starts (a failure is retried with back-off, or with
+  ``restartPolicy: Never`` fails the pod: status ``Init:Error``). All containers of a pod share
+  its network namespace and volumes; each has its own mount namespace, which ``exec`` enters.
+  ``securityContext`` is checked for shape and otherwise ignored: containers run as root with
+  the harness's capabilities, nothing is dropped (so ``capabilities.add: [NET_ADMIN]`` holds
+  trivially, and a pod is *not* confined the way a restricted Kubernetes pod is). Not
+  supported: liveness probes, sidecar-style init containers (``restartPolicy`` on a
+  container), hostNetwork, PVCs.
 * ``apps/v1 Deployment`` - ``replicas`` pods with stable names ``<name>-0 .. <name>-<n-1>`` and
   the template's labels; re-applying scales, a changed template recreates the pods.
 * ``batch/v1 Job`` - one pod ``<name>-0`` (completions = parallelism = 1; no backoffLimit).

@@ -4,7 +4,13 @@ Everything that can be wrong with a batch is found here, before anything is crea
 bad batch leaves nothing behind: unsupported kinds and fields, malformed objects, missing
 namespaces / ConfigMaps / Secrets / keys, commands that do not exist, mount paths the backend
 cannot provide, and a pod CIDR without room for the new pods. Deployments and Jobs are
-expanded into the pods they stand for (stable names ``<name>-<i>``).
+expanded into the pods they stand for (stable names ``<name>-<i>``). ``initContainers`` are
+checked exactly like ``containers``.
+
+Accepted but not acted on locally: ``image``/``imagePullPolicy`` (commands run from this
+machine's filesystem, so ``command`` is required) and ``securityContext`` (every container runs
+as root with the harness's capabilities, so ``capabilities.add: [NET_ADMIN]`` is already
+granted and nothing is dropped; ``runAsUser`` and the like are not applied).
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from k8s_fixtures.cluster import Obj
 from k8s_fixtures.local.pods import DEFAULT_PATH
 from k8s_fixtures.local.view import NAMESPACE_NAME_LABEL
 from k8s_fixtures.manifests import (
+    Container,
     PodSpec,
+    annotations_of,
     config_data,
     fail,
     labels_of,
@@ -27,7 +35,7 @@ from k8s_fixtures.manifests import (
     namespace_of,
     parse_pod_spec,
     selector_matches,
-    template_of,
+    template_meta,
 )
 
 API_VERSIONS = {
@@ -59,6 +67,7 @@ class NewPod:
     spec: PodSpec
     obj: Obj  # the object it came from (for error messages and env/volume lookups)
     owner: str | None = None  # "Deployment/x", "Job/x"
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,46 +81,55 @@ class Plan:
 
 
 def _check_command(obj: Obj, spec: PodSpec, path: str, env_path: dict[str, str]) -> None:
-    for i, c in enumerate(spec.containers):
-        cpath = f"{path}.containers[{i}].command"
-        if not c.command:
-            raise fail(obj, cpath, "required by the local backend (it runs no images, so "
-                                   "there is no image entrypoint)")
-        exe = c.command[0]
-        search = env_path.get(c.name, DEFAULT_PATH)
-        if "/" in exe:
-            if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
-                raise fail(obj, cpath, f"{exe!r} does not exist or is not executable")
-        elif shutil.which(exe, path=search) is None:
-            raise fail(obj, cpath, f"{exe!r} not found in PATH {search}")
-        for j, m in enumerate(c.volume_mounts):
-            anc = m.mount_path
-            while not os.path.isdir(anc):
-                anc = os.path.dirname(anc)
-            if anc == "/":
-                raise fail(obj, f"{path}.containers[{i}].volumeMounts[{j}].mountPath",
-                           f"{m.mount_path}: the local backend needs an existing parent "
-                           "directory other than / (it overlays that directory privately)")
+    for field_, containers in spec.container_lists():
+        for i, c in enumerate(containers):
+            _check_container_command(obj, c, f"{path}.{field_}[{i}]", env_path)
+
+
+def _check_container_command(obj: Obj, c: Container, path: str,
+                             env_path: dict[str, str]) -> None:
+    cpath = f"{path}.command"
+    if not c.command:
+        raise fail(obj, cpath, "required by the local backend (it runs no images, so "
+                               "there is no image entrypoint)")
+    exe = c.command[0]
+    search = env_path.get(c.name, DEFAULT_PATH)
+    if "/" in exe:
+        if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+            raise fail(obj, cpath, f"{exe!r} does not exist or is not executable")
+    elif shutil.which(exe, path=search) is None:
+        raise fail(obj, cpath, f"{exe!r} not found in PATH {search}")
+    for j, m in enumerate(c.volume_mounts):
+        anc = m.mount_path
+        while not os.path.isdir(anc):
+            anc = os.path.dirname(anc)
+        if anc == "/":
+            raise fail(obj, f"{path}.volumeMounts[{j}].mountPath",
+                       f"{m.mount_path}: the local backend needs an existing parent "
+                       "directory other than / (it overlays that directory privately)")
 
 
 def _check_refs(obj: Obj, spec: PodSpec, path: str, ns: str,
                 objects: Mapping[Key, Obj]) -> dict[str, str]:
     """Check env/volume references; return container name -> PATH from its env."""
     paths: dict[str, str] = {}
-    for i, c in enumerate(spec.containers):
-        for j, e in enumerate(c.env):
-            if e.name == "PATH" and e.value is not None:
-                paths[c.name] = e.value
-            if e.source is None:
-                continue
-            kind_field, src, k = e.source
-            kind = "Secret" if kind_field == "secretKeyRef" else "ConfigMap"
-            ref = objects.get((kind, ns, src))
-            if ref is None or k not in config_data(ref):
-                if e.optional:
+    for field_, containers in spec.container_lists():
+        for i, c in enumerate(containers):
+            for j, e in enumerate(c.env):
+                if e.name == "PATH" and e.value is not None:
+                    paths[c.name] = e.value
+                if e.source is None:
                     continue
-                what = f"no {kind} {src!r}" if ref is None else f"{kind} {src!r} has no key {k!r}"
-                raise fail(obj, f"{path}.containers[{i}].env[{j}].valueFrom.{kind_field}", what)
+                kind_field, src, k = e.source
+                kind = "Secret" if kind_field == "secretKeyRef" else "ConfigMap"
+                ref = objects.get((kind, ns, src))
+                if ref is None or k not in config_data(ref):
+                    if e.optional:
+                        continue
+                    what = (f"no {kind} {src!r}" if ref is None
+                            else f"{kind} {src!r} has no key {k!r}")
+                    raise fail(obj, f"{path}.{field_}[{i}].env[{j}].valueFrom.{kind_field}",
+                               what)
     for i, v in enumerate(spec.volumes):
         if v.kind == "emptyDir":
             continue
@@ -144,8 +162,9 @@ def _replicas(obj: Obj, key: str, default: int) -> int:
     return n
 
 
-def _workload(obj: Obj, objects: Mapping[Key, Obj]) -> tuple[dict[str, str], PodSpec]:
-    labels, raw = template_of(obj)
+def _workload(obj: Obj, objects: Mapping[Key, Obj]) -> tuple[
+        dict[str, str], dict[str, str], PodSpec]:
+    labels, annotations, raw = template_meta(obj)
     spec = _pod_spec(obj, raw, "spec.template.spec", objects)
     sel = match_labels(obj, "spec.selector")
     if obj["kind"] == "Deployment":
@@ -157,7 +176,7 @@ def _workload(obj: Obj, objects: Mapping[Key, Obj]) -> tuple[dict[str, str], Pod
         raise fail(obj, "spec.template.spec.restartPolicy", "must be Never or OnFailure for a Job")
     if sel and not selector_matches(sel, labels):
         raise fail(obj, "spec.selector", "does not match spec.template.metadata.labels")
-    return labels, spec
+    return labels, annotations, spec
 
 
 def _service(obj: Obj) -> None:
@@ -234,7 +253,8 @@ def admit(
             if (ns, name) in pods:
                 raise fail(obj, "metadata.name", f"a pod {ns}/{name} already exists "
                                                  f"(made by {pods[(ns, name)]})")
-            plan.new_pods.append(NewPod(ns, name, labels_of(obj), spec, obj))
+            plan.new_pods.append(NewPod(ns, name, labels_of(obj), spec, obj,
+                                        annotations=annotations_of(obj)))
         elif kind in ("Deployment", "Job"):
             _plan_workload(plan, obj, merged, stored, pods)
         merged[k] = obj
@@ -249,7 +269,7 @@ def admit(
 def _plan_workload(plan: Plan, obj: Obj, merged: Mapping[Key, Obj], stored: Mapping[Key, Obj],
                    pods: Mapping[tuple[str, str], str | None]) -> None:
     kind, ns, name = key_of(obj)
-    labels, spec = _workload(obj, merged)
+    labels, annotations, spec = _workload(obj, merged)
     if kind == "Job":
         for f in ("completions", "parallelism"):
             if _replicas(obj, f, 1) != 1:
@@ -273,4 +293,4 @@ def _plan_workload(plan: Plan, obj: Obj, merged: Mapping[Key, Obj], stored: Mapp
         if (ns, pod) in pods and pods[(ns, pod)] != owner:
             raise fail(obj, "metadata.name", f"its pod name {ns}/{pod} is taken by "
                                              f"{pods[(ns, pod)] or 'a Pod'}")
-        plan.new_pods.append(NewPod(ns, pod, dict(labels), spec, obj, owner))
+        plan.new_pods.append(NewPod(ns, pod, dict(labels), spec, obj, owner, dict(annotations)))

@@ -41,7 +41,7 @@ from k8s_fixtures.local.privileges import Holder, Mode, detect, tool
 from k8s_fixtures.local.topology import BRIDGE, Node, TopologyError, host_route_overlap
 from k8s_fixtures.local.view import NAMESPACE_NAME_LABEL, ClusterView, Overlay, PodInfo
 from k8s_fixtures.local.volumes import materialize
-from k8s_fixtures.manifests import config_data, load, ref, selector_matches
+from k8s_fixtures.manifests import Container, config_data, load, ref, selector_matches
 
 POLL = 0.02  # status polling interval of the wait_* methods
 
@@ -251,7 +251,8 @@ class LocalCluster:
             overlay.sync(self, self.view())
 
     def view(self) -> ClusterView:
-        """A snapshot of namespaces, pods (netns, IP, labels, ports) and overlay objects."""
+        """A snapshot of namespaces, pods (netns, IP, labels, annotations, ports) and overlay
+        objects."""
         with self._lock:
             ns_labels = {k[2]: {**(o["metadata"].get("labels") or {}), NAMESPACE_NAME_LABEL: k[2]}
                          for k, o in self._objects.items() if k[0] == "Namespace"}
@@ -259,7 +260,7 @@ class LocalCluster:
                 PodInfo(p.namespace, p.name, p.link.ip, p.link.netns, p.link.host_if,
                         dict(p.labels), ns_labels.get(p.namespace, {}),
                         tuple(port for c in p.spec.containers for port in c.ports),
-                        p.phase())
+                        p.phase(), dict(p.annotations))
                 for p in self._pods.values() if not p.deleting
             )
             kinds = {k for o in self._overlays for k in o.kinds}
@@ -335,8 +336,9 @@ class LocalCluster:
         lookup = self._lookup(new.namespace)
         vols = materialize(d, new.spec, lookup)
         files = [(str(d / "resolv.conf"), "/etc/resolv.conf"), (str(d / "hosts"), "/etc/hosts")]
-        runs = []
-        for c in new.spec.containers:
+
+        def run(c: Container, init: bool) -> ContainerRun:
+            assert self._state is not None
             env = {"PATH": DEFAULT_PATH, "HOME": "/root", "HOSTNAME": new.name,
                    state.MARKER: self._state.marker}
             for e in c.env:
@@ -353,9 +355,14 @@ class LocalCluster:
             ]
             cg = self._cgroups.container(f"{new.namespace}.{new.name}.{c.name}") \
                 if self._cgroups else None
-            runs.append(ContainerRun(c, env, mounts, files, d / f"{c.name}.json",
-                                     d / f"{c.name}.log", cg))
-        return PodRun(new.namespace, new.name, new.labels, new.spec, link, d, runs, new.owner)
+            log = d / f"{c.name}.log"
+            log.touch()  # exists before the container starts: logs(follow=True) can wait on it
+            return ContainerRun(c, env, mounts, files, d / f"{c.name}.json", log, cg, init=init)
+
+        return PodRun(new.namespace, new.name, new.labels, new.spec, link, d,
+                      [run(c, False) for c in new.spec.containers], new.owner,
+                      init=[run(c, True) for c in new.spec.init_containers],
+                      annotations=dict(new.annotations))
 
     def _dns_ip_for(self, link: Any) -> str:
         pod = self._pods.get((dns.NAMESPACE, dns.POD))
@@ -466,7 +473,7 @@ class LocalCluster:
                 sts = self.pods(namespace, selector=selector)
             for s in sts:
                 if s.phase in ("Failed", "Succeeded") or any(
-                    c.reason == "StartError" for c in s.containers
+                    c.reason == "StartError" for c in (*s.init_containers, *s.containers)
                 ):
                     raise ClusterError(f"pod {namespace}/{s.name} will not become ready: "
                                        f"{self._describe(s)}")
@@ -479,14 +486,21 @@ class LocalCluster:
             time.sleep(POLL)
 
     def _describe(self, s: PodStatus) -> str:
-        parts: list[str] = [s.phase]
-        for c in s.containers:
-            if c.exit_code is not None:
+        parts: list[str] = [s.phase if s.display == s.phase else f"{s.phase} ({s.display})"]
+        failed_init = None
+        for c in (*s.init_containers, *s.containers):
+            if c.exit_code is not None and (c.exit_code != 0 or c in s.containers):
                 parts.append(f"{c.name} exit {c.exit_code} {c.reason}"
                              + (f" ({c.message})" if c.message else ""))
+                if c in s.init_containers and failed_init is None:
+                    failed_init = c.name
             if c.restart_count:
                 parts.append(f"{c.name} restarts {c.restart_count}")
-        last = [line for line in self.logs(s.namespace, s.name) if line.strip()][-1:]
+        try:
+            lines = list(self.logs(s.namespace, s.name, container=failed_init))
+        except ClusterError:  # the pod went away meanwhile
+            lines = []
+        last = [line for line in lines if line.strip()][-1:]
         if last:
             parts.append(f"last log line: {last[0].strip()[:200]}")
         return ", ".join(parts)
@@ -502,15 +516,21 @@ class LocalCluster:
             time.sleep(POLL)
 
     def _container(self, p: PodRun, container: str | None) -> ContainerRun:
+        """The named container (init containers included), by default the first regular one."""
         if container is None:
             return p.containers[0]
-        for c in p.containers:
+        for c in p.all_containers:
             if c.spec.name == container:
                 return c
-        raise ClusterError(f"pod {p.namespace}/{p.name} has no container {container!r}")
+        names = ", ".join(c.spec.name for c in p.all_containers)
+        raise ClusterError(f"pod {p.namespace}/{p.name} has no container {container!r} "
+                           f"(it has {names})")
 
     def logs(self, namespace: str, pod: str, *, container: str | None = None,
              follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        """The container's output; ``container`` may name an init container. With ``follow``
+        a container that has not started yet (waiting for init containers) is waited for, until
+        it ends or the pod ends without it."""
         with self._lock:
             p = self._pod(namespace, pod)
             c = self._container(p, container)
@@ -529,7 +549,8 @@ class LocalCluster:
                 buf += f.read()
                 *lines, buf = buf.split("\n")
                 yield from (line + "\n" for line in lines)
-                done = c.state == "terminated" or p.deleting or p.key not in self._pods
+                done = (c.state == "terminated" or p.deleting or p.key not in self._pods
+                        or (c.pid is None and p.phase() in ("Succeeded", "Failed")))
                 timed_out = deadline is not None and time.monotonic() > deadline
                 if not follow or timed_out or done:
                     # one more read: the container may have written just before it ended

@@ -34,6 +34,11 @@ def _bind(src: str, dst: str, read_only: bool) -> None:
         _mount(None, dst, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
 
 
+def _source(path: str) -> str:
+    """A name for ``path`` that survives later mounts over its parents (an O_PATH fd)."""
+    return f"/proc/self/fd/{os.open(path, os.O_PATH | os.O_CLOEXEC)}"
+
+
 def _make_path(path: str, scratch: str, overlaid: set[str]) -> None:
     """Make directory ``path`` exist in this mount namespace only.
 
@@ -68,11 +73,17 @@ def main(spec_path: str) -> None:
     if _libc.unshare(CLONE_NEWUTS) == 0:
         name = spec["hostname"].encode()
         _libc.sethostname(name, len(name))
+    # Open every source first: a mountPath's private overlay may cover the directory a
+    # source lives in (the state directory under /run or /tmp), and a bind from the path
+    # would then take the overlay's copy: an emptyDir would stop being shared.
+    mounts = [(_source(m["src"]), m["dst"], bool(m.get("ro", False)))
+              for m in spec.get("mounts", [])]
+    files = [(_source(src), dst) for src, dst in spec.get("files", [])]
     overlaid: set[str] = set()
-    for m in spec.get("mounts", []):
-        _make_path(m["dst"], spec["scratch"], overlaid)
-        _bind(m["src"], m["dst"], m.get("ro", False))
-    for src, dst in spec.get("files", []):
+    for src, dst, ro in mounts:
+        _make_path(dst, spec["scratch"], overlaid)
+        _bind(src, dst, ro)
+    for src, dst in files:
         _bind(src, dst, False)
     if spec.get("cwd"):
         os.chdir(spec["cwd"])

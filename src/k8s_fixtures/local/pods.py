@@ -7,6 +7,16 @@ pidfds, records exit codes and termination reasons (``Completed``, ``Error``, ``
 from the cgroup's OOM-kill counter, ``StartError``) and restarts containers according to the
 pod's ``restartPolicy`` with an exponential back-off (0.5 s doubling, capped at 10 s).
 
+Init containers (``spec.initContainers``) run first, one at a time and in order, the Kubernetes
+way: each must exit 0 before the next one (and finally every regular container) is started.
+One that fails is restarted with the same back-off unless ``restartPolicy`` is ``Never``; then
+the pod is ``Failed`` and its regular containers never start (they stay waiting with
+``PodInitializing``, as on Kubernetes). Every container of a pod, init or regular, shares the
+pod's network namespace and volumes; each has its own mount namespace (its mounts, resolv.conf,
+hosts), which :meth:`Supervisor.exec` enters. ``image`` is ignored: commands come from this
+machine's filesystem. Containers run as root with the harness's capabilities (nothing is
+dropped, so ``securityContext.capabilities.add`` such as ``NET_ADMIN`` needs nothing extra).
+
 Stopping a pod sends SIGTERM to the container's whole process tree (cgroup, else process
 group), waits for the pod's grace period, then SIGKILLs what is left and removes the cgroups.
 """
@@ -63,6 +73,7 @@ class ContainerRun:
     oom_seen: int = 0
     probe_at: float = 0.0
     probe_ok: bool = False
+    init: bool = False  # an init container (runs to completion before the regular ones)
 
     @property
     def pid(self) -> int | None:
@@ -89,12 +100,31 @@ class PodRun:
     owner: str | None = None  # "Deployment/x" or "Job/x" for pods made from a template
     deleting: bool = False
     ready: dict[str, bool] = field(default_factory=dict)
+    init: list[ContainerRun] = field(default_factory=list)  # spec.initContainers, in order
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.name)
 
+    @property
+    def all_containers(self) -> list[ContainerRun]:
+        return [*self.init, *self.containers]
+
+    @property
+    def initialized(self) -> bool:
+        """Every init container has exited 0 (true when there are none)."""
+        return all(c.state == "terminated" and c.exit_code == 0 for c in self.init)
+
+    def next_init(self) -> ContainerRun | None:
+        """The init container to run next (None once all have succeeded)."""
+        return next((c for c in self.init if not (c.state == "terminated" and c.exit_code == 0)),
+                    None)
+
     def phase(self) -> PodPhase:
+        if not self.initialized:
+            failed = any(c.state == "terminated" and c.exit_code != 0 for c in self.init)
+            return "Failed" if failed and self.spec.restart_policy == "Never" else "Pending"
         cs = self.containers
         if any(c.state == "waiting" and c.exit_code is None for c in cs):
             return "Pending"
@@ -107,15 +137,16 @@ class PodRun:
         return "Running"
 
     def status(self) -> PodStatus:
-        containers = tuple(
-            ContainerStatus(c.spec.name, c.state, self.ready.get(c.spec.name, False),
-                            c.restart_count, c.exit_code, c.reason, c.message, c.waiting_reason)
-            for c in self.containers
-        )
+        def one(c: ContainerRun) -> ContainerStatus:
+            return ContainerStatus(c.spec.name, c.state, self.ready.get(c.spec.name, False),
+                                   c.restart_count, c.exit_code, c.reason, c.message,
+                                   c.waiting_reason)
+
+        containers = tuple(one(c) for c in self.containers)
         phase = self.phase()
         ready = phase == "Running" and all(s.ready for s in containers)
         return PodStatus(self.namespace, self.name, phase, self.link.ip, ready, containers,
-                         dict(self.labels))
+                         dict(self.labels), tuple(one(c) for c in self.init))
 
 
 def _listening(pid: int, port: int) -> bool:
@@ -149,11 +180,28 @@ class Supervisor:
     # ------------------------------------------------------------------ starting
 
     def start(self, pod: PodRun) -> None:
+        """Start the pod: its first init container, or (without any) every container."""
         with self._cond:
             self._pods.append(pod)
             for c in pod.containers:
+                c.waiting_reason = "PodInitializing" if pod.init else "ContainerCreating"
+            first = pod.next_init()
+            for c in [first] if first is not None else pod.containers:
                 self._spawn(pod, c)
         self._wake()
+
+    def _advance(self, pod: PodRun) -> None:
+        """After an init container succeeded: start the next one, or the regular containers.
+        A start that fails is recorded as that container's StartError (never raises)."""
+        nxt = pod.next_init()
+        for c in [nxt] if nxt is not None else pod.containers:
+            try:
+                self._spawn(pod, c)
+            except (OSError, ClusterError) as e:
+                c.next_start, c.state, c.waiting_reason = None, "terminated", None
+                c.reason, c.message, c.exit_code = "StartError", str(e), 128
+                if nxt is not None:
+                    return
 
     def _spawn(self, pod: PodRun, c: ContainerRun) -> None:
         if c.cgroup is not None:
@@ -211,11 +259,11 @@ class Supervisor:
             with self._cond:
                 if self._stopping:
                     return
-                fds = {c.pidfd: (p, c) for p in self._pods for c in p.containers
+                fds = {c.pidfd: (p, c) for p in self._pods for c in p.all_containers
                        if c.pidfd >= 0}
-                starts = {c.start_fd: c for p in self._pods for c in p.containers
+                starts = {c.start_fd: c for p in self._pods for c in p.all_containers
                           if c.start_fd >= 0}
-                due = [c.next_start for p in self._pods for c in p.containers
+                due = [c.next_start for p in self._pods for c in p.all_containers
                        if c.next_start is not None]
             timeout = max(0.0, min(due) - time.monotonic()) if due else None
             ready, _, _ = select.select([self._wake_r, *fds, *starts], [], [], timeout)
@@ -231,7 +279,7 @@ class Supervisor:
                         self._exited(*fds[fd])
                 now = time.monotonic()
                 for p in self._pods:
-                    for c in p.containers:
+                    for c in p.all_containers:
                         if c.next_start is not None and c.next_start <= now and not p.deleting:
                             c.restart_count += 1
                             try:
@@ -270,6 +318,17 @@ class Supervisor:
         c.state = "terminated"
         pod.ready[c.spec.name] = False
         policy = pod.spec.restart_policy
+        if c.init:
+            # Init containers are retried until they succeed unless the policy is Never
+            # (Always behaves as OnFailure for them, as on Kubernetes).
+            if pod.deleting:
+                return
+            if rc == 0:
+                self._advance(pod)
+            elif c.reason != "StartError" and policy != "Never":
+                c.state, c.waiting_reason = "waiting", "CrashLoopBackOff"
+                c.next_start = time.monotonic() + min(BACKOFF_MAX, 0.5 * 2 ** c.restart_count)
+            return
         if not pod.deleting and c.reason != "StartError" and (
             policy == "Always" or (policy == "OnFailure" and rc != 0)
         ):
@@ -341,13 +400,13 @@ class Supervisor:
         with self._cond:
             for p in pods:
                 p.deleting = True
-                for c in p.containers:
+                for c in p.all_containers:
                     c.next_start = None
                     self._signal(c, signal.SIGTERM)
             grace = max(p.spec.termination_grace for p in pods)
 
             def running() -> list[ContainerRun]:
-                return [c for p in pods for c in p.containers if c.pidfd >= 0]
+                return [c for p in pods for c in p.all_containers if c.pidfd >= 0]
 
             self._wake()
             self._cond.wait_for(lambda: not running(), timeout=grace)
@@ -355,12 +414,12 @@ class Supervisor:
                 self._signal(c, signal.SIGKILL)
             if not self._cond.wait_for(lambda: not running(), timeout=5):
                 for p in pods:  # the monitor is gone: reap here
-                    for c in p.containers:
+                    for c in p.all_containers:
                         if c.pidfd >= 0 and c.proc is not None:
                             c.proc.wait(timeout=5)
                             self._exited(p, c)
             for p in pods:
-                for c in p.containers:
+                for c in p.all_containers:
                     if c.cgroup is not None:
                         c.cgroup.kill_all()
                         with contextlib.suppress(OSError):

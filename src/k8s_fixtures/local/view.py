@@ -5,7 +5,8 @@ kinds it realises (e.g. ``{"NetworkPolicy"}``); the backend then accepts and sto
 objects and calls :meth:`Overlay.sync` with a fresh :class:`ClusterView` whenever pods,
 namespaces or any of those objects change. New pods are in the view (with their network
 namespace and IP, phase ``Pending``) *before* their processes start, so rules are in place
-when the workload's first packet leaves. A sync that raises makes the ``apply`` fail and be
+when the workload's first packet leaves (an init container's first packet too: init containers
+are processes of the pod like any other). A sync that raises makes the ``apply`` fail and be
 rolled back.
 """
 
@@ -37,6 +38,8 @@ class PodInfo:
     namespace_labels: Mapping[str, str]  # including kubernetes.io/metadata.name
     ports: tuple[ContainerPort, ...]  # every container's ports, names kept
     phase: PodPhase
+    # metadata.annotations (a template's, for Deployment/Job pods), e.g. ztfl.io/net-profile
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:

@@ -263,11 +263,14 @@ def test_overlay_hook_sees_pods_before_they_start(tmp_path: Path) -> None:
             c.apply(policy)
         ov = RecordingOverlay()
         c.add_overlay(ov)
-        c.apply([policy, web("default")])
+        annotated = web("default")
+        annotated["metadata"]["annotations"] = {"ztfl.io/net-profile": "wan"}
+        c.apply([policy, annotated])
         view = ov.views[-1]
         assert view.objects["NetworkPolicy"][0]["metadata"]["name"] == "deny"
         p = view.pod("default", "web")
         assert p.phase == "Pending"  # synced before the process started
+        assert p.annotations == {"ztfl.io/net-profile": "wan"}
         assert (p.labels, p.namespace_labels) == (
             {"app": "web"}, {"kubernetes.io/metadata.name": "default"})
         assert p.ports[0].name == "http" and p.netns.startswith(c.name)

@@ -16,6 +16,7 @@ from k8s_fixtures.manifests import (
     load,
     memory_bytes,
     parse_pod_spec,
+    template_meta,
 )
 
 
@@ -64,8 +65,20 @@ def test_metadata_errors(obj: dict[str, Any], message: str) -> None:
      r"spec\.containers\[0\]\.volumeMounts\[0\]\.name: no volume named 'v'"),
     ({"containers": [{"name": "c", "command": ["a"], "livenessProbe": {}}]},
      r"spec\.containers\[0\]\.livenessProbe: not supported"),
-    ({"containers": [{"name": "c", "command": ["a"]}], "initContainers": []},
-     r"spec\.initContainers: not supported"),
+    ({"containers": [{"name": "c", "command": ["a"]}], "initContainers": {}},
+     r"spec\.initContainers: must be a list"),
+    ({"containers": [{"name": "c", "command": ["a"]}], "initContainers": [
+        {"name": "i", "command": ["a"], "readinessProbe": {"exec": {"command": ["t"]}}}]},
+     r"spec\.initContainers\[0\]\.readinessProbe: must not be set for init containers"),
+    ({"containers": [{"name": "c", "command": ["a"]}], "initContainers": [
+        {"name": "c", "command": ["a"]}]},
+     r"spec\.containers: container name 'c' is not unique"),
+    ({"containers": [{"name": "c", "command": ["a"]}], "initContainers": [
+        {"name": "i", "command": ["a"], "volumeMounts": [{"name": "v", "mountPath": "/etc/x"}]}]},
+     r"spec\.initContainers\[0\]\.volumeMounts\[0\]\.name: no volume named 'v'"),
+    ({"containers": [{"name": "c", "command": ["a"],
+                      "securityContext": {"capabilities": {"add": "NET_ADMIN"}}}]},
+     r"spec\.containers\[0\]\.securityContext\.capabilities\.add: must be a list"),
     ({"containers": [{"name": "c", "command": ["a"], "env": [
         {"name": "A", "valueFrom": {"fieldRef": {}}}]}]},
      r"spec\.containers\[0\]\.env\[0\]\.valueFrom\.fieldRef: not supported"),
@@ -89,6 +102,29 @@ def test_named_ports_limits_and_probe_are_kept() -> None:
     assert (c.ports[0].name, c.ports[0].port, c.ports[0].protocol) == ("grpc", 8080, "TCP")
     assert (c.cpu_millis, c.memory_bytes) == (250, 64 * 2**20)
     assert c.readiness is not None and c.readiness.tcp_port == "grpc"
+
+
+def test_init_containers_and_capabilities_are_parsed() -> None:
+    obj = pod(initContainers=[
+        {"name": "a", "image": "ignored:1", "command": ["nft", "-f", "/x"],
+         "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}},
+        {"name": "b", "command": ["true"]}],
+        containers=[{"name": "c", "command": ["srv"]}])
+    spec = parse_pod_spec(obj, obj["spec"])
+    assert [c.name for c in spec.init_containers] == ["a", "b"]
+    assert spec.init_containers[0].argv == ("nft", "-f", "/x")
+    assert [c.name for c in spec.containers] == ["c"]
+
+
+def test_template_annotations_are_kept_and_checked() -> None:
+    dep: dict[str, Any] = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+           "spec": {"template": {"metadata": {"labels": {"a": "b"},
+                                              "annotations": {"ztfl.io/net-profile": "wan"}},
+                                 "spec": {}}}}
+    assert template_meta(dep)[:2] == ({"a": "b"}, {"ztfl.io/net-profile": "wan"})
+    dep["spec"]["template"]["metadata"]["annotations"] = {"n": 1}
+    with pytest.raises(ManifestError, match=r"spec\.template\.metadata\.annotations: must map"):
+        template_meta(dep)
 
 
 def test_secret_data_and_string_data() -> None:
