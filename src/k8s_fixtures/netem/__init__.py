@@ -1,0 +1,38 @@
+"""The NET overlay: network profiles (delay, jitter, loss, rate per direction) on pod links.
+
+Profiles are data (``profiles.yaml``, overridable). ``apply()`` realises a profile or a
+per-client plan on (client, server) pod links with kernel netem where the kernel has it, else a
+userspace NFQUEUE delay line on the node's bridge FORWARD path, with tbf for rate; the returned
+handle changes profiles, reports liveness (a dead delay line is a ``netem`` failure) and
+removes everything on ``stop()``. ``calibrate()`` measures what a profile really does.
+"""
+
+from .overlay import NetemError, NetemFailure, NetemHandle, NetemStatus, apply
+from .plan import NetPlan, Step, parse_plan
+from .profiles import (
+    Direction,
+    Profile,
+    ProfileError,
+    get_profile,
+    load_profiles,
+    min_transfer_time_s,
+    round_budget_warning,
+)
+
+__all__ = [
+    "Direction",
+    "NetPlan",
+    "NetemError",
+    "NetemFailure",
+    "NetemHandle",
+    "NetemStatus",
+    "Profile",
+    "ProfileError",
+    "Step",
+    "apply",
+    "get_profile",
+    "load_profiles",
+    "min_transfer_time_s",
+    "parse_plan",
+    "round_budget_warning",
+]

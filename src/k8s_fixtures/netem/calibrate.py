@@ -1,0 +1,361 @@
+"""Calibration: measure what a profile really does on a live topology, next to its targets.
+
+Per profile, on one client pod and one server pod (a fresh topology ``ztdl-<random>`` unless
+given links): loss per direction from UDP probes (large sample, binomial 95% interval), the
+one-way delay distribution per direction from widely spaced UDP probes (median and IQR against
+the configured model), TCP request/response RTT (p50 within max(2 ms, 3%) of the profile RTT,
+p99 and std reported), bulk TCP throughput per direction measured after slow start (Ethernet
+rate within 10% of the configured rate; with loss switched off for lossy profiles, since no
+TCP can fill a lossy 50 ms path), and the delay line's kernel queue drops (must be 0).
+The result is a dataclass that serialises to JSON for a matrix run to store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import secrets
+import select
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import tc
+from .models import DelaySampler
+from .overlay import LinkLike, NetemHandle, apply, class_spec
+from .process import PKG_ROOT
+from .profiles import WIRE_PER_PAYLOAD, Profile
+from .stats import binom_interval, percentile, std
+
+PROBE_PORT = 5201
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Sample sizes: enough for the targets on a noisy 2-core machine, small enough for CI."""
+
+    rtt_n: int = 200
+    rtt_max_conns: int = 8
+    delay_n: int = 300
+    loss_n: int = 3000
+    loss_interval_ms: float = 0.5
+    bulk_min_warm_s: float = 0.5
+    bulk_min_window_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure next to its target; ``passed`` is None for figures reported only."""
+
+    name: str
+    measured: float | None
+    target: str
+    passed: bool | None
+    unit: str = ""
+    n: int = 0
+    note: str = ""
+
+
+@dataclass
+class CalibrationResult:
+    """Everything a matrix run stores about one profile's calibration."""
+
+    profile: str
+    mechanism: str
+    figures: list[Figure] = field(default_factory=list)
+    profile_data: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+    started: float = 0.0
+    duration_s: float = 0.0
+    delayline_counters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(f.passed is not False for f in self.figures)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["passed"] = self.passed
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+            cc = f.read().strip()
+    except OSError:
+        cc = "?"
+    return {"host": platform.node(), "kernel": platform.release(), "cpu": cpu,
+            "cores": os.cpu_count(), "loadavg": os.getloadavg(), "tcp_cc": cc}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PKG_ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+PROBE_NICE = -5  # the instrument: above ordinary load, below the delay line (-10)
+
+
+def probe_cmd(netns: str, *args: str) -> list[str]:
+    nice = ["nice", "-n", str(PROBE_NICE)] if os.geteuid() == 0 else []
+    return ["ip", "netns", "exec", netns, *nice, sys.executable, "-m",
+            "k8s_fixtures.netem.probe", *args]
+
+
+def run_probe(netns: str, *args: str, timeout: float = 120) -> dict[str, Any]:
+    p = subprocess.run(probe_cmd(netns, *args), capture_output=True, text=True,
+                       timeout=timeout, env=_env())
+    if p.returncode != 0:
+        raise RuntimeError(f"probe {' '.join(args)} in {netns}: {p.stderr.strip()[-500:]}")
+    out: dict[str, Any] = json.loads(p.stdout)
+    return out
+
+
+class ProbeServer:
+    """The probe server process in the server pod (started and stopped by PID)."""
+
+    def __init__(self, netns: str, port: int = PROBE_PORT) -> None:
+        self.proc = subprocess.Popen(probe_cmd(netns, "server", "--port", str(port)),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+                                     start_new_session=True)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.1)
+            if r and self.proc.stdout.readline().strip() == b"READY":
+                return
+            if self.proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(f"probe server in {netns} did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def model_quantiles(profile: Profile, direction: str, n: int = 20000) -> tuple[float, float]:
+    """(median, IQR) in ms of the configured one-way delay model, by simulating it."""
+    s = DelaySampler(class_spec(profile, direction), random.Random(12345))
+    xs = [s.sample() * 1e3 for _ in range(n)]
+    return percentile(xs, 50), percentile(xs, 75) - percentile(xs, 25)
+
+
+def goodput_mbit(timeline: list[list[float]], warm_s: float, bin_s: float
+                 ) -> tuple[float, float, float]:
+    """(steady goodput, mean goodput, window s) in Mbit/s after ``warm_s`` from the first byte.
+
+    Steady goodput is the median over ``bin_s`` bins: the receiving application sees data in
+    jumps when a retransmission fills a hole (out-of-order data is held by the kernel), which
+    would bias a two-point estimate by up to a window of data; bins are robust to that.
+    """
+    if len(timeline) < 3:
+        return 0.0, 0.0, 0.0
+    t0 = timeline[0][0]
+    pts = [p for p in timeline if p[0] >= t0 + warm_s] or timeline[-2:]
+    dt = pts[-1][0] - pts[0][0]
+    avg = (pts[-1][1] - pts[0][1]) * 8 / dt / 1e6 if dt > 0 else 0.0
+    rates: list[float] = []
+    i = 0
+    for j in range(1, len(pts)):
+        if pts[j][0] - pts[i][0] >= bin_s:
+            rates.append((pts[j][1] - pts[i][1]) * 8 / (pts[j][0] - pts[i][0]) / 1e6)
+            i = j
+    return (percentile(rates, 50) if rates else avg), avg, dt
+
+
+# ------------------------------------------------------------------------------- steps
+
+def _loss_figures(profile: Profile, res: dict[str, Any]) -> list[Figure]:
+    probes = res["probes"]
+    n_up = len(probes)
+    got_up = [p for p in probes if p["srv"] is not None]
+    got_back = [p for p in got_up if p["back"] is not None]
+    figs = []
+    for name, n, lost, d in (("loss up", n_up, n_up - len(got_up), profile.up),
+                             ("loss down", len(got_up), len(got_up) - len(got_back),
+                              profile.down)):
+        lo, hi = binom_interval(n, d.loss_pct / 100)
+        figs.append(Figure(name, 100.0 * lost / n if n else None,
+                           f"{d.loss_pct:g}% (count in [{lo}, {hi}] of {n}, binomial 95%)",
+                           lo <= lost <= hi, "%", n, f"{lost} lost, UDP probes"))
+    return figs
+
+
+def _delay_figures(profile: Profile, res: dict[str, Any]) -> list[Figure]:
+    probes = [p for p in res["probes"] if p["srv"] is not None]
+    up = [(p["srv"] - p["sent"]) * 1e3 for p in probes]
+    down = [(p["back"] - p["srv"]) * 1e3 for p in probes if p["back"] is not None]
+    figs = []
+    for name, xs in (("up", up), ("down", down)):
+        if len(xs) < 20:
+            figs.append(Figure(f"delay {name} p50", None, "enough probes", False, "ms", len(xs)))
+            continue
+        med, iqr = model_quantiles(profile, name)
+        m_med = percentile(xs, 50)
+        m_iqr = percentile(xs, 75) - percentile(xs, 25)
+        tol = max(1.0, 0.03 * med)
+        figs.append(Figure(f"delay {name} p50", m_med, f"{med:.2f} +- {tol:.2f}",
+                           abs(m_med - med) <= tol, "ms", len(xs)))
+        jt = max(0.3, 0.2 * iqr / 1.349)
+        figs.append(Figure(f"jitter {name} IQR/1.349", m_iqr / 1.349,
+                           f"{iqr / 1.349:.2f} +- {jt:.2f}", abs(m_iqr - iqr) / 1.349 <= jt,
+                           "ms", len(xs), f"std {std(xs):.2f} ms"))
+    return figs
+
+
+def _rtt_figures(profile: Profile, res: dict[str, Any]) -> list[Figure]:
+    xs: list[float] = res["rtt_ms"]
+    if not xs or res.get("errors"):
+        return [Figure("rtt p50", None, "samples", False, "ms", len(xs),
+                       "; ".join(res.get("errors", [])))]
+    rtt = profile.rtt_ms
+    tol = max(2.0, 0.03 * rtt)
+    p50 = percentile(xs, 50)
+    return [Figure("rtt p50", p50, f"{rtt:.2f} +- {tol:.2f}", abs(p50 - rtt) <= tol, "ms",
+                   len(xs), "TCP request/response"),
+            Figure("rtt p99", percentile(xs, 99), "report", None, "ms", len(xs)),
+            Figure("rtt jitter (std)", std(xs), "report", None, "ms", len(xs))]
+
+
+def _bulk_figure(profile: Profile, direction: str, res: dict[str, Any], warm_s: float,
+                 bin_s: float) -> Figure:
+    g, avg, window = goodput_mbit(res["timeline"], warm_s, bin_s)
+    wire = g * WIRE_PER_PAYLOAD
+    rate = profile.direction(direction).rate_mbit
+    note = (f"goodput {g:.2f} Mbit/s (median of {bin_s:.2f} s bins; mean {avg:.2f}) over "
+            f"{window:.1f} s after {warm_s:.1f} s warm-up")
+    if profile.direction(direction).loss_pct > 0:
+        note += "; loss suspended"
+    if rate is None:
+        return Figure(f"throughput {direction}", wire, "report (no rate limit)", None,
+                      "Mbit/s", 1, note)
+    return Figure(f"throughput {direction}", wire, f"{rate:g} +- 10%",
+                  abs(wire - rate) <= 0.1 * rate, "Mbit/s", 1, note)
+
+
+def calibrate_links(profile: Profile, handle: NetemHandle, client: LinkLike, server_ip: str,
+                    sizes: Sizes = Sizes()) -> CalibrationResult:
+    """Measure ``profile`` on a client link where ``handle`` already applies it and a
+    :class:`ProbeServer` listens at ``server_ip`` (port 5201 TCP+UDP, 5202 UDP). Loss is
+    measured first, so its random draws are the first ones of the class generators
+    (reproducible for a given profile seed on a fresh handle)."""
+    t_start = time.time()
+    res = CalibrationResult(profile.name, handle.mechanism, profile_data=profile.to_dict(),
+                            machine=machine_info(), started=t_start)
+    ns = client.netns
+    max_delay = max(profile.up.delay_ms + 5 * profile.up.jitter_std_ms,
+                    profile.down.delay_ms + 5 * profile.down.jitter_std_ms)
+    drain = f"{1.0 + 3 * max_delay / 1e3:.2f}"
+    loss = run_probe(ns, "udp", "--host", server_ip, "--n", str(sizes.loss_n),
+                     "--interval-ms", str(sizes.loss_interval_ms), "--drain-s", drain)
+    res.figures += _loss_figures(profile, loss)
+    spread = max(profile.up.jitter_std_ms, profile.down.jitter_std_ms)
+    interval = max(2.0, 4 * spread)
+    dl = run_probe(ns, "udp", "--host", server_ip, "--n", str(sizes.delay_n),
+                   "--interval-ms", str(interval), "--drain-s", drain)
+    res.figures += _delay_figures(profile, dl)
+    # Requests leave >= 6 sigma apart (no FIFO interaction between probes); enough
+    # connections in parallel to fill that grid.
+    spacing = max(2.0, 6 * spread)
+    conns = min(sizes.rtt_max_conns, int((profile.rtt_ms + 6 * spread) / spacing) + 1)
+    rtt = run_probe(ns, "rtt", "--host", server_ip, "--n", str(sizes.rtt_n),
+                    "--conns", str(conns), "--spacing-ms", str(spacing))
+    res.figures += _rtt_figures(profile, rtt)
+    lossy = profile.up.loss_pct > 0 or profile.down.loss_pct > 0
+    if lossy:
+        handle.change(profile.without_loss())
+    try:
+        rtt_s = profile.rtt_ms / 1e3
+        warm = max(sizes.bulk_min_warm_s, 10 * rtt_s)
+        seconds = warm + max(sizes.bulk_min_window_s, 15 * rtt_s)
+        for direction in ("up", "down"):
+            b = run_probe(ns, "bulk", "--host", server_ip, "--direction", direction,
+                          "--seconds", f"{seconds:.2f}", timeout=seconds + 60)
+            res.figures.append(_bulk_figure(profile, direction, b, warm,
+                                            max(0.25, 2 * rtt_s)))
+    finally:
+        if lossy:
+            handle.change(profile)
+    st = handle.status()
+    res.figures.append(Figure("queue drops", float(st.kernel_queue_drops), "0",
+                              st.kernel_queue_drops == 0, "packets", 1,
+                              "NFQUEUE overflow + netlink drops"))
+    alive = st.alive or handle.mechanism == "none"
+    res.figures.append(Figure("delay line alive", 1.0 if alive else 0.0, "1", alive, "",
+                              1, st.reason))
+    for q, c in sorted(st.classes.items()):
+        res.figures.append(Figure(f"release lateness q{q}", c.get("late_mean_us"), "report",
+                                  None, "us", int(c.get("held_total", 0)),
+                                  f"{c.get('label')}: max {c.get('late_max_us', 0):.0f} us"))
+    drops = [tc.qdisc_drops(h) for ls in handle.links
+             for h in (ls.up_hop(), ls.down_hop(handle.node_netns))]
+    res.delayline_counters = {"classes": st.classes, "tbf_drops": drops}
+    if any(d is not None for d in drops):
+        res.figures.append(Figure("tbf drops", float(sum(d or 0 for d in drops)), "report",
+                                  None, "packets", 1, "rate limiter: how TCP finds the rate"))
+    res.duration_s = time.time() - t_start
+    return res
+
+
+def calibrate(profile: Profile, *, mechanism: str = "auto", sizes: Sizes = Sizes(),
+              prefix: str | None = None) -> CalibrationResult:
+    """Build a private topology (``ztdl-<random>``), apply ``profile``, measure, tear down."""
+    from k8s_fixtures.local.topology import Node
+
+    node = Node(prefix=prefix or f"ztdl-{secrets.token_hex(3)}").create()
+    server: ProbeServer | None = None
+    handle: NetemHandle | None = None
+    try:
+        srv = node.add_pod("srv")
+        cli = node.add_pod("cli")
+        server = ProbeServer(srv.netns)
+        handle = apply(profile, node.netns, [(cli, srv)], mechanism=mechanism)
+        return calibrate_links(profile, handle, cli, srv.ip, sizes)
+    finally:
+        try:
+            if handle is not None:
+                handle.stop()
+        finally:
+            if server is not None:
+                server.stop()
+            node.destroy()
+
+
+def format_table(results: list[CalibrationResult]) -> str:
+    """A plain-text table: one row per figure, grouped by profile."""
+    rows = [("profile", "mech", "figure", "measured", "target", "n", "verdict", "note")]
+    for r in results:
+        for f in r.figures:
+            m = "-" if f.measured is None else f"{f.measured:.3f} {f.unit}".strip()
+            v = {True: "PASS", False: "FAIL", None: "info"}[f.passed]
+            rows.append((r.profile, r.mechanism, f.name, m, f.target, str(f.n), v, f.note))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    out = []
+    for row in rows:
+        out.append("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True))
+                   + "  " + row[-1])
+    return "\n".join(out)

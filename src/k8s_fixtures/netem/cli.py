@@ -1,0 +1,64 @@
+"""``ztfl calibrate PROFILE [--json]``: the calibration command (wired into ``ztfl`` elsewhere).
+
+``register(subparsers)`` adds the sub-command; it builds a private topology, applies each named
+profile, measures it and prints the table (or JSON). Exit status 0 only if every figure passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .calibrate import Sizes, calibrate, format_table
+from .overlay import MECHANISMS
+from .profiles import ProfileError, get_profile, load_profiles
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``calibrate`` to an ``argparse`` sub-parsers object; returns the new parser."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "calibrate", help="measure NET profiles on a live local topology, PASS/FAIL per figure",
+        description=__doc__)
+    p.add_argument("profiles", nargs="+", metavar="PROFILE", help="e.g. NET2 (several allowed)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--profiles-file", default=None, help="a YAML file overriding/adding profiles")
+    p.add_argument("--mechanism", choices=MECHANISMS, default="auto")
+    p.add_argument("--rtt-n", type=int, default=Sizes.rtt_n)
+    p.add_argument("--loss-n", type=int, default=Sizes.loss_n)
+    p.add_argument("--delay-n", type=int, default=Sizes.delay_n)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        table = load_profiles(args.profiles_file)
+        profiles = [get_profile(n, table) for n in args.profiles]
+    except (ProfileError, OSError) as e:
+        print(f"ztfl calibrate: {e}", file=sys.stderr)
+        return 2
+    sizes = Sizes(rtt_n=args.rtt_n, loss_n=args.loss_n, delay_n=args.delay_n)
+    results = []
+    for prof in profiles:
+        results.append(calibrate(prof, mechanism=args.mechanism, sizes=sizes))
+        if not args.json:
+            print(format_table(results[-1:]), flush=True)
+    if args.json:
+        json.dump([r.to_dict() for r in results], sys.stdout, indent=1)
+        print()
+    return 0 if all(r.passed for r in results) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry: ``python -m k8s_fixtures.netem.cli calibrate NET2``."""
+    ap = argparse.ArgumentParser(prog="ztfl")
+    register(ap.add_subparsers(dest="command", required=True))
+    args = ap.parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

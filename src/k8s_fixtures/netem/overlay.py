@@ -1,0 +1,383 @@
+"""The NET overlay API: apply a profile (or a per-client plan) to client<->server links.
+
+``apply()`` validates, picks the mechanism (kernel netem if the kernel has it, else the userspace
+delay line; ``mechanism=`` forces one), installs everything, and returns a :class:`NetemHandle`.
+The handle changes profiles during a run (``change``/``start_schedule``), reports ``status()``,
+raises :class:`NetemFailure` (failure class ``netem``) from ``check()`` when the delay line died,
+and removes every rule, qdisc and process on ``stop()``, even after errors.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import rules, tc
+from .detect import netem_available, probe_netem
+from .models import ClassSpec
+from .plan import NetPlan, Step
+from .process import ClassConfig, DelayLineError, DelayLineProcess
+from .profiles import Profile
+
+MECHANISMS = ("auto", "netem", "delayline")
+DELAYLINE_MAX_PPS = 150_000  # one core, measured (PLATFORM_NOTES): the cap for unrated links
+
+
+class LinkLike(Protocol):
+    """What we need of a pod link (``k8s_fixtures.local.topology.PodLink`` fits)."""
+
+    netns: str
+    host_if: str
+    pod_if: str
+
+
+class NetemError(RuntimeError):
+    """Applying, changing or removing the NET overlay failed."""
+
+
+class NetemFailure(NetemError):
+    """The emulation stopped being in force during a run: the run must fail with class netem."""
+
+    failure_class = "netem"
+
+
+@dataclass
+class LinkState:
+    """One client link: its hops, its queues, and the profile currently applied."""
+
+    client: LinkLike
+    server: LinkLike
+    profile: Profile
+    up_queue: int
+    down_queue: int
+
+    def up_hop(self) -> tc.Hop:  # client -> server leaves through the client's eth0
+        return tc.Hop(self.client.netns, self.client.pod_if)
+
+    def down_hop(self, node_netns: str) -> tc.Hop:  # server -> client leaves the node's veth
+        return tc.Hop(node_netns, self.client.host_if)
+
+
+@dataclass(frozen=True)
+class NetemStatus:
+    """A snapshot: mechanism, liveness, per-client profile, and the delay line's counters."""
+
+    mechanism: str
+    alive: bool
+    reason: str
+    pid: int | None
+    heartbeat_age_s: float | None
+    profiles: dict[str, str]
+    classes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    kernel_queue_drops: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def class_spec(profile: Profile, direction: str) -> ClassSpec:
+    d = profile.direction(direction)
+    return ClassSpec(delay_ms=d.delay_ms, jitter_ms=d.jitter_ms, jitter_dist=d.jitter_dist,
+                     loss_pct=d.loss_pct, loss_model=d.loss_model, loss_burst=d.loss_burst,
+                     reorder=d.reorder, seed=profile.seed)
+
+
+def queue_max_len(profiles: Sequence[Profile], direction: str) -> int:
+    """NFQUEUE length from the bandwidth-delay product: packets held at the highest packet
+    rate (this direction's data, or the ACKs of the other's) for the longest hold, x2."""
+    need = 1024
+    other = "down" if direction == "up" else "up"
+    for p in profiles:
+        d, o = p.direction(direction), p.direction(other)
+        rates = [r for r in (d.rate_mbit, o.rate_mbit) if r is not None]
+        pps = (DELAYLINE_MAX_PPS if len(rates) < 2 else
+               max(rates) * 1e6 / 8 / tc.MTU_FRAME)
+        hold_s = (d.delay_ms + 4 * d.jitter_std_ms) / 1e3
+        need = max(need, math.ceil(2 * pps * hold_s) + 64)
+    return need
+
+
+def choose_mechanism(plan: NetPlan, requested: str) -> tuple[str, str]:
+    """(mechanism, why). ``none`` if nothing is ever impaired or shaped and nothing forced."""
+    if requested not in MECHANISMS:
+        raise NetemError(f"mechanism {requested!r}: expected one of {', '.join(MECHANISMS)}")
+    if requested == "auto" and all(p.is_null for p in plan.profiles()):
+        return "none", "every profile in the plan is a null profile"
+    if requested == "delayline":
+        return "delayline", "forced by the caller"
+    ok, evidence = probe_netem()
+    if requested == "netem":
+        if not ok:
+            raise NetemError(f"mechanism netem forced but the kernel has no netem: {evidence}")
+        return "netem", "forced by the caller; " + evidence
+    return ("netem", evidence) if ok else ("delayline", evidence)
+
+
+class NetemHandle:
+    """The NET overlay in force on a set of links. Build it with :func:`apply`."""
+
+    def __init__(self, plan: NetPlan, node_netns: str, links: list[LinkState], mechanism: str,
+                 why: str, workdir: Path | None, heartbeat_s: float) -> None:
+        self.plan = plan
+        self.node_netns = node_netns
+        self.links = links
+        self.mechanism = mechanism
+        self.why = why
+        self.workdir = workdir
+        self.heartbeat_s = heartbeat_s
+        self.delayline: DelayLineProcess | None = None
+        self.changes: list[dict[str, Any]] = []
+        self._old_bridge_nf: int | None = None
+        self._rules_on = False
+        self._stopped = False
+        self._stop_event = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self.final_status: NetemStatus | None = None
+
+    # -- install -------------------------------------------------------------------------
+    def _install(self) -> None:
+        if self.mechanism == "delayline":
+            self._start_delayline()
+        for ls in self.links:
+            self._shape(ls)
+
+    def _start_delayline(self) -> None:
+        assert self.workdir is not None
+        profiles = self.plan.profiles() + [ls.profile for ls in self.links]
+        classes: list[ClassConfig] = []
+        for ls in self.links:
+            name = ls.client.netns
+            classes.append(ClassConfig(ls.up_queue, f"{name}/up", queue_max_len(profiles, "up"),
+                                       class_spec(ls.profile, "up")))
+            classes.append(ClassConfig(ls.down_queue, f"{name}/down",
+                                       queue_max_len(profiles, "down"),
+                                       class_spec(ls.profile, "down")))
+        self.delayline = DelayLineProcess(self.node_netns, classes, self.workdir,
+                                          heartbeat_s=self.heartbeat_s,
+                                          stale_after_s=max(2.0, 10 * self.heartbeat_s))
+        self.delayline.start()
+        self._old_bridge_nf = rules.bridge_nf(self.node_netns, 1)
+        self._rules_on = True
+        rules.install(self.node_netns, [
+            r for ls in self.links for r in (
+                rules.QueueRule(ls.up_queue, ls.client.host_if, ls.server.host_if, "up"),
+                rules.QueueRule(ls.down_queue, ls.server.host_if, ls.client.host_if, "down"))])
+
+    def _shape(self, ls: LinkState) -> None:
+        """Make the qdiscs of one link match its profile (rate; netem too on the kernel path)."""
+        for direction, hop in (("up", ls.up_hop()), ("down", ls.down_hop(self.node_netns))):
+            if self.mechanism == "netem":
+                cmds = tc.render_netem(ls.profile, direction, hop)
+            elif self.mechanism == "delayline":
+                cmds = tc.render_rate(ls.profile, direction, hop)
+            else:
+                cmds = []
+            if cmds:
+                tc.run_all(cmds)
+            elif self.mechanism != "none":
+                tc.clear(hop)
+
+    # -- run time ------------------------------------------------------------------------
+    def profiles(self) -> dict[str, str]:
+        return {ls.client.netns: ls.profile.name for ls in self.links}
+
+    def change(self, new: Profile | NetPlan | Step) -> None:
+        """Switch profiles now (a Profile for all clients, a NetPlan, or a schedule Step)."""
+        with self._lock:
+            if self._stopped:
+                raise NetemError("change after stop")
+            current = {ls.client.netns: ls.profile for ls in self.links}
+            if isinstance(new, Step):
+                target = self.plan.resolve_step(new, current)
+            else:
+                target = NetPlan.of(new).resolve(current)
+            needs = any(not p.is_null for p in target.values())
+            if self.mechanism == "none" and needs:
+                self.mechanism = "netem" if netem_available() else "delayline"
+                self.why = "chosen at a change away from null profiles"
+            if self.mechanism == "delayline" and self.delayline is not None:
+                try:
+                    self.delayline.reconfigure({
+                        q: class_spec(target[ls.client.netns], d) for ls in self.links
+                        for q, d in ((ls.up_queue, "up"), (ls.down_queue, "down"))})
+                except DelayLineError as e:
+                    raise NetemFailure(f"netem: profile change failed: {e}") from e
+            for ls in self.links:
+                ls.profile = target[ls.client.netns]
+            if self.mechanism == "delayline" and self.delayline is None:
+                self._start_delayline()
+            for ls in self.links:
+                self._shape(ls)
+            self.changes.append({"t": time.time(), "profiles": self.profiles()})
+
+    def start_schedule(self, on_error: Callable[[BaseException], None] | None = None) -> None:
+        """Run the plan's schedule from now on (a thread; stopped by :meth:`stop`)."""
+        if not self.plan.schedule:
+            return
+        t0 = time.monotonic()
+
+        def run() -> None:
+            for step in self.plan.schedule:
+                if self._stop_event.wait(max(0.0, t0 + step.at_s - time.monotonic())):
+                    return
+                try:
+                    self.change(step)
+                except BaseException as e:  # reported, not swallowed
+                    if on_error is not None:
+                        on_error(e)
+                    return
+
+        t = threading.Thread(target=run, name="ztfl-netem-schedule", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def status(self, check_rules: bool = True) -> NetemStatus:
+        """Liveness and counters now (the delay line's heartbeat and kernel queue drops);
+        ``check_rules`` also verifies the NFQUEUE rules are still in place (one iptables
+        call)."""
+        if self.delayline is None:
+            return NetemStatus(self.mechanism, not self._stopped or self.mechanism == "none",
+                               "", None, None, self.profiles())
+        lv = self.delayline.liveness()
+        st = lv.status
+        kdrops = sum(int(k.get("queue_dropped", 0)) + int(k.get("user_dropped", 0))
+                     for k in st.get("kernel", {}).values())
+        alive, reason = lv.alive, lv.reason
+        if (alive and check_rules and self._rules_on and not self._stopped
+                and not rules.installed(self.node_netns)):
+            alive, reason = False, "the NFQUEUE rules are gone from the node namespace"
+        return NetemStatus(self.mechanism, alive, reason, lv.pid, lv.heartbeat_age_s,
+                           self.profiles(), dict(st.get("classes", {})), kdrops)
+
+    def check(self, check_rules: bool = True) -> NetemStatus:
+        """:meth:`status`, raising :class:`NetemFailure` if the emulation is not in force."""
+        s = self.status(check_rules)
+        if not s.alive and not self._stopped:
+            raise NetemFailure(f"netem: {s.reason}")
+        return s
+
+    def watch(self, on_failure: Callable[[NetemFailure], None], interval_s: float = 0.5) -> None:
+        """Call ``on_failure`` once (from a thread) when :meth:`check` starts failing."""
+
+        def run() -> None:
+            i = 0
+            while not self._stop_event.wait(interval_s):
+                i += 1
+                try:
+                    self.check(check_rules=i % 10 == 0)  # the cheap checks every time
+                except NetemFailure as e:
+                    if not self._stop_event.is_set():
+                        on_failure(e)
+                    return
+
+        t = threading.Thread(target=run, name="ztfl-netem-watch", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def metadata(self) -> dict[str, Any]:
+        """What a run records: mechanism, why, per-client profiles (full data), changes."""
+        return {"mechanism": self.mechanism, "why": self.why,
+                "node_netns": self.node_netns,
+                "links": [{"client": ls.client.netns, "server": ls.server.netns,
+                           "up_queue": ls.up_queue, "down_queue": ls.down_queue,
+                           "profile": ls.profile.to_dict()} for ls in self.links],
+                "changes": list(self.changes),
+                "delayline_pid": None if self.delayline is None else self.delayline.pid}
+
+    # -- teardown ------------------------------------------------------------------------
+    def stop(self) -> NetemStatus:
+        """Remove rules, stop the delay line, clear qdiscs, restore sysctl. Idempotent; tries
+        every step and raises NetemError at the end listing what could not be removed."""
+        if self._stopped:
+            assert self.final_status is not None
+            return self.final_status
+        self._stop_event.set()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=10)
+        try:
+            final = self.status()
+        except Exception as e:
+            final = NetemStatus(self.mechanism, False, f"status failed: {e}", None, None, {})
+        self._stopped = True
+        problems: list[str] = []
+        if self._rules_on:
+            problems += rules.remove(self.node_netns)
+        if self.delayline is not None:
+            try:
+                st = self.delayline.stop()
+                final = NetemStatus(final.mechanism, final.alive, final.reason, final.pid,
+                                    final.heartbeat_age_s, final.profiles,
+                                    dict(st.get("classes", final.classes)),
+                                    final.kernel_queue_drops)
+            except Exception as e:
+                problems.append(f"stopping delay line: {e}")
+        if self.mechanism != "none":
+            for ls in self.links:
+                for hop in (ls.up_hop(), ls.down_hop(self.node_netns)):
+                    tc.clear(hop)
+        if self._old_bridge_nf is not None and self._old_bridge_nf != 1:
+            try:
+                rules.bridge_nf(self.node_netns, self._old_bridge_nf)
+            except Exception as e:
+                problems.append(str(e))
+        if self.workdir is not None and self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        self.final_status = final
+        if problems:
+            raise NetemError("netem stop left state behind: " + "; ".join(problems))
+        return final
+
+    _owns_workdir = True
+
+    def __enter__(self) -> NetemHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def apply(plan: Profile | NetPlan, node_netns: str,
+          links: Sequence[tuple[LinkLike, LinkLike]], *, mechanism: str = "auto",
+          queue_base: int = 100, workdir: Path | None = None,
+          heartbeat_s: float = 0.2) -> NetemHandle:
+    """Apply ``plan`` to every (client link, server link) pair; return the handle.
+
+    Raises ProfileError for plans naming unknown clients, NetemError when installation fails
+    (after removing whatever was installed). ``workdir`` holds the delay line's config, status
+    and log (a fresh temporary directory, removed on stop, if not given).
+    """
+    p = NetPlan.of(plan)
+    if not links:
+        raise NetemError("apply: no links given")
+    clients = [c.netns for c, _ in links]
+    if len(set(clients)) != len(clients):
+        raise NetemError(f"apply: a client link appears twice: {clients}")
+    start = p.resolve(clients)
+    mech, why = choose_mechanism(p, mechanism)
+    owns = workdir is None
+    wd = Path(tempfile.mkdtemp(prefix="ztfl-netem-")) if workdir is None else workdir
+    states = [LinkState(c, s, start[c.netns], queue_base + 2 * i, queue_base + 2 * i + 1)
+              for i, (c, s) in enumerate(links)]
+    h = NetemHandle(p, node_netns, states, mech, why, wd, heartbeat_s)
+    h._owns_workdir = owns
+    try:
+        h._install()
+    except BaseException as e:
+        try:
+            h.stop()
+        except NetemError as e2:
+            raise NetemError(f"apply failed ({e}); cleanup also failed: {e2}") from e
+        if isinstance(e, NetemError | ValueError):
+            raise
+        raise NetemError(f"apply failed: {e}") from e
+    h.changes.append({"t": time.time(), "profiles": h.profiles()})
+    return h
