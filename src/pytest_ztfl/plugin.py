@@ -1,1 +1,102 @@
-"""pytest entry point (``pytest11``): options and hooks only; the logic lives in plain modules."""
+"""pytest entry point (``pytest11``): options, collection of the matrix, fixtures, summary.
+
+Glue only. Heavy modules (torch, the cluster backends, scipy, matplotlib) are imported inside
+the hooks that need them, so ``pytest --help`` and ordinary test runs stay fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_ztfl import options
+from pytest_ztfl.matrix import Cell
+
+if TYPE_CHECKING:
+    from pytest_ztfl.session import ZtflSession
+
+MATRIX_TESTS = Path(__file__).with_name("matrix_tests.py")
+SESSION_KEY = pytest.StashKey["ZtflSession | None"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "ztfl_cells(sec=None, net=None, data=None, seed=None): run this test once per matrix "
+        "cell that matches (values are lists or single values)",
+    )
+    if options._get(config, "matrix") is None:
+        config.stash[SESSION_KEY] = None
+        return
+    from pytest_ztfl.session import ZtflSession
+
+    session = ZtflSession.from_config(config)  # raises UsageError before any cluster exists
+    config.stash[SESSION_KEY] = session
+    # With a matrix and no explicit test paths, run just the matrix; with paths, add it.
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = [str(MATRIX_TESTS)]
+    elif str(MATRIX_TESTS) not in config.args:
+        config.args.append(str(MATRIX_TESTS))
+
+
+def _session(config: pytest.Config) -> ZtflSession:
+    s = config.stash.get(SESSION_KEY, None)
+    if s is None:
+        raise pytest.UsageError("this test needs a matrix: pass --ztfl-matrix=NAME|PATH")
+    return s
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "ztfl_cell" not in metafunc.fixturenames:
+        return
+    session = _session(metafunc.config)
+    marker = metafunc.definition.get_closest_marker("ztfl_cells")
+    cells = session.select(marker.kwargs if marker else {})
+    metafunc.parametrize("ztfl_cell", cells, ids=[c.id for c in cells], scope="function")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return
+    for item in items:
+        if not isinstance(item, pytest.Function) or not hasattr(item, "callspec"):
+            continue
+        cell = item.callspec.params.get("ztfl_cell")
+        if isinstance(cell, Cell):
+            item.add_marker(
+                pytest.mark.benchmark(timer=session.clock_for(cell), group=session.group_of(cell))
+            )
+
+
+@pytest.fixture(scope="session")
+def ztfl_session(pytestconfig: pytest.Config) -> Iterator[ZtflSession]:
+    """The matrix run: settings, results store, and the session-scoped cluster."""
+    session = _session(pytestconfig)
+    yield session
+    session.close()
+
+
+@pytest.fixture(scope="session")
+def ztfl_cluster(ztfl_session: ZtflSession) -> Any:
+    """The session's cluster (created on first use, reused by every cell)."""
+    return ztfl_session.cluster()
+
+
+@pytest.fixture
+def ztfl_result(ztfl_session: ZtflSession, ztfl_cell: Any) -> Any:
+    """The measured outcome of this test's cell (runs it, or loads it on --ztfl-resume)."""
+    return ztfl_session.result(ztfl_cell)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.summary(terminalreporter.write_line)

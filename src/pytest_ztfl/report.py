@@ -41,8 +41,9 @@ def write(results_dir: Path, report_dir: Path) -> Path:
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ReportError(f"{report_dir}: cannot create the report directory "
-                          f"({exc.strerror})") from None
+        raise ReportError(
+            f"{report_dir}: cannot create the report directory ({exc.strerror})"
+        ) from None
     analysis = analyse(loaded)
     figures = []
     for draw in FIGURES:

@@ -75,8 +75,11 @@ class Analysis:
     groups: dict[GroupKey, GroupStats]
 
     def runs(self, sec: str | None = None, net: str | None = None) -> list[Run]:
-        return [c.run for c in self.cells
-                if (sec is None or c.sec == sec) and (net is None or c.run.net == net)]
+        return [
+            c.run
+            for c in self.cells
+            if (sec is None or c.sec == sec) and (net is None or c.run.net == net)
+        ]
 
 
 def sec_label(run: Run, show_mtls: bool) -> str:
@@ -87,8 +90,9 @@ def quantiles(sample: Sequence[float], seed: int) -> stats.SampleSummary | None:
     return stats.quantile_cis(sample, QUANTILES, seed=seed) if sample else None
 
 
-def ratios(treat: Sequence[float], base: Sequence[float], seed: int,
-           qs: Sequence[float] = RATIO_QUANTILES) -> tuple[tuple[stats.RatioCI, ...], str]:
+def ratios(
+    treat: Sequence[float], base: Sequence[float], seed: int, qs: Sequence[float] = RATIO_QUANTILES
+) -> tuple[tuple[stats.RatioCI, ...], str]:
     if not treat or not base:
         return (), "no completed rounds to compare"
     try:
@@ -97,8 +101,9 @@ def ratios(treat: Sequence[float], base: Sequence[float], seed: int,
         return (), str(exc)
 
 
-def mean_ci(values: Sequence[float], confidence: float = stats.DEFAULT_CONFIDENCE
-            ) -> tuple[float, float, float]:
+def mean_ci(
+    values: Sequence[float], confidence: float = stats.DEFAULT_CONFIDENCE
+) -> tuple[float, float, float]:
     """Mean with a Student-t CI (stats has no plain-mean interval; scipy supplies it)."""
     x = np.asarray(values, dtype=np.float64)
     m = float(x.mean())
@@ -129,8 +134,11 @@ def _tta(runs: Iterable[Run], loaded: Loaded) -> tuple[stats.TTAEstimate | None,
             approx += not exact
             times.append(t)
             reached.append(False)
-    note = (f"{approx} censoring time(s) from summed round durations (event log unusable)"
-            if approx else "")
+    note = (
+        f"{approx} censoring time(s) from summed round durations (event log unusable)"
+        if approx
+        else ""
+    )
     try:
         return stats.tta_mean(times, reached), note
     except ValueError as exc:
@@ -157,10 +165,15 @@ def _group(key: GroupKey, runs: list[Run], loaded: Loaded) -> GroupStats:
         failures.update(r.failures_by_class)
     targets = {r.target for r in runs if r.target is not None}
     return GroupStats(
-        key=key, runs=tuple(runs), durations=tuple(durations),
-        summary=quantiles(durations, GROUP_SEED), tta=tta, tta_note=note,
+        key=key,
+        runs=tuple(runs),
+        durations=tuple(durations),
+        summary=quantiles(durations, GROUP_SEED),
+        tta=tta,
+        tta_note=note,
         target=targets.pop() if len(targets) == 1 else None,
-        convergence=_convergence(runs), failures=dict(failures),
+        convergence=_convergence(runs),
+        failures=dict(failures),
         failed_rounds=sum(r.failed_rounds for r in runs),
         rounds_total=sum(r.rounds_denominator for r in runs),
     )
@@ -179,16 +192,17 @@ def analyse(loaded: Loaded) -> Analysis:
             rs, why = (), f"no SEC0 cell with {r.net}, {r.data}, seed {r.seed}"
         else:
             rs, why = ratios(r.durations, base.durations, r.seed)
-        cells.append(CellStats(r, sec_label(r, show_mtls), quantiles(r.durations, r.seed),
-                               rs, why))
+        cells.append(CellStats(r, sec_label(r, show_mtls), quantiles(r.durations, r.seed), rs, why))
     members: dict[GroupKey, list[Run]] = {}
     for c in cells:
         members.setdefault((c.sec, c.run.net, c.run.data), []).append(c.run)
     groups = {k: _group(k, v, loaded) for k, v in members.items()}
     return Analysis(
-        loaded=loaded, show_mtls=show_mtls,
+        loaded=loaded,
+        show_mtls=show_mtls,
         secs=tuple(sorted({c.sec for c in cells}, key=sec_sort_key)),
         nets=tuple(sorted({r.net for r in runs}, key=natural_key)),
         datas=tuple(sorted({r.data for r in runs})),
-        cells=tuple(cells), groups=groups,
+        cells=tuple(cells),
+        groups=groups,
     )

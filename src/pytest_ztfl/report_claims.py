@@ -18,8 +18,10 @@ from pytest_ztfl.report_fmt import ci_text, ratio_text
 from pytest_ztfl.report_model import Run
 
 NOT_MEASURED = "not measured in this run"
-RATIO_RULE = ("a published ratio outside the CI is contradicted by this run; inside it is "
-              "consistent (not confirmed)")
+RATIO_RULE = (
+    "a published ratio outside the CI is contradicted by this run; inside it is "
+    "consistent (not confirmed)"
+)
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,10 @@ def _matched(arms: Sequence[Sequence[Run]]) -> tuple[list[list[float]], list[int
 
 
 def _n(names: Sequence[str], pooled: Sequence[Sequence[float]], cells: Sequence[int]) -> str:
-    return " vs ".join(f"{name}: {len(p)} rounds / {c} cells"
-                       for name, p, c in zip(names, pooled, cells, strict=True))
+    return " vs ".join(
+        f"{name}: {len(p)} rounds / {c} cells"
+        for name, p, c in zip(names, pooled, cells, strict=True)
+    )
 
 
 def _pattern(sec: str, net: str) -> str:
@@ -57,12 +61,12 @@ def _absent(topic: str, rule: str, why: str) -> Claim:
     return Claim(topic, NOT_MEASURED, "-", "-", rule, why)
 
 
-def _ratio_claim(a: Analysis, topic: str, treat: tuple[str, str], base: tuple[str, str],
-                 q: float) -> Claim:
+def _ratio_claim(
+    a: Analysis, topic: str, treat: tuple[str, str], base: tuple[str, str], q: float
+) -> Claim:
     arms = [a.runs(*treat), a.runs(*base)]
     if not all(arms):
-        missing = [f"{s} x {n}" for (s, n), arm in zip((treat, base), arms, strict=True)
-                   if not arm]
+        missing = [f"{s} x {n}" for (s, n), arm in zip((treat, base), arms, strict=True) if not arm]
         return _absent(topic, RATIO_RULE, f"the run has no {' and no '.join(missing)} cells")
     pooled, cells = _matched(arms)
     names = [f"{s}/{n}" for s, n in (treat, base)]
@@ -71,16 +75,27 @@ def _ratio_claim(a: Analysis, topic: str, treat: tuple[str, str], base: tuple[st
     if not rs:
         return Claim(topic, NOT_MEASURED, _n(names, pooled, cells), source, RATIO_RULE, why)
     r = rs[0]
-    return Claim(topic, ratio_text(r), _n(names, pooled, cells), source, RATIO_RULE,
-                 "" if r.reliable else r.note)
+    return Claim(
+        topic,
+        ratio_text(r),
+        _n(names, pooled, cells),
+        source,
+        RATIO_RULE,
+        "" if r.reliable else r.note,
+    )
 
 
 def _interaction(a: Analysis, sec3: str, q: float, scale: stats.Scale) -> Claim:
     what = "seconds" if scale == "abs" else "log ratio"
-    topic = (f"{sec3} and NET2 costs are additive ({stats.quantile_label(q)}, {what}: "
-             f"(SEC3+NET2) - SEC3 - NET2 + baseline)")
-    rule = ("0 inside the CI: consistent with additive costs (in seconds)" if scale == "abs" else
-            "0 inside the CI: the overhead ratios multiply (same relative cost with NET2)")
+    topic = (
+        f"{sec3} and NET2 costs are additive ({stats.quantile_label(q)}, {what}: "
+        f"(SEC3+NET2) - SEC3 - NET2 + baseline)"
+    )
+    rule = (
+        "0 inside the CI: consistent with additive costs (in seconds)"
+        if scale == "abs"
+        else "0 inside the CI: the overhead ratios multiply (same relative cost with NET2)"
+    )
     cells = [(s, n) for s in ("SEC0", sec3) for n in ("NET0", "NET2")]
     arms = [a.runs(s, n) for s, n in cells]
     if not all(arms):
@@ -92,8 +107,7 @@ def _interaction(a: Analysis, sec3: str, q: float, scale: stats.Scale) -> Claim:
     n_text = _n(names, pooled, counts)
     source = "runs.jsonl rows " + ", ".join(_pattern(s, n) for s, n in cells)
     try:
-        ic = stats.interaction_contrast(base, a_only, b_only, both, q, scale=scale,
-                                        seed=GROUP_SEED)
+        ic = stats.interaction_contrast(base, a_only, b_only, both, q, scale=scale, seed=GROUP_SEED)
     except ValueError as exc:
         return Claim(topic, NOT_MEASURED, n_text, source, rule, str(exc))
     unit = " s" if scale == "abs" else ""
@@ -112,14 +126,21 @@ def _failure_claim(a: Analysis, sec: str | None) -> Claim:
     failed = sum(r.failed_rounds for r in runs)
     total = sum(r.rounds_denominator for r in runs)
     g = gates.failure_rate_gate(failed, total)
-    value = (f"{100 * g.estimate:.3g}% {ci_text(100 * g.ci_low, 100 * g.ci_high, '{:.3g}%')}"
-             f" ({failed} failed); cells successful {sum(r.success for r in runs)}/{len(runs)}"
-             if total else NOT_MEASURED)
+    value = (
+        f"{100 * g.estimate:.3g}% {ci_text(100 * g.ci_low, 100 * g.ci_high, '{:.3g}%')}"
+        f" ({failed} failed); cells successful {sum(r.success for r in runs)}/{len(runs)}"
+        if total
+        else NOT_MEASURED
+    )
     rows = f"rows `{sec}-*`" if sec else "all rows"
-    return Claim(topic, value, f"{total} planned rounds / {len(runs)} cells",
-                 f"runs.jsonl {rows} (metrics.rounds[].ok)",
-                 f"SLO <= {100 * gates.DEFAULT_FAILURE_RATE_LIMIT:g}%; verdict here: "
-                 f"{g.verdict.value} (Clopper-Pearson CI; FAIL only if the CI is above the limit)")
+    return Claim(
+        topic,
+        value,
+        f"{total} planned rounds / {len(runs)} cells",
+        f"runs.jsonl {rows} (metrics.rounds[].ok)",
+        f"SLO <= {100 * gates.DEFAULT_FAILURE_RATE_LIMIT:g}%; verdict here: "
+        f"{g.verdict.value} (Clopper-Pearson CI; FAIL only if the CI is above the limit)",
+    )
 
 
 def claims(a: Analysis) -> list[Claim]:
@@ -127,11 +148,25 @@ def claims(a: Analysis) -> list[Claim]:
     out = []
     for s3 in sec3s:
         for net in a.nets or ("NET0",):
-            out.append(_ratio_claim(a, f"{s3} vs SEC0 p99 round-duration overhead at {net}",
-                                    (s3, net), ("SEC0", net), 0.99))
+            out.append(
+                _ratio_claim(
+                    a,
+                    f"{s3} vs SEC0 p99 round-duration overhead at {net}",
+                    (s3, net),
+                    ("SEC0", net),
+                    0.99,
+                )
+            )
     for q in (0.5, 0.99):
-        out.append(_ratio_claim(a, f"NET2 vs NET0 {stats.quantile_label(q)} round-duration "
-                                   "overhead at SEC0", ("SEC0", "NET2"), ("SEC0", "NET0"), q))
+        out.append(
+            _ratio_claim(
+                a,
+                f"NET2 vs NET0 {stats.quantile_label(q)} round-duration overhead at SEC0",
+                ("SEC0", "NET2"),
+                ("SEC0", "NET0"),
+                q,
+            )
+        )
     for s3 in sec3s:
         out.append(_interaction(a, s3, 0.5, "abs"))
         out.append(_interaction(a, s3, 0.99, "abs"))

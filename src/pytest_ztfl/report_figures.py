@@ -20,8 +20,9 @@ def _all_runs(a: Analysis) -> list[Run]:
 
 
 def _pooled(a: Analysis, sec: str, net: str) -> list[float]:
-    return [d for g in a.groups.values() if g.key[0] == sec and g.key[1] == net
-            for d in g.durations]
+    return [
+        d for g in a.groups.values() if g.key[0] == sec and g.key[1] == net for d in g.durations
+    ]
 
 
 def heatmap(a: Analysis, out: Path) -> tuple[str, str]:
@@ -41,8 +42,9 @@ def heatmap(a: Analysis, out: Path) -> tuple[str, str]:
                 g = a.groups.get((sec, net, data))
                 if g is not None and g.summary is not None:
                     grid[i, j] = g.summary.get(0.99).estimate
-        image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=vmin, vmax=vmax,
-                          aspect="auto")
+        image = ax.imshow(
+            np.ma.masked_invalid(grid), cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto"
+        )
         ax.set_facecolor("#dddddd")
         for i, net in enumerate(a.nets):
             for j, sec in enumerate(a.secs):
@@ -52,23 +54,37 @@ def heatmap(a: Analysis, out: Path) -> tuple[str, str]:
                     continue
                 q = g.summary.get(0.99)
                 mark = "" if q.reliable else UNRELIABLE
-                label = (f"{num(q.estimate)} s{mark}\n[{num(q.ci_low)}, {num(q.ci_high)}]\n"
-                         f"n={q.n} rounds, {g.seeds} seed{'s' * (g.seeds != 1)}")
+                label = (
+                    f"{num(q.estimate)} s{mark}\n[{num(q.ci_low)}, {num(q.ci_high)}]\n"
+                    f"n={q.n} rounds, {g.seeds} seed{'s' * (g.seeds != 1)}"
+                )
                 shade = (q.estimate - vmin) / (vmax - vmin)
-                ax.text(j, i, label, ha="center", va="center", fontsize=7.5,
-                        color="black" if shade > 0.6 else "white")
+                ax.text(
+                    j,
+                    i,
+                    label,
+                    ha="center",
+                    va="center",
+                    fontsize=7.5,
+                    color="black" if shade > 0.6 else "white",
+                )
         ax.set_xticks(range(nsec), a.secs)
         ax.set_yticks(range(nnet), a.nets)
         ax.set_title(f"data: {data}", fontsize=10)
     if image is not None:
         fig.colorbar(image, ax=list(axes), label="p99 round duration (s)", shrink=0.9)
     n = sum(len(g.durations) for g in a.groups.values())
-    title(fig, f"p99 round duration by NET x SEC (95% bootstrap CI; {UNRELIABLE} unreliable CI)",
-          _all_runs(a),
-          f"n={len(a.cells)} cells, {n} completed rounds")
+    title(
+        fig,
+        f"p99 round duration by NET x SEC (95% bootstrap CI; {UNRELIABLE} unreliable CI)",
+        _all_runs(a),
+        f"n={len(a.cells)} cells, {n} completed rounds",
+    )
     save(fig, out / name)
-    return name, ("p99 of completed-round durations per NET x SEC, pooled over seeds; "
-                  f"brackets: 95% bootstrap CI; {UNRELIABLE} = CI unreliable for this n.")
+    return name, (
+        "p99 of completed-round durations per NET x SEC, pooled over seeds; "
+        f"brackets: 95% bootstrap CI; {UNRELIABLE} = CI unreliable for this n."
+    )
 
 
 def ecdf(a: Analysis, out: Path) -> tuple[str, str]:
@@ -84,9 +100,15 @@ def ecdf(a: Analysis, out: Path) -> tuple[str, str]:
             if x.size == 0:
                 continue
             y = np.arange(1, x.size + 1) / x.size
-            ax.step(np.concatenate(([x[0]], x)), np.concatenate(([0.0], y)), where="post",
-                    color=colour(i), linestyle=linestyle(sec), label=f"{sec} (n={x.size})",
-                    linewidth=1.6)
+            ax.step(
+                np.concatenate(([x[0]], x)),
+                np.concatenate(([0.0], y)),
+                where="post",
+                color=colour(i),
+                linestyle=linestyle(sec),
+                label=f"{sec} (n={x.size})",
+                linewidth=1.6,
+            )
             lows.append(float(x[0]))
             highs.append(float(x[-1]))
         if lows and min(lows) > 0 and max(highs) / min(lows) > 20:
@@ -98,16 +120,22 @@ def ecdf(a: Analysis, out: Path) -> tuple[str, str]:
             ax.legend(fontsize=8, loc="lower right")
         else:
             ax.text(0.5, 0.5, "no completed rounds", ha="center", transform=ax.transAxes)
-    for ax in axes[len(a.nets):]:
+    for ax in axes[len(a.nets) :]:
         ax.set_visible(False)
     for ax in axes[::ncol]:
         ax.set_ylabel("fraction of rounds <= x")
     n = sum(len(g.durations) for g in a.groups.values())
-    title(fig, "ECDF of round durations per NET (pooled over data splits and seeds)",
-          _all_runs(a), f"n={n} completed rounds in {len(a.cells)} cells")
+    title(
+        fig,
+        "ECDF of round durations per NET (pooled over data splits and seeds)",
+        _all_runs(a),
+        f"n={n} completed rounds in {len(a.cells)} cells",
+    )
     save(fig, out / name)
-    return name, ("Empirical CDF of completed-round durations, one panel per NET, one curve "
-                  "per SEC; n per curve in the legend.")
+    return name, (
+        "Empirical CDF of completed-round durations, one panel per NET, one curve "
+        "per SEC; n per curve in the legend."
+    )
 
 
 def tta(a: Analysis, out: Path) -> tuple[str, str]:
@@ -124,8 +152,7 @@ def tta(a: Analysis, out: Path) -> tuple[str, str]:
                 if g is None or g.tta is None:
                     continue
                 targets.add(g.target)
-                tops.append(_tta_point(ax, g, j - 0.35 + width * (k + 0.5), colour(k), net,
-                                       first))
+                tops.append(_tta_point(ax, g, j - 0.35 + width * (k + 0.5), colour(k), net, first))
                 first = False
         ax.set_xticks(range(len(a.secs)), a.secs)
         ax.set_xlim(-0.6, len(a.secs) - 0.4)
@@ -140,12 +167,18 @@ def tta(a: Analysis, out: Path) -> tuple[str, str]:
             ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="NET")
         else:
             ax.text(0.5, 0.5, "no TTA data", ha="center", transform=ax.transAxes)
-    title(fig, "Time to target accuracy by SEC x NET (mean over seeds, 95% CI)", _all_runs(a),
-          f"n={len(a.cells)} runs")
+    title(
+        fig,
+        "Time to target accuracy by SEC x NET (mean over seeds, 95% CI)",
+        _all_runs(a),
+        f"n={len(a.cells)} runs",
+    )
     save(fig, out / name)
-    return name, ("Kaplan-Meier restricted mean TTA over seeds with its 95% CI; hollow markers: "
-                  "some runs censored (a lower bound); triangles: target never reached "
-                  "(TTA beyond the plotted time). n and censored runs are printed at each point.")
+    return name, (
+        "Kaplan-Meier restricted mean TTA over seeds with its 95% CI; hollow markers: "
+        "some runs censored (a lower bound); triangles: target never reached "
+        "(TTA beyond the plotted time). n and censored runs are printed at each point."
+    )
 
 
 def _tta_point(ax: Any, g: GroupStats, x: float, c: str, net: str, first: bool) -> float:
@@ -155,19 +188,32 @@ def _tta_point(ax: Any, g: GroupStats, x: float, c: str, net: str, first: bool) 
     label = net if first else None
     if not math.isfinite(t.estimate):
         ax.scatter([x], [t.tau], marker="^", s=60, color=c, label=label)
-        ax.annotate(f"not reached\n> {num(t.tau)} s, n={t.n}", (x, t.tau), fontsize=7,
-                    ha="center", va="bottom", xytext=(0, 6), textcoords="offset points")
+        ax.annotate(
+            f"not reached\n> {num(t.tau)} s, n={t.n}",
+            (x, t.tau),
+            fontsize=7,
+            ha="center",
+            va="bottom",
+            xytext=(0, 6),
+            textcoords="offset points",
+        )
         return t.tau
     err = None
     if math.isfinite(t.ci_low) and math.isfinite(t.ci_high):
         err = [[t.estimate - t.ci_low], [t.ci_high - t.estimate]]
     face = "white" if t.n_censored else c
-    ax.errorbar([x], [t.estimate], yerr=err, fmt="o", color=c, mfc=face, capsize=4,
-                label=label)
+    ax.errorbar([x], [t.estimate], yerr=err, fmt="o", color=c, mfc=face, capsize=4, label=label)
     cens = f"\n{t.n_censored} censored" if t.n_censored else ""
     top = t.ci_high if math.isfinite(t.ci_high) else t.estimate
-    ax.annotate(f"n={t.n}{cens}", (x, top), fontsize=7, ha="center", va="bottom",
-                xytext=(0, 4), textcoords="offset points")
+    ax.annotate(
+        f"n={t.n}{cens}",
+        (x, top),
+        fontsize=7,
+        ha="center",
+        va="bottom",
+        xytext=(0, 4),
+        textcoords="offset points",
+    )
     return top
 
 
@@ -187,13 +233,25 @@ def convergence(a: Analysis, out: Path) -> tuple[str, str]:
                     continue
                 targets.add(g.target)
                 xs = [p.round for p in g.convergence]
-                (line,) = ax.plot(xs, [p.mean for p in g.convergence], marker="o", markersize=3,
-                                  color=colour(i), linestyle=linestyle(sec))
+                (line,) = ax.plot(
+                    xs,
+                    [p.mean for p in g.convergence],
+                    marker="o",
+                    markersize=3,
+                    color=colour(i),
+                    linestyle=linestyle(sec),
+                )
                 legend.setdefault(sec, line)
                 lo = [p.low for p in g.convergence]
                 if any(math.isfinite(v) for v in lo):
-                    ax.fill_between(xs, lo, [p.high for p in g.convergence], color=colour(i),
-                                    alpha=0.18, linewidth=0)
+                    ax.fill_between(
+                        xs,
+                        lo,
+                        [p.high for p in g.convergence],
+                        color=colour(i),
+                        alpha=0.18,
+                        linewidth=0,
+                    )
             for t in targets:
                 if t is not None:
                     ax.axhline(t, color="#555555", linestyle=":", linewidth=1.2)
@@ -203,18 +261,28 @@ def convergence(a: Analysis, out: Path) -> tuple[str, str]:
             if c == 0:
                 ax.set_ylabel("test accuracy (fraction)")
             if not targets:
-                ax.text(0.5, 0.5, "no evaluations recorded", ha="center",
-                        transform=ax.transAxes)
+                ax.text(0.5, 0.5, "no evaluations recorded", ha="center", transform=ax.transAxes)
     seeds = sorted({g.seeds for g in a.groups.values()})
     if legend:
-        fig.legend(list(legend.values()), list(legend), loc="outside right upper", fontsize=8,
-                   title=f"SEC (n={'/'.join(map(str, seeds))} seed{'s' * (seeds != [1])})")
+        fig.legend(
+            list(legend.values()),
+            list(legend),
+            loc="outside right upper",
+            fontsize=8,
+            title=f"SEC (n={'/'.join(map(str, seeds))} seed{'s' * (seeds != [1])})",
+        )
     evals = sum(len(c.run.accuracy_by_round) for c in a.cells)
-    title(fig, "Accuracy vs round (mean over seeds; band: 95% t-interval; dotted: target)",
-          _all_runs(a), f"n={evals} evaluations in {len(a.cells)} runs")
+    title(
+        fig,
+        "Accuracy vs round (mean over seeds; band: 95% t-interval; dotted: target)",
+        _all_runs(a),
+        f"n={evals} evaluations in {len(a.cells)} runs",
+    )
     save(fig, out / name)
-    caption = ("Test accuracy at each evaluated round, mean over seeds with a 95% Student-t "
-               "band (no band with one seed); dotted line: the TTA target.")
+    caption = (
+        "Test accuracy at each evaluated round, mean over seeds with a 95% Student-t "
+        "band (no band with one seed); dotted line: the TTA target."
+    )
     return name, caption if legend else caption + " No run recorded an evaluation."
 
 
@@ -225,8 +293,10 @@ def failures(a: Analysis, out: Path) -> tuple[str, str]:
     rotate = len(a.secs) > 4
     fig = new_figure(max(0.75 * len(a.secs), 3.4) * ncol + 2.2, 3.3 * nrow + 1.4)
     axes = fig.subplots(nrow, ncol, squeeze=False, sharey=True)
-    top = max((100 * sum(g.failures.values()) / max(g.rounds_total, 1)
-               for g in a.groups.values()), default=0.0)
+    top = max(
+        (100 * sum(g.failures.values()) / max(g.rounds_total, 1) for g in a.groups.values()),
+        default=0.0,
+    )
     xs = np.arange(len(a.secs))
     for r, data in enumerate(a.datas):
         for c, net in enumerate(a.nets):
@@ -234,20 +304,43 @@ def failures(a: Analysis, out: Path) -> tuple[str, str]:
             groups = [a.groups.get((sec, net, data)) for sec in a.secs]
             bottom = np.zeros(len(a.secs))
             for i, cls in enumerate(classes):
-                per100 = np.array([100 * g.failures.get(cls, 0) / max(g.rounds_total, 1)
-                                   if g else 0.0 for g in groups])
-                ax.bar(xs, per100, bottom=bottom, color=failure_colour(cls, i), width=0.7,
-                       label=cls if (r, c) == (0, 0) else None)
+                per100 = np.array(
+                    [
+                        100 * g.failures.get(cls, 0) / max(g.rounds_total, 1) if g else 0.0
+                        for g in groups
+                    ]
+                )
+                ax.bar(
+                    xs,
+                    per100,
+                    bottom=bottom,
+                    color=failure_colour(cls, i),
+                    width=0.7,
+                    label=cls if (r, c) == (0, 0) else None,
+                )
                 bottom += per100
             for x, g, b in zip(xs, groups, bottom, strict=True):
                 text = f"{g.failed_rounds}/{g.rounds_total}" if g else "no data"
-                ax.annotate(text, (x, b), fontsize=7, ha="center", va="bottom",
-                            xytext=(0, 2), textcoords="offset points")
+                ax.annotate(
+                    text,
+                    (x, b),
+                    fontsize=7,
+                    ha="center",
+                    va="bottom",
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
             if not bottom.any():
-                ax.text(0.5, 0.5, "no failures", ha="center", color="#666666",
-                        transform=ax.transAxes)
-            ax.set_xticks(xs, a.secs, rotation=30 if rotate else 0,
-                          ha="right" if rotate else "center", fontsize=8)
+                ax.text(
+                    0.5, 0.5, "no failures", ha="center", color="#666666", transform=ax.transAxes
+                )
+            ax.set_xticks(
+                xs,
+                a.secs,
+                rotation=30 if rotate else 0,
+                ha="right" if rotate else "center",
+                fontsize=8,
+            )
             ax.set_xlim(-0.6, len(a.secs) - 0.4)
             ax.set_ylim(0, max(top * 1.25, 1.0))
             ax.set_title(f"{net}, {data}", fontsize=10)
@@ -257,13 +350,18 @@ def failures(a: Analysis, out: Path) -> tuple[str, str]:
     if classes:
         fig.legend(loc="outside right upper", title="class", fontsize=8)
     rounds = sum(g.rounds_total for g in a.groups.values())
-    title(fig, "Failures by class per cell group (pooled over seeds; "
-               "above bars: failed / planned rounds)",
-          _all_runs(a), f"n={rounds} planned rounds in {len(a.cells)} cells")
+    title(
+        fig,
+        "Failures by class per cell group (pooled over seeds; above bars: failed / planned rounds)",
+        _all_runs(a),
+        f"n={rounds} planned rounds in {len(a.cells)} cells",
+    )
     save(fig, out / name)
-    return name, ("Failure events by class (the harness taxonomy) per 100 planned rounds, "
-                  "stacked, one panel per NET x data; above each bar: failed rounds / planned "
-                  "rounds of that group.")
+    return name, (
+        "Failure events by class (the harness taxonomy) per 100 planned rounds, "
+        "stacked, one panel per NET x data; above each bar: failed rounds / planned "
+        "rounds of that group."
+    )
 
 
 FIGURES = (heatmap, ecdf, tta, convergence, failures)

@@ -142,8 +142,12 @@ def check_events(out: Path, run: Run) -> EventsCheck:
     if len(from_events) != len(from_row_) or not all(
         math.isclose(a, b, abs_tol=1e-6) for a, b in zip(from_events, from_row_, strict=True)
     ):
-        return EventsCheck("mismatch", f"`{rel}` has {len(from_events)} round durations that "
-                           f"differ from the row's {len(from_row_)}", elapsed)
+        return EventsCheck(
+            "mismatch",
+            f"`{rel}` has {len(from_events)} round durations that "
+            f"differ from the row's {len(from_row_)}",
+            elapsed,
+        )
     return EventsCheck("ok", f"`{rel}`: {len(from_events)} rounds match", elapsed)
 
 
@@ -176,5 +180,12 @@ def load(out: Path) -> Loaded:
         ev = events[r.id]
         if ev.status != "ok":
             notes.append(f"cell {r.id}: event log {ev.status}: {ev.detail}")
-    return Loaded(results_dir=out, source=source, runs=tuple(runs), notes=tuple(notes),
-                  matrix=matrix, expected=expected, events=events)
+    return Loaded(
+        results_dir=out,
+        source=source,
+        runs=tuple(runs),
+        notes=tuple(notes),
+        matrix=matrix,
+        expected=expected,
+        events=events,
+    )

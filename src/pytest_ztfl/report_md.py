@@ -25,14 +25,16 @@ from pytest_ztfl.report_fmt import (
 )
 from pytest_ztfl.report_model import Run
 
-ENV_KEYS = ("git_commit", "hostname", "kernel", "os", "python", "cpus", "cpu_model",
-            "memory_bytes")
+ENV_KEYS = ("git_commit", "hostname", "kernel", "os", "python", "cpus", "cpu_model", "memory_bytes")
 SOURCE = "`cells/<id>.json` (the rows of `runs.jsonl`)"
 
 
 def _distinct(values: Iterable[Any]) -> str:
-    counts = Counter(json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else str(v)
-                     for v in values if v is not None)
+    counts = Counter(
+        json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else str(v)
+        for v in values
+        if v is not None
+    )
     if not counts:
         return "not recorded"
     if len(counts) == 1:
@@ -52,10 +54,15 @@ def _matrix_rows(a: Analysis) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if m is not None and loaded.expected is not None:
         wl = m.get("workload", {})
-        out.append(("matrix", f"{m.get('name', '?')}: SEC {', '.join(m.get('sec', []))}; "
-                    f"NET {', '.join(m.get('net', []))}; data {', '.join(m.get('data', []))}; "
-                    f"seeds {', '.join(map(str, m.get('seeds', [])))}; "
-                    f"mTLS modes {', '.join(m.get('mtls', []))}"))
+        out.append(
+            (
+                "matrix",
+                f"{m.get('name', '?')}: SEC {', '.join(m.get('sec', []))}; "
+                f"NET {', '.join(m.get('net', []))}; data {', '.join(m.get('data', []))}; "
+                f"seeds {', '.join(map(str, m.get('seeds', [])))}; "
+                f"mTLS modes {', '.join(m.get('mtls', []))}",
+            )
+        )
         out.append(("workload", ", ".join(f"{k}={v}" for k, v in sorted(wl.items()))))
         missing = [c for c in loaded.expected if c not in present]
         extra = sorted(present - set(loaded.expected))
@@ -73,8 +80,15 @@ def _matrix_rows(a: Analysis) -> list[tuple[str, str]]:
 def metadata(a: Analysis) -> list[str]:
     runs = a.loaded.runs
     rows = _matrix_rows(a)
-    rows.append(("backend", _distinct(
-        f"{r.backend or '?'}" + (f" ({r.backend_note})" if r.backend_note else "") for r in runs)))
+    rows.append(
+        (
+            "backend",
+            _distinct(
+                f"{r.backend or '?'}" + (f" ({r.backend_note})" if r.backend_note else "")
+                for r in runs
+            ),
+        )
+    )
     rows.append(("NET emulation", _distinct(r.net_mechanism for r in runs)))
     rows.append(("NetworkPolicy", _distinct(r.netpol_action for r in runs)))
     rows.append(("mTLS", _distinct(r.mtls_mode for r in runs)))
@@ -90,15 +104,23 @@ def metadata(a: Analysis) -> list[str]:
             for pkg, ver in v.items():
                 versions.setdefault(pkg, []).append(ver)
     if versions:
-        rows.append(("versions", "; ".join(f"{p} {_distinct(vs)}"
-                                           for p, vs in sorted(versions.items()))))
+        rows.append(
+            ("versions", "; ".join(f"{p} {_distinct(vs)}" for p, vs in sorted(versions.items())))
+        )
     starts = [r.started_wall for r in runs if r.started_wall is not None]
     ends = [r.finished_wall for r in runs if r.finished_wall is not None]
-    rows.append(("run window", f"{_utc(min(starts) if starts else None)} to "
-                               f"{_utc(max(ends) if ends else None)}"))
-    return [f"Source: `matrix.json` and the `environment`, `backend`, `overlays` fields of "
-            f"{SOURCE}; n = {len(runs)} rows.", "",
-            *table(("", "value"), rows)]
+    rows.append(
+        (
+            "run window",
+            f"{_utc(min(starts) if starts else None)} to {_utc(max(ends) if ends else None)}",
+        )
+    )
+    return [
+        f"Source: `matrix.json` and the `environment`, `backend`, `overlays` fields of "
+        f"{SOURCE}; n = {len(runs)} rows.",
+        "",
+        *table(("", "value"), rows),
+    ]
 
 
 def _proofs(r: Run) -> str:
@@ -122,53 +144,113 @@ def _cell_row(a: Analysis, c: CellStats) -> list[str]:
         t, _ = censoring_time(r, a.loaded.events[r.id].elapsed)
         tta = f"censored (> {num(t)})"
     ok = sum(x.ok for x in r.rounds)
-    return [f"`{r.id}`", "yes" if r.success else f"NO: {r.success_reason}",
-            f"{ok}/{r.rounds_planned}", *qs, *over, tta, num(r.final_accuracy, "{:.4f}"),
-            counts_text(r.failures_by_class), _proofs(r), a.loaded.events[r.id].status]
+    return [
+        f"`{r.id}`",
+        "yes" if r.success else f"NO: {r.success_reason}",
+        f"{ok}/{r.rounds_planned}",
+        *qs,
+        *over,
+        tta,
+        num(r.final_accuracy, "{:.4f}"),
+        counts_text(r.failures_by_class),
+        _proofs(r),
+        a.loaded.events[r.id].status,
+    ]
 
 
 def cells(a: Analysis) -> list[str]:
-    head = ("cell", "success", "rounds ok/planned", "p50 s [95% CI]", "p95 s [95% CI]",
-            "p99 s [95% CI]", "p50 vs SEC0", "p99 vs SEC0", "TTA s", "final accuracy",
-            "failures by class", "proofs passed", "events check")
-    return [f"Source: {SOURCE}; round durations re-read from `events/<id>.jsonl` and compared "
-            "(column *events check*). n per cell = its completed rounds (*rounds ok*); "
-            "overheads divide by the SEC0 cell with the same NET, data and seed "
-            "(independent two-sample bootstrap, as the SLO gate). "
-            f"n = {len(a.cells)} cells.", "",
-            *table(head, (_cell_row(a, c) for c in a.cells))]
+    head = (
+        "cell",
+        "success",
+        "rounds ok/planned",
+        "p50 s [95% CI]",
+        "p95 s [95% CI]",
+        "p99 s [95% CI]",
+        "p50 vs SEC0",
+        "p99 vs SEC0",
+        "TTA s",
+        "final accuracy",
+        "failures by class",
+        "proofs passed",
+        "events check",
+    )
+    return [
+        f"Source: {SOURCE}; round durations re-read from `events/<id>.jsonl` and compared "
+        "(column *events check*). n per cell = its completed rounds (*rounds ok*); "
+        "overheads divide by the SEC0 cell with the same NET, data and seed "
+        "(independent two-sample bootstrap, as the SLO gate). "
+        f"n = {len(a.cells)} cells.",
+        "",
+        *table(head, (_cell_row(a, c) for c in a.cells)),
+    ]
 
 
 def groups(a: Analysis) -> list[str]:
-    head = ("SEC", "NET", "data", "cells (seeds)", "n rounds", "p50 s [95% CI]",
-            "p95 s [95% CI]", "p99 s [95% CI]", "mean TTA s [95% CI]", "successful cells",
-            "failed rounds")
+    head = (
+        "SEC",
+        "NET",
+        "data",
+        "cells (seeds)",
+        "n rounds",
+        "p50 s [95% CI]",
+        "p95 s [95% CI]",
+        "p99 s [95% CI]",
+        "mean TTA s [95% CI]",
+        "successful cells",
+        "failed rounds",
+    )
     rows = []
-    for key in sorted(a.groups, key=lambda k: (a.nets.index(k[1]), a.datas.index(k[2]),
-                                               a.secs.index(k[0]))):
+    for key in sorted(
+        a.groups, key=lambda k: (a.nets.index(k[1]), a.datas.index(k[2]), a.secs.index(k[0]))
+    ):
         g = a.groups[key]
         qs = [q_text(g.summary.get(q)) if g.summary else "n/a" for q in (0.5, 0.95, 0.99)]
-        rows.append([*key, str(g.seeds), str(len(g.durations)), *qs, tta_text(g.tta),
-                     f"{sum(r.success for r in g.runs)}/{g.seeds}",
-                     f"{g.failed_rounds}/{g.rounds_total}"])
-    return [f"Source: {SOURCE}, completed rounds pooled over seeds (as the seed study did); "
-            "TTA from `metrics.tta_seconds`, censoring times from `events/<id>.jsonl` "
-            f"(first round_start to run_end). n = {len(a.groups)} groups.", "", *table(head, rows)]
+        rows.append(
+            [
+                *key,
+                str(g.seeds),
+                str(len(g.durations)),
+                *qs,
+                tta_text(g.tta),
+                f"{sum(r.success for r in g.runs)}/{g.seeds}",
+                f"{g.failed_rounds}/{g.rounds_total}",
+            ]
+        )
+    return [
+        f"Source: {SOURCE}, completed rounds pooled over seeds (as the seed study did); "
+        "TTA from `metrics.tta_seconds`, censoring times from `events/<id>.jsonl` "
+        f"(first round_start to run_end). n = {len(a.groups)} groups.",
+        "",
+        *table(head, rows),
+    ]
 
 
 def slo(a: Analysis) -> list[str]:
     with_slo = [r for r in a.loaded.runs if r.slo]
     if not with_slo:
-        return ["No SLO verdicts are stored in these rows (field `slo` absent): the verdicts "
-                "of this run are the pytest outcomes of its `test_fl[...]` tests."]
-    rows = [[f"`{r.id}`", str(v.get("metric", "?")), str(v.get("verdict", "?")).upper(),
-             str(v.get("message", ""))] for r in with_slo for v in r.slo]
+        return [
+            "No SLO verdicts are stored in these rows (field `slo` absent): the verdicts "
+            "of this run are the pytest outcomes of its `test_fl[...]` tests."
+        ]
+    rows = [
+        [
+            f"`{r.id}`",
+            str(v.get("metric", "?")),
+            str(v.get("verdict", "?")).upper(),
+            str(v.get("message", "")),
+        ]
+        for r in with_slo
+        for v in r.slo
+    ]
     verdicts = Counter(row[2] for row in rows)
-    return [f"Source: field `slo` of {SOURCE}; n = {len(rows)} verdicts in {len(with_slo)} "
-            f"of {len(a.loaded.runs)} cells ({', '.join(f'{k} {v}' for k, v in verdicts.items())})."
-            " Rule: FAIL only when the CI lies beyond the limit; INCONCLUSIVE when the estimate "
-            "is beyond it but the CI includes it.", "",
-            *table(("cell", "SLO", "verdict", "evidence"), rows)]
+    return [
+        f"Source: field `slo` of {SOURCE}; n = {len(rows)} verdicts in {len(with_slo)} "
+        f"of {len(a.loaded.runs)} cells ({', '.join(f'{k} {v}' for k, v in verdicts.items())})."
+        " Rule: FAIL only when the CI lies beyond the limit; INCONCLUSIVE when the estimate "
+        "is beyond it but the CI includes it.",
+        "",
+        *table(("cell", "SLO", "verdict", "evidence"), rows),
+    ]
 
 
 def headline(a: Analysis) -> list[str]:
@@ -180,30 +262,48 @@ def headline(a: Analysis) -> list[str]:
             notes.append(c.note)
             ref = f" [{len(notes)}]"
         rows.append([c.topic, c.measured + ref, c.n, c.source, c.rule])
-    out = ["The seed study's published values are not reproduced here. To compare, place a "
-           "published value against this run's 95% CI: outside the CI, this run contradicts it; "
-           "inside, this run is consistent with it (which does not confirm it). Ratios use "
-           "completed rounds pooled over the data splits and seeds both arms share; durations "
-           "trace to `events/<id>.jsonl`.", "",
-           *table(("seed-study headline", "measured in this run [95% CI]", "n", "source",
-                   "how to compare"), rows)]
+    out = [
+        "The seed study's published values are not reproduced here. To compare, place a "
+        "published value against this run's 95% CI: outside the CI, this run contradicts it; "
+        "inside, this run is consistent with it (which does not confirm it). Ratios use "
+        "completed rounds pooled over the data splits and seeds both arms share; durations "
+        "trace to `events/<id>.jsonl`.",
+        "",
+        *table(
+            (
+                "seed-study headline",
+                "measured in this run [95% CI]",
+                "n",
+                "source",
+                "how to compare",
+            ),
+            rows,
+        ),
+    ]
     if notes:
         out += ["", *(f"[{i}] {escape(n)}" + "  " for i, n in enumerate(notes, 1))]
     return out
 
 
-def document(a: Analysis, figures: Sequence[tuple[str, str]], notes: Sequence[str],
-             version: str) -> str:
+def document(
+    a: Analysis, figures: Sequence[tuple[str, str]], notes: Sequence[str], version: str
+) -> str:
     loaded = a.loaded
     name = (loaded.matrix or {}).get("name", "results")
-    lines = [f"# ztfl report: {name}", "",
-             f"Generated {_utc(dt.datetime.now(dt.UTC).timestamp())} by pytest-ztfl {version} "
-             f"from `{loaded.results_dir.resolve()}` ({len(loaded.runs)} cells read from "
-             f"{loaded.source}).",
-             ""]
+    lines = [
+        f"# ztfl report: {name}",
+        "",
+        f"Generated {_utc(dt.datetime.now(dt.UTC).timestamp())} by pytest-ztfl {version} "
+        f"from `{loaded.results_dir.resolve()}` ({len(loaded.runs)} cells read from "
+        f"{loaded.source}).",
+        "",
+    ]
     if notes:
-        lines += ["> **Partial or qualified report.** Problems found in the results directory "
-                  "(each affects only what it names):", ">"]
+        lines += [
+            "> **Partial or qualified report.** Problems found in the results directory "
+            "(each affects only what it names):",
+            ">",
+        ]
         lines += [f"> - {n}" for n in notes]
         lines.append("")
     sections: list[tuple[str, list[str]]] = [
@@ -212,8 +312,14 @@ def document(a: Analysis, figures: Sequence[tuple[str, str]], notes: Sequence[st
         ("Cell groups (pooled over seeds)", groups(a)),
         ("SLO verdicts", slo(a)),
         ("Seed study (ZeroTrust-FLBench) headline claims vs this run", headline(a)),
-        ("Figures", [line for f, cap in figures
-                     for line in (f"![{f.removesuffix('.png')}]({f})", "", f"*{cap}*", "")]),
+        (
+            "Figures",
+            [
+                line
+                for f, cap in figures
+                for line in (f"![{f.removesuffix('.png')}]({f})", "", f"*{cap}*", "")
+            ],
+        ),
         ("Method", method()),
     ]
     for title, body in sections:

@@ -93,8 +93,7 @@ def sec_sort_key(label: str) -> tuple[int, str]:
 
 
 def run_sort_key(run: Run) -> tuple[Any, ...]:
-    return (sec_sort_key(run.sec), run.mtls or "", natural_key(run.net), run.data, run.seed,
-            run.id)
+    return (sec_sort_key(run.sec), run.mtls or "", natural_key(run.net), run.data, run.seed, run.id)
 
 
 def _num(v: Any) -> float | None:
@@ -138,8 +137,13 @@ def _round(i: int, raw: Any) -> RoundRow:
         raise RowError(f"{where}.duration is missing or not a finite number >= 0")
     number = _int(raw.get("round"))
     failures = _counts(raw.get("failures", {}))
-    return RoundRow(round=number if number is not None else i + 1, ok=ok, duration=duration,
-                    selected=_int(raw.get("selected")) or 0, failures=failures or {})
+    return RoundRow(
+        round=number if number is not None else i + 1,
+        ok=ok,
+        duration=duration,
+        selected=_int(raw.get("selected")) or 0,
+        failures=failures or {},
+    )
 
 
 def from_row(row: Any, source: str) -> Run:
@@ -195,17 +199,30 @@ def from_row(row: Any, source: str) -> Run:
     mtls = cell.get("mtls")
     env = row.get("environment")
     return Run(
-        id=cell["id"], sec=cell["sec"], net=cell["net"], data=cell["data"], seed=cell["seed"],
+        id=cell["id"],
+        sec=cell["sec"],
+        net=cell["net"],
+        data=cell["data"],
+        seed=cell["seed"],
         mtls=mtls if isinstance(mtls, str) else None,
-        success=row["success"], success_reason=str(row.get("success_reason") or ""),
-        rounds_planned=planned, rounds=rounds, accuracy_by_round=acc,
-        final_accuracy=optional("metrics.final_accuracy", metrics.get("final_accuracy"),
-                                _num(metrics.get("final_accuracy"))),
-        tta_seconds=optional("metrics.tta_seconds", tta,
-                             None if tta is None or (_num(tta) or 0) < 0 else _num(tta)),
+        success=row["success"],
+        success_reason=str(row.get("success_reason") or ""),
+        rounds_planned=planned,
+        rounds=rounds,
+        accuracy_by_round=acc,
+        final_accuracy=optional(
+            "metrics.final_accuracy",
+            metrics.get("final_accuracy"),
+            _num(metrics.get("final_accuracy")),
+        ),
+        tta_seconds=optional(
+            "metrics.tta_seconds", tta, None if tta is None or (_num(tta) or 0) < 0 else _num(tta)
+        ),
         target=optional("metrics.target", metrics.get("target"), _num(metrics.get("target"))),
-        failures_by_class=optional("failures_by_class", row.get("failures_by_class"),
-                                   _counts(row.get("failures_by_class"))) or {},
+        failures_by_class=optional(
+            "failures_by_class", row.get("failures_by_class"), _counts(row.get("failures_by_class"))
+        )
+        or {},
         proofs=tuple(proofs),
         backend=_str(_dig(row, "backend", "name")),
         backend_note=_str(_dig(row, "backend", "note")),

@@ -13,8 +13,14 @@ from typing import Any
 from pytest_ztfl.report_model import Run
 
 DPI = 120
-FAILURE_COLOURS = {"netpol": "#d62728", "mtls": "#9467bd", "resource": "#8c564b",
-                   "netem": "#ff7f0e", "workload": "#1f77b4", "timeout": "#7f7f7f"}
+FAILURE_COLOURS = {
+    "netpol": "#d62728",
+    "mtls": "#9467bd",
+    "resource": "#8c564b",
+    "netem": "#ff7f0e",
+    "workload": "#1f77b4",
+    "timeout": "#7f7f7f",
+}
 
 
 def new_figure(width: float, height: float) -> Any:
@@ -54,10 +60,13 @@ def provenance(runs: Iterable[Run], n_text: str, width_chars: int = 120) -> str:
     """``n=... | backend ... | NET emulation ... | NetworkPolicy ... | mTLS ...``, wrapped at
     the separators to ``width_chars`` per line."""
     rs = list(runs)
-    parts = [n_text, f"backend: {_values(r.backend for r in rs)}",
-             f"NET emulation: {_values(r.net_mechanism for r in rs)}",
-             f"NetworkPolicy: {_values(r.netpol_action for r in rs)}",
-             f"mTLS: {_values(r.mtls_mode for r in rs)}"]
+    parts = [
+        n_text,
+        f"backend: {_values(r.backend for r in rs)}",
+        f"NET emulation: {_values(r.net_mechanism for r in rs)}",
+        f"NetworkPolicy: {_values(r.netpol_action for r in rs)}",
+        f"mTLS: {_values(r.mtls_mode for r in rs)}",
+    ]
     lines = [parts[0]]
     for part in parts[1:]:
         if len(lines[-1]) + 3 + len(part) > width_chars:

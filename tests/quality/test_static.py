@@ -32,7 +32,9 @@ def test_static_check(argv: list[str]) -> None:
 def test_import_contract_catches_a_violation(tmp_path: Path) -> None:
     """The contract is live: a k8s_fixtures module importing fl_app is reported."""
     bad = REPO / "src" / "k8s_fixtures" / "_contract_probe.py"
-    bad.write_text('"""Temporary: must be rejected by import-linter."""\nimport fl_app  # noqa: F401\n')
+    bad.write_text(
+        '"""Temporary: must be rejected by import-linter."""\nimport fl_app  # noqa: F401\n'
+    )
     try:
         proc = _run(str(BIN / "lint-imports"))
     finally:

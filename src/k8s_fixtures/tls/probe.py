@@ -149,6 +149,20 @@ def tcp_call(ns: argparse.Namespace) -> int:
     return 0 if out["ok"] else 1
 
 
+def connect(ns: argparse.Namespace) -> int:
+    """Can a TCP connection be opened at all? (the NetworkPolicy proofs' question)"""
+    out: dict[str, Any] = {"ok": False, "error": "", "seconds": None}
+    t0 = time.perf_counter()
+    try:
+        with socket.create_connection(_hostport(ns.target), timeout=ns.timeout):
+            out["ok"] = True
+    except OSError as e:
+        out["error"] = f"{type(e).__name__}: {e}"
+    out["seconds"] = time.perf_counter() - t0
+    print(json.dumps(out), flush=True)
+    return 0 if out["ok"] else 1
+
+
 def _hostport(target: str) -> tuple[str, int]:
     host, _, port = target.rpartition(":")
     return host.strip("[]"), int(port)
@@ -177,6 +191,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="payload of the first RPC (default: --size)")
     g.add_argument("--repeat", type=int, default=0)
     g.add_argument("--timeout", type=float, default=10.0)
+    c = sub.add_parser("connect")
+    c.add_argument("--target", required=True)
+    c.add_argument("--timeout", type=float, default=5.0)
     t = sub.add_parser("tcp-call")
     t.add_argument("--target", required=True)
     t.add_argument("--data", required=True, help="hex")
@@ -188,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
     run: dict[str, Callable[[argparse.Namespace], int]] = {
         "echo-server": echo_server, "grpc-server": grpc_server,
-        "grpc-call": grpc_call, "tcp-call": tcp_call}
+        "grpc-call": grpc_call, "tcp-call": tcp_call, "connect": connect}
     return run[ns.cmd](ns)
 
 

@@ -1,0 +1,116 @@
+"""The NET overlay of the local backend: shapes every annotated client pod's link to its server.
+
+A client pod carries ``ztfl.io/net-profile: NET2`` (the same annotation that makes a Kubernetes
+backend render a ``tc`` init container). When the backend creates such pods — before their
+processes start — the overlay applies the profile to each client <-> server link of that
+namespace with :func:`k8s_fixtures.netem.apply` (kernel netem where present, else the delay
+line), so the first packet of the workload is already shaped. Pods of one namespace may name
+different profiles (heterogeneous edge). Deleting the namespace removes the emulation.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from k8s_fixtures.cluster import ManifestError
+
+from .overlay import NetemHandle, apply
+from .plan import NetPlan
+from .profiles import Profile, ProfileError, load_profiles
+
+ANNOTATION = "ztfl.io/net-profile"
+SERVER_LABEL = ("app.kubernetes.io/component", "fl-server")
+
+
+class PodLike(Protocol):
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def netns(self) -> str: ...
+    @property
+    def host_if(self) -> str: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def annotations(self) -> Mapping[str, str]: ...
+
+
+class ViewLike(Protocol):
+    @property
+    def node_netns(self) -> str: ...
+    @property
+    def pods(self) -> tuple[Any, ...]: ...
+
+
+@dataclass
+class Link:
+    netns: str
+    host_if: str
+    pod_if: str = "eth0"
+
+
+class NetemOverlay:
+    """Registered with ``LocalCluster.add_overlay``; realises the net-profile annotation."""
+
+    kinds: Collection[str] = ()
+
+    def __init__(
+        self, profiles: Mapping[str, Profile] | None = None, mechanism: str = "auto"
+    ) -> None:
+        self.profiles = dict(profiles) if profiles is not None else load_profiles()
+        self.mechanism = mechanism
+        self.handles: dict[str, NetemHandle] = {}
+
+    def validate(self, obj: dict[str, Any]) -> None:  # no object kinds of its own
+        return None
+
+    def _plan(self, ns: str, clients: list[PodLike]) -> NetPlan:
+        chosen: dict[str, Profile] = {}
+        for p in clients:
+            name = p.annotations[ANNOTATION]
+            if name not in self.profiles:
+                raise ManifestError(
+                    f"Pod {ns}/{p.name}: metadata.annotations[{ANNOTATION}]: unknown profile "
+                    f"{name!r} (known: {', '.join(sorted(self.profiles))})"
+                )
+            chosen[p.netns] = self.profiles[name]
+        first = next(iter(chosen.values()))
+        return NetPlan(default=first, clients=chosen)
+
+    def sync(self, cluster: Any, view: ViewLike) -> None:
+        by_ns: dict[str, list[PodLike]] = defaultdict(list)
+        for p in view.pods:
+            by_ns[p.namespace].append(p)
+        for ns in [n for n in self.handles if n not in by_ns]:
+            self.handles.pop(ns).stop()
+        for ns, pods in by_ns.items():
+            clients = [p for p in pods if ANNOTATION in getattr(p, "annotations", {})]
+            servers = [p for p in pods if p.labels.get(SERVER_LABEL[0]) == SERVER_LABEL[1]]
+            if not clients or ns in self.handles:
+                continue
+            if len(servers) != 1:
+                raise ManifestError(
+                    f"Pod {ns}/{clients[0].name}: metadata.annotations"
+                    f"[{ANNOTATION}]: needs exactly one fl-server pod in the "
+                    f"namespace, found {len(servers)}"
+                )
+            try:
+                plan = self._plan(ns, clients)
+                server = Link(servers[0].netns, servers[0].host_if)
+                links = [(Link(c.netns, c.host_if), server) for c in clients]
+                self.handles[ns] = apply(plan, view.node_netns, links, mechanism=self.mechanism)
+            except ProfileError as exc:
+                raise ManifestError(f"Pod {ns}/{clients[0].name}: {exc}") from None
+
+    def handle(self, namespace: str) -> NetemHandle | None:
+        return self.handles.get(namespace)
+
+    def close(self, cluster: Any) -> None:
+        while self.handles:
+            _, h = self.handles.popitem()
+            h.stop()

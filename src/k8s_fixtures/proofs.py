@@ -1,0 +1,257 @@
+"""Proofs of enforcement: probes that show each control of a security level is really on.
+
+They run against a live FL namespace through the backend-neutral :class:`Cluster` API only
+(``apply`` probe pods, ``exec`` probe programs, read server-side logs), so the same proofs run
+on the local backend and on Kubernetes. Every proof is also run where its control is off, with
+the opposite expectation (SEC0: the rogue pod *does* reach the server), which shows the probe
+is able to see a hole.
+
+* ``dns``               a client resolves ``fl-server`` (a policy that forgot DNS fails here)
+* ``rogue-to-server``   a pod without the client label opens TCP to the server's gRPC port
+* ``client-to-client``  a client opens TCP to another client-labelled pod
+* ``no-cert-refused``   a TLS client without a certificate is refused; the reason is read from
+                        the server side (gRPC's or the proxy's log), as the client only sees
+                        UNAVAILABLE
+* ``other-ca-refused``  a client with a certificate from another CA is refused, likewise
+* ``wire``              (run during round 1, see :func:`judge_wire`) no plaintext model bytes
+                        on the pod network, only TLS records; SEC0/SEC1: the bytes are seen
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from k8s_fixtures.cluster import Cluster, Obj
+from k8s_fixtures.tls.ca import CertificateAuthority
+from k8s_fixtures.tls.capture import CaptureVerdict
+from k8s_fixtures.tls.grpc_log import grpc_handshake_failures
+from k8s_fixtures.tls.secret import to_secret
+from k8s_fixtures.tls.stunnel_log import stunnel_handshake_failures
+
+PROBE_DIR = "/var/run/ztfl/probe-tls"
+ROGUE, PEER, NOCERT = "ztfl-probe-rogue", "ztfl-probe-peer", "ztfl-probe-nocert"
+
+
+@dataclass(frozen=True)
+class Proof:
+    name: str
+    control: str  # "netpol" | "mtls" | "dns"
+    expect: str  # "blocked" | "open" | "refused" | "resolves" | "tls-only" | "plaintext"
+    passed: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProofPlan:
+    namespace: str
+    python: tuple[str, ...]
+    image: str
+    netpol: bool
+    tls: str  # "none" | "native" | "sidecar"
+    server: str = "fl-server"
+    port: int = 50051
+
+
+def probe_pods(
+    plan: ProofPlan, ca: CertificateAuthority | None, other_ca: CertificateAuthority | None
+) -> list[Obj]:
+    """The probe pods (and their Secret) to apply next to the FL pods.
+
+    The mTLS probe trusts the harness CA (so it verifies the server and reaches the server's
+    client-certificate check) but holds a leaf from ``other_ca``: presenting no certificate, or
+    that one, must be refused by the server, and the server logs why.
+    """
+    sleep = [*plan.python, "-c", "import time\nwhile True: time.sleep(3600)"]
+
+    def pod(
+        name: str,
+        labels: dict[str, str],
+        command: list[str],
+        volumes: list[dict[str, Any]] | None = None,
+    ) -> Obj:
+        c: dict[str, Any] = {"name": "probe", "image": plan.image, "command": command}
+        spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [c]}
+        if volumes:
+            spec["volumes"] = volumes
+            c["volumeMounts"] = [{"name": "tls", "mountPath": PROBE_DIR, "readOnly": True}]
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": plan.namespace,
+                "labels": {"app.kubernetes.io/part-of": "pytest-ztfl", **labels},
+            },
+            "spec": spec,
+        }
+
+    objs = [
+        pod(ROGUE, {"ztfl.io/fl-role": "rogue"}, sleep),
+        pod(
+            PEER,
+            {"app.kubernetes.io/component": "fl-client", "ztfl.io/fl-role": "probe"},
+            [*plan.python, "-m", "k8s_fixtures.tls.probe", "echo-server", "--port", str(plan.port)],
+        ),
+    ]
+    if plan.tls != "none":
+        assert ca is not None and other_ca is not None
+        issued = other_ca.issue(other_ca.identity(plan.namespace, "fl-client"))
+        secret = to_secret(replace(issued, ca_pem=ca.cert_pem), name="ztfl-probe-other-ca")
+        objs.append(secret)
+        objs.append(
+            pod(
+                NOCERT,
+                {"app.kubernetes.io/component": "fl-client", "ztfl.io/fl-role": "probe"},
+                sleep,
+                [{"name": "tls", "secret": {"secretName": "ztfl-probe-other-ca"}}],
+            )
+        )
+    return objs
+
+
+def _probe(
+    cluster: Cluster, plan: ProofPlan, pod: str, args: Sequence[str], container: str | None = None
+) -> dict[str, Any]:
+    rc, out, err = cluster.exec(
+        plan.namespace,
+        pod,
+        [*plan.python, "-m", "k8s_fixtures.tls.probe", *args],
+        container=container,
+    )
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if not lines:
+        return {"ok": False, "error": f"probe printed nothing (rc {rc}): {err.strip()[-300:]}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def _server_refusals(cluster: Cluster, plan: ProofPlan) -> list[str]:
+    if plan.tls == "sidecar":
+        text = "\n".join(cluster.logs(plan.namespace, plan.server, container="ztfl-proxy"))
+        return [f.reason for f in stunnel_handshake_failures(text)]
+    text = "\n".join(cluster.logs(plan.namespace, plan.server, container=plan.server))
+    return [f.reason for f in grpc_handshake_failures(text)]
+
+
+def run_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
+    """Every pre-measurement proof for the plan's security level (probe pods must be ready)."""
+    target = f"{plan.server}:{plan.port}"
+    proofs: list[Proof] = []
+    r = _probe(cluster, plan, "fl-client-0", ["connect", "--target", target], "fl-client")
+    proofs.append(
+        Proof(
+            "dns",
+            "dns",
+            "resolves",
+            bool(r["ok"]),
+            "fl-client-0 resolved fl-server and connected"
+            if r["ok"]
+            else f"fl-client-0 -> {target}: {r.get('error')}",
+        )
+    )
+    expect = "blocked" if plan.netpol else "open"
+    r = _probe(cluster, plan, ROGUE, ["connect", "--target", target, "--timeout", "3"])
+    proofs.append(
+        Proof(
+            "rogue-to-server",
+            "netpol",
+            expect,
+            bool(r["ok"]) != plan.netpol,
+            f"rogue -> {target}: {'connected' if r['ok'] else r.get('error')}",
+        )
+    )
+    peer_ip = next(p.ip for p in cluster.pods(plan.namespace) if p.name == PEER)
+    r = _probe(
+        cluster,
+        plan,
+        "fl-client-0",
+        ["connect", "--target", f"{peer_ip}:{plan.port}", "--timeout", "3"],
+        "fl-client",
+    )
+    proofs.append(
+        Proof(
+            "client-to-client",
+            "netpol",
+            expect,
+            bool(r["ok"]) != plan.netpol,
+            f"fl-client-0 -> client-labelled {peer_ip}:{plan.port}: "
+            f"{'connected' if r['ok'] else r.get('error')}",
+        )
+    )
+    if plan.tls == "none":
+        return proofs
+    before = len(_server_refusals(cluster, plan))
+    cases = [
+        ("no-cert-refused", ["--tls-ca", f"{PROBE_DIR}/ca.crt"]),
+        (
+            "other-ca-refused",
+            [
+                "--tls-ca",
+                f"{PROBE_DIR}/ca.crt",
+                "--tls-cert",
+                f"{PROBE_DIR}/tls.crt",
+                "--tls-key",
+                f"{PROBE_DIR}/tls.key",
+            ],
+        ),
+    ]
+    for name, tls_args in cases:
+        r = _probe(
+            cluster,
+            plan,
+            NOCERT,
+            [
+                "grpc-call",
+                "--target",
+                target,
+                "--timeout",
+                "5",
+                "--server-name",
+                plan.server,
+                *tls_args,
+            ],
+        )
+        reasons = _server_refusals(cluster, plan)
+        new = reasons[before:]
+        before = len(reasons)
+        refused = not r["ok"] and r.get("code") == "UNAVAILABLE"
+        proofs.append(
+            Proof(
+                name,
+                "mtls",
+                "refused",
+                refused and bool(new),
+                f"client saw {r.get('code') or r.get('error')}; "
+                f"server side: {', '.join(new) or 'no refusal logged'}",
+            )
+        )
+    return proofs
+
+
+def judge_wire(verdict: CaptureVerdict, tls: bool, min_bytes: int) -> Proof:
+    """The wire proof from a capture of round 1 (``min_bytes``: at least one model update)."""
+    enough = verdict.tcp_payload_bytes >= min_bytes
+    detail = (
+        f"{verdict.tcp_payload_bytes} TCP payload bytes in {verdict.packets} packets, "
+        f"{len(verdict.flows)} flows, model bytes {'seen' if verdict.pattern_seen else 'not seen'}"
+        f" in clear, {'all' if verdict.all_tls else 'not all'} flows TLS"
+    )
+    if not enough:
+        return Proof(
+            "wire",
+            "mtls",
+            "tls-only" if tls else "plaintext",
+            False,
+            f"capture too small to judge (< {min_bytes} bytes): {detail}",
+        )
+    if tls:
+        return Proof(
+            "wire", "mtls", "tls-only", verdict.all_tls and not verdict.pattern_seen, detail
+        )
+    return Proof("wire", "mtls", "plaintext", verdict.pattern_seen, detail)

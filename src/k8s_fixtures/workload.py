@@ -1,0 +1,345 @@
+"""The Kubernetes objects of one FL run: namespace, identities, server, clients, Service, TLS.
+
+The same objects go to every backend. The workload is started by command line
+(``python -m fl_app.server`` / ``fl_app.client``), never imported. Security is expressed the
+Kubernetes way:
+
+* SEC1/SEC3: the NetworkPolicy set in ``k8s_fixtures/policies/fl-netpol.yaml``;
+* mTLS ``native``: a ``kubernetes.io/tls`` Secret per ServiceAccount (SPIFFE identity), mounted
+  into the pod, its paths passed to the workload's ``--tls-*`` flags;
+* mTLS ``sidecar``: the same Secret, plus a ConfigMap with the stunnel config and the nftables
+  redirect, an init container that installs the redirect (as Linkerd's proxy-init does) and a
+  proxy container, so the workload itself speaks plaintext inside the pod only.
+
+The network profile is a pod annotation (``ztfl.io/net-profile``): the local backend's network
+overlay shapes each annotated pod's link before its processes start; on Kubernetes an init
+container with NET_ADMIN runs ``tc`` (rendered when ``netem_init`` is given).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from k8s_fixtures.cluster import Obj
+from k8s_fixtures.policies import policy_path
+from k8s_fixtures.tls.ca import CertificateAuthority, service_dns_names
+from k8s_fixtures.tls.secret import TLSFiles, to_secret
+from k8s_fixtures.tls.sidecar import (
+    INBOUND_PROXY_PORT,
+    SidecarSpec,
+    render_nft_rules,
+    render_stunnel_config,
+)
+
+PORT = 50051
+SERVER, CLIENT = "fl-server", "fl-client"
+TLS_DIR = "/var/run/ztfl/tls"
+SIDECAR_DIR = "/var/run/ztfl/sidecar"
+DEFAULT_IMAGE = "ghcr.io/ztfl/fl-app:0.1.0"
+NET_ANNOTATION = "ztfl.io/net-profile"
+COMPONENT = "app.kubernetes.io/component"
+ROLE = "ztfl.io/fl-role"
+TLSMode = Literal["none", "native", "sidecar"]
+
+
+@dataclass(frozen=True)
+class ClientOverride:
+    """Per-client deviations, for heterogeneous or faulty clients."""
+
+    net_profile: str | None = None
+    memory_limit: str | None = None
+    cpu_limit: str | None = None
+    extra_args: tuple[str, ...] = ()
+    service_account: str | None = None  # e.g. an identity not on the allow-list
+    secret: str | None = None  # mount this Secret instead of the role's (e.g. expired cert)
+
+
+@dataclass(frozen=True)
+class FLRun:
+    namespace: str
+    run_id: str
+    clients: int
+    server_flags: tuple[str, ...]  # run flags for fl_app.server (rounds, model, data dir ...)
+    client_flags: tuple[str, ...] = ()  # extra flags for every fl_app.client
+    python: tuple[str, ...] = ("python",)  # how a container starts Python
+    image: str = DEFAULT_IMAGE
+    tls: TLSMode = "none"
+    netpol: bool = False
+    net_profile: str | None = None
+    server_resources: Mapping[str, str] = field(default_factory=dict)  # limits
+    client_resources: Mapping[str, str] = field(default_factory=dict)
+    overrides: Mapping[int, ClientOverride] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    netem_init: Sequence[str] | None = None  # argv of a tc init container (Kubernetes only)
+    hold_dir: str | None = None  # an emptyDir on the server for the harness's release file
+
+    def spiffe_id(self, service_account: str) -> str:
+        return f"spiffe://cluster.local/ns/{self.namespace}/sa/{service_account}"
+
+
+def _meta(run: FLRun, name: str, **extra: Any) -> dict[str, Any]:
+    labels = {
+        "app.kubernetes.io/name": "ztfl",
+        "app.kubernetes.io/part-of": "pytest-ztfl",
+        "ztfl.io/run": run.run_id,
+        **run.labels,
+        **extra.pop("labels", {}),
+    }
+    return {"name": name, "namespace": run.namespace, "labels": labels, **extra}
+
+
+def _resources(limits: Mapping[str, str]) -> dict[str, Any]:
+    return {"limits": dict(limits), "requests": dict(limits)} if limits else {}
+
+
+def _tls_volumes(secret: str, sidecar_cm: str | None) -> list[dict[str, Any]]:
+    vols: list[dict[str, Any]] = [{"name": "tls", "secret": {"secretName": secret}}]
+    if sidecar_cm:
+        vols.append({"name": "sidecar", "configMap": {"name": sidecar_cm}})
+    return vols
+
+
+def _sidecar_containers(run: FLRun, cm: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    mounts = [
+        {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
+        {"name": "sidecar", "mountPath": SIDECAR_DIR, "readOnly": True},
+    ]
+    init = {
+        "name": "ztfl-proxy-init",
+        "image": run.image,
+        "command": ["nft", "-f", f"{SIDECAR_DIR}/redirect.nft"],
+        "volumeMounts": mounts,
+        "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}},
+    }
+    proxy = {
+        "name": "ztfl-proxy",
+        "image": run.image,
+        "command": ["stunnel", f"{SIDECAR_DIR}/stunnel.conf"],
+        "volumeMounts": mounts,
+    }
+    return init, proxy
+
+
+def _sidecar_config(run: FLRun, name: str, spec: SidecarSpec) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(run, name),
+        "data": {
+            "stunnel.conf": render_stunnel_config(spec),
+            "redirect.nft": render_nft_rules(spec),
+        },
+    }
+
+
+def _pod(
+    run: FLRun,
+    name: str,
+    role: str,
+    sa: str,
+    container: dict[str, Any],
+    secret: str | None,
+    sidecar: tuple[str, SidecarSpec] | None,
+    net: str | None,
+    restart: str,
+) -> list[Obj]:
+    objs: list[Obj] = []
+    annotations = {NET_ANNOTATION: net} if net else {}
+    spec: dict[str, Any] = {
+        "serviceAccountName": sa,
+        "restartPolicy": restart,
+        "containers": [container],
+    }
+    init: list[dict[str, Any]] = []
+    if run.netem_init is not None and net:
+        init.append(
+            {
+                "name": "ztfl-netem-init",
+                "image": run.image,
+                "command": list(run.netem_init),
+                "args": [net],
+                "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}},
+            }
+        )
+    if secret is not None:
+        spec["volumes"] = _tls_volumes(secret, sidecar[0] if sidecar else None)
+        container.setdefault("volumeMounts", []).append(
+            {"name": "tls", "mountPath": TLS_DIR, "readOnly": True}
+        )
+    if sidecar is not None:
+        cm, sc_spec = sidecar
+        objs.append(_sidecar_config(run, cm, sc_spec))
+        init_c, proxy = _sidecar_containers(run, cm)
+        init.append(init_c)
+        spec["containers"].append(proxy)
+    if init:
+        spec["initContainers"] = init
+    meta = _meta(run, name, labels={COMPONENT: role, ROLE: role.removeprefix("fl-")})
+    if annotations:
+        meta["annotations"] = annotations
+    objs.append({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec})
+    return objs
+
+
+def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
+    """Every object of the run, in apply order (namespace first, pods last)."""
+    if run.tls != "none" and ca is None:
+        raise ValueError(f"FL run {run.namespace}: mTLS mode {run.tls} needs a CA")
+    objs: list[Obj] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": run.namespace,
+                "labels": {"app.kubernetes.io/part-of": "pytest-ztfl", "ztfl.io/run": run.run_id},
+            },
+        }
+    ]
+    accounts = {SERVER, CLIENT} | {
+        o.service_account for o in run.overrides.values() if o.service_account
+    }
+    for sa in sorted(accounts):
+        objs.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(run, sa)})
+    files = TLSFiles(Path(TLS_DIR) / "tls.crt", Path(TLS_DIR) / "tls.key", Path(TLS_DIR) / "ca.crt")
+    if ca is not None and run.tls != "none":
+        for sa in sorted(accounts):
+            dns = service_dns_names(SERVER, run.namespace) if sa == SERVER else []
+            secret = to_secret(
+                ca.issue(ca.identity(run.namespace, sa), dns_names=dns),
+                labels={"ztfl.io/run": run.run_id},
+            )
+            objs.append(secret)
+    if run.netpol:
+        for pol in yaml.safe_load_all(policy_path().read_text()):
+            pol["metadata"]["namespace"] = run.namespace
+            objs.append(pol)
+    objs.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(run, SERVER),
+            "spec": {
+                "selector": {COMPONENT: SERVER},
+                "ports": [{"name": "grpc", "port": PORT, "targetPort": "grpc", "protocol": "TCP"}],
+            },
+        }
+    )
+    client_id = run.spiffe_id(CLIENT)
+    server_args = [
+        "-m",
+        "fl_app.server",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(PORT),
+        "--run-id",
+        run.run_id,
+        *run.server_flags,
+    ]
+    if run.tls == "native":
+        server_args += [
+            "--tls-cert",
+            str(files.cert),
+            "--tls-key",
+            str(files.key),
+            "--tls-ca",
+            str(files.ca),
+            "--allowed-id",
+            client_id,
+        ]
+    server = {
+        "name": SERVER,
+        "image": run.image,
+        "command": [*run.python],
+        "args": server_args,
+        "ports": [{"name": "grpc", "containerPort": PORT, "protocol": "TCP"}],
+        "env": [
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            {"name": "GRPC_VERBOSITY", "value": "INFO"},
+        ],
+        "readinessProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 1},
+        "resources": _resources(run.server_resources),
+    }
+    if run.hold_dir:
+        server["volumeMounts"] = [{"name": "hold", "mountPath": run.hold_dir}]
+    sidecar = None
+    if run.tls == "sidecar":
+        sidecar = (
+            "fl-server-sidecar",
+            SidecarSpec(pod=SERVER, files=files, inbound_ports=(PORT,), allowed_peers=(client_id,)),
+        )
+    secret_of = {sa: f"{sa}-mtls" for sa in accounts} if run.tls != "none" else {}
+    server_objs = _pod(
+        run, SERVER, SERVER, SERVER, server, secret_of.get(SERVER), sidecar, None, "Never"
+    )
+    if run.hold_dir:
+        spec = server_objs[-1]["spec"]
+        spec["volumes"] = [*spec.get("volumes", []), {"name": "hold", "emptyDir": {}}]
+    objs += server_objs
+    for i in range(run.clients):
+        o = run.overrides.get(i, ClientOverride())
+        args = [
+            "-m",
+            "fl_app.client",
+            "--server",
+            f"{SERVER}:{PORT}",
+            "--client-id",
+            str(i),
+            *run.client_flags,
+            *o.extra_args,
+        ]
+        if run.tls == "native":
+            args += [
+                "--tls-cert",
+                str(files.cert),
+                "--tls-key",
+                str(files.key),
+                "--tls-ca",
+                str(files.ca),
+            ]
+        limits = dict(run.client_resources)
+        if o.memory_limit:
+            limits["memory"] = o.memory_limit
+        if o.cpu_limit:
+            limits["cpu"] = o.cpu_limit
+        container = {
+            "name": CLIENT,
+            "image": run.image,
+            "command": [*run.python],
+            "args": args,
+            "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+            "resources": _resources(limits),
+        }
+        sa = o.service_account or CLIENT
+        name = f"{CLIENT}-{i}"
+        csidecar = None
+        if run.tls == "sidecar":
+            csidecar = (
+                f"{name}-sidecar",
+                SidecarSpec(
+                    pod=name,
+                    files=files,
+                    outbound_ports=(PORT,),
+                    server_peers=(run.spiffe_id(SERVER),),
+                ),
+            )
+        objs += _pod(
+            run,
+            name,
+            CLIENT,
+            sa,
+            container,
+            o.secret or secret_of.get(sa),
+            csidecar,
+            o.net_profile or run.net_profile,
+            "Never",
+        )
+    return objs
+
+
+__all__ = ["INBOUND_PROXY_PORT", "ClientOverride", "FLRun", "render"]

@@ -1,0 +1,334 @@
+"""The experiment matrix: cells (SEC x NET x data x seed [x mTLS mode]) with stable ids, presets,
+and matrix files in YAML.
+
+A cell id reads ``SEC3-NET2-noniid-s0`` (``iid``; ``noniid`` is Dirichlet alpha 0.5, other
+alphas read ``dir0.1``); when a matrix measures both mTLS modes, SEC2/SEC3 ids end in
+``-sidecar`` or ``-native``. Ids are stable: they name results, benchmark records and tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SEC_LEVELS = ("SEC0", "SEC1", "SEC2", "SEC3")
+MTLS_MODES = ("sidecar", "native")
+MODELS = ("small", "paper")
+
+
+class MatrixError(ValueError):
+    """A matrix name, file or field is invalid; the message names the source and field."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The FL run every cell of a matrix performs."""
+
+    clients: int = 5
+    rounds: int = 10
+    model: str = "small"
+    local_epochs: int = 1
+    max_steps: int = 0
+    batch_size: int = 32
+    lr: float = 0.05
+    eval_every: int = 5
+    target_accuracy: float = 0.95
+    min_participants: int = 0  # 0: ceil(0.6 x clients)
+    round_deadline: float = 60.0
+
+    def validate(self, source: str) -> Workload:
+        checks = [
+            (self.clients >= 1, "clients", "must be >= 1"),
+            (self.rounds >= 1, "rounds", "must be >= 1"),
+            (self.model in MODELS, "model", f"expected one of {', '.join(MODELS)}"),
+            (self.local_epochs >= 1, "local_epochs", "must be >= 1"),
+            (self.max_steps >= 0, "max_steps", "must be >= 0"),
+            (self.batch_size >= 1, "batch_size", "must be >= 1"),
+            (self.lr > 0, "lr", "must be > 0"),
+            (self.eval_every >= 1, "eval_every", "must be >= 1"),
+            (0 < self.target_accuracy <= 1, "target_accuracy", "must be in (0, 1]"),
+            (
+                0 <= self.min_participants <= self.clients,
+                "min_participants",
+                "must be between 0 and clients",
+            ),
+            (self.round_deadline > 0, "round_deadline", "must be > 0"),
+        ]
+        for ok, name, why in checks:
+            if not ok:
+                raise MatrixError(f"{source}: workload.{name}={getattr(self, name)!r}: {why}")
+        return self
+
+
+@dataclass(frozen=True)
+class Cell:
+    sec: str
+    net: str
+    data: str  # "iid" | "dirichlet-<alpha>"
+    seed: int
+    workload: Workload
+    mtls: str | None = None  # for SEC2/SEC3: "sidecar" | "native"
+    show_mtls: bool = False  # True when the matrix holds both modes (the id must tell them apart)
+
+    @property
+    def data_label(self) -> str:
+        if self.data == "iid":
+            return "iid"
+        alpha = self.data.removeprefix("dirichlet-")
+        return "noniid" if float(alpha) == 0.5 else f"dir{float(alpha):g}"
+
+    @property
+    def id(self) -> str:
+        base = f"{self.sec}-{self.net}-{self.data_label}-s{self.seed}"
+        return f"{base}-{self.mtls}" if self.show_mtls and self.mtls else base
+
+    @property
+    def netpol(self) -> bool:
+        return self.sec in ("SEC1", "SEC3")
+
+    @property
+    def tls(self) -> bool:
+        return self.sec in ("SEC2", "SEC3")
+
+    def baseline(self) -> tuple[str, str, str, int]:
+        """The key of the SEC0 cell this cell's overhead is measured against."""
+        return ("SEC0", self.net, self.data, self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("show_mtls")
+        d["id"] = self.id
+        return d
+
+
+@dataclass(frozen=True)
+class Matrix:
+    name: str
+    sec: tuple[str, ...]
+    net: tuple[str, ...]
+    data: tuple[str, ...]
+    seeds: tuple[int, ...]
+    mtls: tuple[str, ...] = ("sidecar",)
+    workload: Workload = field(default_factory=Workload)
+
+    def cells(self) -> list[Cell]:
+        both = len(self.mtls) > 1
+        out: list[Cell] = []
+        for sec, net, data, seed in itertools.product(self.sec, self.net, self.data, self.seeds):
+            modes: Iterable[str | None] = self.mtls if sec in ("SEC2", "SEC3") else (None,)
+            for mode in modes:
+                out.append(Cell(sec, net, data, seed, self.workload, mode, both))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "sec": list(self.sec),
+            "net": list(self.net),
+            "data": list(self.data),
+            "seeds": list(self.seeds),
+            "mtls": list(self.mtls),
+            "workload": asdict(self.workload),
+        }
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "sec": ["SEC0", "SEC3"],
+        "net": ["NET0", "NET2"],
+        "data": ["iid"],
+        "seeds": [0],
+        "workload": {"clients": 3, "rounds": 3, "model": "small", "eval_every": 3},
+    },
+    "quick": {
+        "sec": list(SEC_LEVELS),
+        "net": ["NET0", "NET2"],
+        "data": ["iid", "dirichlet-0.5"],
+        "seeds": [0],
+        "workload": {"clients": 5, "rounds": 10, "model": "small"},
+    },
+    "paper": {
+        "sec": list(SEC_LEVELS),
+        "net": ["NET0", "NET2"],
+        "data": ["iid", "dirichlet-0.5"],
+        "seeds": [0, 1, 2, 3, 4],
+        "workload": {
+            "clients": 5,
+            "rounds": 50,
+            "model": "paper",
+            "eval_every": 5,
+            "target_accuracy": 0.95,
+        },
+    },
+    "full": {
+        "sec": list(SEC_LEVELS),
+        "net": ["NET0", "NET2", "NET4"],
+        "data": ["iid", "dirichlet-0.5"],
+        "seeds": [0, 1, 2, 3, 4],
+        "mtls": list(MTLS_MODES),
+        "workload": {
+            "clients": 5,
+            "rounds": 50,
+            "model": "paper",
+            "eval_every": 5,
+            "target_accuracy": 0.95,
+        },
+    },
+}
+
+_KEYS = {"name", "sec", "net", "data", "seeds", "mtls", "workload"}
+_DATA_RE = re.compile(r"iid|dirichlet-[0-9]*\.?[0-9]+")
+
+
+def _str_list(src: str, raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = raw.get(key)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise MatrixError(f"{src}: field '{key}' must be a non-empty list of strings")
+    if len(set(value)) != len(value):
+        raise MatrixError(f"{src}: field '{key}' lists a value twice")
+    return tuple(value)
+
+
+def from_dict(raw: Any, source: str, net_profiles: Iterable[str] | None = None) -> Matrix:
+    """Build and validate a matrix from its YAML form; ``net_profiles`` are the known NET names."""
+    if not isinstance(raw, dict):
+        raise MatrixError(f"{source}: a matrix must be a mapping")
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise MatrixError(
+            f"{source}: unknown field '{unknown[0]}' (known: {', '.join(sorted(_KEYS))})"
+        )
+    sec = _str_list(source, raw, "sec")
+    for i, s in enumerate(sec):
+        if s not in SEC_LEVELS:
+            raise MatrixError(f"{source}: sec[{i}]={s!r}: expected one of {', '.join(SEC_LEVELS)}")
+    net = _str_list(source, raw, "net")
+    known = set(net_profiles) if net_profiles is not None else None
+    for i, n in enumerate(net):
+        if known is not None and n not in known:
+            raise MatrixError(
+                f"{source}: net[{i}]={n!r}: no such network profile "
+                f"(known: {', '.join(sorted(known))})"
+            )
+    data = _str_list(source, raw, "data")
+    for i, d in enumerate(data):
+        if not _DATA_RE.fullmatch(d) or (d != "iid" and float(d.split("-", 1)[1]) <= 0):
+            raise MatrixError(
+                f"{source}: data[{i}]={d!r}: expected 'iid' or 'dirichlet-<alpha>' with alpha > 0"
+            )
+    seeds = raw.get("seeds")
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    ):
+        raise MatrixError(f"{source}: field 'seeds' must be a non-empty list of integers >= 0")
+    if len(set(seeds)) != len(seeds):
+        raise MatrixError(f"{source}: field 'seeds' lists a seed twice")
+    mtls = _str_list(source, raw, "mtls") if "mtls" in raw else ("sidecar",)
+    for i, m in enumerate(mtls):
+        if m not in MTLS_MODES:
+            raise MatrixError(f"{source}: mtls[{i}]={m!r}: expected one of {', '.join(MTLS_MODES)}")
+    wl_raw = raw.get("workload", {})
+    if not isinstance(wl_raw, dict):
+        raise MatrixError(f"{source}: field 'workload' must be a mapping")
+    fields = set(Workload.__dataclass_fields__)
+    bad = sorted(set(wl_raw) - fields)
+    if bad:
+        raise MatrixError(f"{source}: unknown field 'workload.{bad[0]}'")
+    try:
+        workload = Workload(**wl_raw)
+    except TypeError as exc:
+        raise MatrixError(f"{source}: workload: {exc}") from None
+    types: dict[str, type] = {"int": int, "float": float, "str": str}
+    for name, f in Workload.__dataclass_fields__.items():
+        value, want = getattr(workload, name), types[str(f.type)]
+        ok = isinstance(value, want) or (want is float and isinstance(value, int))
+        if not ok or isinstance(value, bool):
+            raise MatrixError(f"{source}: workload.{name}={value!r}: expected {want.__name__}")
+    return Matrix(
+        name=str(raw.get("name", source)),
+        sec=sec,
+        net=net,
+        data=data,
+        seeds=tuple(seeds),
+        mtls=mtls,
+        workload=workload.validate(source),
+    )
+
+
+def load(spec: str, net_profiles: Iterable[str] | None = None) -> Matrix:
+    """A preset by name, or a matrix YAML file by path."""
+    if spec in PRESETS:
+        return from_dict({"name": spec, **PRESETS[spec]}, f"preset {spec}", net_profiles)
+    path = Path(spec)
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        raise MatrixError(
+            f"--ztfl-matrix={spec}: not a preset ({', '.join(PRESETS)}) nor a .yaml file"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MatrixError(f"matrix {spec}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise MatrixError(f"matrix {spec}:{where}: malformed YAML") from None
+    return from_dict(raw, f"matrix {spec}", net_profiles)
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``0-4`` or ``0,2,5`` -> seeds."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                out.extend(range(lo, hi + 1))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise MatrixError(f"--ztfl-seeds={text}: expected e.g. '0-4' or '0,2,5'") from None
+    if any(s < 0 for s in out) or len(set(out)) != len(out):
+        raise MatrixError(f"--ztfl-seeds={text}: seeds must be distinct integers >= 0")
+    return tuple(out)
+
+
+def override(
+    m: Matrix,
+    *,
+    seeds: tuple[int, ...] | None = None,
+    rounds: int | None = None,
+    clients: int | None = None,
+    model: str | None = None,
+    mtls: str | None = None,
+) -> Matrix:
+    """Apply command-line overrides and re-validate."""
+    wl = m.workload
+    if rounds is not None:
+        wl = replace(wl, rounds=rounds)
+    if clients is not None:
+        wl = replace(wl, clients=clients, min_participants=min(wl.min_participants, clients))
+    if model is not None:
+        wl = replace(wl, model=model)
+    if mtls is not None:
+        if not any(s in ("SEC2", "SEC3") for s in m.sec):
+            raise MatrixError(
+                f"--ztfl-mtls={mtls}: matrix {m.name} has no SEC2/SEC3 cell that uses mTLS"
+            )
+        if mtls not in MTLS_MODES:
+            raise MatrixError(f"--ztfl-mtls={mtls}: expected one of {', '.join(MTLS_MODES)}")
+    return replace(
+        m,
+        seeds=seeds or m.seeds,
+        workload=wl.validate("command line"),
+        mtls=(mtls,) if mtls else m.mtls,
+    )

@@ -1,0 +1,162 @@
+"""The ``ztfl`` option group: its definition, and the validated settings a run works from.
+
+Every option is also an ini setting (``ztfl_matrix = quick`` in pytest.ini / pyproject's
+``[tool.pytest.ini_options]``); the command line wins. Invalid values raise
+``pytest.UsageError`` before any cluster is created.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_ztfl import matrix as mx
+
+BACKENDS = ("auto", "local", "kind", "kube")
+
+# name, help, kind ("str" | "bool"), default
+OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
+    ("matrix", "run a matrix: smoke|quick|paper|full or a matrix YAML file", "str", None),
+    ("backend", "where pods run: auto|local|kind|kube (default auto)", "str", "auto"),
+    ("seeds", "override the matrix's seeds, e.g. 0-4 or 0,2", "str", None),
+    ("rounds", "override the number of FL rounds", "str", None),
+    ("clients", "override the number of FL clients", "str", None),
+    ("model", "override the model: small|paper", "str", None),
+    ("mtls", "mTLS mode for SEC2/SEC3: sidecar|native (default: the matrix's)", "str", None),
+    (
+        "net-profiles",
+        "YAML file with network profiles overriding/adding to the shipped ones",
+        "str",
+        None,
+    ),
+    (
+        "data",
+        "MNIST directory (default $ZTFL_DATA_DIR, else ~/.cache/ztfl/mnist; "
+        "downloaded when absent and online)",
+        "str",
+        None,
+    ),
+    ("out", "results directory (default ztfl-out)", "str", "ztfl-out"),
+    ("report", "write report.md and figures to this directory after the run", "str", None),
+    ("resume", "continue a matrix in --ztfl-out where it stopped", "bool", None),
+    (
+        "keep-cluster",
+        "leave the cluster up after the run (inspect with `ztfl cluster status`)",
+        "bool",
+        None,
+    ),
+    ("slo-failure-rate", "SLO: maximum per-round failure rate (default 0.02)", "str", "0.02"),
+    (
+        "slo-overhead-p99",
+        "SLO: maximum p99 round-duration ratio vs SEC0 (default 3.0)",
+        "str",
+        "3.0",
+    ),
+    (
+        "slo-overhead-median",
+        "SLO: maximum median round-duration ratio vs SEC0 (default 3.0)",
+        "str",
+        "3.0",
+    ),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ztfl", "Zero Trust federated learning benchmark")
+    for name, help_text, kind, _default in OPTIONS:
+        dest = "ztfl_" + name.replace("-", "_")
+        if kind == "bool":
+            group.addoption(
+                f"--ztfl-{name}", action="store_true", default=None, dest=dest, help=help_text
+            )
+            parser.addini(dest, help_text, type="bool", default=False)
+        else:
+            group.addoption(f"--ztfl-{name}", default=None, dest=dest, help=help_text)
+            parser.addini(dest, help_text, default=None)
+
+
+def _get(config: pytest.Config, name: str) -> Any:
+    dest = "ztfl_" + name.replace("-", "_")
+    value = config.getoption(dest)
+    if value is None:
+        value = config.getini(dest)
+    if value in (None, "", []):
+        value = next(d for n, _h, _k, d in OPTIONS if n == name)
+    return value
+
+
+def _number(config: pytest.Config, name: str, kind: type, low: float, high: float) -> Any:
+    raw = _get(config, name)
+    if raw is None:
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise pytest.UsageError(f"--ztfl-{name}={raw}: expected a {kind.__name__}") from None
+    if not low <= value <= high:
+        raise pytest.UsageError(f"--ztfl-{name}={raw}: must be between {low:g} and {high:g}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    matrix: mx.Matrix
+    backend: str
+    out: Path
+    report: Path | None
+    data: str
+    net_profiles: Path | None
+    resume: bool
+    keep_cluster: bool
+    slo_failure_rate: float
+    slo_overhead_p99: float
+    slo_overhead_median: float
+
+
+def settings(config: pytest.Config, net_profile_names: list[str] | None) -> Settings | None:
+    """Validated settings, or None when no matrix was asked for."""
+    spec = _get(config, "matrix")
+    if spec is None:
+        return None
+    backend = _get(config, "backend")
+    if backend not in BACKENDS:
+        raise pytest.UsageError(f"--ztfl-backend={backend}: expected one of {', '.join(BACKENDS)}")
+    try:
+        m = mx.load(str(spec), net_profile_names)
+        seeds = _get(config, "seeds")
+        m = mx.override(
+            m,
+            seeds=mx.parse_seeds(str(seeds)) if seeds is not None else None,
+            rounds=_number(config, "rounds", int, 1, 100_000),
+            clients=_number(config, "clients", int, 1, 1000),
+            model=_get(config, "model"),
+            mtls=_get(config, "mtls"),
+        )
+    except mx.MatrixError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    net_profiles = _get(config, "net-profiles")
+    if net_profiles is not None and not Path(net_profiles).is_file():
+        raise pytest.UsageError(f"--ztfl-net-profiles={net_profiles}: no such file")
+    report = _get(config, "report")
+    data = (
+        _get(config, "data")
+        or os.environ.get("ZTFL_DATA_DIR")
+        or str(Path.home() / ".cache" / "ztfl" / "mnist")
+    )
+    return Settings(
+        matrix=m,
+        backend=str(backend),
+        out=Path(_get(config, "out")),
+        report=Path(report) if report else None,
+        data=str(data),
+        net_profiles=Path(net_profiles) if net_profiles else None,
+        resume=bool(_get(config, "resume")),
+        keep_cluster=bool(_get(config, "keep-cluster")),
+        slo_failure_rate=_number(config, "slo-failure-rate", float, 0.0, 1.0),
+        slo_overhead_p99=_number(config, "slo-overhead-p99", float, 1.0, 1000.0),
+        slo_overhead_median=_number(config, "slo-overhead-median", float, 1.0, 1000.0),
+    )

@@ -1,0 +1,67 @@
+"""``ztfl probe --sec SEC3``: stand up a small FL run on a fresh local cluster, run the proofs
+of enforcement of that security level, print them, tear everything down."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from k8s_fixtures import proofs as pf
+from k8s_fixtures.cluster import ClusterError
+from k8s_fixtures.tls.ca import CertificateAuthority
+from pytest_ztfl import backends, runner
+from pytest_ztfl.matrix import Cell, Workload
+
+
+def probe_cell(sec: str, mtls: str) -> Cell:
+    tls = sec in ("SEC2", "SEC3")
+    return Cell(
+        sec=sec,
+        net="NET0",
+        data="iid",
+        seed=0,
+        workload=Workload(clients=2, rounds=1, min_participants=1),
+        mtls=mtls if tls else None,
+    )
+
+
+def prove(cluster: object, cell: Cell, data_dir: str) -> list[pf.Proof]:
+    """Deploy the cell's objects (held before round 1), run its proofs, delete the namespace."""
+    python = (sys.executable,)
+    run = runner.fl_run(cell, data_dir, python)
+    plan = pf.ProofPlan(
+        namespace=run.namespace, python=python, image=run.image, netpol=cell.netpol, tls=run.tls
+    )
+    ca = CertificateAuthority.create() if cell.tls else None
+    other = CertificateAuthority.create(name="ztfl other CA") if cell.tls else None
+    try:
+        return runner.deploy_and_prove(cluster, run, plan, ca, pf.probe_pods(plan, ca, other))
+    finally:
+        cluster.delete(namespace=run.namespace)  # type: ignore[attr-defined]
+
+
+def main_probe(sec: str, mtls: str, data_dir: str | None, as_json: bool) -> int:
+    data = data_dir or os.environ.get("ZTFL_DATA_DIR") or os.path.expanduser("~/.cache/ztfl/mnist")
+    cell = probe_cell(sec, mtls)
+    try:
+        cluster, _note = backends.create("local")
+    except backends.BackendError as exc:
+        sys.stderr.write(f"ztfl probe: error: {exc}\n")
+        return 2
+    try:
+        results = prove(cluster, cell, data)
+    except ClusterError as exc:
+        sys.stderr.write(f"ztfl probe: error: {exc}\n")
+        return 2
+    finally:
+        cluster.teardown()
+    if as_json:
+        print(json.dumps([p.to_dict() for p in results], indent=1))
+    else:
+        print(f"proofs for {sec}" + (f" (mTLS {mtls})" if cell.tls else ""))
+        for p in results:
+            print(
+                f"  {'PASS' if p.passed else 'FAIL'}  {p.name:<18} expect {p.expect:<9} {p.detail}"
+            )
+    return 0 if all(p.passed for p in results) else 1

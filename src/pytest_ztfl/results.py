@@ -1,0 +1,163 @@
+"""Durable results of a matrix run: one file per finished cell, and derived tables.
+
+Layout of ``--ztfl-out=DIR``::
+
+    matrix.json            the matrix being run (resume refuses a different one)
+    cells/<cell-id>.json   one row per finished cell: parameters, metrics, environment, proofs
+    events/<cell-id>.jsonl the server's raw event log of that cell (numbers trace back here)
+    runs.jsonl             all cell rows, one per line (derived from cells/)
+    rounds.csv             one row per round of every cell (derived from cells/)
+
+Every file is written to a temporary name, fsynced and renamed, so a harness killed at any
+moment leaves only whole files: at most the cell in flight is lost, and ``--ztfl-resume``
+runs exactly the cells that have no file yet.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROUND_COLUMNS = (
+    "cell",
+    "sec",
+    "net",
+    "data",
+    "seed",
+    "mtls",
+    "round",
+    "ok",
+    "duration",
+    "participants",
+    "selected",
+    "failures",
+    "bytes_down",
+    "bytes_up",
+    "max_train_seconds",
+    "aggregation_seconds",
+)
+DERIVED = ("runs.jsonl", "rounds.csv")
+
+
+class ResultsError(RuntimeError):
+    """The output directory cannot be used; the message names it and why."""
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+class ResultStore:
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.cells_dir = out / "cells"
+        self.events_dir = out / "events"
+
+    def prepare(self, matrix: dict[str, Any], resume: bool) -> None:
+        """Create the layout; on resume check the matrix matches, else clear old results."""
+        try:
+            for d in (self.out, self.cells_dir, self.events_dir):
+                d.mkdir(parents=True, exist_ok=True)
+            probe = self.out / ".ztfl-write-probe"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ResultsError(f"--ztfl-out={self.out}: not writable ({exc.strerror})") from None
+        stored = self.out / "matrix.json"
+        if resume and stored.exists():
+            previous = json.loads(stored.read_text())
+            if previous != matrix:
+                raise ResultsError(
+                    f"--ztfl-resume: {stored} holds a different matrix ({previous.get('name')}); "
+                    "use another --ztfl-out or drop --ztfl-resume"
+                )
+        elif not resume:
+            for f in (*self.cells_dir.glob("*.json"), *self.events_dir.glob("*.jsonl")):
+                f.unlink()
+            for name in DERIVED:
+                (self.out / name).unlink(missing_ok=True)
+        atomic_write(stored, json.dumps(matrix, indent=1, sort_keys=True).encode())
+
+    def done(self, cell_id: str) -> dict[str, Any] | None:
+        path = self.cells_dir / f"{cell_id}.json"
+        if not path.exists():
+            return None
+        row: dict[str, Any] = json.loads(path.read_text())
+        return row
+
+    def save(self, row: dict[str, Any], events: bytes) -> None:
+        """Store one finished cell (events first, then its row), then refresh derived tables."""
+        cid = row["cell"]["id"]
+        atomic_write(self.events_dir / f"{cid}.jsonl", events)
+        row = {**row, "events_file": f"events/{cid}.jsonl"}
+        atomic_write(
+            self.cells_dir / f"{cid}.json",
+            json.dumps(row, sort_keys=True, allow_nan=False).encode(),
+        )
+        self.refresh()
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = [json.loads(p.read_text()) for p in sorted(self.cells_dir.glob("*.json"))]
+        return sorted(rows, key=lambda r: r.get("finished_wall", 0.0))
+
+    def refresh(self) -> None:
+        rows = self.rows()
+        atomic_write(
+            self.out / "runs.jsonl",
+            "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode(),
+        )
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=ROUND_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            cell = r["cell"]
+            for rd in r["metrics"]["rounds"]:
+                w.writerow(
+                    {
+                        "cell": cell["id"],
+                        "sec": cell["sec"],
+                        "net": cell["net"],
+                        "data": cell["data"],
+                        "seed": cell["seed"],
+                        "mtls": cell["mtls"] or "",
+                        **{k: rd[k] for k in ROUND_COLUMNS[6:] if k != "failures"},
+                        "failures": ";".join(f"{k}={v}" for k, v in sorted(rd["failures"].items())),
+                    }
+                )
+        atomic_write(self.out / "rounds.csv", buf.getvalue().encode())
+
+
+def load_rows(out: Path) -> list[dict[str, Any]]:
+    """The rows of a results directory (for reports), with a clear error when there are none."""
+    store = ResultStore(out)
+    if not store.cells_dir.is_dir():
+        raise ResultsError(f"{out}: not a ztfl results directory (no cells/)")
+    rows = []
+    for p in sorted(store.cells_dir.glob("*.json")):
+        try:
+            rows.append(json.loads(p.read_text()))
+        except json.JSONDecodeError as exc:
+            raise ResultsError(
+                f"{p}: corrupt result file ({exc.msg} at line {exc.lineno})"
+            ) from None
+    return rows

@@ -1,0 +1,118 @@
+"""The result row of one cell (schema ``ztfl.run/1``): built from the server's event log plus
+what the harness observed (proofs, overlays, pod status), so every number traces to events.
+
+Row fields:
+    schema, cell{id, sec, net, data, seed, mtls, workload}, success, success_reason, error,
+    metrics{rounds[...], rounds_planned, durations, final_accuracy, accuracy_by_round,
+    tta_seconds, target, failures_by_class, identities, ...} (fl_app.summary.RunSummary),
+    failures_by_class (the harness's taxonomy: netpol, mtls, resource, netem, workload...),
+    proofs[{name, control, passed, detail}], overlays{netpol, mtls, net}, pods[...],
+    backend{name, note}, environment{...}, started_wall, finished_wall, extra_info,
+    events_file (added by the store).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from fl_app.events import ParsedLog
+from fl_app.summary import RunSummary, summarize
+from pytest_ztfl import environment
+from pytest_ztfl.matrix import Cell
+
+SCHEMA = "ztfl.run/1"
+
+# fl_app's classes -> the harness taxonomy when no better evidence exists.
+WORKLOAD_CLASSES = {
+    "invalid_update": "workload",
+    "protocol": "workload",
+    "client_error": "workload",
+    "mtls": "mtls",
+    "disconnect": "workload",
+    "timeout": "timeout",
+}
+
+
+def success(summary: RunSummary, pods: list[dict[str, Any]]) -> tuple[bool, str]:
+    """The seed study's definition: every round done with >= min participants, no pod
+    restarts, no gRPC timeouts."""
+    if not summary.finished:
+        return False, "the server's event log has no run_end"
+    if len(summary.rounds) < summary.rounds_planned:
+        return False, f"only {len(summary.rounds)} of {summary.rounds_planned} rounds ran"
+    if summary.failed_rounds:
+        return False, f"{summary.failed_rounds} rounds had too few participants"
+    restarts = sum(int(p.get("restarts", 0)) for p in pods)
+    if restarts:
+        return False, f"{restarts} pod restarts"
+    timeouts = summary.failures_by_class.get("timeout", 0)
+    if timeouts:
+        return False, f"{timeouts} client updates timed out"
+    return True, "all rounds completed with enough participants"
+
+
+def classify(log: ParsedLog, evidence: dict[int, str]) -> dict[str, int]:
+    """Failure counts by harness class; ``evidence`` maps client -> class from pod status or
+    overlays (e.g. OOMKilled -> resource, delay line dead -> netem)."""
+    out: Counter[str] = Counter()
+    for e in log.of("failure"):
+        cls = evidence.get(e["client"]) if e["client"] is not None else None
+        out[cls or WORKLOAD_CLASSES.get(e["class"], e["class"])] += 1
+    return dict(out)
+
+
+def build(
+    cell: Cell,
+    log: ParsedLog,
+    *,
+    started_wall: float,
+    proofs: list[dict[str, Any]],
+    overlays: dict[str, Any],
+    pods: list[dict[str, Any]],
+    backend: dict[str, Any],
+    evidence: dict[int, str] | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    summary = summarize(log)
+    ok, why = success(summary, pods)
+    if error:
+        ok, why = False, error
+    metrics = summary.to_dict()
+    metrics["accuracy_by_round"] = {str(k): v for k, v in summary.accuracy_by_round.items()}
+    failures = classify(log, evidence or {})
+    extra = {
+        "cell": cell.id,
+        "sec": cell.sec,
+        "net": cell.net,
+        "data": cell.data,
+        "seed": cell.seed,
+        "mtls": cell.mtls,
+        "success": ok,
+        "tta_seconds": summary.tta_seconds,
+        "final_accuracy": summary.final_accuracy,
+        "failures_by_class": failures,
+        "proofs": {p["name"]: p["passed"] for p in proofs},
+        "net_mechanism": overlays.get("net", {}).get("mechanism"),
+        "netpol_action": overlays.get("netpol", {}).get("action"),
+        "calibration": overlays.get("net", {}).get("calibration_ref"),
+        "backend": backend.get("name"),
+    }
+    return {
+        "schema": SCHEMA,
+        "cell": cell.to_dict(),
+        "success": ok,
+        "success_reason": why,
+        "error": error,
+        "metrics": metrics,
+        "failures_by_class": failures,
+        "proofs": proofs,
+        "overlays": overlays,
+        "pods": pods,
+        "backend": backend,
+        "environment": environment.capture(),
+        "started_wall": started_wall,
+        "finished_wall": time.time(),
+        "extra_info": extra,
+    }

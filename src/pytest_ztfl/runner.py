@@ -1,0 +1,318 @@
+"""Run one matrix cell on a cluster: objects -> pods -> proofs -> FL rounds -> result row.
+
+The order is what makes a measurement trustworthy: the server holds its first round until
+the proofs of enforcement have passed (``--hold-file``, released by ``exec touch``), so no
+round is ever measured with a control unproven; a failed proof ends the cell with the reason.
+The run's namespace is deleted afterwards, whatever happened.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fl_app.events import ParsedLog, parse_events
+from k8s_fixtures import proofs as pf
+from k8s_fixtures import workload
+from k8s_fixtures.cluster import ClusterError
+from k8s_fixtures.tls.ca import CertificateAuthority
+from pytest_ztfl import rows
+from pytest_ztfl.matrix import Cell
+from pytest_ztfl.options import Settings
+
+HOLD_FILE = "/var/run/ztfl/hold/go"
+READY_TIMEOUT = 300.0
+Progress = Callable[[str], None]
+
+
+def namespace_for(cell: Cell) -> str:
+    return "ztfl-" + cell.id.lower()
+
+
+def fl_run(cell: Cell, data_dir: str, python: tuple[str, ...]) -> workload.FLRun:
+    wl = cell.workload
+    flags = {
+        "--clients": wl.clients,
+        "--rounds": wl.rounds,
+        "--min-participants": wl.min_participants,
+        "--round-deadline": wl.round_deadline,
+        "--local-epochs": wl.local_epochs,
+        "--max-steps": wl.max_steps,
+        "--batch-size": wl.batch_size,
+        "--lr": wl.lr,
+        "--eval-every": wl.eval_every,
+        "--target-accuracy": wl.target_accuracy,
+        "--model": wl.model,
+        "--split": cell.data,
+        "--seed": cell.seed,
+        "--data-dir": data_dir,
+        "--join-timeout": READY_TIMEOUT,
+        "--hold-file": HOLD_FILE,
+    }
+    server_flags = tuple(x for k, v in flags.items() for x in (k, str(v)))
+    tls = cell.mtls if cell.tls and cell.mtls else "none"
+    return workload.FLRun(
+        namespace=namespace_for(cell),
+        run_id=cell.id,
+        clients=wl.clients,
+        server_flags=server_flags,
+        client_flags=(
+            "--data-dir",
+            data_dir,
+            "--threads",
+            "1",
+            "--connect-timeout",
+            str(READY_TIMEOUT),
+        ),
+        python=python,
+        tls=tls,  # type: ignore[arg-type]
+        netpol=cell.netpol,
+        net_profile=None if cell.net == "NET0" else cell.net,
+        hold_dir=str(Path(HOLD_FILE).parent),
+    )
+
+
+def _pattern(cell: Cell) -> bytes:
+    """48 bytes of the initial global model: round 1 sends them to every client."""
+    from fl_app.models import build_model
+    from fl_app.tensors import state_to_arrays
+
+    first = next(
+        iter(state_to_arrays(build_model(cell.workload.model, cell.seed).state_dict()).values())
+    )
+    return first.tobytes()[:48]
+
+
+class _Follower(threading.Thread):
+    """Streams the server's log while the run goes: progress lines and round-1 detection."""
+
+    def __init__(self, cluster: Any, ns: str, progress: Progress) -> None:
+        super().__init__(daemon=True)
+        self.cluster, self.ns, self.progress = cluster, ns, progress
+        self.round1_done = threading.Event()
+
+    def run(self) -> None:
+        import json
+
+        try:
+            for line in self.cluster.logs(
+                self.ns, workload.SERVER, container=workload.SERVER, follow=True
+            ):
+                if not line.startswith("{"):
+                    continue
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                if e.get("event") == "round_end":
+                    self.round1_done.set()
+                    self.progress(
+                        f"  round {e['round']}: {e['duration']:.3f} s, "
+                        f"{len(e['participants'])} participants"
+                        f"{'' if e['ok'] else ' FAILED'}"
+                    )
+                elif e.get("event") == "run_end":
+                    break
+        except ClusterError:
+            pass
+        finally:
+            self.round1_done.set()
+
+
+def run_cell(
+    cluster: Any,
+    cell: Cell,
+    settings: Settings,
+    backend_note: str,
+    progress: Progress = lambda _: None,
+) -> tuple[dict[str, Any], bytes]:
+    """Measure one cell; returns its row and the server's raw event log."""
+    ns = namespace_for(cell)
+    started = time.time()
+    python = (sys.executable,)
+    ca = CertificateAuthority.create() if cell.tls else None
+    other = CertificateAuthority.create(name="ztfl other CA") if cell.tls else None
+    run = fl_run(cell, settings.data, python)
+    plan = pf.ProofPlan(
+        namespace=ns, python=python, image=run.image, netpol=cell.netpol, tls=run.tls
+    )
+    probe_objs = pf.probe_pods(plan, ca, other)
+    proofs: list[pf.Proof] = []
+    net_failures: list[str] = []
+    error: str | None = None
+    log = ParsedLog()
+    events = b""
+    pods: list[dict[str, Any]] = []
+    overlays: dict[str, Any] = {
+        "netpol": _netpol_meta(cluster, cell.netpol),
+        "mtls": {"mode": run.tls if cell.tls else None},
+        "net": {"profile": cell.net},
+    }
+    try:
+        proofs = deploy_and_prove(cluster, run, plan, ca, probe_objs)
+        progress(f"{cell.id}: pods ready, proofs done")
+        netem = getattr(cluster, "netem", None)
+        handle = netem.handle(ns) if netem is not None else None
+        if handle is not None:
+            overlays["net"].update(handle.metadata())
+            handle.watch(lambda exc: net_failures.append(str(exc)))
+        elif run.net_profile is not None:
+            raise ClusterError(f"network profile {cell.net} was not applied to {ns}")
+        else:
+            overlays["net"]["mechanism"] = "none"
+        failed = [p for p in proofs if not p.passed]
+        if failed:
+            error = "proof of enforcement failed: " + "; ".join(
+                f"{p.name} (expected {p.expect}): {p.detail}" for p in failed
+            )
+        else:
+            cluster.delete([o for o in probe_objs if o["kind"] == "Pod"])
+            wire = _measure(cluster, cell, ns, progress)
+            proofs.append(wire)
+            if not wire.passed:
+                error = f"proof of enforcement failed: wire (expected {wire.expect}): {wire.detail}"
+            text = "\n".join(cluster.logs(ns, workload.SERVER, container=workload.SERVER))
+            log = parse_events(text.splitlines(), f"{ns}/fl-server")
+            events = "".join(
+                line + "\n" for line in text.splitlines() if line.startswith("{")
+            ).encode()
+        pods = _pod_states(cluster, ns)
+        if cell.tls and run.tls == "sidecar":
+            overlays["mtls"]["accepted_subjects"] = _accepted(cluster, ns)
+    except ClusterError as exc:
+        error = f"cluster: {exc}"
+    finally:
+        try:
+            cluster.delete(namespace=ns)
+        except ClusterError as exc:
+            error = error or f"cluster: could not delete namespace {ns}: {exc}"
+    evidence = {
+        int(p["name"].rsplit("-", 1)[1]): "resource"
+        for p in pods
+        if p["name"].startswith("fl-client-") and p.get("reason") == "OOMKilled"
+    }
+    if net_failures:
+        # The emulation stopped during the run: nothing measured after that is at this NET.
+        error = f"netem: {net_failures[0]}"
+        evidence = dict.fromkeys(range(cell.workload.clients), "netem")
+    row = rows.build(
+        cell,
+        log,
+        started_wall=started,
+        proofs=[p.to_dict() for p in proofs],
+        overlays=overlays,
+        pods=pods,
+        backend={"name": getattr(cluster, "backend_name", "local"), "note": backend_note},
+        evidence=evidence,
+        error=error,
+    )
+    return row, events
+
+
+def deploy_and_prove(
+    cluster: Any,
+    run: workload.FLRun,
+    plan: pf.ProofPlan,
+    ca: CertificateAuthority | None,
+    probe_objs: list[dict[str, Any]],
+) -> list[pf.Proof]:
+    """Apply the run's objects and probe pods, wait until ready, run the proofs."""
+    cluster.apply([*workload.render(run, ca), *probe_objs])
+    cluster.wait_ready(run.namespace, timeout=READY_TIMEOUT)
+    return pf.run_proofs(cluster, plan)
+
+
+def _measure(cluster: Any, cell: Cell, ns: str, progress: Progress) -> pf.Proof:
+    """Release the server, capture round 1 on the pod network, wait for the run to end."""
+    from k8s_fixtures.tls.capture import CaptureError, WireCapture
+
+    timeout = READY_TIMEOUT + cell.workload.rounds * (cell.workload.round_deadline + 30)
+    follower = _Follower(cluster, ns, progress)
+    server_ip = next(p.ip for p in cluster.pods(ns) if p.name == workload.SERVER)
+    node_ns, bridge = getattr(cluster, "node_netns", None), getattr(cluster, "bridge", None)
+    expect = "tls-only" if cell.tls else "plaintext"
+    wire: pf.Proof | None = None
+    with tempfile.TemporaryDirectory(prefix="ztfl-capture-") as tmp:
+        cap = None
+        if node_ns and bridge:
+            try:
+                cap = WireCapture(
+                    node_ns,
+                    bridge,
+                    marker_to=server_ip,
+                    workdir=Path(tmp),
+                    bpf=f"tcp port {workload.PORT} or udp",
+                ).start()
+            except CaptureError as exc:
+                wire = pf.Proof("wire", "mtls", expect, False, f"capture: {exc}")
+        follower.start()
+        cluster.exec(ns, workload.SERVER, ["touch", HOLD_FILE], container=workload.SERVER)
+        progress(f"{cell.id}: proofs passed, rounds released")
+        if cap is not None:
+            follower.round1_done.wait(timeout)
+            try:
+                cap.flush()
+                cap.stop()
+                wire = pf.judge_wire(cap.verdict(_pattern(cell)), bool(cell.tls), min_bytes=1000)
+            except CaptureError as exc:
+                cap.stop()
+                wire = pf.Proof("wire", "mtls", expect, False, f"capture: {exc}")
+        if wire is None:
+            wire = pf.Proof(
+                "wire",
+                "mtls",
+                "not-run",
+                True,
+                "not run: this backend gives no access to the pod network",
+            )
+        _wait_container_done(cluster, ns, workload.SERVER, workload.SERVER, timeout)
+        follower.join(timeout=10)
+    return wire
+
+
+def _wait_container_done(cluster: Any, ns: str, pod: str, container: str, timeout: float) -> None:
+    """Wait until one container of a pod has terminated (a sidecar keeps the pod Running)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = cluster.pod_status(ns, pod)
+        if st.phase in ("Succeeded", "Failed") or any(
+            c.name == container and c.state == "terminated" for c in st.containers
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"pod {ns}/{pod}: container {container} still running after {timeout:.0f} s"
+            )
+        time.sleep(0.2)
+
+
+def _netpol_meta(cluster: Any, enabled: bool) -> dict[str, Any]:
+    meta = dict(getattr(cluster, "netpol_metadata", {}) or {})
+    return {"enabled": enabled, **meta}
+
+
+def _pod_states(cluster: Any, ns: str) -> list[dict[str, Any]]:
+    out = []
+    for p in cluster.pods(ns):
+        out.append(
+            {
+                "name": p.name,
+                "phase": p.phase,
+                "restarts": p.restart_count,
+                "reason": p.reason,
+                "exit_code": p.exit_code,
+            }
+        )
+    return out
+
+
+def _accepted(cluster: Any, ns: str) -> list[str]:
+    from k8s_fixtures.tls.stunnel_log import stunnel_accepted_subjects
+
+    text = "\n".join(cluster.logs(ns, workload.SERVER, container="ztfl-proxy"))
+    return sorted(set(stunnel_accepted_subjects(text)))
