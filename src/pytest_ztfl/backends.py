@@ -1,21 +1,71 @@
 """Choose and create the cluster a matrix runs on (``--ztfl-backend``), with its overlays.
 
-``auto`` picks ``local`` on this kind of machine; ``kind`` and ``kube`` need Docker/kind or a
-kubeconfig context and say so when they are not available. The choice and the reason are
-returned as a note that is printed and stored with every result row.
+``auto`` picks ``kube`` when a context was asked for (``--ztfl-kube-context``), ``kind`` when
+Docker and kind are usable, else ``local``. ``kind``/``kube`` that cannot run here are not
+errors: the matrix's tests skip with the reason. The choice and why are returned as a note,
+printed and stored with every result row. A :class:`Platform` says how containers start the
+workload on that backend (interpreter, data path, image, the tc init container).
 """
 
 from __future__ import annotations
 
-import shutil
+import sys
+from dataclasses import dataclass
 from typing import Any
+
+from k8s_fixtures.workload import DEFAULT_IMAGE
+
+IMAGE_DATA_DIR = "/data/mnist"
+NETEM_INIT = ("python", "-m", "k8s_fixtures.netem.init")
 
 
 class BackendError(RuntimeError):
     """The requested backend cannot be created here; the message says why and what to do."""
 
 
-def _local() -> tuple[Any, str]:
+@dataclass(frozen=True)
+class Platform:
+    python: tuple[str, ...]
+    data_dir: str
+    image: str = DEFAULT_IMAGE
+    netem_init: tuple[str, ...] | None = None
+
+
+def choose(name: str, context: str | None) -> tuple[str, str]:
+    """(backend, why) for ``--ztfl-backend=name``; raises nothing, probes no API."""
+    if name != "auto":
+        return name, "asked for"
+    if context:
+        return "kube", f"--ztfl-kube-context={context} given"
+    from k8s_fixtures.kube import kind
+
+    ok, why = kind.available()
+    return ("kind", "docker and kind are usable") if ok else ("local", f"no kind: {why}")
+
+
+def unavailable(name: str, context: str | None) -> str | None:
+    """Why backend ``name`` cannot run on this machine, or None when it can (no API calls)."""
+    if name == "local":
+        from k8s_fixtures.cluster import ClusterError
+        from k8s_fixtures.local.privileges import detect
+
+        try:
+            detect()
+        except ClusterError as exc:
+            return f"local backend: {exc}"
+        return None
+    if name == "kind":
+        from k8s_fixtures.kube import kind
+
+        ok, why = kind.available()
+        return None if ok else f"kind backend: {why}"
+    from k8s_fixtures.kube import available
+
+    ok, why = available(context)
+    return None if ok else f"kube backend: {why}"
+
+
+def _local(data_dir: str) -> tuple[Any, Platform]:
     from k8s_fixtures.cluster import ClusterError
     from k8s_fixtures.local.backend import LocalCluster
     from k8s_fixtures.netem.local_overlay import NetemOverlay
@@ -37,21 +87,31 @@ def _local() -> tuple[Any, str]:
     cluster.backend_name = "local"  # type: ignore[attr-defined]
     cluster.netpol_metadata = netpol.metadata()  # type: ignore[attr-defined]
     cluster.netem = netem  # type: ignore[attr-defined]
-    return cluster, f"local ({cluster.mode}, cluster {cluster.name}, pod CIDR {cluster.cidr})"
+    return cluster, Platform(python=(sys.executable,), data_dir=data_dir)
 
 
-def create(name: str) -> tuple[Any, str]:
-    if name in ("auto", "local"):
-        cluster, note = _local()
-        if name == "auto":
-            why = (
-                "docker and kind are not both installed"
-                if not (shutil.which("docker") and shutil.which("kind"))
-                else "no kube context asked"
-            )
-            note = f"auto -> {note}: {why}"
-        return cluster, note
-    raise BackendError(
-        f"--ztfl-backend={name}: not available on this machine yet "
-        "(see README 'Running on Kubernetes')"
+def create(
+    name: str, *, data_dir: str, image: str = DEFAULT_IMAGE, context: str | None = None
+) -> tuple[Any, str, Platform]:
+    """Create the cluster; returns (cluster, note, platform)."""
+    backend, why = choose(name, context)
+    if backend == "local":
+        cluster, platform = _local(data_dir)
+        return cluster, f"local ({cluster.mode}, cluster {cluster.name}): {why}", platform
+    from k8s_fixtures.cluster import ClusterError
+
+    kube_platform = Platform(
+        python=("python",), data_dir=IMAGE_DATA_DIR, image=image, netem_init=NETEM_INIT
     )
+    try:
+        if backend == "kind":
+            from k8s_fixtures.kube import kind
+
+            cluster = kind.create_kind(image=image)
+        else:
+            from k8s_fixtures.kube import create_kube
+
+            cluster = create_kube(context)
+    except ClusterError as exc:
+        raise BackendError(f"--ztfl-backend={backend}: {exc}") from None
+    return cluster, f"{backend}: {why}", kube_platform

@@ -33,7 +33,6 @@ def test_fl(ztfl_cell: Any, ztfl_session: Any, ztfl_result: dict[str, Any], benc
         rounds = ztfl_session.clock_for(ztfl_cell).load(durations)
         benchmark.pedantic(_noop, rounds=rounds, iterations=1)
     verdicts = ztfl_session.gates(ztfl_cell, row)
-    row["slo"] = [v.to_dict() for v in verdicts]
     for v in verdicts:
         if v.verdict is Verdict.INCONCLUSIVE:
             warnings.warn(

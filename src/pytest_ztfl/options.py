@@ -40,6 +40,18 @@ OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
         "str",
         None,
     ),
+    (
+        "image",
+        "container image of the workload on kind/kube (default ghcr.io/ztfl/fl-app:0.1.0)",
+        "str",
+        "ghcr.io/ztfl/fl-app:0.1.0",
+    ),
+    (
+        "kube-context",
+        "kubeconfig context for --ztfl-backend=kube (auto picks kube when given)",
+        "str",
+        None,
+    ),
     ("out", "results directory (default ztfl-out)", "str", "ztfl-out"),
     ("report", "write report.md and figures to this directory after the run", "str", None),
     ("resume", "continue a matrix in --ztfl-out where it stopped", "bool", None),
@@ -106,6 +118,8 @@ def _number(config: pytest.Config, name: str, kind: type, low: float, high: floa
 class Settings:
     matrix: mx.Matrix
     backend: str
+    image: str
+    kube_context: str | None
     out: Path
     report: Path | None
     data: str
@@ -150,6 +164,8 @@ def settings(config: pytest.Config, net_profile_names: list[str] | None) -> Sett
     return Settings(
         matrix=m,
         backend=str(backend),
+        image=str(_get(config, "image")),
+        kube_context=_get(config, "kube-context"),
         out=Path(_get(config, "out")),
         report=Path(report) if report else None,
         data=str(data),

@@ -26,12 +26,15 @@ def probe_cell(sec: str, mtls: str) -> Cell:
     )
 
 
-def prove(cluster: object, cell: Cell, data_dir: str) -> list[pf.Proof]:
+def prove(cluster: object, cell: Cell, platform: backends.Platform) -> list[pf.Proof]:
     """Deploy the cell's objects (held before round 1), run its proofs, delete the namespace."""
-    python = (sys.executable,)
-    run = runner.fl_run(cell, data_dir, python)
+    run = runner.fl_run(cell, platform)
     plan = pf.ProofPlan(
-        namespace=run.namespace, python=python, image=run.image, netpol=cell.netpol, tls=run.tls
+        namespace=run.namespace,
+        python=platform.python,
+        image=run.image,
+        netpol=cell.netpol,
+        tls=run.tls,
     )
     ca = CertificateAuthority.create() if cell.tls else None
     other = CertificateAuthority.create(name="ztfl other CA") if cell.tls else None
@@ -45,12 +48,12 @@ def main_probe(sec: str, mtls: str, data_dir: str | None, as_json: bool) -> int:
     data = data_dir or os.environ.get("ZTFL_DATA_DIR") or os.path.expanduser("~/.cache/ztfl/mnist")
     cell = probe_cell(sec, mtls)
     try:
-        cluster, _note = backends.create("local")
+        cluster, _note, platform = backends.create("local", data_dir=data)
     except backends.BackendError as exc:
         sys.stderr.write(f"ztfl probe: error: {exc}\n")
         return 2
     try:
-        results = prove(cluster, cell, data)
+        results = prove(cluster, cell, platform)
     except ClusterError as exc:
         sys.stderr.write(f"ztfl probe: error: {exc}\n")
         return 2

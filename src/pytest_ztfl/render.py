@@ -14,16 +14,16 @@ import yaml
 from k8s_fixtures import workload
 from k8s_fixtures.proofs import ProofPlan, probe_pods
 from k8s_fixtures.tls.ca import CertificateAuthority
+from pytest_ztfl.backends import IMAGE_DATA_DIR, NETEM_INIT, Platform
 from pytest_ztfl.matrix import Cell, Matrix
 from pytest_ztfl.runner import fl_run
 
-IMAGE_DATA_DIR = "/data/mnist"
-NETEM_INIT = ("python", "-m", "k8s_fixtures.netem.init")
-
 
 def cell_objects(cell: Cell, image: str) -> list[dict[str, object]]:
-    base = fl_run(cell, IMAGE_DATA_DIR, ("python",))
-    run = workload.FLRun(**{**base.__dict__, "image": image, "netem_init": NETEM_INIT})
+    run = fl_run(
+        cell,
+        Platform(python=("python",), data_dir=IMAGE_DATA_DIR, image=image, netem_init=NETEM_INIT),
+    )
     ca = CertificateAuthority.create() if cell.tls else None
     other = CertificateAuthority.create(name="ztfl other CA") if cell.tls else None
     plan = ProofPlan(

@@ -116,6 +116,15 @@ class ResultStore:
         )
         self.refresh()
 
+    def update(self, row: dict[str, Any]) -> None:
+        """Rewrite a stored cell's row (e.g. with its SLO verdicts), events untouched."""
+        cid = row["cell"]["id"]
+        atomic_write(
+            self.cells_dir / f"{cid}.json",
+            json.dumps(row, sort_keys=True, allow_nan=False).encode(),
+        )
+        self.refresh()
+
     def rows(self) -> list[dict[str, Any]]:
         rows = [json.loads(p.read_text()) for p in sorted(self.cells_dir.glob("*.json"))]
         return sorted(rows, key=lambda r: r.get("finished_wall", 0.0))

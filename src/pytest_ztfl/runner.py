@@ -8,7 +8,6 @@ The run's namespace is deleted afterwards, whatever happened.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import threading
 import time
@@ -22,8 +21,8 @@ from k8s_fixtures import workload
 from k8s_fixtures.cluster import ClusterError
 from k8s_fixtures.tls.ca import CertificateAuthority
 from pytest_ztfl import rows
+from pytest_ztfl.backends import Platform
 from pytest_ztfl.matrix import Cell
-from pytest_ztfl.options import Settings
 
 HOLD_FILE = "/var/run/ztfl/hold/go"
 READY_TIMEOUT = 300.0
@@ -34,7 +33,7 @@ def namespace_for(cell: Cell) -> str:
     return "ztfl-" + cell.id.lower()
 
 
-def fl_run(cell: Cell, data_dir: str, python: tuple[str, ...]) -> workload.FLRun:
+def fl_run(cell: Cell, platform: Platform) -> workload.FLRun:
     wl = cell.workload
     flags = {
         "--clients": wl.clients,
@@ -50,7 +49,7 @@ def fl_run(cell: Cell, data_dir: str, python: tuple[str, ...]) -> workload.FLRun
         "--model": wl.model,
         "--split": cell.data,
         "--seed": cell.seed,
-        "--data-dir": data_dir,
+        "--data-dir": platform.data_dir,
         "--join-timeout": READY_TIMEOUT,
         "--hold-file": HOLD_FILE,
     }
@@ -63,13 +62,15 @@ def fl_run(cell: Cell, data_dir: str, python: tuple[str, ...]) -> workload.FLRun
         server_flags=server_flags,
         client_flags=(
             "--data-dir",
-            data_dir,
+            platform.data_dir,
             "--threads",
             "1",
             "--connect-timeout",
             str(READY_TIMEOUT),
         ),
-        python=python,
+        python=platform.python,
+        image=platform.image,
+        netem_init=platform.netem_init,
         tls=tls,  # type: ignore[arg-type]
         netpol=cell.netpol,
         net_profile=None if cell.net == "NET0" else cell.net,
@@ -127,19 +128,18 @@ class _Follower(threading.Thread):
 def run_cell(
     cluster: Any,
     cell: Cell,
-    settings: Settings,
+    platform: Platform,
     backend_note: str,
     progress: Progress = lambda _: None,
 ) -> tuple[dict[str, Any], bytes]:
     """Measure one cell; returns its row and the server's raw event log."""
     ns = namespace_for(cell)
     started = time.time()
-    python = (sys.executable,)
     ca = CertificateAuthority.create() if cell.tls else None
     other = CertificateAuthority.create(name="ztfl other CA") if cell.tls else None
-    run = fl_run(cell, settings.data, python)
+    run = fl_run(cell, platform)
     plan = pf.ProofPlan(
-        namespace=ns, python=python, image=run.image, netpol=cell.netpol, tls=run.tls
+        namespace=ns, python=platform.python, image=run.image, netpol=cell.netpol, tls=run.tls
     )
     probe_objs = pf.probe_pods(plan, ca, other)
     proofs: list[pf.Proof] = []
@@ -250,17 +250,26 @@ def _measure(cluster: Any, cell: Cell, ns: str, progress: Progress) -> pf.Proof:
                 ).start()
             except CaptureError as exc:
                 wire = pf.Proof("wire", "mtls", expect, False, f"capture: {exc}")
+        pattern = _pattern(cell) if cap is not None else b""
         follower.start()
         cluster.exec(ns, workload.SERVER, ["touch", HOLD_FILE], container=workload.SERVER)
         progress(f"{cell.id}: proofs passed, rounds released")
         if cap is not None:
+            # Stop capturing after round 1 but judge only after the run: parsing the capture
+            # while rounds go on would steal CPU from the workload being measured.
             follower.round1_done.wait(timeout)
             try:
                 cap.flush()
-                cap.stop()
-                wire = pf.judge_wire(cap.verdict(_pattern(cell)), bool(cell.tls), min_bytes=1000)
             except CaptureError as exc:
+                wire = pf.Proof("wire", "mtls", expect, False, f"capture: {exc}")
+            finally:
                 cap.stop()
+        _wait_container_done(cluster, ns, workload.SERVER, workload.SERVER, timeout)
+        follower.join(timeout=10)
+        if cap is not None and wire is None:
+            try:
+                wire = pf.judge_wire(cap.verdict(pattern), bool(cell.tls), min_bytes=1000)
+            except CaptureError as exc:
                 wire = pf.Proof("wire", "mtls", expect, False, f"capture: {exc}")
         if wire is None:
             wire = pf.Proof(
@@ -270,8 +279,6 @@ def _measure(cluster: Any, cell: Cell, ns: str, progress: Progress) -> pf.Proof:
                 True,
                 "not run: this backend gives no access to the pod network",
             )
-        _wait_container_done(cluster, ns, workload.SERVER, workload.SERVER, timeout)
-        follower.join(timeout=10)
     return wire
 
 

@@ -7,6 +7,7 @@ resume each cell, store its row durably, judge its SLOs, and tear everything dow
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,7 +31,13 @@ def _net_profile_names(config: pytest.Config) -> list[str] | None:
 
 
 class ZtflSession:
-    def __init__(self, settings: options.Settings, store: ResultStore) -> None:
+    def __init__(
+        self,
+        settings: options.Settings,
+        store: ResultStore,
+        progress: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.progress = progress
         self.settings = settings
         self.store = store
         self.cells = settings.matrix.cells()
@@ -38,6 +45,12 @@ class ZtflSession:
         self._clocks: dict[str, ReplayClock] = {}
         self._cluster: Any = None
         self._backend_note = ""
+        self._platform: Any = None
+        from pytest_ztfl import backends
+
+        name, why = backends.choose(settings.backend, settings.kube_context)
+        self.backend_name, self.backend_why = name, why
+        self.unavailable = backends.unavailable(name, settings.kube_context)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> ZtflSession:
@@ -49,7 +62,19 @@ class ZtflSession:
         except ResultsError as exc:
             raise pytest.UsageError(str(exc)) from None
         _ensure_data(s.data)
-        return cls(s, store)
+
+        lock = threading.Lock()
+
+        def progress(line: str) -> None:
+            """Live lines while a cell runs, past pytest's output capture (as live logging)."""
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            capman = config.pluginmanager.get_plugin("capturemanager")
+            if reporter is None or capman is None:
+                return
+            with lock, capman.global_and_fixture_disabled():
+                reporter.write_line(line)
+
+        return cls(s, store, progress)
 
     # ---- collection -------------------------------------------------------------------
     def select(self, filters: Mapping[str, Any]) -> list[mx.Cell]:
@@ -75,7 +100,16 @@ class ZtflSession:
         if self._cluster is None:
             from pytest_ztfl import backends
 
-            self._cluster, self._backend_note = backends.create(self.settings.backend)
+            try:
+                self._cluster, self._backend_note, self._platform = backends.create(
+                    self.settings.backend,
+                    data_dir=self.settings.data,
+                    image=self.settings.image,
+                    context=self.settings.kube_context,
+                )
+            except backends.BackendError as exc:
+                self.unavailable = str(exc)
+                pytest.skip(self.unavailable)
         return self._cluster
 
     def result(self, cell: mx.Cell) -> dict[str, Any]:
@@ -84,7 +118,12 @@ class ZtflSession:
         if row is None:
             from pytest_ztfl import runner
 
-            row, events = runner.run_cell(self.cluster(), cell, self.settings, self._backend_note)
+            if self.unavailable:
+                pytest.skip(self.unavailable)
+            cluster = self.cluster()
+            row, events = runner.run_cell(
+                cluster, cell, self._platform, self._backend_note, self.progress
+            )
             row["finished_wall"] = time.time()
             self.store.save(row, events)
         else:
@@ -100,9 +139,13 @@ class ZtflSession:
         return None
 
     def gates(self, cell: mx.Cell, row: dict[str, Any]) -> list[Any]:
+        """The cell's SLO verdicts, also stored in its row (``slo``) for reports."""
         from pytest_ztfl import slo
 
-        return slo.evaluate(cell, row, self.baseline(cell), self.settings)
+        verdicts = slo.evaluate(cell, row, self.baseline(cell), self.settings)
+        row["slo"] = [v.to_dict() for v in verdicts]
+        self.store.update(row)
+        return verdicts
 
     # ---- reporting --------------------------------------------------------------------
     def summary(self, write_line: Callable[[str], None]) -> None:
@@ -122,7 +165,11 @@ class ZtflSession:
             if self.settings.report is not None and self.rows:
                 from pytest_ztfl import report
 
-                report.write(self.store.out, self.settings.report)
+                try:
+                    path = report.write(self.store.out, self.settings.report)
+                    self.progress(f"report: {path}")
+                except report.ReportError as exc:
+                    self.progress(f"ztfl report: error: {exc}")
         finally:
             if self._cluster is not None and not self.settings.keep_cluster:
                 self._cluster.teardown()
