@@ -75,6 +75,7 @@ class Cell:
     workload: Workload
     mtls: str | None = None  # for SEC2/SEC3: "sidecar" | "native"
     show_mtls: bool = False  # True when the matrix holds both modes (the id must tell them apart)
+    fault: str | None = None  # a fault scenario (pytest_ztfl.faults), None: no fault
 
     @property
     def data_label(self) -> str:
@@ -86,7 +87,9 @@ class Cell:
     @property
     def id(self) -> str:
         base = f"{self.sec}-{self.net}-{self.data_label}-s{self.seed}"
-        return f"{base}-{self.mtls}" if self.show_mtls and self.mtls else base
+        if self.show_mtls and self.mtls:
+            base = f"{base}-{self.mtls}"
+        return f"{base}-{self.fault}" if self.fault else base
 
     @property
     def netpol(self) -> bool:
@@ -116,14 +119,17 @@ class Matrix:
     seeds: tuple[int, ...]
     mtls: tuple[str, ...] = ("sidecar",)
     workload: Workload = field(default_factory=Workload)
+    faults: tuple[str | None, ...] = (None,)
 
     def cells(self) -> list[Cell]:
         both = len(self.mtls) > 1
         out: list[Cell] = []
-        for sec, net, data, seed in itertools.product(self.sec, self.net, self.data, self.seeds):
+        for sec, net, data, seed, fault in itertools.product(
+            self.sec, self.net, self.data, self.seeds, self.faults
+        ):
             modes: Iterable[str | None] = self.mtls if sec in ("SEC2", "SEC3") else (None,)
             for mode in modes:
-                out.append(Cell(sec, net, data, seed, self.workload, mode, both))
+                out.append(Cell(sec, net, data, seed, self.workload, mode, both, fault))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,6 +140,7 @@ class Matrix:
             "data": list(self.data),
             "seeds": list(self.seeds),
             "mtls": list(self.mtls),
+            "faults": list(self.faults),
             "workload": asdict(self.workload),
         }
 
@@ -182,7 +189,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-_KEYS = {"name", "sec", "net", "data", "seeds", "mtls", "workload"}
+_KEYS = {"name", "sec", "net", "data", "seeds", "mtls", "workload", "faults"}
 _DATA_RE = re.compile(r"iid|dirichlet-[0-9]*\.?[0-9]+")
 
 
@@ -260,7 +267,24 @@ def from_dict(raw: Any, source: str, net_profiles: Iterable[str] | None = None) 
         seeds=tuple(seeds),
         mtls=mtls,
         workload=workload.validate(source),
+        faults=_faults(source, raw),
     )
+
+
+def _faults(source: str, raw: Mapping[str, Any]) -> tuple[str | None, ...]:
+    """The fault axis: ``faults: [none, client-kill, ...]`` (``none`` = no fault)."""
+    from pytest_ztfl import faults as ft
+
+    if "faults" not in raw:
+        return (None,)
+    names = _str_list(source, raw, "faults")
+    for i, n in enumerate(names):
+        if n != "none" and n not in ft.FAULTS:
+            raise MatrixError(
+                f"{source}: faults[{i}]={n!r}: expected 'none' or one of "
+                f"{', '.join(sorted(ft.FAULTS))}"
+            )
+    return tuple(None if n == "none" else n for n in names)
 
 
 def load(spec: str, net_profiles: Iterable[str] | None = None) -> Matrix:

@@ -20,7 +20,7 @@ from k8s_fixtures import proofs as pf
 from k8s_fixtures import workload
 from k8s_fixtures.cluster import ClusterError
 from k8s_fixtures.tls.ca import CertificateAuthority
-from pytest_ztfl import rows
+from pytest_ztfl import faults, rows
 from pytest_ztfl.backends import Platform
 from pytest_ztfl.matrix import Cell
 
@@ -96,6 +96,17 @@ class _Follower(threading.Thread):
         super().__init__(daemon=True)
         self.cluster, self.ns, self.progress = cluster, ns, progress
         self.round1_done = threading.Event()
+        self._started: dict[int, threading.Event] = {}
+        self._done = False
+        self._lock = threading.Lock()
+
+    def round_started(self, n: int) -> threading.Event:
+        """Set once round ``n`` has started (or the run ended without it)."""
+        with self._lock:
+            ev = self._started.setdefault(n, threading.Event())
+            if self._done:
+                ev.set()
+            return ev
 
     def run(self) -> None:
         import json
@@ -110,7 +121,9 @@ class _Follower(threading.Thread):
                     e = json.loads(line)
                 except ValueError:
                     continue
-                if e.get("event") == "round_end":
+                if e.get("event") == "round_start":
+                    self.round_started(int(e["round"])).set()
+                elif e.get("event") == "round_end":
                     self.round1_done.set()
                     self.progress(
                         f"  round {e['round']}: {e['duration']:.3f} s, "
@@ -123,6 +136,10 @@ class _Follower(threading.Thread):
             pass
         finally:
             self.round1_done.set()
+            with self._lock:
+                self._done = True
+                for ev in self._started.values():
+                    ev.set()
 
 
 def run_cell(
@@ -138,6 +155,9 @@ def run_cell(
     ca = CertificateAuthority.create() if cell.tls else None
     other = CertificateAuthority.create(name="ztfl other CA") if cell.tls else None
     run = fl_run(cell, platform)
+    fault = faults.get(cell.fault)
+    if fault is not None:
+        run = fault.prepare(run)
     plan = pf.ProofPlan(
         namespace=ns, python=platform.python, image=run.image, netpol=cell.netpol, tls=run.tls
     )
@@ -172,7 +192,7 @@ def run_cell(
             )
         else:
             cluster.delete([o for o in probe_objs if o["kind"] == "Pod"])
-            wire = _measure(cluster, cell, ns, progress)
+            wire = _measure(cluster, cell, run, fault, progress)
             proofs.append(wire)
             if not wire.passed:
                 error = f"proof of enforcement failed: wire (expected {wire.expect}): {wire.detail}"
@@ -227,8 +247,12 @@ def deploy_and_prove(
     return pf.run_proofs(cluster, plan)
 
 
-def _measure(cluster: Any, cell: Cell, ns: str, progress: Progress) -> pf.Proof:
-    """Release the server, capture round 1 on the pod network, wait for the run to end."""
+def _measure(
+    cluster: Any, cell: Cell, run: workload.FLRun, fault: faults.Fault | None, progress: Progress
+) -> pf.Proof:
+    """Release the server, capture round 1 on the pod network, inject the cell's fault if it
+    has one, wait for the run to end."""
+    ns = run.namespace
     from k8s_fixtures.tls.capture import CaptureError, WireCapture
 
     timeout = READY_TIMEOUT + cell.workload.rounds * (cell.workload.round_deadline + 30)
@@ -254,6 +278,13 @@ def _measure(cluster: Any, cell: Cell, ns: str, progress: Progress) -> pf.Proof:
         follower.start()
         cluster.exec(ns, workload.SERVER, ["touch", HOLD_FILE], container=workload.SERVER)
         progress(f"{cell.id}: proofs passed, rounds released")
+        stop = threading.Event()
+        injector = None
+        if fault is not None and fault.inject is not None:
+            ctx = faults.FaultContext(cluster, ns, run, follower.round_started, stop)
+            injector = threading.Thread(target=fault.inject, args=(ctx,), daemon=True)
+            injector.start()
+            progress(f"{cell.id}: fault {fault.name}: {fault.describe}")
         if cap is not None:
             # Stop capturing after round 1 but judge only after the run: parsing the capture
             # while rounds go on would steal CPU from the workload being measured.
@@ -264,7 +295,12 @@ def _measure(cluster: Any, cell: Cell, ns: str, progress: Progress) -> pf.Proof:
                 wire = pf.Proof("wire", "mtls", expect, False, f"capture: {exc}")
             finally:
                 cap.stop()
-        _wait_container_done(cluster, ns, workload.SERVER, workload.SERVER, timeout)
+        try:
+            _wait_container_done(cluster, ns, workload.SERVER, workload.SERVER, timeout)
+        finally:
+            stop.set()
+            if injector is not None:
+                injector.join(timeout=30)
         follower.join(timeout=10)
         if cap is not None and wire is None:
             try:
