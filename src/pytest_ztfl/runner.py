@@ -96,14 +96,14 @@ class _Follower(threading.Thread):
         super().__init__(daemon=True)
         self.cluster, self.ns, self.progress = cluster, ns, progress
         self.round1_done = threading.Event()
-        self._started: dict[int, threading.Event] = {}
+        self._round_events: dict[int, threading.Event] = {}
         self._done = False
         self._lock = threading.Lock()
 
     def round_started(self, n: int) -> threading.Event:
         """Set once round ``n`` has started (or the run ended without it)."""
         with self._lock:
-            ev = self._started.setdefault(n, threading.Event())
+            ev = self._round_events.setdefault(n, threading.Event())
             if self._done:
                 ev.set()
             return ev
@@ -138,7 +138,7 @@ class _Follower(threading.Thread):
             self.round1_done.set()
             with self._lock:
                 self._done = True
-                for ev in self._started.values():
+                for ev in self._round_events.values():
                     ev.set()
 
 
