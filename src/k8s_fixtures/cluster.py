@@ -209,6 +209,12 @@ class Cluster(Protocol):
         """Run ``argv`` inside the pod (its network, mounts, environment)."""
         ...
 
+    def signal(self, namespace: str, pod: str, container: str, sig: int) -> None:
+        """Send ``sig`` to the container's main process (PID 1 of the container), the way
+        ``kubectl exec POD -c CONTAINER -- kill -SIG 1`` would; raises :class:`ClusterError`
+        if the container is not running. What happens next follows the pod's restartPolicy."""
+        ...
+
     def teardown(self) -> None:
         """Remove everything the cluster created. Idempotent."""
         ...

@@ -7,8 +7,10 @@ resume each cell, store its row durably, judge its SLOs, and tear everything dow
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,7 +19,7 @@ import pytest
 from pytest_ztfl import matrix as mx
 from pytest_ztfl import options
 from pytest_ztfl.replay import ReplayClock
-from pytest_ztfl.results import ResultsError, ResultStore
+from pytest_ztfl.results import ResultsError, ResultStore, atomic_write
 
 
 def _net_profile_names(config: pytest.Config) -> list[str] | None:
@@ -28,6 +30,10 @@ def _net_profile_names(config: pytest.Config) -> list[str] | None:
         return sorted(profiles.load_profiles(path).keys())
     except (OSError, ValueError) as exc:
         raise pytest.UsageError(f"--ztfl-net-profiles={path}: {exc}") from None
+
+
+class ZtflCalibrationWarning(UserWarning):
+    """A network profile, measured on this machine, misses its calibration targets."""
 
 
 class ZtflSession:
@@ -121,15 +127,43 @@ class ZtflSession:
             if self.unavailable:
                 pytest.skip(self.unavailable)
             cluster = self.cluster()
+            calibration = self.calibration(cell.net)
             row, events = runner.run_cell(
                 cluster, cell, self._platform, self._backend_note, self.progress
             )
             row["finished_wall"] = time.time()
+            row["overlays"]["net"]["calibration"] = calibration
+            row["extra_info"]["calibration"] = calibration
             self.store.save(row, events)
         else:
             row["resumed"] = True
         self.rows[cell.id] = row
         return row
+
+    def calibration(self, net: str) -> dict[str, Any]:
+        """Calibrate profile ``net`` once per results directory (``calibration/<NET>.json``)
+        on a private link of this machine; every cell of that NET references it."""
+        ref = f"calibration/{net}.json"
+        path = self.store.out / ref
+        if not path.exists():
+            from k8s_fixtures.netem import load_profiles
+            from k8s_fixtures.netem.calibrate import calibrate
+
+            profiles = load_profiles(self.settings.net_profiles)
+            self.progress(f"calibrating {net} (once per run, stored in {ref})")
+            result = calibrate(profiles[net])
+            path.parent.mkdir(exist_ok=True)
+            atomic_write(path, result.to_json().encode())
+            if not result.passed:
+                failed = [f.name for f in result.figures if f.passed is False]
+                warnings.warn(
+                    ZtflCalibrationWarning(
+                        f"{net}: calibration misses its targets ({', '.join(failed)}); see {path}"
+                    ),
+                    stacklevel=1,
+                )
+        passed = bool(json.loads(path.read_text()).get("passed"))
+        return {"ref": ref, "passed": passed}
 
     def baseline(self, cell: mx.Cell) -> dict[str, Any] | None:
         """The SEC0 row with the same NET, data and seed, if this run has it."""

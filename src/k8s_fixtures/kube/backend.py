@@ -9,6 +9,7 @@ by :meth:`teardown`. All API access goes through :class:`~k8s_fixtures.kube.clie
 
 from __future__ import annotations
 
+import signal as _signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -179,6 +180,16 @@ class KubeCluster:
              container: str | None = None, timeout: float = 30.0,
              input: str | None = None) -> ExecResult:
         return self.api.exec(namespace, pod, argv, container, timeout, input)
+
+    def signal(self, namespace: str, pod: str, container: str, sig: int) -> None:
+        """``kill -SIG 1`` inside the container: PID 1 is the app's main process there (the
+        image needs a ``kill``; busybox and coreutils images have one)."""
+        name = _signal.Signals(sig).name.removeprefix("SIG")
+        rc, out, err = self.exec(namespace, pod, ["kill", f"-{name}", "1"], container=container)
+        # SIGKILL of PID 1 may end the exec session itself: treat a lost stream as delivered.
+        if rc != 0 and not (sig == _signal.SIGKILL and rc in (137, -9)):
+            raise ClusterError(f"pod {namespace}/{pod}: container {container}: kill -{name} 1 "
+                               f"failed (rc {rc}): {(err or out).strip()[:200]}")
 
     def teardown(self) -> None:
         """Delete the namespaces this object created (and wait for them). Idempotent."""

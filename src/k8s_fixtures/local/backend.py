@@ -572,6 +572,14 @@ class LocalCluster:
             c = self._container(p, container)
         return self._sup.exec(p, c, argv, timeout=timeout, input=input)
 
+    def signal(self, namespace: str, pod: str, container: str, sig: int) -> None:
+        """Signal the container's main process (its PID 1 on Kubernetes) via the supervisor."""
+        assert self._sup is not None
+        with self._lock:
+            p = self._pod(namespace, pod)
+            c = self._container(p, container)
+        self._sup.signal(p, c, sig)
+
     def cpu_usage_ns(self, namespace: str, pod: str, container: str | None = None) -> int | None:
         """CPU time the container's cgroup has used (None without cgroups)."""
         c = self._container(self._pod(namespace, pod), container)

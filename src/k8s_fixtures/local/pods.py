@@ -382,6 +382,25 @@ class Supervisor:
                                f"timed out after {timeout}s") from None
         return ExecResult(r.returncode, r.stdout, r.stderr)
 
+    # ------------------------------------------------------------------ signals
+
+    def signal(self, pod: PodRun, c: ContainerRun, sig: int) -> None:
+        """Send ``sig`` to the container's main process only, through its pidfd (so a recycled
+        PID can never be hit; pods share the host's PID namespace, so nothing here may name a
+        process by number or pattern). The monitor then sees the exit, kills what the process
+        left in its cgroup and applies the restart policy, as for any other exit."""
+        with self._cond:
+            if c.pid is None or c.pidfd < 0:
+                raise ClusterError(f"pod {pod.namespace}/{pod.name}: container {c.spec.name} "
+                                   f"is not running ({c.state})")
+            try:
+                signal.pidfd_send_signal(c.pidfd, sig)
+            except ProcessLookupError:  # exited just now; the monitor records the exit
+                pass
+            except OSError as e:
+                raise ClusterError(f"pod {pod.namespace}/{pod.name}: container "
+                                   f"{c.spec.name}: signal {sig}: {e}") from None
+
     # ------------------------------------------------------------------ stopping
 
     def _signal(self, c: ContainerRun, sig: int) -> None:
