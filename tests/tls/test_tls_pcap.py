@@ -65,7 +65,8 @@ def test_plaintext_pattern_split_across_segments_is_seen() -> None:
               _frame("10.0.0.2", "10.0.0.3", 40000, 50051, 1015, data[15:])]
     v = judge(_pcap(frames), PATTERN)
     assert v.pattern_seen and not v.all_tls
-    assert v.plaintext_flows[0].non_tls_bytes == len(data)
+    flow = v.plaintext_flows[0]  # mid-stream (no SYN) and shorter than a record: unjudged
+    assert flow.tls_records == 0 and flow.non_tls_bytes + flow.unaligned_bytes == len(data)
 
 
 def test_mid_connection_capture_resynchronises() -> None:
@@ -73,6 +74,22 @@ def test_mid_connection_capture_resynchronises() -> None:
     tail = recs[300:]  # capture started inside the first record, no SYN seen
     v = judge(_pcap([_frame("10.0.0.2", "10.0.0.3", 40000, 4143, 5, tail)]), PATTERN)
     assert v.all_tls and v.flows[0].tls_records == 4
+
+
+def test_capture_drops_inside_a_record_do_not_make_tls_look_plain() -> None:
+    """tcpdump drops packets under load: a piece between two gaps that lies wholly inside one
+    record proves nothing and must not count as non-TLS; a long run of non-records still does."""
+    recs = _server_hello_13() + _record(23, b"\x77" * 12000) + _record(23, b"\x66" * 400)
+    hello = len(_server_hello_13())
+    pieces = [(0, hello + 1000), (hello + 3000, hello + 4000), (hello + 12005, len(recs))]
+    frames = [_frame("10.0.0.3", "10.0.0.2", 50051, 40000, 1000 + a, recs[a:b])
+              for a, b in pieces]
+    v = judge(_pcap(frames), PATTERN)
+    flow = v.flows[0]
+    assert v.all_tls and flow.unaligned_bytes == 1000 and flow.non_tls_bytes == 0
+    junk = bytes(range(256)) * 80  # 20 KB without a record boundary after a gap: not TLS
+    frames[1] = _frame("10.0.0.3", "10.0.0.2", 50051, 40000, 1000 + hello + 3000, junk)
+    assert not judge(_pcap(frames), PATTERN).all_tls
 
 
 def test_http2_preface_is_not_tls() -> None:

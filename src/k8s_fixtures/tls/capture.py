@@ -47,6 +47,7 @@ class FlowVerdict:
     tls_records: int
     non_tls_bytes: int
     tls13: bool
+    unaligned_bytes: int = 0  # captured between drops, too short to judge (see pcap.tls_view)
 
     @property
     def is_tls(self) -> bool:
@@ -77,7 +78,8 @@ def judge(pcap: bytes, pattern: bytes, *, ignore_ports: tuple[int, ...] = ()) ->
     flows = []
     for s in streams:
         v = tls_view(s)
-        flows.append(FlowVerdict(s.src, s.dst, s.nbytes, v.records, v.non_tls_bytes, v.tls13))
+        flows.append(FlowVerdict(s.src, s.dst, s.nbytes, v.records, v.non_tls_bytes, v.tls13,
+                                 v.unaligned_bytes))
     return CaptureVerdict(
         pattern_seen=contains(streams, pkts, pattern),
         all_tls=bool(flows) and all(f.is_tls for f in flows),

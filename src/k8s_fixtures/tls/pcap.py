@@ -172,6 +172,7 @@ class TLSView:
     records: int
     non_tls_bytes: int
     tls13: bool
+    unaligned_bytes: int = 0  # post-gap pieces too short to hold a record boundary: unjudged
 
 
 def _server_hello_tls13(body: bytes) -> bool:
@@ -195,7 +196,7 @@ def _server_hello_tls13(body: bytes) -> bool:
 
 def tls_view(stream: Stream) -> TLSView:
     """Walk ``stream`` as TLS records (resynchronising when the start was not captured)."""
-    records, junk, tls13 = 0, 0, False
+    records, junk, tls13, unaligned = 0, 0, False, 0
     for k, b in enumerate(stream.chunks):
         i = 0
         if not (k == 0 and stream.syn_seen):
@@ -203,7 +204,13 @@ def tls_view(stream: Stream) -> TLSView:
             limit = min(len(b), 5 + _MAX_RECORD)
             i = next((j for j in range(limit) if _chains(b, j)), -1)
             if i < 0:
-                junk += len(b)
+                # A piece between capture gaps that is no longer than one record may lie
+                # wholly inside a record: it proves nothing either way. A longer one must
+                # contain a record boundary if it is TLS.
+                if len(b) <= 5 + _MAX_RECORD:
+                    unaligned += len(b)
+                else:
+                    junk += len(b)
                 continue
         while i < len(b):
             n = _header_ok(b, i)
@@ -214,7 +221,7 @@ def tls_view(stream: Stream) -> TLSView:
                 tls13 = _server_hello_tls13(b[i + 5:i + 5 + n])
             records += 1
             i += 5 + n
-    return TLSView(records, junk, tls13)
+    return TLSView(records, junk, tls13, unaligned)
 
 
 def contains(streams: list[Stream], packets: list[Packet], pattern: bytes) -> bool:
