@@ -140,7 +140,7 @@ class Matrix:
             "data": list(self.data),
             "seeds": list(self.seeds),
             "mtls": list(self.mtls),
-            "faults": list(self.faults),
+            "faults": [f or "none" for f in self.faults],  # the YAML form: from_dict reads it
             "workload": asdict(self.workload),
         }
 

@@ -155,6 +155,11 @@ def settings(config: pytest.Config, net_profile_names: list[str] | None) -> Sett
     net_profiles = _get(config, "net-profiles")
     if net_profiles is not None and not Path(net_profiles).is_file():
         raise pytest.UsageError(f"--ztfl-net-profiles={net_profiles}: no such file")
+    failure_rate = _number(config, "slo-failure-rate", float, 0.0, 1.0)
+    if failure_rate >= 1.0:  # the gate needs a limit below 1 (pytest_ztfl.gates)
+        raise pytest.UsageError(
+            f"--ztfl-slo-failure-rate={_get(config, 'slo-failure-rate')}: must be below 1"
+        )
     report = _get(config, "report")
     data = (
         _get(config, "data")
@@ -172,7 +177,7 @@ def settings(config: pytest.Config, net_profile_names: list[str] | None) -> Sett
         net_profiles=Path(net_profiles) if net_profiles else None,
         resume=bool(_get(config, "resume")),
         keep_cluster=bool(_get(config, "keep-cluster")),
-        slo_failure_rate=_number(config, "slo-failure-rate", float, 0.0, 1.0),
+        slo_failure_rate=failure_rate,
         slo_overhead_p99=_number(config, "slo-overhead-p99", float, 1.0, 1000.0),
         slo_overhead_median=_number(config, "slo-overhead-median", float, 1.0, 1000.0),
     )

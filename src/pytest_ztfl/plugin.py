@@ -46,17 +46,21 @@ def pytest_configure(config: pytest.Config) -> None:
         config.args.append(str(MATRIX_TESTS))
 
 
-def _session(config: pytest.Config) -> ZtflSession:
-    s = config.stash.get(SESSION_KEY, None)
-    if s is None:
-        raise pytest.UsageError("this test needs a matrix: pass --ztfl-matrix=NAME|PATH")
-    return s
+NO_MATRIX = "needs a matrix: pass --ztfl-matrix=NAME|PATH"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "ztfl_cell" not in metafunc.fixturenames:
         return
-    session = _session(metafunc.config)
+    session = metafunc.config.stash.get(SESSION_KEY, None)
+    if session is None:
+        # A plain run of a project that also has matrix tests: skip them, run everything else.
+        metafunc.parametrize(
+            "ztfl_cell",
+            [pytest.param(None, marks=pytest.mark.skip(reason=NO_MATRIX))],
+            ids=["no-matrix"],
+        )
+        return
     marker = metafunc.definition.get_closest_marker("ztfl_cells")
     cells = session.select(marker.kwargs if marker else {})
     metafunc.parametrize("ztfl_cell", cells, ids=[c.id for c in cells], scope="function")
@@ -79,7 +83,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def ztfl_session(pytestconfig: pytest.Config) -> Iterator[ZtflSession]:
     """The matrix run: settings, results store, and the session-scoped cluster."""
-    session = _session(pytestconfig)
+    session = pytestconfig.stash.get(SESSION_KEY, None)
+    if session is None:
+        pytest.skip(NO_MATRIX)
     yield session
     session.close()
 

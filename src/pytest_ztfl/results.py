@@ -42,6 +42,7 @@ ROUND_COLUMNS = (
     "aggregation_seconds",
 )
 DERIVED = ("runs.jsonl", "rounds.csv")
+TRANSIENT = ("resumed",)  # in-memory markers of one session, never stored
 
 
 class ResultsError(RuntimeError):
@@ -117,12 +118,20 @@ class ResultStore:
         self.refresh()
 
     def update(self, row: dict[str, Any]) -> None:
-        """Rewrite a stored cell's row (e.g. with its SLO verdicts), events untouched."""
+        """Rewrite a stored cell's row (e.g. with its SLO verdicts), events untouched.
+
+        The row keeps its ``events_file`` (``save`` adds it to the stored copy only), the
+        session-only ``resumed`` marker is not stored, and an unchanged row is not rewritten,
+        so ``--ztfl-resume`` leaves the files of finished cells as they were.
+        """
         cid = row["cell"]["id"]
-        atomic_write(
-            self.cells_dir / f"{cid}.json",
-            json.dumps(row, sort_keys=True, allow_nan=False).encode(),
-        )
+        stored = {k: v for k, v in row.items() if k not in TRANSIENT}
+        stored.setdefault("events_file", f"events/{cid}.jsonl")
+        data = json.dumps(stored, sort_keys=True, allow_nan=False).encode()
+        path = self.cells_dir / f"{cid}.json"
+        if path.exists() and path.read_bytes() == data:
+            return
+        atomic_write(path, data)
         self.refresh()
 
     def rows(self) -> list[dict[str, Any]]:

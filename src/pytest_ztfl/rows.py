@@ -73,8 +73,11 @@ def build(
     pods: list[dict[str, Any]],
     backend: dict[str, Any],
     evidence: dict[int, str] | None = None,
+    harness_failures: dict[str, int] | None = None,
     error: str | None = None,
 ) -> dict[str, Any]:
+    """One cell's row. ``harness_failures`` counts failures the harness itself observed that
+    no client event carries (e.g. the delay line dying: class netem)."""
     summary = summarize(log)
     ok, why = success(summary, pods)
     if error:
@@ -82,6 +85,8 @@ def build(
     metrics = summary.to_dict()
     metrics["accuracy_by_round"] = {str(k): v for k, v in summary.accuracy_by_round.items()}
     failures = classify(log, evidence or {})
+    for cls, n in (harness_failures or {}).items():
+        failures[cls] = failures.get(cls, 0) + n
     extra = {
         "cell": cell.id,
         "sec": cell.sec,

@@ -158,8 +158,15 @@ def run_cell(
     fault = faults.get(cell.fault)
     if fault is not None:
         run = fault.prepare(run)
+    # What the cell claims, not what was rendered: a rendering or fault that drops a control
+    # must fail its proof before any round is measured.
+    claimed_tls = (cell.mtls or "sidecar") if cell.tls else "none"
     plan = pf.ProofPlan(
-        namespace=ns, python=platform.python, image=run.image, netpol=cell.netpol, tls=run.tls
+        namespace=ns,
+        python=platform.python,
+        image=run.image,
+        netpol=cell.netpol,
+        tls=claimed_tls,
     )
     probe_objs = pf.probe_pods(plan, ca, other)
     proofs: list[pf.Proof] = []
@@ -203,7 +210,9 @@ def run_cell(
             ).encode()
         pods = _pod_states(cluster, ns)
         if cell.tls and run.tls == "sidecar":
-            overlays["mtls"]["accepted_subjects"] = _accepted(cluster, ns)
+            subjects = _accepted(cluster, ns)
+            overlays["mtls"]["accepted_subjects"] = subjects
+            overlays["mtls"]["accepted_identities"] = _identities(run, subjects)
     except ClusterError as exc:
         error = f"cluster: {exc}"
     finally:
@@ -216,10 +225,13 @@ def run_cell(
         for p in pods
         if p["name"].startswith("fl-client-") and p.get("reason") == "OOMKilled"
     }
+    harness_failures: dict[str, int] = {}
     if net_failures:
         # The emulation stopped during the run: nothing measured after that is at this NET.
-        error = f"netem: {net_failures[0]}"
+        msg = net_failures[0]
+        error = msg if msg.startswith("netem:") else f"netem: {msg}"
         evidence = dict.fromkeys(range(cell.workload.clients), "netem")
+        harness_failures["netem"] = 1
     row = rows.build(
         cell,
         log,
@@ -229,6 +241,7 @@ def run_cell(
         pods=pods,
         backend={"name": getattr(cluster, "backend_name", "local"), "note": backend_note},
         evidence=evidence,
+        harness_failures=harness_failures,
         error=error,
     )
     return row, events
@@ -352,6 +365,19 @@ def _pod_states(cluster: Any, ns: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _identities(run: workload.FLRun, subjects: list[str]) -> list[str]:
+    """Map the proxy's accepted certificate subjects back to SPIFFE ids. stunnel logs only the
+    subject, whose CN is the identity's DNS form cut to 64 characters (X.520), so compare cut
+    forms; an unknown subject is kept as is, flagged."""
+    from k8s_fixtures.tls.sidecar import identity_dns_from_spiffe
+
+    known = {}
+    for sa in (workload.SERVER, workload.CLIENT):
+        sid = run.spiffe_id(sa)
+        known[f"CN={identity_dns_from_spiffe(sid)[:64]}"] = sid
+    return sorted(known.get(s, f"unknown subject {s}") for s in subjects)
 
 
 def _accepted(cluster: Any, ns: str) -> list[str]:

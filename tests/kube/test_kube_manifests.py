@@ -187,14 +187,15 @@ def tables(view: ClusterView) -> dict[str, dict[tuple[str, str], bool]]:
 
 def local_objects(cell: Any) -> list[dict[str, Any]]:
     """What the local backend applies for ``cell`` (pytest_ztfl.runner.run_cell)."""
+    from pytest_ztfl.backends import Platform
     from pytest_ztfl.runner import fl_run
 
-    run = fl_run(cell, "/data/mnist", (sys.executable,))
+    run = fl_run(cell, Platform(python=(sys.executable,), data_dir="/data/mnist"))
     ca = CertificateAuthority.create() if cell.tls else None
     other = CertificateAuthority.create(name="ztfl other CA") if cell.tls else None
     plan = ProofPlan(namespace=run.namespace, python=(sys.executable,), image=run.image,
                      netpol=cell.netpol, tls=run.tls)
-    return [*workload.render(run, ca), *probe_pods(plan, other)]
+    return [*workload.render(run, ca), *probe_pods(plan, ca, other)]
 
 
 def test_rendered_policies_give_the_local_truth_table(

@@ -85,10 +85,11 @@ def test_jitter_distribution_statistics(topo: Topo) -> None:
         # against the configuration, allowing its sampling error (4 standard errors); the
         # std without the probes that a CPU hiccup delayed by > 2 ms more than drawn (a few
         # percent on a machine loaded 4x over; one such outlier moves a std of 1.7 ms a lot)
-        assert abs(mean(xs) - mu) <= 4 * sd / n**0.5 + 0.5
         clean = [x for x, r in zip(xs, resid, strict=True) if r <= 2.0]
         print(f"  {n - len(clean)} of {n} probes were > 2 ms late (CPU hiccups)")
         assert len(clean) >= 0.9 * n
+        # a stalled probe is late by its stall, not by the emulator: judge the mean without them
+        assert abs(mean(clean) - mu) <= 4 * sd / len(clean) ** 0.5 + 0.5
         assert std(clean) == pytest.approx(sd, rel=0.15)
         # against the exact draws: every packet held for its own sample; what remains is
         # the delay line's and the probes' wake-up latency (a wrong class, a double delay or a

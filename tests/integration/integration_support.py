@@ -1,0 +1,107 @@
+"""Helpers for the integration tests on the real local backend (a uniquely named module:
+``conftest`` is ambiguous across test directories)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from k8s_fixtures import proofs as pf
+from k8s_fixtures.tls.ca import CertificateAuthority
+from pytest_ztfl import runner
+from pytest_ztfl.backends import Platform
+from pytest_ztfl.matrix import Cell
+
+Row = dict[str, Any]
+
+
+@dataclass
+class Live:
+    """The session's local cluster and the cell runs made on it (memoised per cell, so tests
+    that look at the same run from different angles pay for it once)."""
+
+    cluster: Any
+    note: str
+    platform: Platform
+    results: dict[Cell, tuple[Row, bytes]] = field(default_factory=dict)
+    memo: dict[str, Any] = field(default_factory=dict)  # other shared, expensive results
+
+    def run(self, cell: Cell) -> tuple[Row, bytes]:
+        """``runner.run_cell`` for ``cell``, once per session; live round progress is printed
+        (visible with ``-s``)."""
+        if cell not in self.results:
+            self.results[cell] = runner.run_cell(
+                self.cluster, cell, self.platform, self.note, progress=print
+            )
+        return self.results[cell]
+
+    def prove_left_off(
+        self,
+        cell: Cell,
+        then: Callable[[pf.ProofPlan], None] | None = None,
+        **left_off: Any,
+    ) -> list[pf.Proof]:
+        """Deploy ``cell``'s run with a control deliberately left off (``left_off`` replaces
+        fields of the :class:`~k8s_fixtures.workload.FLRun`, e.g. ``netpol=False``) but run the
+        proofs of what the cell claims; ``then`` may probe the live deployment further before
+        the namespace is deleted."""
+        run = replace(runner.fl_run(cell, self.platform), **left_off)
+        plan = pf.ProofPlan(
+            namespace=run.namespace,
+            python=self.platform.python,
+            image=run.image,
+            netpol=cell.netpol,
+            tls=cell.mtls if cell.tls and cell.mtls else "none",
+        )
+        ca = CertificateAuthority.create()
+        other = CertificateAuthority.create(name="ztfl other CA")
+        try:
+            results = runner.deploy_and_prove(
+                self.cluster, run, plan, ca, pf.probe_pods(plan, ca, other)
+            )
+            if then is not None:
+                then(plan)
+            return results
+        finally:
+            self.cluster.delete(namespace=run.namespace)
+
+
+def events_of(log: bytes, kind: str) -> list[dict[str, Any]]:
+    """The events of one type in a server event log (JSONL bytes as run_cell returns it)."""
+    out = []
+    for line in log.decode().splitlines():
+        e = json.loads(line)
+        if e["event"] == kind:
+            out.append(e)
+    return out
+
+
+def by_name(proofs: list[pf.Proof]) -> dict[str, pf.Proof]:
+    return {p.name: p for p in proofs}
+
+
+def row_proofs(row: Row) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for p in row["proofs"]}
+
+
+def explain(proofs: list[pf.Proof]) -> str:
+    return "\n".join(
+        f"{'PASS' if p.passed else 'FAIL'} {p.name} (expect {p.expect}): {p.detail}"
+        for p in proofs
+    )
+
+
+FlRun = Callable[[Cell, Platform], Any]
+
+
+def fl_run_with(**left_off: Any) -> FlRun:
+    """A replacement for ``runner.fl_run`` that leaves a control off in the rendered objects
+    while the cell (and so the proof plan and the wire judgement) still claims it."""
+    original = runner.fl_run
+
+    def fl_run(cell: Cell, platform: Platform) -> Any:
+        return replace(original(cell, platform), **left_off)
+
+    return fl_run
