@@ -215,9 +215,7 @@ def _exclude_target(selector: dict[str, Any]) -> None:
     selector.setdefault("matchExpressions", []).append(dict(_NOT_TARGET))
 
 
-def render(
-    fault: Fault | None, run: workload.FLRun, ca: CertificateAuthority | None
-) -> list[Obj]:
+def render(fault: Fault | None, run: workload.FLRun, ca: CertificateAuthority | None) -> list[Obj]:
     """The run's objects with the fault's rewrite applied: what the runner must apply."""
     objs = workload.render(run, ca)
     if fault is None or fault.objects is None:
@@ -230,8 +228,11 @@ def ready_names(fault: Fault | None, objs: Sequence[Obj]) -> list[str] | None:
     or never become ready on purpose (an OOMKilled or refused client)."""
     if fault is None or not fault.unready:
         return None
-    return [o["metadata"]["name"] for o in objs
-            if o.get("kind") == "Pod" and o["metadata"]["name"] not in fault.unready]
+    return [
+        o["metadata"]["name"]
+        for o in objs
+        if o.get("kind") == "Pod" and o["metadata"]["name"] not in fault.unready
+    ]
 
 
 # ---------------------------------------------------------------------------- observation
@@ -292,8 +293,9 @@ def _kill_client(ctx: FaultContext) -> None:
     if not ctx.round_started(2).wait(600) or ctx.stop.is_set():
         return
     t = time.time()
-    ctx.cluster.signal(ctx.namespace, f"{workload.CLIENT}-{TARGET}", workload.CLIENT,
-                       signal.SIGKILL)
+    ctx.cluster.signal(
+        ctx.namespace, f"{workload.CLIENT}-{TARGET}", workload.CLIENT, signal.SIGKILL
+    )
     record(ctx.namespace, Action("sigkill", TARGET, t, time.time()))
 
 
@@ -371,11 +373,18 @@ def _hostile(ctx: FaultContext) -> None:
         return
     cid = int(_flag(ctx.run.server_flags, "--clients") or ctx.run.clients) - 1
     t = time.time()
-    argv = [*ctx.run.python, "-c", HOSTILE, f"{workload.SERVER}:{workload.PORT}", str(cid),
-            workload.TLS_DIR]
+    argv = [
+        *ctx.run.python,
+        "-c",
+        HOSTILE,
+        f"{workload.SERVER}:{workload.PORT}",
+        str(cid),
+        workload.TLS_DIR,
+    ]
     try:
-        rc, out, err = ctx.cluster.exec(ctx.namespace, f"{workload.CLIENT}-0", argv,
-                                        container=workload.CLIENT, timeout=120)
+        rc, out, err = ctx.cluster.exec(
+            ctx.namespace, f"{workload.CLIENT}-0", argv, container=workload.CLIENT, timeout=120
+        )
     except Exception as exc:
         rc, out, err = -1, "", str(exc)
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
@@ -419,8 +428,9 @@ def _cpu_prepare(run: workload.FLRun) -> workload.FLRun:
 def _attr_cpu(obs: Observation) -> Attribution:
     """Deadline misses of a client the harness limited to a small CPU share: resource."""
     limit = obs.run.overrides.get(TARGET) if obs.run is not None else None
-    timeouts = [e for e in obs.log.of("failure")
-                if e["client"] == TARGET and e["class"] == "timeout"]
+    timeouts = [
+        e for e in obs.log.of("failure") if e["client"] == TARGET and e["class"] == "timeout"
+    ]
     if limit is None or not limit.cpu_limit or not timeouts:
         return Attribution({}, {})
     return Attribution({TARGET: "resource"}, {})
@@ -439,13 +449,16 @@ def _tls_objects(expired: bool) -> ObjectsHook:
         name = f"{workload.CLIENT}-{TARGET}-fault-mtls"
         if expired:
             now = dt.datetime.now(dt.UTC)
-            issued = ca.issue(ca.identity(run.namespace, workload.CLIENT),
-                              not_before=now - dt.timedelta(days=2),
-                              not_after=now - dt.timedelta(days=1))
+            issued = ca.issue(
+                ca.identity(run.namespace, workload.CLIENT),
+                not_before=now - dt.timedelta(days=2),
+                not_after=now - dt.timedelta(days=1),
+            )
         else:
             other = CertificateAuthority.create(name="ztfl fault: another CA")
-            issued = replace(other.issue(other.identity(run.namespace, workload.CLIENT)),
-                             ca_pem=ca.cert_pem)  # trusts the right CA, presents a foreign cert
+            issued = replace(
+                other.issue(other.identity(run.namespace, workload.CLIENT)), ca_pem=ca.cert_pem
+            )  # trusts the right CA, presents a foreign cert
         secret = to_secret(issued, name=name, labels={"ztfl.io/run": run.run_id})
         pod = _pod_obj(objs, f"{workload.CLIENT}-{TARGET}")
         for vol in pod["spec"].get("volumes", []):
@@ -480,9 +493,13 @@ def _spiffe_prepare(run: workload.FLRun) -> workload.FLRun:
 
 
 def _attr_spiffe(obs: Observation) -> Attribution:
-    refused = {int(e["client"]) for e in obs.log.of("failure")
-               if e["class"] == "mtls" and e["reason"] == "identity_not_allowed"
-               and e["client"] is not None}
+    refused = {
+        int(e["client"])
+        for e in obs.log.of("failure")
+        if e["class"] == "mtls"
+        and e["reason"] == "identity_not_allowed"
+        and e["client"] is not None
+    }
     return Attribution(dict.fromkeys(refused, "mtls"), {})
 
 
@@ -533,8 +550,13 @@ def _probe_target(ctx: FaultContext) -> None:
     t = time.time()
     argv = [*ctx.run.python, "-c", PROBE, workload.SERVER, str(workload.PORT)]
     try:
-        rc, out, err = ctx.cluster.exec(ctx.namespace, f"{workload.CLIENT}-{TARGET}", argv,
-                                        container=workload.CLIENT, timeout=30)
+        rc, out, err = ctx.cluster.exec(
+            ctx.namespace,
+            f"{workload.CLIENT}-{TARGET}",
+            argv,
+            container=workload.CLIENT,
+            timeout=30,
+        )
     except Exception as exc:
         rc, out, err = -1, "", str(exc)
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
@@ -567,16 +589,24 @@ def _server_ip(ctx: FaultContext) -> str:
 
 def _nft(ctx: FaultContext, script: str) -> None:
     """Run an nft script inside client 1's network namespace (through the container)."""
-    rc, _, err = ctx.cluster.exec(ctx.namespace, f"{workload.CLIENT}-{TARGET}",
-                                  ["nft", "-f", "-"], container=workload.CLIENT, input=script)
+    rc, _, err = ctx.cluster.exec(
+        ctx.namespace,
+        f"{workload.CLIENT}-{TARGET}",
+        ["nft", "-f", "-"],
+        container=workload.CLIENT,
+        input=script,
+    )
     if rc != 0:
         raise RuntimeError(f"nft in {ctx.namespace}/{workload.CLIENT}-{TARGET}: {err.strip()}")
 
 
 def _nft_dropped(ctx: FaultContext) -> int:
-    rc, out, _ = ctx.cluster.exec(ctx.namespace, f"{workload.CLIENT}-{TARGET}",
-                                  ["nft", "-j", "list", "table", "inet", "ztfl_fault"],
-                                  container=workload.CLIENT)
+    rc, out, _ = ctx.cluster.exec(
+        ctx.namespace,
+        f"{workload.CLIENT}-{TARGET}",
+        ["nft", "-j", "list", "table", "inet", "ztfl_fault"],
+        container=workload.CLIENT,
+    )
     if rc != 0:
         return 0
     total = 0
@@ -600,8 +630,9 @@ def _drop_rules(server_ip: str, percent: int | None) -> str:
     )
 
 
-def _windowed(kind: str, percent: int | None, bursts: int, seconds: float,
-              gap: float) -> Callable[[FaultContext], None]:
+def _windowed(
+    kind: str, percent: int | None, bursts: int, seconds: float, gap: float
+) -> Callable[[FaultContext], None]:
     def inject(ctx: FaultContext) -> None:
         if not ctx.round_started(2).wait(600) or ctx.stop.is_set():
             return
@@ -616,8 +647,12 @@ def _windowed(kind: str, percent: int | None, bursts: int, seconds: float,
                 dropped = _nft_dropped(ctx)
             finally:
                 _nft(ctx, "delete table inet ztfl_fault\n")
-            record(ctx.namespace, Action(kind, TARGET, t, time.time(),
-                                         {"dropped_packets": dropped, "percent": percent}))
+            record(
+                ctx.namespace,
+                Action(
+                    kind, TARGET, t, time.time(), {"dropped_packets": dropped, "percent": percent}
+                ),
+            )
 
     return inject
 
@@ -670,50 +705,112 @@ def _attr_delayline(obs: Observation) -> Attribution:
 FAULTS: dict[str, Fault] = {
     f.name: f
     for f in (
-        Fault("client-kill", "workload",
-              "client 1 SIGKILLed during round 2, restarted (restartPolicy OnFailure)",
-              inject=_guarded(_kill_client), objects=_restart_on_failure, attribute=_attr_kill),
-        Fault("malformed-update", "workload",
-              "a hostile peer joins with an extra client id and submits a malformed update",
-              prepare=_hostile_prepare, inject=_guarded(_hostile), attribute=_attr_hostile),
-        Fault("client-oom", "resource",
-              f"client 1 limited to {OOM_LIMIT} memory (OOMKilled)",
-              prepare=lambda run: short_join(_oom_prepare(run)), attribute=_attr_oom,
-              unready=frozenset({f"{workload.CLIENT}-{TARGET}"})),
-        Fault("cpu-throttle", "resource",
-              f"client 1 limited to {CPU_LIMIT} CPU (straggler: round deadline misses)",
-              prepare=_cpu_prepare, attribute=_attr_cpu),
-        Fault("mtls-expired", "mtls", "client 1 presents an expired certificate",
-              prepare=short_join, objects=_tls_objects(expired=True),
-              attribute=_attr_tls("expired", 1), requires=frozenset({"tls"})),
-        Fault("mtls-other-ca", "mtls", "client 1 presents a certificate of another CA",
-              prepare=short_join, objects=_tls_objects(expired=False),
-              attribute=_attr_tls("unknown_ca", 2), requires=frozenset({"tls"})),
-        Fault("mtls-identity", "mtls",
-              f"client 1 runs as ServiceAccount {ROGUE_SA} (SPIFFE id not on the allow-list)",
-              prepare=_spiffe_prepare, attribute=_attr_spiffe, requires=frozenset({"tls"}),
-              unready=frozenset({f"{workload.CLIENT}-{TARGET}"})),
-        Fault("netpol-no-dns", "netpol",
-              "client 1 is not selected by the allow-dns policy (cannot resolve the server)",
-              prepare=short_join, objects=_no_dns_objects, inject=_guarded(_probe_target),
-              attribute=_attr_netpol("dns"), requires=frozenset({"netpol"})),
-        Fault("netpol-deny-port", "netpol",
-              "client 1 is not allowed to the server's gRPC port",
-              prepare=short_join, objects=_deny_port_objects, inject=_guarded(_probe_target),
-              attribute=_attr_netpol("connect"), requires=frozenset({"netpol"})),
-        Fault("netem-loss", "netem",
-              "3 bursts of 2 s with 30 % packet loss between client 1 and the server",
-              inject=_guarded(_windowed("loss", 30, bursts=3, seconds=2.0, gap=1.0)),
-              attribute=_attr_window("loss", _deadline), local_only=True),
-        Fault("netem-partition", "netem",
-              f"client 1 cut off from the server for {PARTITION_SECONDS:g} s, then healed",
-              inject=_guarded(
-                  _windowed("partition", None, bursts=1, seconds=PARTITION_SECONDS, gap=0)
-              ),
-              attribute=_attr_window("partition", _deadline), local_only=True),
-        Fault("delayline-kill", "netem", "the delay line is SIGKILLed during round 2",
-              inject=_guarded(_kill_delayline), attribute=_attr_delayline, local_only=True,
-              requires=frozenset({"net"}), continues=False),
+        Fault(
+            "client-kill",
+            "workload",
+            "client 1 SIGKILLed during round 2, restarted (restartPolicy OnFailure)",
+            inject=_guarded(_kill_client),
+            objects=_restart_on_failure,
+            attribute=_attr_kill,
+        ),
+        Fault(
+            "malformed-update",
+            "workload",
+            "a hostile peer joins with an extra client id and submits a malformed update",
+            prepare=_hostile_prepare,
+            inject=_guarded(_hostile),
+            attribute=_attr_hostile,
+        ),
+        Fault(
+            "client-oom",
+            "resource",
+            f"client 1 limited to {OOM_LIMIT} memory (OOMKilled)",
+            prepare=lambda run: short_join(_oom_prepare(run)),
+            attribute=_attr_oom,
+            unready=frozenset({f"{workload.CLIENT}-{TARGET}"}),
+        ),
+        Fault(
+            "cpu-throttle",
+            "resource",
+            f"client 1 limited to {CPU_LIMIT} CPU (straggler: round deadline misses)",
+            prepare=_cpu_prepare,
+            attribute=_attr_cpu,
+        ),
+        Fault(
+            "mtls-expired",
+            "mtls",
+            "client 1 presents an expired certificate",
+            prepare=short_join,
+            objects=_tls_objects(expired=True),
+            attribute=_attr_tls("expired", 1),
+            requires=frozenset({"tls"}),
+        ),
+        Fault(
+            "mtls-other-ca",
+            "mtls",
+            "client 1 presents a certificate of another CA",
+            prepare=short_join,
+            objects=_tls_objects(expired=False),
+            attribute=_attr_tls("unknown_ca", 2),
+            requires=frozenset({"tls"}),
+        ),
+        Fault(
+            "mtls-identity",
+            "mtls",
+            f"client 1 runs as ServiceAccount {ROGUE_SA} (SPIFFE id not on the allow-list)",
+            prepare=_spiffe_prepare,
+            attribute=_attr_spiffe,
+            requires=frozenset({"tls"}),
+            unready=frozenset({f"{workload.CLIENT}-{TARGET}"}),
+        ),
+        Fault(
+            "netpol-no-dns",
+            "netpol",
+            "client 1 is not selected by the allow-dns policy (cannot resolve the server)",
+            prepare=short_join,
+            objects=_no_dns_objects,
+            inject=_guarded(_probe_target),
+            attribute=_attr_netpol("dns"),
+            requires=frozenset({"netpol"}),
+        ),
+        Fault(
+            "netpol-deny-port",
+            "netpol",
+            "client 1 is not allowed to the server's gRPC port",
+            prepare=short_join,
+            objects=_deny_port_objects,
+            inject=_guarded(_probe_target),
+            attribute=_attr_netpol("connect"),
+            requires=frozenset({"netpol"}),
+        ),
+        Fault(
+            "netem-loss",
+            "netem",
+            "3 bursts of 2 s with 30 % packet loss between client 1 and the server",
+            inject=_guarded(_windowed("loss", 30, bursts=3, seconds=2.0, gap=1.0)),
+            attribute=_attr_window("loss", _deadline),
+            local_only=True,
+        ),
+        Fault(
+            "netem-partition",
+            "netem",
+            f"client 1 cut off from the server for {PARTITION_SECONDS:g} s, then healed",
+            inject=_guarded(
+                _windowed("partition", None, bursts=1, seconds=PARTITION_SECONDS, gap=0)
+            ),
+            attribute=_attr_window("partition", _deadline),
+            local_only=True,
+        ),
+        Fault(
+            "delayline-kill",
+            "netem",
+            "the delay line is SIGKILLed during round 2",
+            inject=_guarded(_kill_delayline),
+            attribute=_attr_delayline,
+            local_only=True,
+            requires=frozenset({"net"}),
+            continues=False,
+        ),
     )
 }
 

@@ -19,6 +19,10 @@ class ZtflInconclusiveWarning(UserWarning):
     """An SLO's point estimate is beyond its limit but the confidence interval straddles it."""
 
 
+class ZtflUnsuccessfulRunWarning(UserWarning):
+    """The run missed the seed study's success definition, but no SLO gate failed."""
+
+
 def _noop() -> None:
     return None
 
@@ -39,7 +43,15 @@ def test_fl(ztfl_cell: Any, ztfl_session: Any, ztfl_result: dict[str, Any], benc
                 ZtflInconclusiveWarning(f"{ztfl_cell.id}: inconclusive: {v.message}"), stacklevel=1
             )
     failed = [v.message for v in verdicts if v.verdict is Verdict.FAIL]
-    if not row["success"]:
-        failed.insert(0, f"run did not succeed: {row['success_reason']}")
+    if not row["success"] and not failed:
+        # The seed study's success verdict is recorded (row, report); the test's outcome is the
+        # SLO gates' (a 1-in-50 failed round is within a 2% SLO, for instance).
+        warnings.warn(
+            ZtflUnsuccessfulRunWarning(
+                f"{ztfl_cell.id}: run not successful by the seed study's definition "
+                f"({row['success_reason']}); no SLO gate failed"
+            ),
+            stacklevel=1,
+        )
     if failed:
         pytest.fail(f"{ztfl_cell.id}: SLO violated:\n  " + "\n  ".join(failed), pytrace=False)

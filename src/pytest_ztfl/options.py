@@ -108,7 +108,9 @@ def _number(config: pytest.Config, name: str, kind: type, low: float, high: floa
     try:
         value = kind(raw)
     except ValueError:
-        raise pytest.UsageError(f"--ztfl-{name}={raw}: expected a {kind.__name__}") from None
+        raise pytest.UsageError(
+            f"--ztfl-{name}={raw}: expected {'an integer' if kind is int else 'a number'}"
+        ) from None
     if not low <= value <= high:
         raise pytest.UsageError(f"--ztfl-{name}={raw}: must be between {low:g} and {high:g}")
     return value

@@ -93,7 +93,13 @@ class ResultStore:
                     "use another --ztfl-out or drop --ztfl-resume"
                 )
         elif not resume:
-            for f in (*self.cells_dir.glob("*.json"), *self.events_dir.glob("*.jsonl")):
+            # a fresh run also recalibrates: calibration is of this machine, now
+            old = (
+                *self.cells_dir.glob("*.json"),
+                *self.events_dir.glob("*.jsonl"),
+                *(self.out / "calibration").glob("*.json"),
+            )
+            for f in old:
                 f.unlink()
             for name in DERIVED:
                 (self.out / name).unlink(missing_ok=True)

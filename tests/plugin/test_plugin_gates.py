@@ -1,0 +1,236 @@
+"""SLO gates through stored results: ``--ztfl-resume`` loads every cell (no cluster), and the
+gates turn clear violations into failures of exactly the offending tests, inconclusive
+evidence into a visible warning, and store their verdicts back into the cell rows.
+
+The rows are what a matrix run stores: event logs from fl_app's EventLog (the report tests'
+synthesizer, tests/report/report_synth.py), rows from pytest_ztfl.rows.build, files from
+pytest_ztfl.results.ResultStore.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ztfl_plugin_support import Tripwire, apply_env, report_synth, subprocess_env
+
+from pytest_ztfl import matrix as mx
+
+pytest_plugins = ("pytester",)
+
+GATES_YAML = """\
+name: gates
+sec: [SEC0, SEC1, SEC2, SEC3]
+net: [NET0]
+data: [iid]
+seeds: [0]
+workload: {clients: 4, rounds: 50, eval_every: 10, target_accuracy: 0.9}
+"""
+FAILED_ROUNDS = frozenset({5, 10, 15, 20, 25, 30})  # 6 of 50: CI lower bound 4.5% > 2%
+# Round-duration factors vs SEC0 (the synthesizer adds lognormal noise, sigma 0.12):
+# SEC2 ~3x (clear violation of a 1.5 limit); SEC3 ~1.55x, its 95% CI reaching below 1.5.
+FACTORS = {"SEC1": 1.0, "SEC2": 3.0, "SEC3": 1.5}
+LIMITS = ("--ztfl-slo-overhead-median=1.5", "--ztfl-slo-overhead-p99=1.5")
+
+
+def _cells(path: Path) -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((path / "cells").glob("*.json"))}
+
+
+def _durations(row: dict[str, Any]) -> list[float]:
+    return [r["duration"] for r in row["metrics"]["rounds"] if r["ok"]]
+
+
+@pytest.fixture
+def stored(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, data_dir: Path, tmp_path: Path
+) -> Iterator[tuple[Path, Path]]:
+    """(matrix file, results dir) with all four cells stored as finished; no cluster may be
+    created while the test uses them."""
+    synth = report_synth()
+    for sec, factor in FACTORS.items():
+        monkeypatch.setitem(synth.SEC_FACTOR, sec, factor)
+    path = pytester.path / "gates.yaml"
+    path.write_text(GATES_YAML)
+    out = tmp_path / "out"
+    # The matrix the plugin will compute from the same file, so --ztfl-resume accepts it.
+    synth.build_results(
+        out, mx.load(str(path)), faults={"SEC1-NET0-iid-s0": {"fail_rounds": FAILED_ROUNDS}}
+    )
+    rows = _cells(out)
+    # The scenario is what it claims to be (plain arithmetic on the stored rows).
+    base = statistics.median(_durations(rows["SEC0-NET0-iid-s0"]))
+    assert sum(not r["ok"] for r in rows["SEC1-NET0-iid-s0"]["metrics"]["rounds"]) == 6
+    assert 2.7 < statistics.median(_durations(rows["SEC2-NET0-iid-s0"])) / base < 3.3
+    assert 1.5 < statistics.median(_durations(rows["SEC3-NET0-iid-s0"])) / base < 1.6
+    assert all("slo" not in r for r in rows.values())
+    apply_env(monkeypatch, subprocess_env(data_dir, tmp_path / "state"))
+    wire = Tripwire(monkeypatch)
+    yield path, out
+    assert wire.calls == []
+
+
+def _outcomes(result: pytest.RunResult) -> dict[str, Any]:
+    """cell id -> the call-phase report of its test_fl."""
+    out = {}
+    for rep in result.reprec.getreports("pytest_runtest_logreport"):  # type: ignore[attr-defined]
+        m = re.search(r"test_fl\[([^\]]+)\]", rep.nodeid)
+        if m and rep.when == "call":
+            out[m.group(1)] = rep
+    return out
+
+
+def test_gates_fail_clear_violations_and_warn_on_inconclusive(
+    pytester: pytest.Pytester, stored: tuple[Path, Path], tmp_path: Path
+) -> None:
+    path, out = stored
+    bench = tmp_path / "b.json"
+    result = pytester.runpytest_inprocess(
+        f"--ztfl-matrix={path}",
+        f"--ztfl-out={out}",
+        "--ztfl-resume",
+        *LIMITS,
+        f"--benchmark-json={bench}",
+        "-p",
+        "no:cacheprovider",
+    )
+    text = result.stdout.str()
+    reports = _outcomes(result)
+    assert {k: r.outcome for k, r in reports.items()} == {
+        "SEC0-NET0-iid-s0": "passed",
+        "SEC1-NET0-iid-s0": "failed",
+        "SEC2-NET0-iid-s0": "failed",
+        "SEC3-NET0-iid-s0": "passed",
+    }, text
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+    # (a) the failure-rate gate names metric, estimate, CI, limit and n.
+    sec1 = reports["SEC1-NET0-iid-s0"].longreprtext
+    assert re.search(
+        r"FAIL per-round failure rate: 12% \(95% CI \[4\.\d+%, 24\.\d+%\]\) > limit 2%, n=50; "
+        r"6 failed of 50 rounds",
+        sec1,
+    ), sec1
+    assert "FAIL median" not in sec1
+    assert "Traceback" not in sec1 and len(sec1.splitlines()) <= 4
+
+    # (b) a clear overhead violation fails on its own (the run itself succeeded).
+    sec2 = reports["SEC2-NET0-iid-s0"].longreprtext
+    assert re.search(
+        r"FAIL median round duration SEC2/SEC0: 3\.\d+x \(95% CI \[[\d.]+x, [\d.]+x\]\) "
+        r"> limit 1\.5x, n=50 vs 50",
+        sec2,
+    ), sec2
+    assert "run did not succeed" not in sec2 and "failure rate" not in sec2
+    # A p99 from 50 rounds cannot fail, whatever its value: at worst it is inconclusive.
+    assert "FAIL p99" not in sec2
+
+    # (c) inconclusive: passes, with a visible warning naming the cell and the numbers.
+    assert "warnings summary" in text
+    assert re.search(
+        r"ZtflInconclusiveWarning: SEC3-NET0-iid-s0: inconclusive: INCONCLUSIVE median round "
+        r"duration SEC3/SEC0: 1\.5\dx \(95% CI \[1\.4\dx, 1\.\d+x\]\) > limit 1\.5x, n=50 vs 50; "
+        r"above the limit but the CI includes it",
+        text,
+    ), text
+    assert "SEC0-NET0-iid-s0: inconclusive" not in text
+
+    # (d) verdicts are stored in the rows (and in runs.jsonl), nothing else changed.
+    rows = _cells(out)
+    verdicts = {cid: {v["metric"]: v["verdict"] for v in row["slo"]} for cid, row in rows.items()}
+    assert verdicts == {
+        "SEC0-NET0-iid-s0": {"per-round failure rate": "pass"},
+        "SEC1-NET0-iid-s0": {
+            "per-round failure rate": "fail",
+            "median round duration SEC1/SEC0": "pass",
+            "p99 round duration SEC1/SEC0": "pass",
+        },
+        "SEC2-NET0-iid-s0": {
+            "per-round failure rate": "pass",
+            "median round duration SEC2/SEC0": "fail",
+            "p99 round duration SEC2/SEC0": "inconclusive",
+        },
+        "SEC3-NET0-iid-s0": {
+            "per-round failure rate": "pass",
+            "median round duration SEC3/SEC0": "inconclusive",
+            "p99 round duration SEC3/SEC0": "inconclusive",
+        },
+    }
+    sec2_median = next(v for v in rows["SEC2-NET0-iid-s0"]["slo"] if "median" in v["metric"])
+    assert sec2_median["limit"] == 1.5 and sec2_median["n"] == [50, 50]
+    assert sec2_median["ci_low"] > 1.5 and sec2_median["estimate"] > 2.5
+    for cid, row in rows.items():
+        assert row["events_file"] == f"events/{cid}.jsonl" and "resumed" not in row
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert {r["cell"]["id"]: len(r["slo"]) for r in runs} == {
+        "SEC0-NET0-iid-s0": 1,
+        "SEC1-NET0-iid-s0": 3,
+        "SEC2-NET0-iid-s0": 3,
+        "SEC3-NET0-iid-s0": 3,
+    }
+
+    # The benchmark samples are the stored server-measured round durations (replay clock).
+    data = json.loads(bench.read_text())
+    by_cell = {b["name"]: b for b in data["benchmarks"]}
+    assert set(by_cell) == {f"test_fl[{c}]" for c in rows}
+    for cid, row in rows.items():
+        every = [r["duration"] for r in row["metrics"]["rounds"]]
+        b = by_cell[f"test_fl[{cid}]"]
+        assert b["stats"]["data"] == pytest.approx(every, rel=1e-9, abs=1e-9)
+        assert b["group"] == "NET0-iid" and b["options"]["timer"] == "ztfl_replay_clock"
+        assert b["extra_info"]["cell"] == cid and b["extra_info"]["success"] is row["success"]
+
+    # The summary table shows every cell.
+    assert "ztfl matrix summary" in text
+    for cid in rows:
+        assert re.search(rf"^{cid}\s+(yes|NO)\s+50/50", text, re.M), cid
+
+
+def test_resuming_a_judged_matrix_again_changes_no_file(
+    pytester: pytest.Pytester, stored: tuple[Path, Path]
+) -> None:
+    path, out = stored
+    args = (f"--ztfl-matrix={path}", f"--ztfl-out={out}", "--ztfl-resume", *LIMITS)
+    first = pytester.runpytest_inprocess(*args, "-p", "no:cacheprovider")
+    first.assert_outcomes(passed=2, failed=2, warnings=3)
+
+    def snapshot() -> dict[Path, tuple[bytes, int]]:
+        # matrix.json is rewritten (same content) by every run; rows and tables must not be.
+        files = [p for p in out.rglob("*") if p.is_file() and p.name != "matrix.json"]
+        return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+
+    before = snapshot()
+    assert len([p for p in before if p.parent.name == "cells"]) == 4
+    again = pytester.runpytest_inprocess(*args, "-p", "no:cacheprovider")
+    again.assert_outcomes(passed=2, failed=2, warnings=3)
+    assert snapshot() == before
+
+
+def test_limits_are_options_a_loose_limit_passes(
+    pytester: pytest.Pytester, stored: tuple[Path, Path]
+) -> None:
+    """The same stored rows with the default overhead limits (3x) and a 20% failure-rate
+    limit: every gate passes except SEC2's 3x median (inconclusive at most), so no test
+    fails; SEC1's run, unsuccessful by the seed study's definition, passes with a warning."""
+    path, out = stored
+    result = pytester.runpytest_inprocess(
+        f"--ztfl-matrix={path}",
+        f"--ztfl-out={out}",
+        "--ztfl-resume",
+        "--ztfl-slo-failure-rate=0.2",
+        "-p",
+        "no:cacheprovider",
+    )
+    reports = _outcomes(result)
+    assert [k for k, r in reports.items() if r.failed] == []
+    result.stdout.fnmatch_lines(["*ZtflUnsuccessfulRunWarning: SEC1-NET0-iid-s0: run not "
+                                 "successful by the seed study's definition (6 rounds had too "
+                                 "few participants)*"])
+    stored_rows = _cells(out)
+    rate = next(v for v in stored_rows["SEC1-NET0-iid-s0"]["slo"] if "failure" in v["metric"])
+    assert rate["verdict"] == "pass" and rate["limit"] == 0.2

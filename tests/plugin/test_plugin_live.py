@@ -1,0 +1,221 @@
+"""The plugin on real clusters (local backend: network namespaces; needs root).
+
+* the smoke preset end to end, exactly the issue's acceptance command: every cell passes,
+  results trace back to the server's event logs, pytest-benchmark's samples are the
+  server-measured rounds, ``pytest-benchmark compare`` reads the file, the report is written,
+  and the cluster leaves nothing behind;
+* a matrix killed after its first cell, then ``--ztfl-resume``: only the missing cell runs.
+
+Each run uses a private state root (``ZTFL_STATE_DIR``), so the leak checks see only the
+clusters these tests create, never those of other harnesses on the machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ztfl_plugin_support import (
+    apply_env,
+    backend_cluster_name,
+    cluster_dirs,
+    events_of,
+    read_jsonl,
+    subprocess_env,
+    venv_script,
+    ztfl_netns,
+)
+
+pytest_plugins = ("pytester",)
+
+SMOKE = ("SEC0-NET0-iid-s0", "SEC0-NET2-iid-s0", "SEC3-NET0-iid-s0", "SEC3-NET2-iid-s0")
+RUN_TIMEOUT = 900.0
+
+
+def _assert_no_leftovers(state_root: Path, clusters: list[str]) -> None:
+    assert clusters, "no cluster name to check"
+    assert cluster_dirs(state_root) == [], "a cluster record was left behind"
+    left = sorted(ns for ns in ztfl_netns() for c in clusters if ns.startswith(c + "-"))
+    assert left == [], f"network namespaces left behind: {left}"
+
+
+def _round_durations(row: dict[str, Any]) -> list[float]:
+    return [r["duration"] for r in row["metrics"]["rounds"]]
+
+
+@pytest.mark.slow
+@pytest.mark.privileged
+def test_smoke_matrix_end_to_end(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, data_dir: Path, tmp_path: Path
+) -> None:
+    state_root = tmp_path / "state"
+    apply_env(monkeypatch, subprocess_env(data_dir, state_root))
+    out, bench, report = tmp_path / "out", tmp_path / "b.json", tmp_path / "report"
+    result = pytester.runpytest_subprocess(
+        "--ztfl-matrix=smoke",
+        f"--ztfl-out={out}",
+        f"--benchmark-json={bench}",
+        f"--ztfl-report={report}",
+        "--ztfl-backend=local",
+        "-p",
+        "no:cacheprovider",
+        "-v",
+        timeout=RUN_TIMEOUT,
+    )
+    text = result.stdout.str()
+    assert result.ret == pytest.ExitCode.OK, text + result.stderr.str()
+    result.assert_outcomes(passed=4)
+    for cid in SMOKE:
+        assert f"::test_fl[{cid}] PASSED" in text, cid
+    cluster = backend_cluster_name(result.outlines)
+    assert cluster is not None, text
+
+    # runs.jsonl: one row per cell; every round duration is the server's round_end duration.
+    rows = {r["cell"]["id"]: r for r in read_jsonl(out / "runs.jsonl")}
+    assert sorted(rows) == sorted(SMOKE)
+    for cid, row in rows.items():
+        assert row["success"] is True and row["error"] is None, (cid, row["success_reason"])
+        assert row["proofs"] and all(p["passed"] for p in row["proofs"]), row["proofs"]
+        assert row["cell"]["workload"]["clients"] == 3
+        assert row["events_file"] == f"events/{cid}.jsonl"
+        events = out / row["events_file"]
+        ends = events_of(events, "round_end")
+        starts = {e["round"]: e["t"] for e in events_of(events, "round_start")}
+        assert [e["round"] for e in ends] == [1, 2, 3]
+        assert _round_durations(row) == [e["duration"] for e in ends]
+        for e in ends:  # the duration is the server's round_start -> round_end interval
+            assert abs((e["t"] - starts[e["round"]]) - e["duration"]) < 0.25, e
+        assert {v["metric"] for v in row["slo"]} >= {"per-round failure rate"}
+        assert all(v["verdict"] != "fail" for v in row["slo"]), row["slo"]
+    assert {p["name"] for p in rows["SEC3-NET2-iid-s0"]["proofs"]} > {"wire"}
+
+    # rounds.csv: one line per round, the same durations.
+    with (out / "rounds.csv").open(newline="") as fh:
+        rounds = list(csv.DictReader(fh))
+    assert len(rounds) == 12
+    for cid, row in rows.items():
+        mine = sorted((int(r["round"]), float(r["duration"])) for r in rounds if r["cell"] == cid)
+        assert mine == list(enumerate(_round_durations(row), start=1))
+
+    # pytest-benchmark: one sample per server-measured round (the replay clock).
+    data = json.loads(bench.read_text())
+    by_name = {b["name"]: b for b in data["benchmarks"]}
+    assert sorted(by_name) == sorted(f"test_fl[{cid}]" for cid in SMOKE)
+    for cid, row in rows.items():
+        b = by_name[f"test_fl[{cid}]"]
+        assert b["stats"]["data"] == pytest.approx(_round_durations(row), rel=1e-9, abs=1e-9)
+        assert b["stats"]["rounds"] == 3 and b["options"]["timer"] == "ztfl_replay_clock"
+        assert b["group"] == f"{row['cell']['net']}-iid"
+        assert b["extra_info"]["cell"] == cid and b["extra_info"]["success"] is True
+    compare = subprocess.run(
+        [venv_script("pytest-benchmark"), "compare", str(bench), "--group-by=group"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert compare.returncode == 0, compare.stderr
+    for cid in SMOKE:
+        assert f"test_fl[{cid}]" in compare.stdout, compare.stdout
+
+    # The report and its figures.
+    md = (report / "report.md").read_text(encoding="utf-8")
+    for cid in SMOKE:
+        assert cid in md
+    pngs = sorted(p.name for p in report.glob("*.png"))
+    assert len(pngs) >= 5, pngs
+    for name in pngs:
+        assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name})" in md
+
+    _assert_no_leftovers(state_root, [cluster])
+
+
+RESUME_YAML = """\
+name: resume
+sec: [SEC0, SEC1]
+net: [NET0]
+data: [iid]
+seeds: [0]
+workload: {clients: 2, rounds: 2, eval_every: 2}
+"""
+FIRST, SECOND = "SEC0-NET0-iid-s0", "SEC1-NET0-iid-s0"
+
+
+def _wait_judged(path: Path, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    """Until ``path`` holds a row with its SLO verdicts (the cell's last write)."""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the matrix run ended early (exit {proc.returncode})")
+        if path.exists() and "slo" in json.loads(path.read_text()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{path} not written within the deadline")
+
+
+@pytest.mark.slow
+@pytest.mark.privileged
+def test_resume_after_a_killed_matrix_runs_only_the_missing_cell(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, data_dir: Path, tmp_path: Path
+) -> None:
+    state_root = tmp_path / "state"
+    apply_env(monkeypatch, subprocess_env(data_dir, state_root))
+    matrix_file = pytester.path / "resume.yaml"
+    matrix_file.write_text(RESUME_YAML)
+    out = tmp_path / "out"
+    args = [
+        f"--ztfl-matrix={matrix_file}",
+        f"--ztfl-out={out}",
+        "--ztfl-backend=local",
+        "-p",
+        "no:cacheprovider",
+        "-v",
+    ]
+    first_row = out / "cells" / f"{FIRST}.json"
+    with (tmp_path / "killed.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", *args],
+            cwd=pytester.path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+        )
+        try:
+            _wait_judged(first_row, proc, time.monotonic() + RUN_TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)  # a crash: no teardown, no summary
+            proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "killed.log").read_text()
+    assert not (out / "cells" / f"{SECOND}.json").exists(), "the second cell finished first"
+    killed_clusters = cluster_dirs(state_root)
+    assert len(killed_clusters) == 1  # the dead harness's cluster, recorded
+    kept = first_row.read_bytes(), first_row.stat().st_mtime_ns
+    kept_events = (out / "events" / f"{FIRST}.jsonl").read_bytes()
+
+    result = pytester.runpytest_subprocess(*args, "--ztfl-resume", timeout=RUN_TIMEOUT)
+    text = result.stdout.str()
+    assert result.ret == pytest.ExitCode.OK, text + result.stderr.str()
+    result.assert_outcomes(passed=2)
+    assert f"{SECOND}: pods ready" in text and f"{FIRST}: pods ready" not in text
+    assert (first_row.read_bytes(), first_row.stat().st_mtime_ns) == kept
+    assert (out / "events" / f"{FIRST}.jsonl").read_bytes() == kept_events
+    second = json.loads((out / "cells" / f"{SECOND}.json").read_text())
+    assert second["success"] is True and "slo" in second
+    assert second["finished_wall"] > json.loads(kept[0])["finished_wall"]
+    runs = read_jsonl(out / "runs.jsonl")
+    assert [r["cell"]["id"] for r in runs] == [FIRST, SECOND]
+    assert runs[0] == json.loads(kept[0])
+
+    cluster = backend_cluster_name(result.outlines)
+    assert cluster is not None and cluster not in killed_clusters
+    # The killed run's cluster was purged when the resumed run started its own.
+    _assert_no_leftovers(state_root, [*killed_clusters, cluster])

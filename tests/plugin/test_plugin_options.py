@@ -1,0 +1,262 @@
+"""Option parsing and bad input: each mistake is a usage error (exit 4) with one readable line
+naming the option or matrix field, raised before any cluster exists; ini settings work and the
+command line wins.
+
+Most cases are in-process pytester runs with tripwires on cluster creation and a private state
+root (fast, no root). Other harnesses on this machine create ``ztfl-*`` namespaces at any time,
+so "no new namespace" is checked race-free in a sandbox: real pytest processes in a private
+mount namespace with their own empty ``/run/netns`` (privileged).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ztfl_plugin_support import (
+    Tripwire,
+    apply_env,
+    cluster_dirs,
+    collected_ids,
+    error_lines,
+    subprocess_env,
+)
+
+pytest_plugins = ("pytester",)
+
+SEC01 = """\
+name: sec01
+sec: [SEC0, SEC1]
+net: [NET0]
+data: [iid]
+seeds: [0]
+workload: {clients: 2, rounds: 2}
+"""
+
+
+@pytest.fixture
+def guarded(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, data_dir: Path, tmp_path: Path
+) -> Iterator[Tripwire]:
+    """Tripwires on cluster creation, a private state root, and a namespace check afterwards."""
+    state_root = tmp_path / "state"
+    apply_env(monkeypatch, subprocess_env(data_dir, state_root))
+    wire = Tripwire(monkeypatch)
+    yield wire
+    assert wire.calls == [], f"a cluster was being created: {wire.calls}"
+    assert cluster_dirs(state_root) == [], "a local cluster recorded state"
+
+
+def _usage_error(pytester: pytest.Pytester, *args: str) -> str:
+    result = pytester.runpytest_inprocess(*args, "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str() + result.stderr.str()
+    errors = error_lines(result.errlines)
+    assert len(errors) == 1, result.errlines
+    assert "Traceback" not in result.stderr.str()
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--ztfl-matrix=quik"], "--ztfl-matrix=quik: not a preset"),
+        (["--ztfl-matrix=nothere.yaml"], "matrix nothere.yaml: No such file"),
+        (["--ztfl-matrix=smoke", "--ztfl-seeds=x"], "--ztfl-seeds=x"),
+        (["--ztfl-matrix=smoke", "--ztfl-seeds=3-1"], "--ztfl-seeds=3-1"),
+        (["--ztfl-matrix=smoke", "--ztfl-rounds=0"], "--ztfl-rounds=0: must be between"),
+        (["--ztfl-matrix=smoke", "--ztfl-clients=many"], "--ztfl-clients=many: expected"),
+        (["--ztfl-matrix=smoke", "--ztfl-model=huge"], "workload.model='huge'"),
+        (["--ztfl-matrix=smoke", "--ztfl-backend=nope"], "--ztfl-backend=nope: expected one of"),
+        (["--ztfl-matrix=smoke", "--ztfl-mtls=both"], "--ztfl-mtls=both"),
+        (["--ztfl-matrix=smoke", "--ztfl-slo-failure-rate=1"], "--ztfl-slo-failure-rate=1"),
+        (["--ztfl-matrix=smoke", "--ztfl-slo-overhead-p99=0.5"], "--ztfl-slo-overhead-p99=0.5"),
+        (["--ztfl-matrix=smoke", "--ztfl-net-profiles=none.yaml"], "--ztfl-net-profiles=none"),
+    ],
+)
+def test_bad_option_is_a_usage_error(
+    pytester: pytest.Pytester, guarded: Tripwire, args: list[str], expected: str
+) -> None:
+    line = _usage_error(pytester, *args)
+    assert expected in line, line
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sec: [SEC0\nnet: [NET0]\n", "line 2: malformed YAML"),
+        ("- SEC0\n- SEC1\n", "a matrix must be a mapping"),
+        (SEC01.replace("seeds: [0]", "seeds: zero"), "field 'seeds'"),
+        (SEC01.replace("sec:", "secs:"), "unknown field 'secs'"),
+        (SEC01.replace("rounds: 2", "rounds: ten"), "workload.rounds='ten': expected int"),
+        (SEC01.replace("rounds: 2", "round: 2"), "unknown field 'workload.round'"),
+        (SEC01.replace("[SEC0, SEC1]", "[SEC0, SEC9]"), "sec[1]='SEC9'"),
+        (SEC01.replace("[iid]", "[dirichlet-0]"), "data[0]='dirichlet-0'"),
+        (SEC01.replace("[NET0]", "[NET0, NET9]"), "net[1]='NET9': no such network profile"),
+    ],
+    ids=[
+        "syntax",
+        "not-a-mapping",
+        "seeds-type",
+        "unknown-field",
+        "workload-type",
+        "workload-unknown",
+        "sec-value",
+        "data-value",
+        "net-profile",
+    ],
+)
+def test_malformed_matrix_file_is_a_usage_error(
+    pytester: pytest.Pytester, guarded: Tripwire, text: str, expected: str
+) -> None:
+    path = pytester.path / "m.yaml"
+    path.write_text(text)
+    line = _usage_error(pytester, f"--ztfl-matrix={path}")
+    assert f"matrix {path}" in line and expected in line, line
+
+
+def test_mtls_mode_without_an_mtls_cell_is_a_usage_error(
+    pytester: pytest.Pytester, guarded: Tripwire
+) -> None:
+    path = pytester.path / "sec01.yaml"
+    path.write_text(SEC01)
+    line = _usage_error(pytester, f"--ztfl-matrix={path}", "--ztfl-mtls=native")
+    assert "--ztfl-mtls=native" in line and "no SEC2/SEC3 cell" in line, line
+
+
+def test_unwritable_out_dir_is_a_usage_error(pytester: pytest.Pytester, guarded: Tripwire) -> None:
+    regular = pytester.path / "afile"
+    regular.write_text("not a directory")
+    line = _usage_error(pytester, "--ztfl-matrix=smoke", f"--ztfl-out={regular}/out")
+    assert f"--ztfl-out={regular}/out: not writable" in line, line
+    assert regular.read_text() == "not a directory"
+
+
+def test_net_profile_missing_from_a_custom_profiles_file(
+    pytester: pytest.Pytester, guarded: Tripwire
+) -> None:
+    """A profiles file that does not define a NET the matrix uses: the field is named."""
+    from k8s_fixtures.netem import profiles
+
+    shipped = profiles.load_profiles(None)
+    assert "NET2" in shipped
+    path = pytester.path / "sec01.yaml"
+    path.write_text(SEC01.replace("[NET0]", "[NET0, NET7]"))
+    line = _usage_error(pytester, f"--ztfl-matrix={path}")
+    assert "net[1]='NET7'" in line and "NET2" in line, line  # lists the known profiles
+
+
+def test_resume_refuses_a_different_matrix(
+    pytester: pytest.Pytester, guarded: Tripwire, tmp_path: Path
+) -> None:
+    from pytest_ztfl.matrix import load
+    from pytest_ztfl.results import ResultStore
+
+    out = tmp_path / "out"
+    ResultStore(out).prepare(load("quick").to_dict(), resume=False)
+    line = _usage_error(pytester, "--ztfl-matrix=smoke", f"--ztfl-out={out}", "--ztfl-resume")
+    assert "--ztfl-resume" in line and "different matrix (quick)" in line, line
+
+
+def test_ini_settings_apply_and_the_command_line_wins(
+    pytester: pytest.Pytester, guarded: Tripwire, tmp_path: Path
+) -> None:
+    pytester.makeini(
+        f"""
+        [pytest]
+        ztfl_matrix = smoke
+        ztfl_seeds = 0-1
+        ztfl_out = {tmp_path / "ini-out"}
+        """
+    )
+    from_ini = pytester.runpytest_inprocess("--collect-only", "-q", "-p", "no:cacheprovider")
+    assert from_ini.ret == pytest.ExitCode.OK, from_ini.stdout.str()
+    ids = collected_ids(from_ini.outlines)
+    assert len(ids) == 8 and "test_fl[SEC3-NET2-iid-s1]" in ids, ids
+    assert (tmp_path / "ini-out" / "matrix.json").is_file()
+
+    cli = pytester.runpytest_inprocess(
+        "--collect-only", "-q", "-p", "no:cacheprovider", "--ztfl-seeds=4"
+    )
+    assert collected_ids(cli.outlines) == [
+        "test_fl[SEC0-NET0-iid-s4]",
+        "test_fl[SEC0-NET2-iid-s4]",
+        "test_fl[SEC3-NET0-iid-s4]",
+        "test_fl[SEC3-NET2-iid-s4]",
+    ]
+
+    bad = pytester.runpytest_inprocess("--collect-only", "-q", "--ztfl-rounds=-3")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    assert error_lines(bad.errlines) == ["ERROR: --ztfl-rounds=-3: must be between 1 and 100000"]
+
+
+SANDBOX = """\
+import json, subprocess, sys
+
+def netns():
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return sorted(line.split()[0] for line in out.stdout.splitlines() if line.strip())
+
+subprocess.run(["mount", "-t", "tmpfs", "ztfl-plugin-test", "/run/netns"], check=True)
+before = netns()
+runs = []
+for args in json.loads(sys.argv[1]):
+    p = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                       capture_output=True, text=True)
+    runs.append({"args": args, "rc": p.returncode, "stderr": p.stderr})
+after = netns()
+subprocess.run(["ip", "netns", "add", "ztfl-sandbox-control"], check=True)
+control = netns()
+print(json.dumps({"before": before, "after": after, "control": control, "runs": runs}))
+"""
+
+
+@pytest.mark.privileged
+def test_usage_errors_create_no_namespace_and_no_state(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, data_dir: Path, tmp_path: Path
+) -> None:
+    """Real pytest processes, each a usage error, in a private mount namespace whose
+    ``/run/netns`` starts empty: afterwards it is still empty (a control namespace created the
+    same way does show up), and the state root holds no cluster."""
+    state_root = tmp_path / "state"
+    apply_env(monkeypatch, subprocess_env(data_dir, state_root))
+    Path("/run/netns").mkdir(exist_ok=True)
+    sec01 = pytester.path / "sec01.yaml"
+    sec01.write_text(SEC01)
+    regular = pytester.path / "afile"
+    regular.write_text("x")
+    cases = [
+        (["--ztfl-matrix=quik"], "--ztfl-matrix=quik"),
+        ([f"--ztfl-matrix={sec01}", "--ztfl-mtls=native"], "--ztfl-mtls=native"),
+        (["--ztfl-matrix=smoke", f"--ztfl-out={regular}/out"], f"--ztfl-out={regular}/out"),
+    ]
+    driver = pytester.path / "sandbox.py"
+    driver.write_text(SANDBOX)
+    proc = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            sys.executable,
+            str(driver),
+            json.dumps([args for args, _ in cases]),
+        ],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.splitlines()[-1])
+    assert seen["before"] == [] and seen["after"] == [], seen
+    assert seen["control"] == ["ztfl-sandbox-control"]  # the check does see new namespaces
+    for (_args, expected), run in zip(cases, seen["runs"], strict=True):
+        assert run["rc"] == pytest.ExitCode.USAGE_ERROR, run
+        errors = error_lines(run["stderr"].splitlines())
+        assert len(errors) == 1 and expected in errors[0], run
+    assert cluster_dirs(state_root) == []
