@@ -96,7 +96,16 @@ class Client:
             if task.kind == fl_pb2.Task.SETUP:
                 self.setup(task.spec)
             elif task.kind == fl_pb2.Task.TRAIN:
-                stub.Submit(self.train(task))
+                try:
+                    stub.Submit(self.train(task))
+                except grpc.RpcError as exc:
+                    # A late or duplicate update is refused for that round only: keep the
+                    # session and take part in the next round (a deadline miss is not fatal).
+                    if exc.code() not in (grpc.StatusCode.FAILED_PRECONDITION,
+                                          grpc.StatusCode.ALREADY_EXISTS):
+                        raise
+                    log(self.cid, f"update for round {task.round} refused: "
+                                  f"{exc.code().name}: {exc.details()}")
             elif task.kind == fl_pb2.Task.FINISH:
                 return True
         return False

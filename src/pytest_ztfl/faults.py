@@ -641,6 +641,10 @@ def _windowed(
             if i and ctx.stop.wait(gap):
                 return
             t = time.time()
+            st = ctx.cluster.pod_status(ctx.namespace, f"{workload.CLIENT}-{TARGET}")
+            if not any(c.name == workload.CLIENT and c.state == "running" for c in st.containers):
+                record(ctx.namespace, Action("target-gone", TARGET, t, t, {"burst": i}))
+                return
             _nft(ctx, _drop_rules(ip, percent))
             try:
                 ctx.stop.wait(seconds)  # the fault's duration, not a race workaround

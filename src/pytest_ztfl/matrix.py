@@ -129,7 +129,9 @@ class Matrix:
         ):
             modes: Iterable[str | None] = self.mtls if sec in ("SEC2", "SEC3") else (None,)
             for mode in modes:
-                out.append(Cell(sec, net, data, seed, self.workload, mode, both, fault))
+                c = Cell(sec, net, data, seed, self.workload, mode, both, fault)
+                if fault is None or _fault_fits(c):
+                    out.append(c)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -271,6 +273,15 @@ def from_dict(raw: Any, source: str, net_profiles: Iterable[str] | None = None) 
     )
 
 
+def _fault_fits(cell: Cell) -> bool:
+    """A fault scenario is only crossed with cells that have what it needs (mTLS faults with
+    SEC2/SEC3 native, netpol faults with SEC1/SEC3, netem faults with a NET profile)."""
+    from pytest_ztfl import faults as ft
+
+    f = ft.get(cell.fault)
+    return f is None or f.unsupported(cell) is None
+
+
 def _faults(source: str, raw: Mapping[str, Any]) -> tuple[str | None, ...]:
     """The fault axis: ``faults: [none, client-kill, ...]`` (``none`` = no fault)."""
     from pytest_ztfl import faults as ft
@@ -334,8 +345,11 @@ def override(
     clients: int | None = None,
     model: str | None = None,
     mtls: str | None = None,
+    faults: str | None = None,
 ) -> Matrix:
     """Apply command-line overrides and re-validate."""
+    if faults is not None:
+        m = replace(m, faults=_faults("--ztfl-faults", {"faults": faults.split(",")}))
     wl = m.workload
     if rounds is not None:
         wl = replace(wl, rounds=rounds)

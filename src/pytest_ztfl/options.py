@@ -28,6 +28,13 @@ OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
     ("model", "override the model: small|paper", "str", None),
     ("mtls", "mTLS mode for SEC2/SEC3: sidecar|native (default: the matrix's)", "str", None),
     (
+        "faults",
+        "fault scenarios as an extra axis, e.g. none,client-kill,mtls-expired "
+        "(pytest_ztfl/faults.py)",
+        "str",
+        None,
+    ),
+    (
         "net-profiles",
         "YAML file with network profiles overriding/adding to the shipped ones",
         "str",
@@ -151,6 +158,7 @@ def settings(config: pytest.Config, net_profile_names: list[str] | None) -> Sett
             clients=_number(config, "clients", int, 1, 1000),
             model=_get(config, "model"),
             mtls=_get(config, "mtls"),
+            faults=_get(config, "faults"),
         )
     except mx.MatrixError as exc:
         raise pytest.UsageError(str(exc)) from None

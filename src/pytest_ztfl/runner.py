@@ -158,6 +158,7 @@ def run_cell(
     fault = faults.get(cell.fault)
     if fault is not None:
         run = fault.prepare(run)
+    faults.forget(ns)  # injector records of an earlier run of this cell
     # What the cell claims, not what was rendered: a rendering or fault that drops a control
     # must fail its proof before any round is measured.
     claimed_tls = (cell.mtls or "sidecar") if cell.tls else "none"
@@ -174,6 +175,7 @@ def run_cell(
     error: str | None = None
     log = ParsedLog()
     events = b""
+    server_log = ""
     pods: list[dict[str, Any]] = []
     overlays: dict[str, Any] = {
         "netpol": _netpol_meta(cluster, cell.netpol),
@@ -181,7 +183,7 @@ def run_cell(
         "net": {"profile": cell.net},
     }
     try:
-        proofs = deploy_and_prove(cluster, run, plan, ca, probe_objs)
+        proofs = deploy_and_prove(cluster, run, plan, ca, probe_objs, fault)
         progress(f"{cell.id}: pods ready, proofs done")
         netem = getattr(cluster, "netem", None)
         handle = netem.handle(ns) if netem is not None else None
@@ -204,6 +206,7 @@ def run_cell(
             if not wire.passed:
                 error = f"proof of enforcement failed: wire (expected {wire.expect}): {wire.detail}"
             text = "\n".join(cluster.logs(ns, workload.SERVER, container=workload.SERVER))
+            server_log = text
             log = parse_events(text.splitlines(), f"{ns}/fl-server")
             events = "".join(
                 line + "\n" for line in text.splitlines() if line.startswith("{")
@@ -226,6 +229,12 @@ def run_cell(
         if p["name"].startswith("fl-client-") and p.get("reason") == "OOMKilled"
     }
     harness_failures: dict[str, int] = {}
+    # The fault's attribution: evidence per client, and clients it kept from ever joining
+    # (the server has no event of them: one failure each, of the class that kept them out).
+    att = faults.observe(fault, run, log, pods, server_log)
+    evidence.update(att.evidence)
+    for cls in att.absent.values():
+        harness_failures[cls] = harness_failures.get(cls, 0) + 1
     if net_failures:
         # The emulation stopped during the run: nothing measured after that is at this NET.
         msg = net_failures[0]
@@ -253,10 +262,13 @@ def deploy_and_prove(
     plan: pf.ProofPlan,
     ca: CertificateAuthority | None,
     probe_objs: list[dict[str, Any]],
+    fault: faults.Fault | None = None,
 ) -> list[pf.Proof]:
-    """Apply the run's objects and probe pods, wait until ready, run the proofs."""
-    cluster.apply([*workload.render(run, ca), *probe_objs])
-    cluster.wait_ready(run.namespace, timeout=READY_TIMEOUT)
+    """Apply the run's objects (as the cell's fault rewrites them) and probe pods, wait until
+    ready (except pods the fault makes fail on purpose), run the proofs."""
+    objs = [*faults.render(fault, run, ca), *probe_objs]
+    cluster.apply(objs)
+    cluster.wait_ready(run.namespace, names=faults.ready_names(fault, objs), timeout=READY_TIMEOUT)
     return pf.run_proofs(cluster, plan)
 
 

@@ -174,6 +174,7 @@ def test_help_lists_the_options_and_a_plain_run_imports_nothing_heavy(
         "clients",
         "model",
         "mtls",
+        "faults",
         "net-profiles",
         "data",
         "out",
