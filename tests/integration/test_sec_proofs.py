@@ -171,12 +171,17 @@ def test_cell_with_failed_proofs_is_never_measured(
 def test_wire_proof_fails_when_tls_is_left_off(
     live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A SEC2 (native) cell whose objects run without TLS: the pre-round proofs are those of a
-    plaintext run and pass, but the capture of round 1 on the pod network (judged after the
-    run by ``proofs.judge_wire``, expecting TLS records only) sees the model's bytes in the
-    clear, so the cell ends with "proof of enforcement failed: wire"."""
+    """A SEC2 (native) cell whose objects run without TLS, and whose pre-round proofs are
+    (deliberately) judged as a plaintext run's, as if a broken control passed them: the
+    capture of round 1 on the pod network (judged after the run by ``proofs.judge_wire``,
+    expecting TLS records only) still sees the model's bytes in the clear, so the cell ends
+    with "proof of enforcement failed: wire". (Without the second patch the pre-round mTLS
+    proofs fail first: the runner proves what the cell claims, not what was rendered.)"""
     cell = tiny("SEC2", "native")
     monkeypatch.setattr(runner, "fl_run", fl_run_with(tls="none"))
+    real_run_proofs = runner.pf.run_proofs
+    monkeypatch.setattr(runner.pf, "run_proofs",
+                        lambda cluster, plan: real_run_proofs(cluster, replace(plan, tls="none")))
     row, events = runner.run_cell(live.cluster, cell, live.platform, live.note)
 
     wire = row_proofs(row)["wire"]
