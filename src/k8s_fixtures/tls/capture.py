@@ -18,6 +18,7 @@ polled until the token appears. The capture is judged by :mod:`.pcap`. Callers s
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import select
@@ -95,6 +96,13 @@ def _send_marker(netns: str, dst: str, token: bytes) -> None:
                    check=True, capture_output=True, timeout=30)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the harness dies (even by SIGKILL), so no
+    capture outlives the run that started it (``ip netns exec`` execs tcpdump in place)."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
 class WireCapture:
     """A running tcpdump on ``iface`` inside ``netns`` writing ``workdir/<name>.pcap``."""
 
@@ -108,10 +116,12 @@ class WireCapture:
         workdir.mkdir(parents=True, exist_ok=True)
 
     def start(self) -> WireCapture:
-        argv = ["ip", "netns", "exec", self.netns, "tcpdump", "-i", self.iface, "-n", "-U",
-                "--immediate-mode", "-s", "0", "-w", str(self.path), self.bpf]
+        # -Z root: no privilege drop, which would clear the parent-death signal below.
+        argv = ["ip", "netns", "exec", self.netns, "tcpdump", "-Z", "root", "-i", self.iface,
+                "-n", "-U", "--immediate-mode", "-s", "0", "-w", str(self.path), self.bpf]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+                                     stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         assert self.proc.stderr is not None
         deadline, buf = time.monotonic() + self.timeout, b""
         while b"listening on" not in buf:
