@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from k8s_fixtures.cluster import ManifestError
+from k8s_fixtures.local.view import ClusterView, PodInfo
 
 from .overlay import NetemHandle, apply
 from .plan import NetPlan
@@ -23,28 +24,6 @@ from .profiles import Profile, ProfileError, load_profiles
 
 ANNOTATION = "ztfl.io/net-profile"
 SERVER_LABEL = ("app.kubernetes.io/component", "fl-server")
-
-
-class PodLike(Protocol):
-    @property
-    def namespace(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def netns(self) -> str: ...
-    @property
-    def host_if(self) -> str: ...
-    @property
-    def labels(self) -> Mapping[str, str]: ...
-    @property
-    def annotations(self) -> Mapping[str, str]: ...
-
-
-class ViewLike(Protocol):
-    @property
-    def node_netns(self) -> str: ...
-    @property
-    def pods(self) -> tuple[Any, ...]: ...
 
 
 @dataclass
@@ -69,7 +48,7 @@ class NetemOverlay:
     def validate(self, obj: dict[str, Any]) -> None:  # no object kinds of its own
         return None
 
-    def _plan(self, ns: str, clients: list[PodLike]) -> NetPlan:
+    def _plan(self, ns: str, clients: list[PodInfo]) -> NetPlan:
         chosen: dict[str, Profile] = {}
         for p in clients:
             name = p.annotations[ANNOTATION]
@@ -82,14 +61,14 @@ class NetemOverlay:
         first = next(iter(chosen.values()))
         return NetPlan(default=first, clients=chosen)
 
-    def sync(self, cluster: Any, view: ViewLike) -> None:
-        by_ns: dict[str, list[PodLike]] = defaultdict(list)
+    def sync(self, cluster: Any, view: ClusterView) -> None:
+        by_ns: dict[str, list[PodInfo]] = defaultdict(list)
         for p in view.pods:
             by_ns[p.namespace].append(p)
         for ns in [n for n in self.handles if n not in by_ns]:
             self.handles.pop(ns).stop()
         for ns, pods in by_ns.items():
-            clients = [p for p in pods if ANNOTATION in getattr(p, "annotations", {})]
+            clients = [p for p in pods if ANNOTATION in p.annotations]
             servers = [p for p in pods if p.labels.get(SERVER_LABEL[0]) == SERVER_LABEL[1]]
             if not clients or ns in self.handles:
                 continue
