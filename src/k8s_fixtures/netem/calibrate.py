@@ -24,6 +24,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from k8s_fixtures.proc import die_with_parent
+
 from . import tc
 from .models import DelaySampler
 from .overlay import LinkLike, NetemHandle, apply, class_spec
@@ -135,7 +137,7 @@ class ProbeServer:
     def __init__(self, netns: str, port: int = PROBE_PORT) -> None:
         self.proc = subprocess.Popen(probe_cmd(netns, "server", "--port", str(port)),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=die_with_parent)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

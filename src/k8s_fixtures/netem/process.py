@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from k8s_fixtures.proc import die_with_parent
+
 from .models import ClassSpec
 
 PKG_ROOT = Path(__file__).resolve().parent.parent.parent  # the directory holding k8s_fixtures
@@ -104,7 +106,7 @@ class DelayLineProcess:
                 ["ip", "netns", "exec", self.node_netns, sys.executable, "-m",
                  "k8s_fixtures.netem.delayline", str(self.config_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                start_new_session=True)
+                start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -18,7 +18,6 @@ polled until the token appears. The capture is judged by :mod:`.pcap`. Callers s
 
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
 import select
@@ -30,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from k8s_fixtures.proc import die_with_parent
 
 from .pcap import Packet, Stream, contains, read_packets, tcp_streams, tls_view
 
@@ -96,13 +97,6 @@ def _send_marker(netns: str, dst: str, token: bytes) -> None:
                    check=True, capture_output=True, timeout=30)
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it when the harness dies (even by SIGKILL), so no
-    capture outlives the run that started it (``ip netns exec`` execs tcpdump in place)."""
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-
-
 class WireCapture:
     """A running tcpdump on ``iface`` inside ``netns`` writing ``workdir/<name>.pcap``."""
 
@@ -121,7 +115,7 @@ class WireCapture:
                 "-n", "-U", "--immediate-mode", "-s", "0", "-w", str(self.path), self.bpf]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, start_new_session=True,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=die_with_parent)
         assert self.proc.stderr is not None
         deadline, buf = time.monotonic() + self.timeout, b""
         while b"listening on" not in buf:
