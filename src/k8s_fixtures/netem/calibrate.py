@@ -124,7 +124,7 @@ def probe_cmd(netns: str, *args: str) -> list[str]:
 
 def run_probe(netns: str, *args: str, timeout: float = 120) -> dict[str, Any]:
     p = subprocess.run(probe_cmd(netns, *args), capture_output=True, text=True,
-                       timeout=timeout, env=_env())
+                       timeout=timeout, env=_env(), preexec_fn=die_with_parent)
     if p.returncode != 0:
         raise RuntimeError(f"probe {' '.join(args)} in {netns}: {p.stderr.strip()[-500:]}")
     out: dict[str, Any] = json.loads(p.stdout)
