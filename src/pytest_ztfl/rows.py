@@ -101,7 +101,6 @@ def build(
         "proofs": {p["name"]: p["passed"] for p in proofs},
         "net_mechanism": overlays.get("net", {}).get("mechanism"),
         "netpol_action": overlays.get("netpol", {}).get("action"),
-        "calibration": overlays.get("net", {}).get("calibration_ref"),
         "backend": backend.get("name"),
     }
     return {
