@@ -631,8 +631,12 @@ def _drop_rules(server_ip: str, percent: int | None) -> str:
 
 
 def _windowed(
-    kind: str, percent: int | None, bursts: int, seconds: float, gap: float
+    kind: str, percent: int | None, bursts: int, seconds: float, gap: float, every: int = 0
 ) -> Callable[[FaultContext], None]:
+    """``bursts`` windows of ``seconds``; burst i starts when round ``2 + i * every`` has
+    started and at least ``gap`` s after the previous one. Keying bursts to rounds (not to the
+    clock alone) makes every burst land inside the run however fast its rounds are."""
+
     def inject(ctx: FaultContext) -> None:
         if not ctx.round_started(2).wait(600) or ctx.stop.is_set():
             return
@@ -640,6 +644,10 @@ def _windowed(
         for i in range(bursts):
             if i and ctx.stop.wait(gap):
                 return
+            if i and every:
+                ctx.round_started(2 + i * every).wait(600)
+                if ctx.stop.is_set():
+                    return
             t = time.time()
             st = ctx.cluster.pod_status(ctx.namespace, f"{workload.CLIENT}-{TARGET}")
             if not any(c.name == workload.CLIENT and c.state == "running" for c in st.containers):
@@ -791,7 +799,7 @@ FAULTS: dict[str, Fault] = {
             "netem-loss",
             "netem",
             "3 bursts of 2 s with 30 % packet loss between client 1 and the server",
-            inject=_guarded(_windowed("loss", 30, bursts=3, seconds=2.0, gap=1.0)),
+            inject=_guarded(_windowed("loss", 30, bursts=3, seconds=2.0, gap=1.0, every=6)),
             attribute=_attr_window("loss", _deadline),
             local_only=True,
         ),

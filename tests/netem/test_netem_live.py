@@ -92,10 +92,11 @@ def test_jitter_distribution_statistics(topo: Topo) -> None:
         assert abs(mean(clean) - mu) <= 4 * sd / len(clean) ** 0.5 + 0.5
         assert std(clean) == pytest.approx(sd, rel=0.15)
         # against the exact draws: every packet held for its own sample; what remains is
-        # the delay line's and the probes' wake-up latency (a wrong class, a double delay or a
-        # skipped packet would show as residuals of whole milliseconds)
-        assert 0.0 <= percentile(resid, 50) <= 0.5
-        assert percentile(resid, 90) <= 1.5
+        # the delay line's and the probes' wake-up latency: ~0.1-0.3 ms idle, 0.5-0.7 ms when
+        # CI shares the 2 cores. The errors this is for are whole milliseconds: a wrong class
+        # (+-5 ms here), a double delay (>= 15 ms) or a skipped hold (-15 ms).
+        assert 0.0 <= percentile(resid, 50) <= 1.0
+        assert percentile(resid, 90) <= 2.0
     _assert_clean(topo)
 
 
