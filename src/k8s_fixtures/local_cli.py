@@ -42,7 +42,8 @@ def register(subparsers: Any) -> None:
     down.add_argument("--force", action="store_true",
                       help="also when a live process still owns it")
     down.set_defaults(func=cmd_down)
-    clean = sub.add_parser("clean", help="remove clusters whose owner died")
+    clean = sub.add_parser("clean", help="remove clusters (and calibration topologies, "
+                           "ztdl-*) whose owner died")
     clean.set_defaults(func=cmd_clean)
 
 

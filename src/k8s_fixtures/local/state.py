@@ -5,7 +5,9 @@ whole life and a ``state.json`` listing everything it created *before* creating 
 drops the lock when the owner dies, however it dies, so on the next start a cluster directory
 whose lock can be taken (and that was not deliberately detached) belongs to a dead harness:
 :func:`purge` kills its processes, deletes its namespaces and cgroups, and removes the record.
-Only what a record lists is ever touched, never other users' namespaces.
+Only what a record lists is ever touched, never other users' namespaces. A calibration's
+private topology (``ztdl-<random>``, :func:`k8s_fixtures.netem.calibrate.private_topology`) is
+recorded the same way, so it is purged like a cluster when its owner dies.
 """
 
 from __future__ import annotations

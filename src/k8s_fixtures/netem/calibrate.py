@@ -12,6 +12,7 @@ The result is a dataclass that serialises to JSON for a matrix run to store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -21,8 +22,10 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from k8s_fixtures.proc import die_with_parent
 
@@ -32,6 +35,10 @@ from .overlay import LinkLike, NetemHandle, apply, class_spec
 from .process import PKG_ROOT
 from .profiles import WIRE_PER_PAYLOAD, Profile
 from .stats import binom_interval, percentile, std
+
+if TYPE_CHECKING:
+    from k8s_fixtures.local.state import StateDir
+    from k8s_fixtures.local.topology import Node
 
 PROBE_PORT = 5201
 
@@ -323,28 +330,59 @@ def calibrate_links(profile: Profile, handle: NetemHandle, client: LinkLike, ser
     return res
 
 
-def calibrate(profile: Profile, *, mechanism: str = "auto", sizes: Sizes = Sizes(),
-              prefix: str | None = None) -> CalibrationResult:
-    """Build a private topology (``ztdl-<random>``), apply ``profile``, measure, tear down."""
-    from k8s_fixtures.local.topology import Node
+@contextlib.contextmanager
+def private_topology(prefix: str | None = None, state_root: Path | None = None
+                     ) -> Iterator[tuple[Node, StateDir]]:
+    """A node namespace ``<prefix>`` (default ``ztdl-<random>``) recorded in the state root.
 
-    node = Node(prefix=prefix or f"ztdl-{secrets.token_hex(3)}").create()
-    server: ProbeServer | None = None
-    handle: NetemHandle | None = None
+    The topology is recorded as the local backend records a cluster (``<root>/<prefix>/``,
+    locked by this process, every namespace listed before it is created), so a harness killed
+    mid-calibration leaves nothing for good: the next cluster start, the next calibration or
+    ``ztfl cluster clean`` purges it. Stale records are purged here first, as a cluster start
+    does. The record goes on exit, unless a namespace could not be deleted (then ``clean``
+    finishes the job).
+    """
+    from k8s_fixtures.local import state
+    from k8s_fixtures.local.topology import Node, netns_list
+
+    root = state_root or state.default_root()
+    name = prefix or f"ztdl-{secrets.token_hex(3)}"
+    state.clean_stale(root)
+    st = state.StateDir(root, name, state.Record(name, "root", os.getpid()))
+    node = Node(prefix=name, on_netns=lambda ns: st.add(netns=ns))
     try:
-        srv = node.add_pod("srv")
-        cli = node.add_pod("cli")
-        server = ProbeServer(srv.netns)
-        handle = apply(profile, node.netns, [(cli, srv)], mechanism=mechanism)
-        return calibrate_links(profile, handle, cli, srv.ip, sizes)
+        node.create()
+        yield node, st
     finally:
         try:
-            if handle is not None:
-                handle.stop()
+            if st.record.netns:  # else the node's name was taken: nothing here is ours
+                node.destroy()
         finally:
-            if server is not None:
-                server.stop()
-            node.destroy()
+            st.close(remove=not set(st.record.netns) & set(netns_list()))
+
+
+def calibrate(profile: Profile, *, mechanism: str = "auto", sizes: Sizes = Sizes(),
+              prefix: str | None = None, state_root: Path | None = None
+              ) -> CalibrationResult:
+    """Build a private topology (``ztdl-<random>``, recorded under ``state_root``: see
+    :func:`private_topology`), apply ``profile``, measure, tear down."""
+    with private_topology(prefix, state_root) as (node, st):
+        server: ProbeServer | None = None
+        handle: NetemHandle | None = None
+        try:
+            srv = node.add_pod("srv")
+            cli = node.add_pod("cli")
+            server = ProbeServer(srv.netns)
+            st.add(pid=server.proc.pid)
+            handle = apply(profile, node.netns, [(cli, srv)], mechanism=mechanism)
+            return calibrate_links(profile, handle, cli, srv.ip, sizes)
+        finally:
+            try:
+                if handle is not None:
+                    handle.stop()
+            finally:
+                if server is not None:
+                    server.stop()
 
 
 def format_table(results: list[CalibrationResult]) -> str:
