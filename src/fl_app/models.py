@@ -10,6 +10,8 @@ Initial weights depend only on the seed: same seed, same bytes.
 
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch import nn
 
@@ -51,17 +53,23 @@ class PaperCNN(nn.Module):
         return out
 
 
+_GLOBAL_RNG = threading.Lock()
+
+
 def build_model(name: str, seed: int = 0) -> nn.Module:
     """A fresh model whose initial weights are a function of ``seed`` alone."""
     classes: dict[str, type[nn.Module]] = {"small": SmallCNN, "paper": PaperCNN}
     if name not in classes:
         raise ValueError(f"model {name!r}: expected one of {', '.join(MODELS)}")
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return classes[name]()
-    finally:
-        torch.random.set_rng_state(gen_state)
+    # nn layers draw their initial weights from torch's global generator: threads building
+    # models at once (cells measured in parallel) would interleave their draws
+    with _GLOBAL_RNG:
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            return classes[name]()
+        finally:
+            torch.random.set_rng_state(gen_state)
 
 
 def num_parameters(model: nn.Module) -> int:

@@ -9,7 +9,11 @@ Kubernetes way:
   into the pod, its paths passed to the workload's ``--tls-*`` flags;
 * mTLS ``sidecar``: the same Secret, plus a ConfigMap with the stunnel config and the nftables
   redirect, an init container that installs the redirect (as Linkerd's proxy-init does) and a
-  proxy container, so the workload itself speaks plaintext inside the pod only.
+  proxy container, so the workload itself speaks plaintext inside the pod only;
+* mTLS ``mesh`` (Linkerd, Kubernetes only): no Secrets and no proxy of ours: the namespace and
+  pods are annotated for Linkerd's injector, and Linkerd's policy objects (``Server``,
+  ``MeshTLSAuthentication``, ``AuthorizationPolicy``) admit only the client ServiceAccount on the
+  server's gRPC port; SEC1/SEC3 add the NetworkPolicies Linkerd needs (:mod:`.tls.mesh`).
 
 The network profile is a pod annotation (``ztfl.io/net-profile``): the local backend's network
 overlay shapes each annotated pod's link before its processes start; on Kubernetes an init
@@ -27,6 +31,7 @@ import yaml
 
 from k8s_fixtures.cluster import Obj
 from k8s_fixtures.policies import policy_path
+from k8s_fixtures.tls import mesh
 from k8s_fixtures.tls.ca import CertificateAuthority, service_dns_names
 from k8s_fixtures.tls.secret import TLSFiles, to_secret
 from k8s_fixtures.tls.sidecar import (
@@ -44,7 +49,7 @@ DEFAULT_IMAGE = "ghcr.io/ztfl/fl-app:0.1.0"
 NET_ANNOTATION = "ztfl.io/net-profile"
 COMPONENT = "app.kubernetes.io/component"
 ROLE = "ztfl.io/fl-role"
-TLSMode = Literal["none", "native", "sidecar"]
+TLSMode = Literal["none", "native", "sidecar", "mesh"]
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,8 @@ def _pod(
 ) -> list[Obj]:
     objs: list[Obj] = []
     annotations = {NET_ANNOTATION: net} if net else {}
+    if run.tls == "mesh":
+        annotations.update(mesh.INJECT_ENABLED)
     spec: dict[str, Any] = {
         "serviceAccountName": sa,
         "restartPolicy": restart,
@@ -187,26 +194,29 @@ def _pod(
 
 
 def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
-    """Every object of the run, in apply order (namespace first, pods last)."""
-    if run.tls != "none" and ca is None:
+    """Every object of the run, in apply order (namespace first, pods last). Modes ``native``
+    and ``sidecar`` need ``ca`` (it issues the Secrets); ``mesh`` ignores it (Linkerd issues)."""
+    harness_tls = run.tls in ("native", "sidecar")
+    if harness_tls and ca is None:
         raise ValueError(f"FL run {run.namespace}: mTLS mode {run.tls} needs a CA")
-    objs: list[Obj] = [
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": run.namespace,
-                "labels": {"app.kubernetes.io/part-of": "pytest-ztfl", "ztfl.io/run": run.run_id},
-            },
-        }
-    ]
+    namespace: Obj = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": run.namespace,
+            "labels": {"app.kubernetes.io/part-of": "pytest-ztfl", "ztfl.io/run": run.run_id},
+        },
+    }
+    if run.tls == "mesh":
+        namespace["metadata"]["annotations"] = mesh.namespace_annotations()
+    objs: list[Obj] = [namespace]
     accounts = {SERVER, CLIENT} | {
         o.service_account for o in run.overrides.values() if o.service_account
     }
     for sa in sorted(accounts):
         objs.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(run, sa)})
     files = TLSFiles(Path(TLS_DIR) / "tls.crt", Path(TLS_DIR) / "tls.key", Path(TLS_DIR) / "ca.crt")
-    if ca is not None and run.tls != "none":
+    if ca is not None and harness_tls:
         for sa in sorted(accounts):
             dns = service_dns_names(SERVER, run.namespace) if sa == SERVER else []
             secret = to_secret(
@@ -218,6 +228,12 @@ def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
         for pol in yaml.safe_load_all(policy_path().read_text()):
             pol["metadata"]["namespace"] = run.namespace
             objs.append(pol)
+        if run.tls == "mesh":
+            objs += mesh.network_policies(run.namespace, SERVER, CLIENT)
+    if run.tls == "mesh":
+        objs += mesh.policy_objects(
+            run.namespace, _meta(run, SERVER)["labels"], SERVER, "grpc", (CLIENT,)
+        )
     objs.append(
         {
             "apiVersion": "v1",
@@ -273,7 +289,7 @@ def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
             "fl-server-sidecar",
             SidecarSpec(pod=SERVER, files=files, inbound_ports=(PORT,), allowed_peers=(client_id,)),
         )
-    secret_of = {sa: f"{sa}-mtls" for sa in accounts} if run.tls != "none" else {}
+    secret_of = {sa: f"{sa}-mtls" for sa in accounts} if harness_tls else {}
     server_objs = _pod(
         run, SERVER, SERVER, SERVER, server, secret_of.get(SERVER), sidecar, None, "Never"
     )

@@ -4,16 +4,23 @@
 Docker and kind are usable, else ``local``. ``kind``/``kube`` that cannot run here are not
 errors: the matrix's tests skip with the reason. The choice and why are returned as a note,
 printed and stored with every result row. A :class:`Platform` says how containers start the
-workload on that backend (interpreter, data path, image, the tc init container).
+workload on that backend (interpreter, data path, image, the tc init container). Some cells
+need more than a backend offers (mTLS ``mesh`` needs Linkerd, so a Kubernetes backend):
+:func:`cell_unsupported` says why, :func:`matrix_unsupported` turns it into a usage error when
+the backend was named explicitly.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from k8s_fixtures.workload import DEFAULT_IMAGE
+
+if TYPE_CHECKING:
+    from pytest_ztfl.matrix import Cell
 
 IMAGE_DATA_DIR = "/data/mnist"
 NETEM_INIT = ("python", "-m", "k8s_fixtures.netem.init")
@@ -63,6 +70,35 @@ def unavailable(name: str, context: str | None) -> str | None:
 
     ok, why = available(context)
     return None if ok else f"kube backend: {why}"
+
+
+MESH_NEEDS_KUBE = (
+    "mtls=mesh: needs Linkerd on a Kubernetes cluster (--ztfl-backend=kind|kube); "
+    "the local backend supports native|sidecar"
+)
+
+
+def cell_unsupported(backend: str, cell: Cell) -> str | None:
+    """Why ``cell`` cannot run on the resolved ``backend`` (``local``/``kind``/``kube``), or
+    None. A matrix with such cells on ``--ztfl-backend=local`` is a usage error
+    (:func:`matrix_unsupported`); on ``auto`` resolved to local, those cells skip with this
+    reason, as cells of an unavailable kind/kube backend do."""
+    if backend == "local" and cell.tls and cell.mtls == "mesh":
+        return MESH_NEEDS_KUBE
+    return None
+
+
+def matrix_unsupported(backend_option: str, cells: Iterable[Cell]) -> str | None:
+    """The usage error for ``--ztfl-backend=<backend_option>`` when it can never run some of the
+    matrix's cells (checked before any cluster exists), or None. ``auto`` is not judged here:
+    what it resolves to depends on the machine, so its cells are judged one by one."""
+    if backend_option == "auto":
+        return None
+    for cell in cells:
+        why = cell_unsupported(backend_option, cell)
+        if why is not None:
+            return f"{why} (cell {cell.id})"
+    return None
 
 
 def _local(data_dir: str) -> tuple[Any, Platform]:

@@ -368,8 +368,10 @@ def _hostile_prepare(run: workload.FLRun) -> workload.FLRun:
 
 
 def _hostile(ctx: FaultContext) -> None:
-    """Join as the extra client during round 1 and submit a malformed update in round 2."""
-    if not ctx.round_started(1).wait(600) or ctx.stop.is_set():
+    """Join as the extra client and answer the first TRAIN task with a malformed update.
+    Started as the rounds are released, not later: the peer's Python start-up takes seconds on
+    a loaded machine, while a short run's rounds take a fraction of one."""
+    if ctx.stop.is_set():
         return
     cid = int(_flag(ctx.run.server_flags, "--clients") or ctx.run.clients) - 1
     t = time.time()
@@ -631,23 +633,29 @@ def _drop_rules(server_ip: str, percent: int | None) -> str:
 
 
 def _windowed(
-    kind: str, percent: int | None, bursts: int, seconds: float, gap: float, every: int = 0
+    kind: str,
+    percent: int | None,
+    bursts: int,
+    seconds: float,
+    gap: float = 0.0,
+    every: int = 0,
+    span: int = 0,
 ) -> Callable[[FaultContext], None]:
-    """``bursts`` windows of ``seconds``; burst i starts when round ``2 + i * every`` has
-    started and at least ``gap`` s after the previous one. Keying bursts to rounds (not to the
-    clock alone) makes every burst land inside the run however fast its rounds are."""
+    """``bursts`` fault windows. Clock-driven (``every == 0``): each lasts ``seconds``, ``gap``
+    s apart, from round 2. Round-driven: burst i starts with round ``2 + i * every`` and ends
+    when round ``2 + i * every + span`` starts (``seconds`` at most), so every burst lands
+    inside the run however fast its rounds go."""
 
     def inject(ctx: FaultContext) -> None:
         if not ctx.round_started(2).wait(600) or ctx.stop.is_set():
             return
         ip = _server_ip(ctx)
         for i in range(bursts):
-            if i and ctx.stop.wait(gap):
+            first = 2 + i * every
+            if i and not every and ctx.stop.wait(gap):
                 return
-            if i and every:
-                ctx.round_started(2 + i * every).wait(600)
-                if ctx.stop.is_set():
-                    return
+            if i and every and (not ctx.round_started(first).wait(600) or ctx.stop.is_set()):
+                return
             t = time.time()
             st = ctx.cluster.pod_status(ctx.namespace, f"{workload.CLIENT}-{TARGET}")
             if not any(c.name == workload.CLIENT and c.state == "running" for c in st.containers):
@@ -655,10 +663,15 @@ def _windowed(
                 return
             _nft(ctx, _drop_rules(ip, percent))
             try:
-                ctx.stop.wait(seconds)  # the fault's duration, not a race workaround
+                # the fault's duration, not a race workaround
+                (ctx.round_started(first + span) if every else ctx.stop).wait(seconds)
                 dropped = _nft_dropped(ctx)
             finally:
-                _nft(ctx, "delete table inet ztfl_fault\n")
+                try:
+                    _nft(ctx, "delete table inet ztfl_fault\n")
+                except RuntimeError:
+                    if not ctx.stop.is_set():  # after the run the pod may be gone with it
+                        raise
             record(
                 ctx.namespace,
                 Action(
@@ -798,8 +811,9 @@ FAULTS: dict[str, Fault] = {
         Fault(
             "netem-loss",
             "netem",
-            "3 bursts of 2 s with 30 % packet loss between client 1 and the server",
-            inject=_guarded(_windowed("loss", 30, bursts=3, seconds=2.0, gap=1.0, every=6)),
+            "3 bursts of 30 % packet loss between client 1 and the server, from rounds 2, 8 "
+            "and 14, each over 2 rounds (2 s at most)",
+            inject=_guarded(_windowed("loss", 30, bursts=3, seconds=2.0, every=6, span=2)),
             attribute=_attr_window("loss", _deadline),
             local_only=True,
         ),

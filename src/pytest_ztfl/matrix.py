@@ -2,8 +2,13 @@
 and matrix files in YAML.
 
 A cell id reads ``SEC3-NET2-noniid-s0`` (``iid``; ``noniid`` is Dirichlet alpha 0.5, other
-alphas read ``dir0.1``); when a matrix measures both mTLS modes, SEC2/SEC3 ids end in
-``-sidecar`` or ``-native``. Ids are stable: they name results, benchmark records and tests.
+alphas read ``dir0.1``); when a matrix measures more than one mTLS mode, SEC2/SEC3 ids end
+in ``-sidecar``, ``-native`` or ``-mesh``. Ids are stable: they name results, benchmark records
+and tests.
+
+mTLS modes: ``sidecar`` (a TLS proxy per pod, the default), ``native`` (the app speaks TLS),
+``mesh`` (Linkerd's proxies and policy objects: Kubernetes backends only, see
+:func:`pytest_ztfl.backends.cell_unsupported`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 import yaml
 
 SEC_LEVELS = ("SEC0", "SEC1", "SEC2", "SEC3")
-MTLS_MODES = ("sidecar", "native")
+MTLS_MODES = ("sidecar", "native", "mesh")
 MODELS = ("small", "paper")
 
 
@@ -73,8 +78,8 @@ class Cell:
     data: str  # "iid" | "dirichlet-<alpha>"
     seed: int
     workload: Workload
-    mtls: str | None = None  # for SEC2/SEC3: "sidecar" | "native"
-    show_mtls: bool = False  # True when the matrix holds both modes (the id must tell them apart)
+    mtls: str | None = None  # for SEC2/SEC3: "sidecar" | "native" | "mesh"
+    show_mtls: bool = False  # True when the matrix holds several modes (ids must tell them apart)
     fault: str | None = None  # a fault scenario (pytest_ztfl.faults), None: no fault
 
     @property
@@ -180,7 +185,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "net": ["NET0", "NET2", "NET4"],
         "data": ["iid", "dirichlet-0.5"],
         "seeds": [0, 1, 2, 3, 4],
-        "mtls": list(MTLS_MODES),
+        # The two modes every backend runs; mesh needs Linkerd (a matrix file can ask for it).
+        "mtls": ["sidecar", "native"],
         "workload": {
             "clients": 5,
             "rounds": 50,

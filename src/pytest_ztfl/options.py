@@ -26,7 +26,13 @@ OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
     ("rounds", "override the number of FL rounds", "str", None),
     ("clients", "override the number of FL clients", "str", None),
     ("model", "override the model: small|paper", "str", None),
-    ("mtls", "mTLS mode for SEC2/SEC3: sidecar|native (default: the matrix's)", "str", None),
+    (
+        "mtls",
+        "mTLS mode for SEC2/SEC3: sidecar|native|mesh (default: the matrix's; mesh: Linkerd, "
+        "kind/kube only)",
+        "str",
+        None,
+    ),
     (
         "faults",
         "fault scenarios as an extra axis, e.g. none,client-kill,mtls-expired "
@@ -58,6 +64,13 @@ OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
         "kubeconfig context for --ztfl-backend=kube (auto picks kube when given)",
         "str",
         None,
+    ),
+    (
+        "parallel",
+        "run up to N cells at once, each in its own namespace (default 1). For clusters with "
+        "room for them: on one machine parallel cells share its CPUs, and rows record N",
+        "str",
+        "1",
     ),
     ("out", "results directory (default ztfl-out)", "str", "ztfl-out"),
     ("report", "write report.md and figures to this directory after the run", "str", None),
@@ -135,6 +148,7 @@ class Settings:
     net_profiles: Path | None
     resume: bool
     keep_cluster: bool
+    parallel: int
     slo_failure_rate: float
     slo_overhead_p99: float
     slo_overhead_median: float
@@ -187,6 +201,7 @@ def settings(config: pytest.Config, net_profile_names: list[str] | None) -> Sett
         net_profiles=Path(net_profiles) if net_profiles else None,
         resume=bool(_get(config, "resume")),
         keep_cluster=bool(_get(config, "keep-cluster")),
+        parallel=_number(config, "parallel", int, 1, 256),
         slo_failure_rate=failure_rate,
         slo_overhead_p99=_number(config, "slo-overhead-p99", float, 1.0, 1000.0),
         slo_overhead_median=_number(config, "slo-overhead-median", float, 1.0, 1000.0),

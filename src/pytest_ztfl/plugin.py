@@ -80,6 +80,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Tell the matrix run which cells the selected tests need, in order (--ztfl-parallel
+    measures them ahead)."""
+    ztfl = session.config.stash.get(SESSION_KEY, None)
+    if ztfl is None:
+        return
+    ztfl.plan(
+        [
+            cell
+            for item in session.items
+            if isinstance(item, pytest.Function) and hasattr(item, "callspec")
+            for cell in [item.callspec.params.get("ztfl_cell")]
+            if isinstance(cell, Cell)
+        ]
+    )
+
+
 @pytest.fixture(scope="session")
 def ztfl_session(pytestconfig: pytest.Config) -> Iterator[ZtflSession]:
     """The matrix run: settings, results store, and the session-scoped cluster."""

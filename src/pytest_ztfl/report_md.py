@@ -89,6 +89,7 @@ def metadata(a: Analysis) -> list[str]:
             ),
         )
     )
+    rows.append(("cells measured at once", _distinct(r.parallel or 1 for r in runs)))
     rows.append(("NET emulation", _distinct(r.net_mechanism for r in runs)))
     rows.append(("NetworkPolicy", _distinct(r.netpol_action for r in runs)))
     rows.append(("mTLS", _distinct(r.mtls_mode for r in runs)))

@@ -52,6 +52,7 @@ class Run:
     proofs: tuple[tuple[str, bool], ...]
     backend: str | None
     backend_note: str | None
+    parallel: int | None  # cells measured at once (--ztfl-parallel); None in older rows
     net_mechanism: str | None
     netpol_action: str | None
     mtls_mode: str | None
@@ -226,6 +227,7 @@ def from_row(row: Any, source: str) -> Run:
         proofs=tuple(proofs),
         backend=_str(_dig(row, "backend", "name")),
         backend_note=_str(_dig(row, "backend", "note")),
+        parallel=_int(_dig(row, "backend", "parallel")),
         net_mechanism=_str(_dig(row, "overlays", "net", "mechanism")),
         netpol_action=_str(_dig(row, "overlays", "netpol", "action")),
         mtls_mode=_str(_dig(row, "overlays", "mtls", "mode")),

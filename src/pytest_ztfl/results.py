@@ -20,6 +20,7 @@ import io
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,8 @@ class ResultStore:
         self.out = out
         self.cells_dir = out / "cells"
         self.events_dir = out / "events"
+        # cells saved from parallel workers: one writer at a time keeps the derived tables whole
+        self._lock = threading.RLock()
 
     def prepare(self, matrix: dict[str, Any], resume: bool) -> None:
         """Create the layout; on resume check the matrix matches, else clear old results."""
@@ -115,13 +118,14 @@ class ResultStore:
     def save(self, row: dict[str, Any], events: bytes) -> None:
         """Store one finished cell (events first, then its row), then refresh derived tables."""
         cid = row["cell"]["id"]
-        atomic_write(self.events_dir / f"{cid}.jsonl", events)
         row = {**row, "events_file": f"events/{cid}.jsonl"}
-        atomic_write(
-            self.cells_dir / f"{cid}.json",
-            json.dumps(row, sort_keys=True, allow_nan=False).encode(),
-        )
-        self.refresh()
+        with self._lock:
+            atomic_write(self.events_dir / f"{cid}.jsonl", events)
+            atomic_write(
+                self.cells_dir / f"{cid}.json",
+                json.dumps(row, sort_keys=True, allow_nan=False).encode(),
+            )
+            self.refresh()
 
     def update(self, row: dict[str, Any]) -> None:
         """Rewrite a stored cell's row (e.g. with its SLO verdicts), events untouched.
@@ -135,10 +139,11 @@ class ResultStore:
         stored.setdefault("events_file", f"events/{cid}.jsonl")
         data = json.dumps(stored, sort_keys=True, allow_nan=False).encode()
         path = self.cells_dir / f"{cid}.json"
-        if path.exists() and path.read_bytes() == data:
-            return
-        atomic_write(path, data)
-        self.refresh()
+        with self._lock:
+            if path.exists() and path.read_bytes() == data:
+                return
+            atomic_write(path, data)
+            self.refresh()
 
     def rows(self) -> list[dict[str, Any]]:
         rows = [json.loads(p.read_text()) for p in sorted(self.cells_dir.glob("*.json"))]

@@ -7,7 +7,7 @@ Row fields:
     tta_seconds, target, failures_by_class, identities, ...} (fl_app.summary.RunSummary),
     failures_by_class (the harness's taxonomy: netpol, mtls, resource, netem, workload...),
     proofs[{name, control, passed, detail}], overlays{netpol, mtls, net}, pods[...],
-    backend{name, note}, environment{...}, started_wall, finished_wall, extra_info,
+    backend{name, note, parallel}, environment{...}, started_wall, finished_wall, extra_info,
     events_file (added by the store).
 """
 

@@ -21,7 +21,7 @@ from k8s_fixtures import workload
 from k8s_fixtures.cluster import ClusterError
 from k8s_fixtures.tls.ca import CertificateAuthority
 from pytest_ztfl import faults, rows
-from pytest_ztfl.backends import Platform
+from pytest_ztfl.backends import Platform, cell_unsupported
 from pytest_ztfl.matrix import Cell
 
 HOLD_FILE = "/var/run/ztfl/hold/go"
@@ -183,6 +183,9 @@ def run_cell(
         "net": {"profile": cell.net},
     }
     try:
+        refusal = cell_unsupported(getattr(cluster, "backend_name", "local"), cell)
+        if refusal is not None:  # normally refused before any cluster exists
+            raise ClusterError(refusal)
         proofs = deploy_and_prove(cluster, run, plan, ca, probe_objs, fault)
         progress(f"{cell.id}: pods ready, proofs done")
         netem = getattr(cluster, "netem", None)
@@ -201,14 +204,17 @@ def run_cell(
             )
         else:
             cluster.delete([o for o in probe_objs if o["kind"] == "Pod"])
-            wire = _measure(cluster, cell, run, fault, progress)
+            wire = _measure(cluster, cell, run, fault, progress, overlays["mtls"])
             if wire.expect == "not-run":
                 # Not a proof that passed: say so where the row describes the mTLS overlay.
                 overlays["mtls"]["wire_proof"] = wire.detail
             else:
                 proofs.append(wire)
             if not wire.passed:
-                error = f"proof of enforcement failed: wire (expected {wire.expect}): {wire.detail}"
+                error = (
+                    f"proof of enforcement failed: {wire.name} (expected {wire.expect}): "
+                    f"{wire.detail}"
+                )
             text = "\n".join(cluster.logs(ns, workload.SERVER, container=workload.SERVER))
             server_log = text
             log = parse_events(text.splitlines(), f"{ns}/fl-server")
@@ -277,10 +283,17 @@ def deploy_and_prove(
 
 
 def _measure(
-    cluster: Any, cell: Cell, run: workload.FLRun, fault: faults.Fault | None, progress: Progress
+    cluster: Any,
+    cell: Cell,
+    run: workload.FLRun,
+    fault: faults.Fault | None,
+    progress: Progress,
+    mtls_overlay: dict[str, Any] | None = None,
 ) -> pf.Proof:
     """Release the server, capture round 1 on the pod network, inject the cell's fault if it
-    has one, wait for the run to end."""
+    has one, wait for the run to end. In mesh mode, where no capture is possible, the server
+    proxy's counters after round 1 stand in (``mesh-mtls``; admitted identities recorded in
+    ``mtls_overlay``)."""
     ns = run.namespace
     from k8s_fixtures.tls.capture import CaptureError, WireCapture
 
@@ -299,7 +312,8 @@ def _measure(
                     bridge,
                     marker_to=server_ip,
                     workdir=Path(tmp),
-                    bpf=f"tcp port {workload.PORT} or udp",
+                    # this cell's server only: cells in parallel share the node's bridge
+                    bpf=f"host {server_ip} and (tcp port {workload.PORT} or udp)",
                 ).start()
             except CaptureError as exc:
                 wire = pf.Proof("wire", "mtls", expect, False, f"capture: {exc}")
@@ -324,6 +338,15 @@ def _measure(
                 wire = pf.Proof("wire", "mtls", expect, False, f"capture: {exc}")
             finally:
                 cap.stop()
+        elif run.tls == "mesh":
+            # Read the server proxy while the server still runs (one short exec during
+            # round 2): after the run its app container, the only one with a shell, is gone.
+            follower.round1_done.wait(timeout)
+            plan = pf.ProofPlan(ns, run.python, run.image, cell.netpol, "mesh")
+            wire, admitted = pf.mesh_round(cluster, plan)
+            if mtls_overlay is not None:
+                mtls_overlay["accepted_identities"] = admitted
+                mtls_overlay["wire_proof"] = "not run: no pod network capture on this backend"
         try:
             _wait_container_done(cluster, ns, workload.SERVER, workload.SERVER, timeout)
         finally:

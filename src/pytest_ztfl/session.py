@@ -47,7 +47,9 @@ class ZtflSession:
         self.settings = settings
         self.store = store
         self.cells = settings.matrix.cells()
+        self.planned: list[mx.Cell] = []  # the cells the collected tests use, in test order
         self.rows: dict[str, dict[str, Any]] = {}
+        self._prefetch: Any = None  # pytest_ztfl.prefetch.Prefetcher with --ztfl-parallel > 1
         self._clocks: dict[str, ReplayClock] = {}
         self._cluster: Any = None
         self._backend_note = ""
@@ -62,6 +64,11 @@ class ZtflSession:
     def from_config(cls, config: pytest.Config) -> ZtflSession:
         s = options.settings(config, _net_profile_names(config))
         assert s is not None
+        from pytest_ztfl import backends
+
+        refused = backends.matrix_unsupported(s.backend, s.matrix.cells())
+        if refused is not None:
+            raise pytest.UsageError(refused)
         store = ResultStore(s.out)
         try:
             store.prepare(s.matrix.to_dict(), s.resume)
@@ -118,28 +125,79 @@ class ZtflSession:
                 pytest.skip(self.unavailable)
         return self._cluster
 
+    def plan(self, cells: list[mx.Cell]) -> None:
+        """The cells of the collected (and not deselected) tests, in the order they run."""
+        self.planned = list({c.id: c for c in cells}.values())
+
     def result(self, cell: mx.Cell) -> dict[str, Any]:
         """The cell's row: from disk on --ztfl-resume, else measured now and stored."""
         if cell.id in self.rows:  # another test of this session already has it
             return self.rows[cell.id]
         row = self.store.done(cell.id) if self.settings.resume else None
         if row is None:
-            from pytest_ztfl import runner
-
             if self.unavailable:
                 pytest.skip(self.unavailable)
-            cluster = self.cluster()
-            calibration = self.calibration(cell.net)
-            row, events = runner.run_cell(
-                cluster, cell, self._platform, self._backend_note, self.progress
-            )
-            row["finished_wall"] = time.time()
-            row["overlays"]["net"]["calibration"] = calibration
-            row["extra_info"]["calibration"] = calibration
-            self.store.save(row, events)
+            from pytest_ztfl import backends
+
+            refused = backends.cell_unsupported(self.backend_name, cell)
+            if refused is not None:
+                pytest.skip(refused)
+            self.cluster()
+            if self.settings.parallel > 1:
+                row = self._ahead(cell)
+            else:
+                row = self._measure(cell, self.progress)
         else:
             row["resumed"] = True
         self.rows[cell.id] = row
+        return row
+
+    def _ahead(self, cell: mx.Cell) -> dict[str, Any]:
+        """Wait for a cell measured by the pool; on first use, start the pool with every
+        planned cell still to measure."""
+        from pytest_ztfl import backends
+        from pytest_ztfl.prefetch import Prefetcher
+
+        if self._prefetch is None:
+            todo = [
+                c
+                for c in self.planned or [cell]
+                if c.id not in self.rows
+                and not (self.settings.resume and self.store.done(c.id))
+                and backends.cell_unsupported(self.backend_name, c) is None
+            ]
+            # Calibrate first: calibrating while cells run would measure their load too.
+            for net in dict.fromkeys(c.net for c in [cell, *todo]):
+                self.calibration(net)
+            self._prefetch = Prefetcher(self.settings.parallel, self._measure_tagged)
+            self._prefetch.submit([cell, *todo])
+        elif not self._prefetch.has(cell):  # a cell no collected test announced
+            self.calibration(cell.net)
+            self._prefetch.submit([cell])
+        row: dict[str, Any] = self._prefetch.result(cell)
+        return row
+
+    def _measure_tagged(self, cell: mx.Cell) -> dict[str, Any]:
+        """Measure in a pool thread; its live lines carry the cell's id (cells interleave)."""
+
+        def progress(line: str) -> None:
+            self.progress(line if line.startswith(cell.id) else f"{cell.id}: {line.strip()}")
+
+        return self._measure(cell, progress)
+
+    def _measure(self, cell: mx.Cell, progress: Callable[[str], None]) -> dict[str, Any]:
+        """Run one cell on the session's cluster and store its row (events first)."""
+        from pytest_ztfl import runner
+
+        calibration = self.calibration(cell.net)
+        row, events = runner.run_cell(
+            self._cluster, cell, self._platform, self._backend_note, progress
+        )
+        row["finished_wall"] = time.time()
+        row["backend"]["parallel"] = self.settings.parallel
+        row["overlays"]["net"]["calibration"] = calibration
+        row["extra_info"]["calibration"] = calibration
+        self.store.save(row, events)
         return row
 
     def calibration(self, net: str) -> dict[str, Any]:
@@ -197,6 +255,9 @@ class ZtflSession:
         write_line(f"results: {self.store.out}/runs.jsonl, rounds.csv, events/")
 
     def close(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()  # before the cluster goes: running cells finish and store
+            self._prefetch = None
         try:
             if self.settings.report is not None and self.rows:
                 from pytest_ztfl import report

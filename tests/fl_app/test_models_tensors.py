@@ -37,6 +37,18 @@ def test_building_a_model_leaves_the_global_rng_alone() -> None:
     np.testing.assert_array_equal(torch.rand(4).numpy(), expected.numpy())
 
 
+def test_models_built_in_threads_at_once_are_those_of_their_seeds() -> None:
+    # The harness builds initial models in threads (cells measured in parallel); without the
+    # lock their draws from torch's global generator interleave and the weights are wrong.
+    from concurrent.futures import ThreadPoolExecutor
+
+    seeds = [s % 4 for s in range(32)]
+    expected = {s: model_bytes("small", s) for s in set(seeds)}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(lambda s: model_bytes("small", s), seeds))
+    assert [g == expected[s] for g, s in zip(got, seeds, strict=True)] == [True] * len(seeds)
+
+
 @pytest.mark.parametrize(("name", "params"), [("small", 46_730), ("paper", 1_199_882)])
 def test_parameter_counts(name: str, params: int) -> None:
     model = build_model(name)

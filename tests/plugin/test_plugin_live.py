@@ -150,6 +150,30 @@ workload: {clients: 2, rounds: 2, eval_every: 2}
 FIRST, SECOND = "SEC0-NET0-iid-s0", "SEC1-NET0-iid-s0"
 
 
+def _matrix_run(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    data_dir: Path,
+    tmp_path: Path,
+    matrix_yaml: str,
+) -> tuple[Path, Path, list[str]]:
+    """A private state root and results dir for a matrix file: (state root, out, pytest args)."""
+    state_root = tmp_path / "state"
+    apply_env(monkeypatch, subprocess_env(data_dir, state_root))
+    matrix_file = pytester.path / "matrix.yaml"
+    matrix_file.write_text(matrix_yaml)
+    out = tmp_path / "out"
+    args = [
+        f"--ztfl-matrix={matrix_file}",
+        f"--ztfl-out={out}",
+        "--ztfl-backend=local",
+        "-p",
+        "no:cacheprovider",
+        "-v",
+    ]
+    return state_root, out, args
+
+
 def _wait_judged(path: Path, proc: subprocess.Popen[bytes], deadline: float) -> None:
     """Until ``path`` holds a row with its SLO verdicts (the cell's last write)."""
     while time.monotonic() < deadline:
@@ -166,19 +190,7 @@ def _wait_judged(path: Path, proc: subprocess.Popen[bytes], deadline: float) -> 
 def test_resume_after_a_killed_matrix_runs_only_the_missing_cell(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, data_dir: Path, tmp_path: Path
 ) -> None:
-    state_root = tmp_path / "state"
-    apply_env(monkeypatch, subprocess_env(data_dir, state_root))
-    matrix_file = pytester.path / "resume.yaml"
-    matrix_file.write_text(RESUME_YAML)
-    out = tmp_path / "out"
-    args = [
-        f"--ztfl-matrix={matrix_file}",
-        f"--ztfl-out={out}",
-        "--ztfl-backend=local",
-        "-p",
-        "no:cacheprovider",
-        "-v",
-    ]
+    state_root, out, args = _matrix_run(pytester, monkeypatch, data_dir, tmp_path, RESUME_YAML)
     first_row = out / "cells" / f"{FIRST}.json"
     with (tmp_path / "killed.log").open("wb") as log:
         proc = subprocess.Popen(
@@ -219,3 +231,53 @@ def test_resume_after_a_killed_matrix_runs_only_the_missing_cell(
     assert cluster is not None and cluster not in killed_clusters
     # The killed run's cluster was purged when the resumed run started its own.
     _assert_no_leftovers(state_root, [*killed_clusters, cluster])
+
+
+PARALLEL_YAML = """\
+name: parallel
+sec: [SEC0, SEC1]
+net: [NET0]
+data: [iid]
+seeds: [0, 1]
+workload: {clients: 2, rounds: 2, eval_every: 2}
+"""
+
+
+def _most_at_once(windows: list[tuple[float, float]]) -> int:
+    """The largest number of [start, end] windows that overlap at one instant."""
+    edges = sorted([(s, 1) for s, _ in windows] + [(e, -1) for _, e in windows])
+    now = most = 0
+    for _, step in edges:  # an end sorts before a start at the same instant
+        now += step
+        most = max(most, now)
+    return most
+
+
+@pytest.mark.slow
+@pytest.mark.privileged
+def test_parallel_runs_cells_two_at_a_time_in_their_own_namespaces(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, data_dir: Path, tmp_path: Path
+) -> None:
+    state_root, out, args = _matrix_run(pytester, monkeypatch, data_dir, tmp_path, PARALLEL_YAML)
+    result = pytester.runpytest_subprocess(*args, "--ztfl-parallel=2", timeout=RUN_TIMEOUT)
+    text = result.stdout.str()
+    assert result.ret == pytest.ExitCode.OK, text + result.stderr.str()
+    result.assert_outcomes(passed=4)
+    cells = ["SEC0-NET0-iid-s0", "SEC0-NET0-iid-s1", "SEC1-NET0-iid-s0", "SEC1-NET0-iid-s1"]
+    # Tests report in matrix order whatever order the pool finished the cells in.
+    passed = [line for line in result.outlines if "::test_fl[" in line and "PASSED" in line]
+    assert [line.split("[", 1)[1].split("]", 1)[0] for line in passed] == cells
+    rows = {r["cell"]["id"]: r for r in read_jsonl(out / "runs.jsonl")}
+    assert sorted(rows) == cells
+    for cid, row in rows.items():
+        assert row["success"] is True and row["error"] is None, (cid, row["success_reason"])
+        assert row["backend"]["parallel"] == 2
+        assert all(p["passed"] for p in row["proofs"]), row["proofs"]
+        # each cell's own namespace: its live lines are tagged with its id
+        assert f"{cid}: round 1:" in text, text
+    # Measured two at a time: never more, and the pool did overlap them.
+    windows = [(r["started_wall"], r["finished_wall"]) for r in rows.values()]
+    assert _most_at_once(windows) == 2, windows
+    cluster = backend_cluster_name(result.outlines)
+    assert cluster is not None, text
+    _assert_no_leftovers(state_root, [cluster])

@@ -68,6 +68,8 @@ def _usage_error(pytester: pytest.Pytester, *args: str) -> str:
         (["--ztfl-matrix=smoke", "--ztfl-seeds=x"], "--ztfl-seeds=x"),
         (["--ztfl-matrix=smoke", "--ztfl-seeds=3-1"], "--ztfl-seeds=3-1"),
         (["--ztfl-matrix=smoke", "--ztfl-rounds=0"], "--ztfl-rounds=0: must be between"),
+        (["--ztfl-matrix=smoke", "--ztfl-parallel=0"], "--ztfl-parallel=0: must be between"),
+        (["--ztfl-matrix=smoke", "--ztfl-parallel=two"], "--ztfl-parallel=two: expected"),
         (["--ztfl-matrix=smoke", "--ztfl-clients=many"], "--ztfl-clients=many: expected"),
         (["--ztfl-matrix=smoke", "--ztfl-model=huge"], "workload.model='huge'"),
         (["--ztfl-matrix=smoke", "--ztfl-backend=nope"], "--ztfl-backend=nope: expected one of"),
@@ -125,6 +127,34 @@ def test_mtls_mode_without_an_mtls_cell_is_a_usage_error(
     path.write_text(SEC01)
     line = _usage_error(pytester, f"--ztfl-matrix={path}", "--ztfl-mtls=native")
     assert "--ztfl-mtls=native" in line and "no SEC2/SEC3 cell" in line, line
+
+
+def test_mesh_cells_on_the_local_backend_named_explicitly_are_a_usage_error(
+    pytester: pytest.Pytester, guarded: Tripwire
+) -> None:
+    line = _usage_error(
+        pytester, "--ztfl-matrix=smoke", "--ztfl-mtls=mesh", "--ztfl-backend=local"
+    )
+    assert line == (
+        "ERROR: mtls=mesh: needs Linkerd on a Kubernetes cluster (--ztfl-backend=kind|kube); "
+        "the local backend supports native|sidecar (cell SEC3-NET0-iid-s0)"
+    ), line
+
+
+def test_mesh_cells_skip_with_the_reason_when_auto_resolves_to_local(
+    pytester: pytest.Pytester, guarded: Tripwire
+) -> None:
+    from pytest_ztfl import backends
+
+    if backends.choose("auto", None)[0] != "local":
+        pytest.skip("auto resolves to kind/kube on this machine: mesh cells would run")
+    result = pytester.runpytest_inprocess(
+        "--ztfl-matrix=smoke", "--ztfl-mtls=mesh", "-k", "SEC3", "-p", "no:cacheprovider", "-rs"
+    )
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.assert_outcomes(skipped=2)
+    skips = [line for line in result.outlines if line.startswith("SKIPPED [2]")]
+    assert len(skips) == 1 and "mtls=mesh: needs Linkerd on a Kubernetes cluster" in skips[0]
 
 
 def test_unwritable_out_dir_is_a_usage_error(pytester: pytest.Pytester, guarded: Tripwire) -> None:

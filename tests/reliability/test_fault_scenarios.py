@@ -67,13 +67,14 @@ def test_client_sigkill_mid_round_is_a_workload_failure_and_the_client_rejoins(
     run_fault: Any,
 ) -> None:
     # 60 local steps make rounds long enough (~0.4 s) for the restarted client (~5 s of
-    # start-up) to rejoin while rounds remain.
+    # start-up idle, 2-3x that under load, plus the restart back-off) to rejoin while ~20 s of
+    # rounds remain.
     # A generous deadline: the kill's disconnect is immediate, and a loaded machine must not
     # add timeouts of its own.
-    fr = run_fault(cell("client-kill", rounds=30, max_steps=60, round_deadline=20.0))
+    fr = run_fault(cell("client-kill", rounds=50, max_steps=60, round_deadline=20.0))
     kills = [a for a in fr.actions if a.kind == "sigkill"]
     assert kills, fr.actions
-    assert_continued(fr, 30)
+    assert_continued(fr, 50)
     mine = fr.failures(TARGET)
     assert [(f["class"], f["reason"]) for f in mine] == [("disconnect", "stream_closed")]
     assert mine[0]["round"] == 2

@@ -23,6 +23,9 @@ RBAC_RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("", ("pods/log",), ("get",)),
     ("", ("pods/exec",), ("create", "get")),
     ("networking.k8s.io", ("networkpolicies",), ("get", "list", "create", "patch", "delete")),
+    # mTLS mode mesh: Linkerd's policy objects (k8s_fixtures.tls.mesh); unused without Linkerd.
+    ("policy.linkerd.io", ("servers", "meshtlsauthentications", "authorizationpolicies"),
+     ("get", "list", "create", "patch", "delete")),
 )
 _FORBIDDEN = re.compile(
     r'User "(?P<user>[^"]*)" cannot (?P<verb>\S+) resource "(?P<resource>[^"]+)"'

@@ -3,8 +3,9 @@
 Modules, one job each: :mod:`.ca` (issue), :mod:`.validate` (check), :mod:`.secret` (Secret
 objects and files), :mod:`.native` (workload flags, gRPC credentials), :mod:`.sidecar`
 (stunnel + nftables per pod), :mod:`.capture` and :mod:`.pcap` (no plaintext on the wire),
-:mod:`.grpc_log` and :mod:`.stunnel_log` (refusal reasons, vocabulary in :mod:`.reasons`).
-See README.md in this directory for the Linkerd ``mesh`` mapping.
+:mod:`.grpc_log` and :mod:`.stunnel_log` (refusal reasons, vocabulary in :mod:`.reasons`),
+:mod:`.mesh` (Linkerd's objects for mode ``mesh``) and :mod:`.linkerd_metrics` (its proxy's
+allow/deny counters). See README.md in this directory.
 """
 
 from .ca import CertificateAuthority, IssuedCert, WorkloadIdentity, service_dns_names
