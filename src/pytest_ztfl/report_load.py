@@ -151,6 +151,29 @@ def check_events(out: Path, run: Run) -> EventsCheck:
     return EventsCheck("ok", f"`{rel}`: {len(from_events)} rounds match", elapsed)
 
 
+def calibration_notes(out: Path, runs: list[Run]) -> list[str]:
+    """One note per NET profile whose calibration (``calibration/<NET>.json``, referenced from
+    its cells' rows) missed its targets: those cells ran on a network other than specified."""
+    missed: dict[str, list[str]] = {}
+    for r in runs:
+        ref = r.calibration.get("ref")
+        if isinstance(ref, str) and r.calibration.get("passed") is False:
+            missed.setdefault(ref, []).append(r.id)
+    notes = []
+    for ref, ids in sorted(missed.items()):
+        try:
+            figures = json.loads((out / ref).read_text()).get("figures", [])
+            failed = [f for f in figures if isinstance(f, dict) and f.get("passed") is False]
+            what = ", ".join(str(f.get("name")) for f in failed)
+        except (OSError, ValueError, AttributeError):
+            what = "file unreadable"
+        notes.append(
+            f"`{ref}`: calibration missed its targets ({what or 'see the file'}); the "
+            f"{len(ids)} cells measured on it ran on a network other than specified"
+        )
+    return notes
+
+
 def load(out: Path) -> Loaded:
     """Everything the report needs from ``out``; :class:`ReportError` if there is nothing."""
     if not out.exists():
@@ -180,6 +203,7 @@ def load(out: Path) -> Loaded:
         ev = events[r.id]
         if ev.status != "ok":
             notes.append(f"cell {r.id}: event log {ev.status}: {ev.detail}")
+    notes += calibration_notes(out, runs)
     return Loaded(
         results_dir=out,
         source=source,

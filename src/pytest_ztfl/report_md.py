@@ -77,6 +77,20 @@ def _matrix_rows(a: Analysis) -> list[tuple[str, str]]:
     return out
 
 
+def _calibrations(runs: Sequence[Run]) -> str:
+    seen = {
+        (r.net, str(r.calibration.get("ref")), r.calibration.get("passed"))
+        for r in runs
+        if r.calibration
+    }
+    if not seen:
+        return "not recorded"
+    return "; ".join(
+        f"{net} {'passed' if ok else 'MISSED its targets' if ok is False else '?'} (`{ref}`)"
+        for net, ref, ok in sorted(seen, key=str)
+    )
+
+
 def metadata(a: Analysis) -> list[str]:
     runs = a.loaded.runs
     rows = _matrix_rows(a)
@@ -91,6 +105,7 @@ def metadata(a: Analysis) -> list[str]:
     )
     rows.append(("cells measured at once", _distinct(r.parallel or 1 for r in runs)))
     rows.append(("NET emulation", _distinct(r.net_mechanism for r in runs)))
+    rows.append(("NET calibration", _calibrations(runs)))
     rows.append(("NetworkPolicy", _distinct(r.netpol_action for r in runs)))
     rows.append(("mTLS", _distinct(r.mtls_mode for r in runs)))
     for key in ENV_KEYS:
@@ -183,6 +198,56 @@ def cells(a: Analysis) -> list[str]:
         f"n = {len(a.cells)} cells.",
         "",
         *table(head, (_cell_row(a, c) for c in a.cells)),
+    ]
+
+
+def _emulation_row(r: Run) -> list[str]:
+    e = r.emulation
+    classes = [c for c in (e.get("classes") or {}).values() if isinstance(c, dict)]
+
+    def total(key: str) -> int:
+        return sum(int(c.get(key) or 0) for c in classes)
+
+    held = total("held_total")
+    late = sum(float(c.get("late_mean_us") or 0) * int(c.get("held_total") or 0) for c in classes)
+    late_max = max((float(c.get("late_max_us") or 0) for c in classes), default=None)
+    per_round = e.get("delayline_cpu_s_per_round")
+    return [
+        f"`{r.id}`",
+        r.net_mechanism or "?",
+        str(total("seen")),
+        str(held),
+        num(late / held if held else None, "{:.0f}"),
+        num(late_max, "{:.0f}"),
+        str(total("dropped_loss")),
+        str(e.get("kernel_queue_drops", "n/a")),
+        num(per_round * 1e3 if isinstance(per_round, int | float) else None, "{:.1f}"),
+    ]
+
+
+def emulation(a: Analysis) -> list[str]:
+    runs = [c.run for c in a.cells if c.run.emulation]
+    if not runs:
+        return ["No cell ran through the delay line (NET0 only, or kernel netem)."]
+    head = (
+        "cell",
+        "mechanism",
+        "packets seen",
+        "held",
+        "release lateness mean us",
+        "max us",
+        "dropped (loss model)",
+        "kernel queue drops",
+        "delay line CPU ms per round",
+    )
+    return [
+        f"Source: `overlays.net.emulation` of {SOURCE}: the delay line's own counters over each "
+        "cell's life (proofs included). Release lateness is a held packet's actual minus "
+        "scheduled release, the emulator's timing error under the real FL traffic; CPU is the "
+        "delay line's user + system time from the rounds' release to the server's exit, per "
+        f"round (round_end events). n = {len(runs)} cells.",
+        "",
+        *table(head, (_emulation_row(r) for r in runs)),
     ]
 
 
@@ -311,6 +376,7 @@ def document(
         ("Run metadata", metadata(a)),
         ("Cells", cells(a)),
         ("Cell groups (pooled over seeds)", groups(a)),
+        ("NET emulation during the runs", emulation(a)),
         ("SLO verdicts", slo(a)),
         ("Seed study (ZeroTrust-FLBench) headline claims vs this run", headline(a)),
         (

@@ -63,6 +63,8 @@ class Run:
     source: str  # the file (and line) this row was read from, relative to the results dir
     events_file: str | None
     ignored: tuple[str, ...] = field(default=())  # optional fields dropped as malformed
+    emulation: dict[str, Any] = field(default_factory=dict)  # overlays.net.emulation
+    calibration: dict[str, Any] = field(default_factory=dict)  # overlays.net.calibration
 
     @property
     def durations(self) -> list[float]:
@@ -238,4 +240,8 @@ def from_row(row: Any, source: str) -> Run:
         source=source,
         events_file=_str(row.get("events_file")),
         ignored=tuple(ignored),
+        emulation=emu if isinstance(emu := _dig(row, "overlays", "net", "emulation"), dict) else {},
+        calibration=cal
+        if isinstance(cal := _dig(row, "overlays", "net", "calibration"), dict)
+        else {},
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 import subprocess
@@ -59,7 +60,8 @@ def test_report_names_every_cell_with_its_numbers(made: tuple[Path, Path, list[C
 def test_every_table_names_its_source_and_n(made: tuple[Path, Path, list[Cell], str]) -> None:
     text = made[3]
     for title in ("Run metadata", "Cells", "Cell groups (pooled over seeds)",
-                  "Seed study (ZeroTrust-FLBench) headline claims vs this run", "SLO verdicts"):
+                  "Seed study (ZeroTrust-FLBench) headline claims vs this run", "SLO verdicts",
+                  "NET emulation during the runs"):
         body = _section(text, title)
         assert "runs.jsonl" in body, title
         assert re.search(r"\bn = \d+|\d+ rounds", body), title
@@ -77,6 +79,19 @@ def test_metadata_shows_environment_matrix_and_mechanisms(
     assert str(rows[0]["environment"]["kernel"]) in meta
     commit = rows[0]["environment"]["git_commit"]
     assert (commit or "not recorded") in meta
+
+
+def test_emulation_table_lists_the_delay_line_account_of_each_shaped_cell(
+        made: tuple[Path, Path, list[Cell], str]) -> None:
+    body = _section(made[3], "NET emulation during the runs")
+    lines = [line for line in body.splitlines() if line.startswith("| `")]
+    assert sorted(line.split("`")[1] for line in lines) == sorted(
+        c.id for c in made[2] if c.net == "NET2")
+    # seen, held, lateness mean (held-weighted) and max, loss drops, queue drops, ms/round
+    assert all("| delayline | 2200 | 2000 | 61 | 900 | 5 | 0 | 100.0 |" in line
+               for line in lines), lines
+    assert "n = 8 cells" in body
+    assert "| cells measured at once | 1 |" in _section(made[3], "Run metadata")
 
 
 def test_headline_table_matches_stats_on_the_same_rows(
@@ -143,3 +158,27 @@ def test_importing_the_report_does_not_import_matplotlib() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+def test_a_missed_calibration_qualifies_the_report_and_names_its_cells(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    cells = build_results(results, matrix(data=("iid",), seeds=(0,)))
+    (results / "calibration").mkdir()
+    for net, ok in (("NET0", True), ("NET2", False)):
+        figures = [{"name": "loss up", "passed": True}, {"name": "rtt p50", "passed": ok}]
+        (results / "calibration" / f"{net}.json").write_text(json.dumps({"figures": figures}))
+    for path in (results / "cells").glob("*.json"):
+        row = json.loads(path.read_text())
+        net = row["cell"]["net"]
+        row["overlays"]["net"]["calibration"] = {"ref": f"calibration/{net}.json",
+                                                 "passed": net != "NET2"}
+        path.write_text(json.dumps(row))
+    text = write(results, tmp_path / "report").read_text(encoding="utf-8")
+    n2 = sum(c.net == "NET2" for c in cells)
+    assert n2 == 2
+    assert ("> - `calibration/NET2.json`: calibration missed its targets (rtt p50); the 2 cells "
+            "measured on it ran on a network other than specified") in text
+    assert "NET0.json`: calibration missed" not in text
+    meta = _section(text, "Run metadata")
+    assert ("| NET calibration | NET0 passed (`calibration/NET0.json`); NET2 MISSED its targets "
+            "(`calibration/NET2.json`) |") in meta

@@ -10,6 +10,7 @@ and removes every rule, qdisc and process on ``stop()``, even after errors.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
 import threading
@@ -80,6 +81,18 @@ class NetemStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """utime + stime of a live process (``/proc/<pid>/stat``), or None."""
+    if pid is None:
+        return None
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0]
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def class_spec(profile: Profile, direction: str) -> ClassSpec:
@@ -256,6 +269,20 @@ class NetemHandle:
             alive, reason = False, "the NFQUEUE rules are gone from the node namespace"
         return NetemStatus(self.mechanism, alive, reason, lv.pid, lv.heartbeat_age_s,
                            self.profiles(), dict(st.get("classes", {})), kdrops)
+
+    def usage(self) -> dict[str, Any]:
+        """What the emulation has done so far: per class (link direction) packets seen,
+        passed, held and dropped by the loss model, release lateness (held packets' actual
+        minus scheduled release: the emulator's own timing error), kernel queue drops, and the
+        delay line's CPU time (user + system) so far. Empty without a delay line."""
+        if self.delayline is None:
+            return {}
+        st = self.status(check_rules=False)
+        return {
+            "classes": st.classes,
+            "kernel_queue_drops": st.kernel_queue_drops,
+            "delayline_cpu_s": process_cpu_seconds(st.pid),
+        }
 
     def check(self, check_rules: bool = True) -> NetemStatus:
         """:meth:`status`, raising :class:`NetemFailure` if the emulation is not in force."""
