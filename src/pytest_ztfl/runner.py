@@ -347,7 +347,9 @@ def _measure(
             # round 2): after the run its app container, the only one with a shell, is gone.
             follower.round1_done.wait(timeout)
             plan = pf.ProofPlan(ns, run.python, run.image, cell.netpol, "mesh")
-            wire, admitted = pf.mesh_round(cluster, plan)
+            from k8s_fixtures.proofs_mesh import mesh_round
+
+            wire, admitted = mesh_round(cluster, plan)
             if mtls_overlay is not None:
                 mtls_overlay["accepted_identities"] = admitted
                 mtls_overlay["wire_proof"] = "not run: no pod network capture on this backend"

@@ -25,14 +25,8 @@ from typing import Any
 import pytest
 
 from k8s_fixtures.cluster import ContainerStatus, ExecResult, PodStatus
-from k8s_fixtures.proofs import (
-    IDENTITY,
-    METRICS_SCRIPT,
-    NOCERT,
-    ProofPlan,
-    judge_mesh_round,
-    mesh_proofs,
-)
+from k8s_fixtures.proofs import IDENTITY, NOCERT, ProofPlan
+from k8s_fixtures.proofs_mesh import METRICS_SCRIPT, judge_mesh_round, mesh_proofs
 from k8s_fixtures.tls import linkerd_metrics as lm
 from k8s_fixtures.tls import mesh
 
