@@ -23,6 +23,7 @@ mTLS mode ``mesh`` (Linkerd) reads its mTLS verdicts from the server proxy inste
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -39,6 +40,7 @@ PROBE_DIR = "/var/run/ztfl/probe-tls"
 ROGUE, PEER, NOCERT = "ztfl-probe-rogue", "ztfl-probe-peer", "ztfl-probe-nocert"
 IDENTITY, IDENTITY_SA = "ztfl-probe-identity", "ztfl-probe-other"  # mesh: a meshed stranger
 CLIENT_SA = "fl-client"
+REFUSAL_LOG_WAIT = 5.0  # s for the server's refusal line after the client saw the refusal
 ECHO = b"ztfl-client-to-client"
 
 
@@ -266,10 +268,16 @@ def run_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
                 *tls_args,
             ],
         )
+        refused = not r["ok"] and r.get("code") == "UNAVAILABLE"
         reasons = _server_refusals(cluster, plan)
+        deadline = time.monotonic() + REFUSAL_LOG_WAIT
+        while refused and len(reasons) == before and time.monotonic() < deadline:
+            # The client sees the reset before the server's line is written (and read back
+            # through the pod's log): wait for it, bounded.
+            time.sleep(0.1)
+            reasons = _server_refusals(cluster, plan)
         new = reasons[before:]
         before = len(reasons)
-        refused = not r["ok"] and r.get("code") == "UNAVAILABLE"
         proofs.append(
             Proof(
                 name,
