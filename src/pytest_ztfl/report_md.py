@@ -203,14 +203,16 @@ def cells(a: Analysis) -> list[str]:
 
 def _emulation_row(r: Run) -> list[str]:
     e = r.emulation
-    classes = [c for c in (e.get("classes") or {}).values() if isinstance(c, dict)]
+    life = [c for c in (e.get("classes") or {}).values() if isinstance(c, dict)]
+    # rows before the per-round split carry only whole-cell counters
+    rounds = [c for c in (e.get("rounds") or {}).values() if isinstance(c, dict)] or life
 
     def total(key: str) -> int:
-        return sum(int(c.get(key) or 0) for c in classes)
+        return sum(int(c.get(key) or 0) for c in rounds)
 
     held = total("held_total")
-    late = sum(float(c.get("late_mean_us") or 0) * int(c.get("held_total") or 0) for c in classes)
-    late_max = max((float(c.get("late_max_us") or 0) for c in classes), default=None)
+    late = sum(float(c.get("late_mean_us") or 0) * int(c.get("held_total") or 0) for c in rounds)
+    late_max = max((float(c.get("late_max_us") or 0) for c in life), default=None)
     per_round = e.get("delayline_cpu_s_per_round")
     return [
         f"`{r.id}`",
@@ -235,17 +237,18 @@ def emulation(a: Analysis) -> list[str]:
         "packets seen",
         "held",
         "release lateness mean us",
-        "max us",
+        "max us (whole cell)",
         "dropped (loss model)",
         "kernel queue drops",
         "delay line CPU ms per round",
     )
     return [
-        f"Source: `overlays.net.emulation` of {SOURCE}: the delay line's own counters over each "
-        "cell's life (proofs included). Release lateness is a held packet's actual minus "
-        "scheduled release, the emulator's timing error under the real FL traffic; CPU is the "
-        "delay line's user + system time from the rounds' release to the server's exit, per "
-        f"round (round_end events). n = {len(runs)} cells.",
+        f"Source: `overlays.net.emulation` of {SOURCE}: the delay line's own counters, from "
+        "the rounds' release to the server's exit (`rounds`), except the max lateness, which "
+        "covers the whole cell (pod start-up and proofs included). Release lateness is a held "
+        "packet's actual minus scheduled release: the emulator's timing error under the real "
+        "FL traffic. CPU is the delay line's user + system time over the rounds, per round "
+        f"(round_end events). n = {len(runs)} cells.",
         "",
         *table(head, (_emulation_row(r) for r in runs)),
     ]

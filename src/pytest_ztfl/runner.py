@@ -224,7 +224,9 @@ def run_cell(
                 line + "\n" for line in text.splitlines() if line.startswith("{")
             ).encode()
             if after:
-                overlays["net"]["emulation"] = _emulation(before, after, len(log.of("round_end")))
+                from k8s_fixtures.netem.account import between
+
+                overlays["net"]["emulation"] = between(before, after, len(log.of("round_end")))
         pods = _pod_states(cluster, ns)
         if cell.tls and run.tls == "sidecar":
             subjects = _accepted(cluster, ns)
@@ -374,19 +376,6 @@ def _measure(
                 "not run: this backend gives no access to the pod network",
             )
     return wire
-
-
-def _emulation(before: dict[str, Any], after: dict[str, Any], rounds: int) -> dict[str, Any]:
-    """The delay line's work in this cell: its counters over the cell's life (proofs
-    included), its CPU time over the rounds (release to the server's exit) and per round."""
-    cpu0, cpu1 = before.get("delayline_cpu_s"), after.get("delayline_cpu_s")
-    cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
-    return {
-        "classes": after.get("classes", {}),
-        "kernel_queue_drops": after.get("kernel_queue_drops"),
-        "delayline_cpu_s_rounds": cpu,
-        "delayline_cpu_s_per_round": cpu / rounds if cpu is not None and rounds else None,
-    }
 
 
 def _wait_container_done(cluster: Any, ns: str, pod: str, container: str, timeout: float) -> None:
