@@ -204,8 +204,7 @@ def cells(a: Analysis) -> list[str]:
 def _emulation_row(r: Run) -> list[str]:
     e = r.emulation
     life = [c for c in (e.get("classes") or {}).values() if isinstance(c, dict)]
-    # rows before the per-round split carry only whole-cell counters
-    rounds = [c for c in (e.get("rounds") or {}).values() if isinstance(c, dict)] or life
+    rounds = [c for c in (e.get("rounds") or {}).values() if isinstance(c, dict)]
 
     def total(key: str) -> int:
         return sum(int(c.get(key) or 0) for c in rounds)

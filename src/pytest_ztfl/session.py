@@ -50,6 +50,7 @@ class ZtflSession:
         self.planned: list[mx.Cell] = []  # the cells the collected tests use, in test order
         self.rows: dict[str, dict[str, Any]] = {}
         self._prefetch: Any = None  # pytest_ztfl.prefetch.Prefetcher with --ztfl-parallel > 1
+        self._calibrated: dict[str, dict[str, Any]] = {}  # NET -> its calibration reference
         self._clocks: dict[str, ReplayClock] = {}
         self._cluster: Any = None
         self._backend_note = ""
@@ -203,6 +204,8 @@ class ZtflSession:
     def calibration(self, net: str) -> dict[str, Any]:
         """Calibrate profile ``net`` once per results directory (``calibration/<NET>.json``)
         on a private link of this machine; every cell of that NET references it."""
+        if net in self._calibrated:
+            return self._calibrated[net]
         ref = f"calibration/{net}.json"
         path = self.store.out / ref
         if not path.exists():
@@ -223,7 +226,8 @@ class ZtflSession:
                     stacklevel=1,
                 )
         passed = bool(json.loads(path.read_text()).get("passed"))
-        return {"ref": ref, "passed": passed}
+        self._calibrated[net] = {"ref": ref, "passed": passed}
+        return self._calibrated[net]
 
     def baseline(self, cell: mx.Cell) -> dict[str, Any] | None:
         """The SEC0 row with the same NET, data and seed, if this run has it."""
