@@ -33,6 +33,7 @@ from k8s_fixtures.tls import mesh
 from k8s_fixtures.tls.ca import CertificateAuthority
 from k8s_fixtures.tls.capture import CaptureVerdict
 from k8s_fixtures.tls.grpc_log import grpc_handshake_failures
+from k8s_fixtures.tls.reasons import NO_CLIENT_CERT, UNKNOWN_CA
 from k8s_fixtures.tls.secret import to_secret
 from k8s_fixtures.tls.stunnel_log import stunnel_handshake_failures
 
@@ -115,6 +116,11 @@ def probe_pods(
             [*plan.python, "-m", "k8s_fixtures.tls.probe", "echo-server", "--port", str(plan.port)],
         ),
     ]
+    # ready = listening: a refused connection to the peer must mean the policy, not start-up
+    objs[1]["spec"]["containers"][0]["readinessProbe"] = {
+        "tcpSocket": {"port": plan.port},
+        "periodSeconds": 1,
+    }
     if meshed:
         account: Obj = {
             "apiVersion": "v1",
@@ -170,6 +176,22 @@ def _server_refusals(cluster: Cluster, plan: ProofPlan) -> list[str]:
     return [f.reason for f in grpc_handshake_failures(text)]
 
 
+# Errors of a connection attempt a policy causes: refused (reject), unanswered (drop), reset.
+# Anything else (the probe did not run, DNS failed, no address) shows nothing about the policy.
+BLOCKED_ERRORS = ("ConnectionRefusedError", "ConnectionResetError", "TimeoutError", "timed out",
+                  "No route to host")
+
+
+def _as_expected(r: dict[str, Any], blocked: bool) -> bool:
+    """Did the probe show what the policy should do? ``open``: it connected. ``blocked``: the
+    attempt itself failed the way a policy makes it fail (``tcp-call`` through a mesh proxy:
+    the proxy closed it without an echo, which reports no error)."""
+    if r.get("ok"):
+        return not blocked
+    error = str(r.get("error", ""))
+    return blocked and (("reply" in r and not error) or any(e in error for e in BLOCKED_ERRORS))
+
+
 def run_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
     """Every pre-measurement proof for the plan's security level (probe pods must be ready)."""
     target = f"{plan.server}:{plan.port}"
@@ -193,7 +215,7 @@ def run_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
             "rogue-to-server",
             "netpol",
             expect,
-            bool(r["ok"]) != plan.netpol,
+            _as_expected(r, plan.netpol),
             f"rogue -> {target}: {'connected' if r['ok'] else r.get('error')}",
         )
     )
@@ -219,7 +241,7 @@ def run_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
             "client-to-client",
             "netpol",
             expect,
-            bool(r["ok"]) != plan.netpol,
+            _as_expected(r, plan.netpol),
             f"fl-client-0 -> client-labelled {peer}: {outcome}",
         )
     )
@@ -238,10 +260,12 @@ def run_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
             Proof(name, "mtls", "refused", False, f"server side unreadable: {exc}")
             for name in ("no-cert-refused", "other-ca-refused")
         ]
+    # (proof, the server-side reason that shows the server's own check refused it, args)
     cases = [
-        ("no-cert-refused", ["--tls-ca", f"{PROBE_DIR}/ca.crt"]),
+        ("no-cert-refused", NO_CLIENT_CERT, ["--tls-ca", f"{PROBE_DIR}/ca.crt"]),
         (
             "other-ca-refused",
+            UNKNOWN_CA,
             [
                 "--tls-ca",
                 f"{PROBE_DIR}/ca.crt",
@@ -252,7 +276,7 @@ def run_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
             ],
         ),
     ]
-    for name, tls_args in cases:
+    for name, reason, tls_args in cases:
         r = probe_exec(
             cluster,
             plan,
@@ -283,7 +307,9 @@ def run_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
                 name,
                 "mtls",
                 "refused",
-                refused and bool(new),
+                # another reason (e.g. peer_alert: the probe refused the server) is not this
+                # control's refusal
+                refused and reason in new,
                 f"client saw {r.get('code') or r.get('error')}; "
                 f"server side: {', '.join(new) or 'no refusal logged'}",
             )

@@ -85,6 +85,15 @@ def cell_unsupported(backend: str, cell: Cell) -> str | None:
     reason, as cells of an unavailable kind/kube backend do."""
     if backend == "local" and cell.tls and cell.mtls == "mesh":
         return MESH_NEEDS_KUBE
+    if backend != "local" and cell.fault is not None:
+        from pytest_ztfl import faults
+
+        fault = faults.get(cell.fault)
+        if fault is not None and fault.local_only:
+            return (
+                f"fault {fault.name}: injected through the local backend's node (nft, the delay "
+                f"line); on {backend} run it with --ztfl-backend=local"
+            )
     return None
 
 

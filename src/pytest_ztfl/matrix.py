@@ -104,9 +104,12 @@ class Cell:
     def tls(self) -> bool:
         return self.sec in ("SEC2", "SEC3")
 
-    def baseline(self) -> tuple[str, str, str, int]:
-        """The key of the SEC0 cell this cell's overhead is measured against."""
-        return ("SEC0", self.net, self.data, self.seed)
+    def baseline(self, cells: Iterable[Cell]) -> Cell | None:
+        """The SEC0 cell this cell's overhead is measured against: same NET, data, seed and
+        fault, else (a fault SEC0 cannot carry, e.g. an mTLS one) the unfaulted one."""
+        same = {c.fault: c for c in cells
+                if (c.sec, c.net, c.data, c.seed) == ("SEC0", self.net, self.data, self.seed)}
+        return same.get(self.fault, same.get(None))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

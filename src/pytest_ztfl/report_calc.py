@@ -182,13 +182,17 @@ def _group(key: GroupKey, runs: list[Run], loaded: Loaded) -> GroupStats:
 def analyse(loaded: Loaded) -> Analysis:
     runs = loaded.runs
     show_mtls = len({r.mtls for r in runs if r.sec in ("SEC2", "SEC3") and r.mtls}) > 1
-    baselines = {(r.net, r.data, r.seed): r for r in runs if r.sec == "SEC0"}
+    # the gate's rule (matrix.Cell.baseline): same NET, data, seed and fault, else unfaulted
+    baselines = {(r.net, r.data, r.seed, r.fault): r for r in runs if r.sec == "SEC0"}
     cells = []
     for r in runs:
         if r.sec == "SEC0":
             rs: tuple[stats.RatioCI, ...] = ()
             why = "baseline"
-        elif (base := baselines.get((r.net, r.data, r.seed))) is None:
+        elif (
+            base := baselines.get((r.net, r.data, r.seed, r.fault))
+            or baselines.get((r.net, r.data, r.seed, None))
+        ) is None:
             rs, why = (), f"no SEC0 cell with {r.net}, {r.data}, seed {r.seed}"
         else:
             rs, why = ratios(r.durations, base.durations, r.seed)

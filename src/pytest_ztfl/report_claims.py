@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pytest_ztfl import gates, stats
 from pytest_ztfl.report_calc import GROUP_SEED, Analysis, ratios
-from pytest_ztfl.report_fmt import ci_text, ratio_text
+from pytest_ztfl.report_fmt import UNRELIABLE, ci_text, ratio_text
 from pytest_ztfl.report_model import Run
 
 NOT_MEASURED = "not measured in this run"
@@ -115,7 +115,7 @@ def _interaction(a: Analysis, sec3: str, q: float, scale: stats.Scale) -> Claim:
     if scale == "log" and math.isfinite(ic.estimate):
         value += f" (ratio of ratios {ic.ratio_of_ratios:.3g}x)"
     if not ic.reliable:
-        value += "*"
+        value += UNRELIABLE
     return Claim(topic, value, n_text, source, rule, "" if ic.reliable else ic.note)
 
 

@@ -62,17 +62,20 @@ def _read_text(path: Path) -> str:
         raise RowError(f"cannot read: {exc.strerror}") from None
 
 
+def _parse_row(text: str, rel: str) -> Run:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RowError(_json_problem(exc, len(text))) from None
+    return from_row(raw, rel)
+
+
 def _cell_files(out: Path, notes: list[str]) -> list[Run]:
     runs = []
     for path in sorted((out / "cells").glob("*.json")):
         rel = f"cells/{path.name}"
         try:
-            text = _read_text(path)
-            try:
-                raw = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise RowError(_json_problem(exc, len(text))) from None
-            run = from_row(raw, rel)
+            run = _parse_row(_read_text(path), rel)
         except RowError as exc:
             notes.append(f"`{rel}`: {exc}; cell skipped")
             continue
@@ -93,11 +96,7 @@ def _runs_jsonl(out: Path, notes: list[str]) -> list[Run]:
             continue
         rel = f"runs.jsonl:{n}"
         try:
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RowError(_json_problem(exc, len(line))) from None
-            run = from_row(raw, rel)
+            run = _parse_row(line, rel)
         except RowError as exc:
             notes.append(f"`{rel}`: {exc}; line skipped")
             continue
@@ -137,16 +136,25 @@ def check_events(out: Path, run: Run) -> EventsCheck:
     if not ends and log.events:
         ends = [log.events[-1]["t"]]
     elapsed = float(ends[-1]) - float(starts[0]) if starts and ends else None
-    from_events = summarize(log).durations
-    from_row_ = [r.duration for r in run.rounds]
+    summary = summarize(log)
+    from_events = [(r.ok, r.duration) for r in summary.rounds]
+    from_row_ = [(r.ok, r.duration) for r in run.rounds]
     if len(from_events) != len(from_row_) or not all(
-        math.isclose(a, b, abs_tol=1e-6) for a, b in zip(from_events, from_row_, strict=True)
+        a[0] == b[0] and math.isclose(a[1], b[1], abs_tol=1e-6)
+        for a, b in zip(from_events, from_row_, strict=True)
     ):
         return EventsCheck(
             "mismatch",
-            f"`{rel}` has {len(from_events)} round durations that "
+            f"`{rel}` has {len(from_events)} rounds whose durations or ok flags "
             f"differ from the row's {len(from_row_)}",
             elapsed,
+        )
+    tta_e, tta_r = summary.tta_seconds, run.tta_seconds
+    if (tta_e is None) != (tta_r is None) or (
+        tta_e is not None and tta_r is not None and not math.isclose(tta_e, tta_r, abs_tol=1e-6)
+    ):
+        return EventsCheck(
+            "mismatch", f"`{rel}` gives time-to-accuracy {tta_e}, the row {tta_r}", elapsed
         )
     return EventsCheck("ok", f"`{rel}`: {len(from_events)} rounds match", elapsed)
 

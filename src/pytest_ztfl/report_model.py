@@ -40,6 +40,7 @@ class Run:
     data: str
     seed: int
     mtls: str | None
+    fault: str | None  # the cell's fault scenario, None without one
     success: bool
     success_reason: str
     rounds_planned: int
@@ -208,6 +209,7 @@ def from_row(row: Any, source: str) -> Run:
         data=cell["data"],
         seed=cell["seed"],
         mtls=mtls if isinstance(mtls, str) else None,
+        fault=_str(cell.get("fault")),
         success=row["success"],
         success_reason=str(row.get("success_reason") or ""),
         rounds_planned=planned,

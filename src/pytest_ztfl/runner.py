@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,9 @@ def run_cell(
             before = handle.usage() if handle is not None else {}
             wire = _measure(cluster, cell, run, fault, progress, overlays["mtls"])
             after = handle.usage() if handle is not None else {}
+            if after and not after["alive"]:
+                # the watch polls; this is the last look, as the run ends
+                net_failures.append(f"netem: {after['reason']}")
             if wire.expect == "not-run":
                 # Not a proof that passed: say so where the row describes the mTLS overlay.
                 overlays["mtls"]["wire_proof"] = wire.detail
@@ -248,6 +252,18 @@ def run_cell(
     # The fault's attribution: evidence per client, and clients it kept from ever joining
     # (the server has no event of them: one failure each, of the class that kept them out).
     att = faults.observe(fault, run, log, pods, server_log)
+    if fault is not None:
+        done = faults.actions(ns)
+        overlays["fault"] = {"name": fault.name, "actions": [asdict(a) for a in done]}
+        # an injector's own failure (a probe's "error" is its finding, not a failure)
+        broken = [
+            a.detail
+            for a in done
+            if a.kind == "error" or (a.kind == "delayline-kill" and "error" in a.detail)
+        ]
+        if broken and error is None:
+            # a fault that was not injected as planned: the cell measured something else
+            error = f"fault {fault.name}: not injected as planned: {broken[0]}"
     evidence.update(att.evidence)
     for cls in att.absent.values():
         harness_failures[cls] = harness_failures.get(cls, 0) + 1
@@ -361,6 +377,11 @@ def _measure(
             stop.set()
             if injector is not None:
                 injector.join(timeout=30)
+                if injector.is_alive():
+                    t = time.time()
+                    faults.record(
+                        ns, faults.Action("error", None, t, t, {"error": "injector still running"})
+                    )
         follower.join(timeout=10)
         if cap is not None and wire is None:
             try:

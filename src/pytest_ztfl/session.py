@@ -42,6 +42,7 @@ class ZtflSession:
         settings: options.Settings,
         store: ResultStore,
         progress: Callable[[str], None] = lambda _: None,
+        backend: tuple[str, str] | None = None,  # (name, why) when already resolved
     ) -> None:
         self.progress = progress
         self.settings = settings
@@ -57,7 +58,7 @@ class ZtflSession:
         self._platform: Any = None
         from pytest_ztfl import backends
 
-        name, why = backends.choose(settings.backend, settings.kube_context)
+        name, why = backend or backends.choose(settings.backend, settings.kube_context)
         self.backend_name, self.backend_why = name, why
         self.unavailable = backends.unavailable(name, settings.kube_context)
 
@@ -67,9 +68,18 @@ class ZtflSession:
         assert s is not None
         from pytest_ztfl import backends
 
-        refused = backends.matrix_unsupported(s.backend, s.matrix.cells())
+        cells = s.matrix.cells()
+        refused = backends.matrix_unsupported(s.backend, cells)
         if refused is not None:
             raise pytest.UsageError(refused)
+        backend = backends.choose(s.backend, s.kube_context)
+        shaped = sorted({c.net for c in cells if c.net != "NET0"})
+        if s.parallel > 1 and backend[0] == "local" and shaped:
+            raise pytest.UsageError(
+                f"--ztfl-parallel={s.parallel}: the local backend shapes one cell's network at a "
+                f"time (one delay line per node), and this matrix has {', '.join(shaped)}; use "
+                "--ztfl-parallel=1 or a Kubernetes backend"
+            )
         store = ResultStore(s.out)
         try:
             store.prepare(s.matrix.to_dict(), s.resume)
@@ -88,7 +98,7 @@ class ZtflSession:
             with lock, capman.global_and_fixture_disabled():
                 reporter.write_line(line)
 
-        return cls(s, store, progress)
+        return cls(s, store, progress, backend)
 
     # ---- collection -------------------------------------------------------------------
     def select(self, filters: Mapping[str, Any]) -> list[mx.Cell]:
@@ -230,11 +240,9 @@ class ZtflSession:
         return self._calibrated[net]
 
     def baseline(self, cell: mx.Cell) -> dict[str, Any] | None:
-        """The SEC0 row with the same NET, data and seed, if this run has it."""
-        for c in self.cells:
-            if (c.sec, c.net, c.data, c.seed) == cell.baseline():
-                return self.rows.get(c.id) or self.store.done(c.id)
-        return None
+        """The row of the cell's SEC0 baseline (``Cell.baseline``), if this run has it."""
+        c = cell.baseline(self.cells)
+        return None if c is None else self.rows.get(c.id) or self.store.done(c.id)
 
     def gates(self, cell: mx.Cell, row: dict[str, Any]) -> list[Any]:
         """The cell's SLO verdicts, also stored in its row (``slo``) for reports."""
@@ -270,7 +278,8 @@ class ZtflSession:
                     path = report.write(self.store.out, self.settings.report)
                     self.progress(f"report: {path}")
                 except report.ReportError as exc:
-                    self.progress(f"ztfl report: error: {exc}")
+                    # the run asked for a report: its absence fails the session's teardown
+                    pytest.fail(f"ztfl report: error: {exc}", pytrace=False)
         finally:
             if self._cluster is not None and not self.settings.keep_cluster:
                 self._cluster.teardown()

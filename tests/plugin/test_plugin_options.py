@@ -70,6 +70,10 @@ def _usage_error(pytester: pytest.Pytester, *args: str) -> str:
         (["--ztfl-matrix=smoke", "--ztfl-rounds=0"], "--ztfl-rounds=0: must be between"),
         (["--ztfl-matrix=smoke", "--ztfl-parallel=0"], "--ztfl-parallel=0: must be between"),
         (["--ztfl-matrix=smoke", "--ztfl-parallel=two"], "--ztfl-parallel=two: expected"),
+        (
+            ["--ztfl-matrix=smoke", "--ztfl-parallel=2", "--ztfl-backend=local"],
+            "--ztfl-parallel=2: the local backend shapes one cell's network at a time",
+        ),
         (["--ztfl-matrix=smoke", "--ztfl-clients=many"], "--ztfl-clients=many: expected"),
         (["--ztfl-matrix=smoke", "--ztfl-model=huge"], "workload.model='huge'"),
         (["--ztfl-matrix=smoke", "--ztfl-backend=nope"], "--ztfl-backend=nope: expected one of"),
@@ -142,12 +146,12 @@ def test_mesh_cells_on_the_local_backend_named_explicitly_are_a_usage_error(
 
 
 def test_mesh_cells_skip_with_the_reason_when_auto_resolves_to_local(
-    pytester: pytest.Pytester, guarded: Tripwire
+    pytester: pytest.Pytester, guarded: Tripwire, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pytest_ztfl import backends
 
-    if backends.choose("auto", None)[0] != "local":
-        pytest.skip("auto resolves to kind/kube on this machine: mesh cells would run")
+    # what auto resolves to depends on the machine: make it local here, whatever this one has
+    monkeypatch.setattr(backends, "choose", lambda backend, context: ("local", "no kind here"))
     result = pytester.runpytest_inprocess(
         "--ztfl-matrix=smoke", "--ztfl-mtls=mesh", "-k", "SEC3", "-p", "no:cacheprovider", "-rs"
     )

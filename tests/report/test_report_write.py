@@ -117,6 +117,11 @@ def test_headline_table_matches_stats_on_the_same_rows(
     line = next(x for x in head.splitlines() if "overhead at NET0" in x)
     assert f"{ratio.estimate:.3g}x [{ratio.ci_low:.3g}, {ratio.ci_high:.3g}]" in line
     assert "SEC3/NET0: 48 rounds / 4 cells vs SEC0/NET0: 48 rounds / 4 cells" in line
+    # NET2 holds the cell with a failed round: only completed rounds enter the statistic
+    ratio2 = stats.overhead_ratio(pooled("SEC3", "NET2"), pooled("SEC0", "NET2"), 0.99)
+    line2 = next(x for x in head.splitlines() if "overhead at NET2" in x)
+    assert f"{ratio2.estimate:.3g}x [{ratio2.ci_low:.3g}, {ratio2.ci_high:.3g}]" in line2
+    assert "SEC3/NET2: 47 rounds / 4 cells vs SEC0/NET2: 48 rounds / 4 cells" in line2
     fail = next(x for x in head.splitlines() if "failure rate, all cells" in x)
     assert "(1 failed); cells successful 15/16" in fail and "192 planned rounds" in fail
 

@@ -207,21 +207,18 @@ class Node:
             self._batch(None, [f"netns del {ns}" for ns in names], force=True)
 
     def remove_pods(self, names: Sequence[str]) -> None:
-        """Remove several pods with one ``ip`` run."""
+        """Remove several pods with one ``ip`` run each for their links and namespaces."""
         links = [self.pods.pop(n) for n in names if n in self.pods]
+        if links:
+            # The kernel tears a deleted namespace's devices down asynchronously: delete the
+            # veth pairs first (synchronous), or a pod re-created at once under the same name
+            # finds its node-side veth name still taken ("File exists").
+            self._batch(self.netns, [f"link del {link.host_if}" for link in links], force=True)
         self._del_netns([link.netns for link in links])
-
-    def remove_pod(self, name: str) -> None:
-        link = self.pods.pop(name, None)
-        if link is None:
-            return
-        # Deleting the namespace destroys eth0 and with it the veth peer in the node.
-        self._run(["ip", "netns", "del", link.netns], check=False)
 
     def destroy(self) -> None:
         """Remove every pod namespace and the node namespace; never raises for missing ones."""
-        for name in list(self.pods):
-            self.remove_pod(name)
+        self.remove_pods(list(self.pods))
         self._run(["ip", "netns", "del", self.netns], check=False)
 
 

@@ -274,11 +274,14 @@ class NetemHandle:
         """What the emulation has done so far: per class (link direction) packets seen,
         passed, held and dropped by the loss model, release lateness (held packets' actual
         minus scheduled release: the emulator's own timing error), kernel queue drops, and the
-        delay line's CPU time (user + system) so far. Empty without a delay line."""
+        delay line's CPU time (user + system) so far, and whether the emulation is in force
+        now (rules included). Empty without a delay line."""
         if self.delayline is None:
             return {}
-        st = self.status(check_rules=False)
+        st = self.status(check_rules=True)
         return {
+            "alive": st.alive,
+            "reason": st.reason,
             "classes": st.classes,
             "kernel_queue_drops": st.kernel_queue_drops,
             "delayline_cpu_s": process_cpu_seconds(st.pid),

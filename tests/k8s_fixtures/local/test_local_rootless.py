@@ -41,14 +41,20 @@ def user_processes(uid: int) -> list[int]:
     return out
 
 
+def _skip_or_fail(why: str) -> None:
+    if os.environ.get("ZTFL_REQUIRE_PRIVILEGED") == "1":  # CI: rootless must be tested
+        pytest.fail(f"ZTFL_REQUIRE_PRIVILEGED=1 but {why}", pytrace=False)
+    pytest.skip(why)
+
+
 @pytest.fixture
 def user() -> Iterator[pwd.struct_passwd]:
     if shutil.which("useradd") is None:
-        pytest.skip("useradd is not installed: cannot create an ordinary user for the test")
+        _skip_or_fail("useradd is not installed: cannot create an ordinary user for the test")
     r = subprocess.run([PY, "-c", "import yaml"], capture_output=True)
     if r.returncode != 0:
-        pytest.skip(f"{PY} lacks PyYAML (python3-yaml): the ordinary user cannot import "
-                    "k8s_fixtures")
+        _skip_or_fail(f"{PY} lacks PyYAML (python3-yaml): the ordinary user cannot import "
+                      "k8s_fixtures")
     name = f"ztlc{secrets.token_hex(3)}"
     subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
     pw = pwd.getpwnam(name)
