@@ -10,8 +10,7 @@ from typing import Any
 class FaultRun:
     row: dict[str, Any]
     events: list[dict[str, Any]]
-    classes: dict[str, int]  # harness failure classes (row's when wired, else computed)
-    attribution: Any  # faults.Attribution
+    classes: dict[str, int]  # the row's harness failure classes
     actions: list[Any]  # faults.Action records of the injector
     server_log: str
 
@@ -44,12 +43,3 @@ class LogTap:
             self.server_log = "".join(lines)
             return iter(lines)
         return it
-
-
-def runner_wired() -> bool:
-    """Whether runner.run_cell/deploy_and_prove call the fault hooks themselves."""
-    from pytest_ztfl import runner
-
-    return "observe" in runner.run_cell.__code__.co_names and "render" in (
-        runner.deploy_and_prove.__code__.co_names
-    )

@@ -17,8 +17,10 @@ def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(cmd), capture_output=True, text=True, timeout=30)
 
 
+@functools.cache
 def probe_netem() -> tuple[bool, str]:
-    """(available, evidence): try ``tc qdisc add ... netem`` on a veth in a fresh namespace."""
+    """(available, evidence): try ``tc qdisc add ... netem`` on a veth in a fresh namespace.
+    Once per process: the kernel's modules do not change under a running harness."""
     ns = f"ztdl-probe-{os.getpid()}-{secrets.token_hex(3)}"
     made = _run("ip", "netns", "add", ns)
     if made.returncode != 0:
@@ -37,7 +39,6 @@ def probe_netem() -> tuple[bool, str]:
         _run("ip", "netns", "del", ns)
 
 
-@functools.cache
 def netem_available() -> bool:
-    """Cached :func:`probe_netem` result for this process."""
+    """:func:`probe_netem`'s verdict."""
     return probe_netem()[0]

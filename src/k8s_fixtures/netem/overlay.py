@@ -394,7 +394,9 @@ def apply(plan: Profile | NetPlan, node_netns: str,
     start = p.resolve(clients)
     mech, why = choose_mechanism(p, mechanism)
     owns = workdir is None
-    wd = Path(tempfile.mkdtemp(prefix="ztfl-netem-")) if workdir is None else workdir
+    # the node's name in the path (and so in the delay line's command line) lets leak checks
+    # find a delay line by the cluster it belongs to
+    wd = Path(tempfile.mkdtemp(prefix=f"ztfl-netem-{node_netns}-")) if workdir is None else workdir
     states = [LinkState(c, s, start[c.netns], queue_base + 2 * i, queue_base + 2 * i + 1)
               for i, (c, s) in enumerate(links)]
     h = NetemHandle(p, node_netns, states, mech, why, wd, heartbeat_s)
