@@ -39,6 +39,7 @@ from k8s_fixtures.tls.stunnel_log import stunnel_handshake_failures
 
 PROBE_DIR = "/var/run/ztfl/probe-tls"
 ROGUE, PEER, NOCERT = "ztfl-probe-rogue", "ztfl-probe-peer", "ztfl-probe-nocert"
+ROGUE_EGRESS = "ztfl-probe-rogue-egress"  # NetworkPolicy: the rogue's egress is unrestricted
 IDENTITY, IDENTITY_SA = "ztfl-probe-identity", "ztfl-probe-other"  # mesh: a meshed stranger
 CLIENT_SA = "fl-client"
 REFUSAL_LOG_WAIT = 5.0  # s for the server's refusal line after the client saw the refusal
@@ -121,6 +122,23 @@ def probe_pods(
         "tcpSocket": {"port": plan.port},
         "periodSeconds": 1,
     }
+    if plan.netpol:
+        # The default deny also denies the rogue's own egress: without this, rogue-to-server
+        # would pass even with a server ingress rule that admits everyone. With it, only the
+        # server's ingress rules stand between the rogue (an attacker whose egress nobody
+        # restricts, e.g. from another namespace) and the server.
+        objs.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": ROGUE_EGRESS, "namespace": plan.namespace},
+                "spec": {
+                    "podSelector": {"matchLabels": {"ztfl.io/fl-role": "rogue"}},
+                    "policyTypes": ["Egress"],
+                    "egress": [{}],
+                },
+            }
+        )
     if meshed:
         account: Obj = {
             "apiVersion": "v1",

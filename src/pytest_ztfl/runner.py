@@ -204,7 +204,7 @@ def run_cell(
                 f"{p.name} (expected {p.expect}): {p.detail}" for p in failed
             )
         else:
-            cluster.delete([o for o in probe_objs if o["kind"] == "Pod"])
+            cluster.delete([o for o in probe_objs if o["kind"] in ("Pod", "NetworkPolicy")])
             before = handle.usage() if handle is not None else {}
             wire = _measure(cluster, cell, run, fault, progress, overlays["mtls"])
             after = handle.usage() if handle is not None else {}

@@ -105,6 +105,34 @@ def test_sec1_without_policies_fails_its_proofs(left_off: dict[str, list[pf.Proo
     assert got["dns"].passed, explain(results)
 
 
+def test_rogue_proof_fails_when_the_server_ingress_rule_admits_everyone(live: Live) -> None:
+    """The rogue pod's own egress is opened for the proof (``ROGUE_EGRESS``), so only the
+    server's ingress rules can block it: replace ``ztfl-fl-server-ingress`` by one that admits
+    every pod and the rogue proof fails, while the clients' egress rule still blocks
+    client-to-client."""
+    out: list[pf.Proof] = []
+
+    def break_server_ingress(plan: pf.ProofPlan) -> None:
+        live.cluster.apply([{
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "ztfl-fl-server-ingress", "namespace": plan.namespace},
+            "spec": {
+                "podSelector": {"matchLabels": {"app.kubernetes.io/component": "fl-server"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [{}],
+            },
+        }])
+        out.extend(pf.run_proofs(live.cluster, plan))
+
+    before = by_name(live.prove_left_off(tiny("SEC1"), then=break_server_ingress))
+    assert before["rogue-to-server"].passed, before["rogue-to-server"].detail  # intact rules
+    after = by_name(out)
+    assert not after["rogue-to-server"].passed, explain(out)
+    assert after["rogue-to-server"].detail.endswith("connected"), after["rogue-to-server"].detail
+    assert after["client-to-client"].passed, explain(out)
+
+
 @pytest.mark.parametrize("mode", ["native", "sidecar"])
 def test_mtls_off_fails_the_refusal_proofs(
     left_off: dict[str, list[pf.Proof]], mode: str
