@@ -78,27 +78,49 @@ def _normalise(images: np.ndarray) -> np.ndarray:
     return (x - 0.1307) / 0.3081
 
 
-def load_mnist(root: Path | str, *, download: bool = False) -> Dataset:
-    """Load MNIST from ``root`` (see the module docstring for layouts and splits)."""
-    root = Path(root)
-    files = {
-        s: _find(root, s)
-        for s in (
-            "train-images-idx3-ubyte",
-            "train-labels-idx1-ubyte",
-            "t10k-images-idx3-ubyte",
-            "t10k-labels-idx1-ubyte",
-        )
-    }
+_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+          "t10k-labels-idx1-ubyte")
+
+
+def _files(root: Path, download: bool) -> dict[str, Path | None]:
+    files = {s: _find(root, s) for s in _STEMS}
     if files["t10k-images-idx3-ubyte"] is None and download:
         _download(root)
-        files = {s: _find(root, s) for s in files}
-    ti, tl = files["t10k-images-idx3-ubyte"], files["t10k-labels-idx1-ubyte"]
-    if ti is None or tl is None:
+        files = {s: _find(root, s) for s in _STEMS}
+    if files["t10k-images-idx3-ubyte"] is None or files["t10k-labels-idx1-ubyte"] is None:
         raise DataError(
             f"data dir {root}: no MNIST t10k-images/t10k-labels IDX files "
             "(expected <dir>/MNIST/raw/*.gz; pass --download on a machine with internet)"
         )
+    return files
+
+
+def check_mnist(root: Path | str, *, download: bool = False) -> str:
+    """Check that ``root`` holds readable MNIST (downloading it when absent and asked), without
+    building the float arrays a run needs; returns the source ("full" or "offline-test-split")."""
+    root = Path(root)
+    files = _files(root, download)
+    pairs = [("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
+    if files["train-images-idx3-ubyte"] and files["train-labels-idx1-ubyte"]:
+        pairs.append(("train-images-idx3-ubyte", "train-labels-idx1-ubyte"))
+    for images, labels in pairs:
+        n_x, n_y = len(read_idx(_path(files, images))), len(read_idx(_path(files, labels)))
+        if n_x != n_y:
+            raise DataError(f"data dir {root}: {n_x} {images} but {n_y} {labels}")
+    return "full" if len(pairs) == 2 else "offline-test-split"
+
+
+def _path(files: dict[str, Path | None], stem: str) -> Path:
+    p = files[stem]
+    assert p is not None
+    return p
+
+
+def load_mnist(root: Path | str, *, download: bool = False) -> Dataset:
+    """Load MNIST from ``root`` (see the module docstring for layouts and splits)."""
+    root = Path(root)
+    files = _files(root, download)
+    ti, tl = _path(files, "t10k-images-idx3-ubyte"), _path(files, "t10k-labels-idx1-ubyte")
     x_test, y_test = read_idx(ti), read_idx(tl)
     if len(x_test) != len(y_test):
         raise DataError(f"data dir {root}: {len(x_test)} test images but {len(y_test)} labels")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from fl_app import config as cfg
-from fl_app.data import load_mnist
+from fl_app.data import check_mnist
 from fl_app.events import read_events
 from fl_app.summary import render, summarize
 
@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Fetch the dataset once here (only when absent), not concurrently in every process.
         os.makedirs(ns.data_dir, exist_ok=True)
-        load_mnist(ns.data_dir, download=True)
+        check_mnist(ns.data_dir, download=True)
     except Exception as exc:  # DataError/OSError, or torchvision's URLError/RuntimeError offline
         if created:
             shutil.rmtree(ns.data_dir, ignore_errors=True)

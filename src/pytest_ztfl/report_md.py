@@ -284,12 +284,18 @@ def groups(a: Analysis) -> list[str]:
                 f"{g.failed_rounds}/{g.rounds_total}",
             ]
         )
+    notes = [
+        f"- TTA of {'/'.join(key)}: {a.groups[key].tta_note}"
+        for key in sorted(a.groups)
+        if a.groups[key].tta_note
+    ]
     return [
         f"Source: {SOURCE}, completed rounds pooled over seeds (as the seed study did); "
         "TTA from `metrics.tta_seconds`, censoring times from `events/<id>.jsonl` "
         f"(first round_start to run_end). n = {len(a.groups)} groups.",
         "",
         *table(head, rows),
+        *([""] + notes if notes else []),
     ]
 
 

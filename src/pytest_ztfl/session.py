@@ -290,11 +290,11 @@ def _ensure_data(path: str) -> None:
     """Make sure MNIST is in ``path`` (downloading it when absent); a usage error otherwise."""
     import os
 
-    from fl_app.data import DataError, load_mnist
+    from fl_app.data import DataError, check_mnist
 
     try:
         os.makedirs(path, exist_ok=True)
-        load_mnist(path, download=True)
+        check_mnist(path, download=True)
     except (OSError, DataError) as exc:
         raise pytest.UsageError(f"--ztfl-data={path}: {exc}") from None
     except Exception as exc:  # torchvision raises URLError/RuntimeError when offline

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fl_app.data import OFFLINE_TRAIN, DataError, load_mnist, read_idx
+from fl_app.data import OFFLINE_TRAIN, DataError, check_mnist, load_mnist, read_idx
 
 UBYTE, INT32 = 0x08, 0x0C
 
@@ -98,6 +98,24 @@ def test_load_mnist_refuses_missing_files_and_count_mismatch(tmp_path: Path) -> 
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(labels, UBYTE))
     with pytest.raises(DataError, match="5 test images but 4 labels"):
         load_mnist(tmp_path)
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["full", "test-split"])
+def test_check_mnist_names_the_source_like_load(tmp_path: Path, train: bool) -> None:
+    fake_mnist(tmp_path, 7, train=train, gz=True)
+    assert check_mnist(tmp_path) == load_mnist(tmp_path).source
+
+
+def test_check_mnist_refuses_what_load_refuses(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no MNIST t10k-images/t10k-labels IDX files"):
+        check_mnist(tmp_path)
+    fake_mnist(tmp_path, 5, train=True, gz=False)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(3, np.uint8), UBYTE))
+    with pytest.raises(DataError, match="5 train-images-idx3-ubyte but 3 train-labels"):
+        check_mnist(tmp_path)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\0\0\x08\x03" + b"\0" * 8)
+    with pytest.raises(DataError, match="IDX body has"):
+        check_mnist(tmp_path)
 
 
 def test_offline_split_of_the_shared_copy(data_dir: Path) -> None:

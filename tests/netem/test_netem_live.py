@@ -18,6 +18,7 @@ from k8s_fixtures.netem.calibrate import _env, probe_cmd, run_probe
 from k8s_fixtures.netem.detect import probe_netem
 from k8s_fixtures.netem.models import DelaySampler, class_rngs
 from k8s_fixtures.netem.overlay import class_spec
+from k8s_fixtures.netem.probe import one_way_ms
 from k8s_fixtures.netem.profiles import parse_profile
 from k8s_fixtures.netem.rules import CHAIN, bridge_nf
 from k8s_fixtures.netem.stats import binom_interval, mean, percentile, std
@@ -40,9 +41,7 @@ def _one_way(topo: Topo, client: PodLink, n: int, interval_ms: float
                   "--interval-ms", str(interval_ms), "--drain-s", "1.5")
     probes = r["probes"]
     assert isinstance(probes, list)
-    up = [(p["srv"] - p["sent"]) * 1e3 for p in probes if p["srv"] is not None]
-    down = [(p["back"] - p["srv"]) * 1e3 for p in probes
-            if p["srv"] is not None and p["back"] is not None]
+    up, down = one_way_ms(probes)
     return up, down, r
 
 

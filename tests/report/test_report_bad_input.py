@@ -78,6 +78,22 @@ def test_truncated_event_log_is_flagged_and_the_row_still_reported(results: Path
     assert line.endswith("| unreadable |")
 
 
+def test_a_censoring_time_without_a_usable_event_log_is_noted_under_the_groups(
+        results: Path) -> None:
+    """A run that never reached the target and whose event log is unusable is censored at
+    its summed round durations (a lower bound); the groups section says so for its group."""
+    cell = results / "cells" / "SEC0-NET2-iid-s0.json"
+    row = json.loads(cell.read_text())
+    row["metrics"]["tta_seconds"] = None
+    cell.write_text(json.dumps(row))
+    ev = results / "events" / "SEC0-NET2-iid-s0.jsonl"
+    ev.write_bytes(ev.read_bytes()[:-40])
+    text = write(results, results / "report").read_text(encoding="utf-8")
+    assert ("- TTA of SEC0/NET2/iid: 1 censoring time(s) from summed round durations "
+            "(event log unusable)") in text
+    assert "TTA of SEC0/NET0/iid" not in text
+
+
 def test_event_log_that_disagrees_with_the_row_is_flagged(results: Path) -> None:
     ev = results / "events" / "SEC3-NET0-iid-s0.jsonl"
     lines = ev.read_text().splitlines()

@@ -25,9 +25,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--profiles-file", default=None, help="a YAML file overriding/adding profiles")
     p.add_argument("--mechanism", choices=MECHANISMS, default="auto")
-    p.add_argument("--rtt-n", type=int, default=Sizes.rtt_n)
+    p.add_argument("--passes", type=int, default=Sizes.passes,
+                   help="delay/RTT passes, judged on their median (default %(default)s)")
+    p.add_argument("--rtt-n", type=int, default=Sizes.rtt_n, help="RTT samples per pass")
     p.add_argument("--loss-n", type=int, default=Sizes.loss_n)
-    p.add_argument("--delay-n", type=int, default=Sizes.delay_n)
+    p.add_argument("--delay-n", type=int, default=Sizes.delay_n,
+                   help="one-way delay probes per pass")
     p.set_defaults(func=run)
     return p
 
@@ -39,7 +42,12 @@ def run(args: argparse.Namespace) -> int:
     except (ProfileError, OSError) as e:
         print(f"ztfl calibrate: {e}", file=sys.stderr)
         return 2
-    sizes = Sizes(rtt_n=args.rtt_n, loss_n=args.loss_n, delay_n=args.delay_n)
+    if min(args.passes, args.rtt_n, args.delay_n, args.loss_n) < 1:
+        print("ztfl calibrate: --passes, --rtt-n, --delay-n and --loss-n must be >= 1",
+              file=sys.stderr)
+        return 2
+    sizes = Sizes(passes=args.passes, rtt_n=args.rtt_n, loss_n=args.loss_n,
+                  delay_n=args.delay_n)
     results = []
     for prof in profiles:
         results.append(calibrate(prof, mechanism=args.mechanism, sizes=sizes))

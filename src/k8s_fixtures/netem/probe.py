@@ -6,7 +6,9 @@ timeline), ``SOURCE <s>`` (send for <s> seconds), ``UDPSTAT <sid>`` (which UDP p
 when), and echoes every UDP probe with its arrival time; port+1 is a UDP discard port for
 floods. Client sub-commands ``rtt``, ``udp``, ``bulk`` and ``flood`` print one JSON
 document. Both ends use CLOCK_MONOTONIC of the same kernel, so one-way delays are measured
-directly.
+directly. UDP probes are stamped on arrival by the kernel (SO_TIMESTAMPNS: when the packet
+reached the socket), not when a Python thread got round to reading it, so the probes' own
+wake-up latency on a loaded machine is not counted as path delay.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ import time
 from typing import Any
 
 ECHO_SIZE = 64
-UDP_FMT = "!QIdd"  # session id, sequence, client send time, server receive time
+# session id, sequence, client send time, server arrival (kernel stamp), server reply send time
+UDP_FMT = "!QIddd"
 UDP_SIZE = 64
+SO_TIMESTAMPNS = 35  # asm-generic/socket.h (SO_TIMESTAMPNS_OLD); absent from Python's socket
+_TIMESPEC = struct.Struct("@qq")
 CHUNK = 64 * 1024
 TIMELINE_STEP_S = 0.02
 
@@ -72,6 +77,32 @@ class Timeline:
         return self.points
 
 
+def stamp_arrivals(sock: socket.socket) -> None:
+    """Ask the kernel to stamp every datagram this socket receives (CLOCK_REALTIME, ns)."""
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+
+def recv_stamped(sock: socket.socket, size: int) -> tuple[bytes, Any, float]:
+    """(data, address, arrival on CLOCK_MONOTONIC) of one datagram; the kernel's arrival
+    stamp is carried over to the monotonic clock by its age, so clock steps do not matter.
+    Without a stamp (not enabled) the arrival is the time the read returned."""
+    data, anc, _flags, addr = sock.recvmsg(size, socket.CMSG_SPACE(_TIMESPEC.size))
+    mono, real = time.monotonic(), time.time()
+    for level, kind, raw in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+            sec, nsec = _TIMESPEC.unpack_from(raw)
+            return data, addr, mono - max(0.0, real - (sec + nsec / 1e9))
+    return data, addr, mono
+
+
+def one_way_ms(probes: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """(up, down) one-way delays in ms of the probes that made each leg."""
+    up = [(p["srv"] - p["sent"]) * 1e3 for p in probes if p["srv"] is not None]
+    down = [(p["back"] - p["srv_send"]) * 1e3 for p in probes
+            if p["srv"] is not None and p["back"] is not None]
+    return up, down
+
+
 # ------------------------------------------------------------------------------- server
 
 class Server:
@@ -90,6 +121,7 @@ class Server:
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         udp.bind(("0.0.0.0", self.port))
+        stamp_arrivals(udp)
         threading.Thread(target=self.udp_loop, args=(udp,), daemon=True).start()
         # port+1: a UDP discard port that is never read (floods end here, no ICMP back)
         self.discard = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -102,14 +134,13 @@ class Server:
 
     def udp_loop(self, udp: socket.socket) -> None:
         while True:
-            data, addr = udp.recvfrom(2048)
-            now = time.monotonic()
+            data, addr, arrived = recv_stamped(udp, 2048)
             if len(data) < struct.calcsize(UDP_FMT):
                 continue
-            sid, seq, t_send, _ = struct.unpack_from(UDP_FMT, data)
+            sid, seq, t_send, _, _ = struct.unpack_from(UDP_FMT, data)
             with self.lock:
-                self.udp_seen.setdefault(sid, {})[seq] = now
-            out = struct.pack(UDP_FMT, sid, seq, t_send, now)
+                self.udp_seen.setdefault(sid, {})[seq] = arrived
+            out = struct.pack(UDP_FMT, sid, seq, t_send, arrived, time.monotonic())
             udp.sendto(out.ljust(UDP_SIZE, b"\0"), addr)
 
     def handle(self, conn: socket.socket) -> None:
@@ -211,6 +242,7 @@ def measure_udp(host: str, port: int, n: int, interval_ms: float, drain_s: float
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     s.connect((host, port))
+    stamp_arrivals(s)
     sent: dict[int, float] = {}
     back: dict[int, tuple[float, float]] = {}
     done = threading.Event()
@@ -219,13 +251,12 @@ def measure_udp(host: str, port: int, n: int, interval_ms: float, drain_s: float
         s.settimeout(0.05)
         while not done.is_set():
             try:
-                data = s.recv(2048)
+                data, _, arrived = recv_stamped(s, 2048)
             except TimeoutError:
                 continue
-            now = time.monotonic()
-            sid2, seq, _t_send, t_srv = struct.unpack_from(UDP_FMT, data)
+            sid2, seq, _t_send, _t_srv, t_reply = struct.unpack_from(UDP_FMT, data)
             if sid2 == sid:
-                back[seq] = (t_srv, now)
+                back[seq] = (t_reply, arrived)
 
     t = threading.Thread(target=rx)
     t.start()
@@ -237,7 +268,7 @@ def measure_udp(host: str, port: int, n: int, interval_ms: float, drain_s: float
             time.sleep(delay)
         now = time.monotonic()
         sent[i] = now
-        s.send(struct.pack(UDP_FMT, sid, i, now, 0.0).ljust(UDP_SIZE, b"\0"))
+        s.send(struct.pack(UDP_FMT, sid, i, now, 0.0, 0.0).ljust(UDP_SIZE, b"\0"))
     end = time.monotonic() + drain_s
     while time.monotonic() < end and len(back) < n:
         time.sleep(0.01)
@@ -253,6 +284,7 @@ def measure_udp(host: str, port: int, n: int, interval_ms: float, drain_s: float
     c.close()
     arrived = {int(k): float(v) for k, v in json.loads(raw).items()}
     probes = [{"seq": i, "sent": sent[i], "srv": arrived.get(i),
+               "srv_send": back[i][0] if i in back else None,
                "back": back[i][1] if i in back else None} for i in range(n)]
     return {"probes": probes}
 

@@ -1,0 +1,54 @@
+"""The probes' UDP arrival stamps come from the kernel, not from when Python read the socket."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+from k8s_fixtures.netem.probe import UDP_FMT, UDP_SIZE, one_way_ms, recv_stamped, stamp_arrivals
+
+
+def _pair(stamped: bool) -> tuple[socket.socket, socket.socket]:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    if stamped:
+        stamp_arrivals(rx)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx.connect(rx.getsockname())
+    return rx, tx
+
+
+def test_a_late_read_keeps_the_arrival_time() -> None:
+    """Read 200 ms after the datagram arrived: the stamp is the arrival, not the read."""
+    rx, tx = _pair(stamped=True)
+    with rx, tx:
+        sent = time.monotonic()
+        tx.send(b"x" * 64)
+        time.sleep(0.2)  # the read is late on purpose: that lateness must not be measured
+        data, _, arrived = recv_stamped(rx, 2048)
+        read = time.monotonic()
+    assert data == b"x" * 64
+    assert sent <= arrived + 1e-4  # loopback delivers within the send call
+    assert arrived - sent < 0.05, arrived - sent
+    assert read - arrived >= 0.19
+
+
+def test_without_stamping_the_arrival_is_the_read() -> None:
+    rx, tx = _pair(stamped=False)
+    with rx, tx:
+        sent = time.monotonic()
+        tx.send(b"y")
+        time.sleep(0.1)
+        _, _, arrived = recv_stamped(rx, 2048)
+    assert arrived - sent >= 0.1
+
+
+def test_one_way_ms_uses_the_reply_send_time_for_down() -> None:
+    probes = [{"sent": 1.0, "srv": 1.010, "srv_send": 1.012, "back": 1.032},
+              {"sent": 2.0, "srv": None, "srv_send": None, "back": None},
+              {"sent": 3.0, "srv": 3.020, "srv_send": None, "back": None}]
+    up, down = one_way_ms(probes)
+    assert [round(x, 6) for x in up] == [10.0, 20.0]
+    assert [round(x, 6) for x in down] == [20.0]
+    assert struct.calcsize(UDP_FMT) <= UDP_SIZE
