@@ -295,7 +295,7 @@ def groups(a: Analysis) -> list[str]:
         f"(first round_start to run_end). n = {len(a.groups)} groups.",
         "",
         *table(head, rows),
-        *([""] + notes if notes else []),
+        *(["", *notes] if notes else []),
     ]
 
 
