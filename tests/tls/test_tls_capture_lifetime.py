@@ -1,4 +1,5 @@
-"""A wire capture never outlives the harness that started it, even one killed by SIGKILL."""
+"""A wire capture never outlives the harness that started it, even one killed by SIGKILL; its
+flush waits for the marker and fails when the marker cannot be captured."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from k8s_fixtures.tls.capture import CaptureError, WireCapture
 
 CHILD = """
 import sys, time
@@ -54,3 +57,44 @@ def test_capture_dies_with_a_sigkilled_harness(tmp_path: Path) -> None:
             child.kill()
             child.wait()
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+@pytest.fixture
+def lo_netns() -> object:
+    ns = f"zttl-flush-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+@pytest.mark.privileged
+def test_flush_returns_once_the_marker_is_written_after_megabytes(lo_netns: str,
+                                                                  tmp_path: Path) -> None:
+    """Several MB captured before the flush: the marker is still found (incremental search)."""
+    cap = WireCapture(lo_netns, "lo", marker_to="127.0.0.1", workdir=tmp_path).start()
+    try:
+        blast = ("import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                 "for _ in range(600): s.sendto(b'z'*8000, ('127.0.0.1', 9))")
+        subprocess.run(["ip", "netns", "exec", lo_netns, sys.executable, "-c", blast],
+                       check=True)
+        cap.flush()
+        size = cap.path.stat().st_size
+    finally:
+        cap.stop()
+    assert size > 1_000_000  # tcpdump may drop some of a burst; megabytes were written
+    assert b"ztfl-capture-marker-" in cap.path.read_bytes()
+
+
+@pytest.mark.privileged
+def test_flush_fails_when_the_marker_cannot_be_captured(lo_netns: str, tmp_path: Path) -> None:
+    cap = WireCapture(lo_netns, "lo", marker_to="127.0.0.1", workdir=tmp_path, bpf="tcp",
+                      timeout=1.0).start()
+    try:
+        with pytest.raises(CaptureError, match=r"marker to 127\.0\.0\.1 never captured"):
+            cap.flush()
+    finally:
+        cap.stop()
+    assert cap.proc is not None and cap.proc.poll() is not None
