@@ -12,7 +12,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn
 
-from fl_app.models import MODELS
+from fl_app.model_sizes import MODELS
 from fl_app.partition import PartitionError, parse_split
 
 

@@ -15,7 +15,7 @@ import threading
 import torch
 from torch import nn
 
-MODELS = ("small", "paper")
+from fl_app.model_sizes import MODELS
 
 
 class SmallCNN(nn.Module):

@@ -22,9 +22,10 @@ from typing import Any
 
 import yaml
 
+from fl_app.model_sizes import MODELS
+
 SEC_LEVELS = ("SEC0", "SEC1", "SEC2", "SEC3")
 MTLS_MODES = ("sidecar", "native", "mesh")
-MODELS = ("small", "paper")
 
 
 class MatrixError(ValueError):

@@ -12,6 +12,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,6 +35,29 @@ def _net_profile_names(config: pytest.Config) -> list[str] | None:
 
 class ZtflCalibrationWarning(UserWarning):
     """A network profile, measured on this machine, misses its calibration targets."""
+
+
+class ZtflRoundBudgetWarning(UserWarning):
+    """A network profile's rates cannot move the model down and up within the round deadline."""
+
+
+def round_budget_warnings(cells: list[mx.Cell], profiles_path: str | Path | None) -> list[str]:
+    """One line per (NET, model, deadline) of the matrix whose round cannot fit: the minimum
+    transfer time (delay + serialisation at the profile's rates, each way) beats the deadline."""
+    from fl_app.model_sizes import model_bytes
+    from k8s_fixtures.netem import load_profiles, round_budget_warning
+
+    table = load_profiles(profiles_path)
+    by_key: dict[tuple[str, str, float], int] = {}
+    for c in cells:
+        key = (c.net, c.workload.model, c.workload.round_deadline)
+        by_key[key] = by_key.get(key, 0) + 1
+    out = []
+    for (net, model, deadline), n in sorted(by_key.items()):
+        line = round_budget_warning(table[net], model_bytes(model), deadline)
+        if line is not None:
+            out.append(f"{line}: {n} cell(s) with model {model} will miss it in every round")
+    return out
 
 
 class ZtflSession:
@@ -86,6 +110,8 @@ class ZtflSession:
         except ResultsError as exc:
             raise pytest.UsageError(str(exc)) from None
         _ensure_data(s.data)
+        for line in round_budget_warnings(cells, s.net_profiles):
+            config.issue_config_time_warning(ZtflRoundBudgetWarning(line), stacklevel=2)
 
         lock = threading.Lock()
 

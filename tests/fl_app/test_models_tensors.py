@@ -14,7 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from fl_app.models import MODELS, build_model, num_parameters
+from fl_app import model_sizes
+from fl_app.model_sizes import MODELS
+from fl_app.models import build_model, num_parameters
 from fl_app.proto import fl_pb2
 from fl_app.tensors import Layout, NDArrays, UpdateError, from_proto, state_to_arrays, to_proto
 
@@ -54,8 +56,15 @@ def test_parameter_counts(name: str, params: int) -> None:
     model = build_model(name)
     assert num_parameters(model) == params
     assert Layout.of(state_to_arrays(model.state_dict())).nbytes == 4 * params
+    # the torch-free table the plugin checks round budgets with says the same
+    assert model_sizes.PARAMETERS[name] == params
+    assert model_sizes.model_bytes(name) == Layout.of(state_to_arrays(model.state_dict())).nbytes
     out = model(torch.zeros(2, 1, 28, 28))
     assert tuple(out.shape) == (2, 10)
+
+
+def test_the_torch_free_table_lists_every_model() -> None:
+    assert set(model_sizes.PARAMETERS) == set(MODELS)
 
 
 def test_unknown_model_is_refused() -> None:

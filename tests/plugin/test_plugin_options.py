@@ -294,3 +294,39 @@ def test_usage_errors_create_no_namespace_and_no_state(
         errors = error_lines(run["stderr"].splitlines())
         assert len(errors) == 1 and expected in errors[0], run
     assert cluster_dirs(state_root) == []
+
+
+SLOW_LINK = """\
+profiles:
+  NET0:
+    description: none
+  NET9:
+    description: too slow for the paper CNN in 30 s
+    up: {delay_ms: 50, rate_mbit: 0.5}
+    down: {delay_ms: 50, rate_mbit: 1}
+"""
+
+
+def test_a_rate_too_low_for_the_round_deadline_warns_with_the_minimum_time(
+    pytester: pytest.Pytester, guarded: Tripwire
+) -> None:
+    """Issue 5's bad input: warned at configure time, before any cluster, with the computed
+    minimum transfer time; -W error turns it into a failed start."""
+    profiles = pytester.path / "slow.yaml"
+    profiles.write_text(SLOW_LINK)
+    matrix = pytester.path / "slow-matrix.yaml"
+    matrix.write_text(SEC01.replace("[NET0]", "[NET0, NET9]").replace(
+        "{clients: 2, rounds: 2}", "{clients: 2, rounds: 2, model: paper, round_deadline: 30}"))
+    args = (f"--ztfl-matrix={matrix}", f"--ztfl-net-profiles={profiles}", "--collect-only",
+            "-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess(*args)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    out = result.stdout.str()
+    # 4,799,528 B x 1514/1448 x 8: 80.3 s up at 0.5 Mbit/s + 40.1 s down at 1 + 0.1 s delay
+    assert ("ZtflRoundBudgetWarning: profile NET9: moving a 4799528 B model down and up takes "
+            "at least 120.54 s") in out, out
+    assert "more than the round deadline 30.00 s: 2 cell(s) with model paper" in out
+    assert "profile NET0" not in out
+    strict = pytester.runpytest_inprocess(
+        *args, "-W", "error::pytest_ztfl.session.ZtflRoundBudgetWarning")
+    assert strict.ret != pytest.ExitCode.OK
