@@ -76,6 +76,9 @@ class ResultStore:
         self.events_dir = out / "events"
         # cells saved from parallel workers: one writer at a time keeps the derived tables whole
         self._lock = threading.RLock()
+        # the stored rows, read from cells/ once and then kept in step with every write, so
+        # refreshing the derived tables after each cell does not re-read every earlier cell
+        self._rows: dict[str, dict[str, Any]] | None = None
 
     def prepare(self, matrix: dict[str, Any], resume: bool) -> None:
         """Create the layout; on resume check the matrix matches, else clear old results."""
@@ -106,6 +109,7 @@ class ResultStore:
                 f.unlink()
             for name in DERIVED:
                 (self.out / name).unlink(missing_ok=True)
+        self._rows = None
         atomic_write(stored, json.dumps(matrix, indent=1, sort_keys=True).encode())
 
     def done(self, cell_id: str) -> dict[str, Any] | None:
@@ -119,13 +123,11 @@ class ResultStore:
         """Store one finished cell (events first, then its row), then refresh derived tables."""
         cid = row["cell"]["id"]
         row = {**row, "events_file": f"events/{cid}.jsonl"}
+        data = json.dumps(row, sort_keys=True, allow_nan=False).encode()
         with self._lock:
             atomic_write(self.events_dir / f"{cid}.jsonl", events)
-            atomic_write(
-                self.cells_dir / f"{cid}.json",
-                json.dumps(row, sort_keys=True, allow_nan=False).encode(),
-            )
-            self.refresh()
+            atomic_write(self.cells_dir / f"{cid}.json", data)
+            self._stored(cid, data)
 
     def update(self, row: dict[str, Any]) -> None:
         """Rewrite a stored cell's row (e.g. with its SLO verdicts), events untouched.
@@ -143,11 +145,25 @@ class ResultStore:
             if path.exists() and path.read_bytes() == data:
                 return
             atomic_write(path, data)
-            self.refresh()
+            self._stored(cid, data)
+
+    def _stored(self, cid: str, data: bytes) -> None:
+        """Keep the in-memory rows in step with ``cells/<cid>.json`` and refresh the tables."""
+        rows = self._loaded()
+        rows[cid] = json.loads(data)  # a copy: later changes to the caller's row are not stored
+        self.refresh()
+
+    def _loaded(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            if self._rows is None:
+                self._rows = {
+                    p.stem: json.loads(p.read_text()) for p in sorted(self.cells_dir.glob("*.json"))
+                }
+            return self._rows
 
     def rows(self) -> list[dict[str, Any]]:
-        rows = [json.loads(p.read_text()) for p in sorted(self.cells_dir.glob("*.json"))]
-        return sorted(rows, key=lambda r: r.get("finished_wall", 0.0))
+        """Every stored row, oldest first (``finished_wall``)."""
+        return sorted(self._loaded().values(), key=lambda r: r.get("finished_wall", 0.0))
 
     def refresh(self) -> None:
         rows = self.rows()
