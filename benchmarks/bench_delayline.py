@@ -189,13 +189,9 @@ def emulation_error(node: Node, c: PodLink, srv: PodLink, name: str, repeats: in
                     model = model_samples(prof, d)
                     for q in (50, 99):
                         errs[f"{d}_p{q}"].append(percentile(xs, q) - percentile(model, q))
-                held = sum(after[q]["held_total"] - before[q]["held_total"] for q in after)
-                lsum = sum(after[q]["late_mean_us"] * (after[q]["held_total"]
-                                                       - after[q]["held_now"])
-                           - before[q]["late_mean_us"] * (before[q]["held_total"]
-                                                          - before[q]["held_now"])
-                           for q in after)
-                late.append(lsum / max(1, held))
+                released = sum(after[q]["released"] - before[q]["released"] for q in after)
+                lsum = sum(after[q]["late_sum_us"] - before[q]["late_sum_us"] for q in after)
+                late.append(lsum / max(1, released))
             out[load] = {k: med(v) for k, v in errs.items()} | {
                 "release_lateness_us_median": med(late)}
             print(f"  {name} {load:>9}: one-way delay minus the model's, per quantile: "

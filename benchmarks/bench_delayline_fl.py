@@ -39,7 +39,8 @@ def account(row: dict[str, Any]) -> dict[str, float]:
         "cpu_s_per_round": cpu,
         "cpu_share_of_round": cpu / statistics.median(rounds),
         "held_per_round": held / len(rounds),
-        "late_mean_us": sum(c["late_mean_us"] * c["held_total"] for c in classes) / held,
+        "late_mean_us": sum(c["late_sum_us"] for c in classes)
+        / max(1, sum(c["released"] for c in classes)),
         # the max is kept for the delay line's whole life (the cell's start-up included)
         "late_max_us": max(float(c["late_max_us"]) for c in emu["classes"].values()),
         "kernel_queue_drops": float(emu["kernel_queue_drops"]),

@@ -113,6 +113,10 @@ def cmd_down(args: argparse.Namespace) -> int:
                       "stop that process or use --force", file=sys.stderr)
                 return 1
             removed = state.purge(e.path, force=True)
+            left = [r for r in removed if r.startswith(state.LEFT)]
+            if left:
+                print(f"cluster {e.name}: {'; '.join(left)}", file=sys.stderr)
+                return 1
             print(f"cluster {e.name} removed ({len(removed)} namespaces/cgroups)")
             return 0
     print(f"no cluster {args.name} in {_root(args)}", file=sys.stderr)
@@ -121,11 +125,13 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     done = state.clean_stale(_root(args))
+    failed = False
     for name, removed in done.items():
         print(f"removed stale cluster {name}: {', '.join(removed) or 'nothing left'}")
+        failed |= any(r.startswith(state.LEFT) for r in removed)
     if not done:
         print("no stale clusters")
-    return 0
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:

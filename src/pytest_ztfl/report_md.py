@@ -210,7 +210,17 @@ def _emulation_row(r: Run) -> list[str]:
         return sum(int(c.get(key) or 0) for c in rounds)
 
     held = total("held_total")
-    late = sum(float(c.get("late_mean_us") or 0) * int(c.get("held_total") or 0) for c in rounds)
+    # the lateness sum over the packets released; rows stored before the delay line published
+    # its sums carry the mean only (weighted by packets held: the same but for a few in flight)
+    late = sum(
+        float(c["late_sum_us"])
+        if "late_sum_us" in c
+        else float(c.get("late_mean_us") or 0) * int(c.get("held_total") or 0)
+        for c in rounds
+    )
+    released = sum(
+        int(c["released"]) if "released" in c else int(c.get("held_total") or 0) for c in rounds
+    )
     late_max = max((float(c.get("late_max_us") or 0) for c in life), default=None)
     per_round = e.get("delayline_cpu_s_per_round")
     return [
@@ -218,7 +228,7 @@ def _emulation_row(r: Run) -> list[str]:
         r.net_mechanism or "?",
         str(total("seen")),
         str(held),
-        num(late / held if held else None, "{:.0f}"),
+        num(late / released if released else None, "{:.0f}"),
         num(late_max, "{:.0f}"),
         str(total("dropped_loss")),
         str(e.get("kernel_queue_drops", "n/a")),

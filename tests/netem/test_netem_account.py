@@ -13,13 +13,15 @@ def snap(held_total: int, held_now: int, late_mean_us: float, cpu: float | None,
         "classes": {"7": {"label": "c/up", "seen": seen, "passed": seen - held_total - dropped,
                           "held_total": held_total, "held_now": held_now,
                           "dropped_loss": dropped, "late_mean_us": late_mean_us,
+                          "released": held_total - held_now,
+                          "late_sum_us": late_mean_us * (held_total - held_now),
                           "late_max_us": 5000.0}},
         "kernel_queue_drops": 0,
         "delayline_cpu_s": cpu,
     }
 
 
-def test_the_rounds_mean_lateness_is_exact_from_running_means() -> None:
+def test_the_rounds_mean_lateness_is_exact_from_the_published_sums() -> None:
     # 100 packets released before at a mean of 1000 us (a slow start-up), then 300 more at
     # 100 us: the running mean after is (100 * 1000 + 300 * 100) / 400 = 325 us.
     before = snap(held_total=102, held_now=2, late_mean_us=1000.0, cpu=1.5, seen=110)

@@ -27,6 +27,8 @@ from pathlib import Path
 from k8s_fixtures.local import cgroups
 from k8s_fixtures.local.privileges import tool
 
+NETNS_DIR = Path("/run/netns")  # where `ip netns` keeps named namespaces
+LEFT = "NOT REMOVED"  # prefix of a purge line naming what could not be removed
 MARKER = "ZTFL_LOCAL_CLUSTER"
 """Environment variable every pod process carries: ``<state root>:<cluster name>``."""
 
@@ -194,7 +196,9 @@ def _kill(pid: int, start: int | None) -> None:
 def purge(path: Path, *, force: bool = False) -> list[str]:
     """Remove what the cluster recorded at ``path`` lists; return what was removed.
 
-    Refuses (returns []) while a live owner holds the lock, unless ``force``.
+    Refuses (returns []) while a live owner holds the lock, unless ``force``. A namespace that
+    cannot be deleted is listed as ``NOT REMOVED netns <name> (<why>)`` and the record stays,
+    listing only what is left, so the next clean retries it instead of forgetting it.
     """
     with _try_lock(path) as free:
         if not free and not force:
@@ -211,13 +215,24 @@ def purge(path: Path, *, force: bool = False) -> list[str]:
             for root in rec.cgroups:
                 cgroups.remove_tree(Path(root))
                 removed.append(f"cgroup {root}")
+            left: list[str] = []
             if rec.mode == "root":
                 ip = tool("ip")
                 for ns in reversed(rec.netns):
-                    r = subprocess.run([ip, "netns", "del", ns], capture_output=True)
+                    r = subprocess.run([ip, "netns", "del", ns], capture_output=True, text=True)
                     if r.returncode == 0:
                         removed.append(f"netns {ns}")
+                    elif (NETNS_DIR / ns).exists():
+                        left.append(ns)
+                        removed.append(f"{LEFT} netns {ns} ({r.stderr.strip()})")
             # rootless namespaces live only as long as the processes killed above
+            if left:
+                # keep the record of what is still there, so the next clean tries again
+                rec.netns, rec.pids, rec.cgroups = left, [], []
+                tmp = path / "state.json.tmp"
+                tmp.write_text(json.dumps(asdict(rec), indent=1))
+                tmp.replace(path / "state.json")
+                return removed
         shutil.rmtree(path, ignore_errors=True)
         return removed
 

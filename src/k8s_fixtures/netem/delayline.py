@@ -69,6 +69,10 @@ class DelayClass:
                 "held_total": self.held_total, "held_now": self.held_now,
                 "max_held": self.max_held, "dropped_loss": self.dropped_loss,
                 "max_len": self.max_len, "spec": self.spec.__dict__,
+                # lateness over the held packets released so far: sums, so that two snapshots
+                # difference exactly; the mean is for reading
+                "released": self.held_total - self.held_now,
+                "late_sum_us": 1e6 * self.late_sum_s,
                 "late_mean_us": 1e6 * self.late_sum_s / max(1, self.held_total - self.held_now),
                 "late_max_us": 1e6 * self.late_max_s}
 

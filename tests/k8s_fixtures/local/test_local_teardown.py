@@ -124,3 +124,29 @@ def test_pod_processes_carry_the_cluster_marker(state_root: Path) -> None:
             time.sleep(0.02)
         assert all(os.getsid(p) != os.getsid(0) for p in pids)
     assert state.marked_pids(marker) == []
+
+
+def test_a_namespace_that_cannot_be_deleted_stays_recorded_until_it_can(state_root: Path) -> None:
+    """`ip netns del` fails on a namespace mounted twice (the second mount keeps the file busy):
+    purge says so, keeps the record listing it, and the next clean finishes the job."""
+    name = f"ztlc-stuck-{os.getpid()}"
+    ns = f"{name}-node"
+    rec = state.Record(name, "root", os.getpid(), netns=[ns])
+    st = state.StateDir(state_root, name, rec)
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        path = f"/run/netns/{ns}"
+        subprocess.run(["mount", "--bind", path, path], check=True)  # a second mount
+        st.close(remove=False)  # the owner is gone: the record is stale now
+        first = state.clean_stale(state_root)
+        assert any(r.startswith(f"{state.LEFT} netns {ns}") for r in first[name]), first
+        assert ns in netns_named(name)
+        kept = [e for e in state.entries(state_root) if e.name == name]
+        assert kept and kept[0].record is not None and kept[0].record.netns == [ns]
+        second = state.clean_stale(state_root)  # the first del took one mount off
+        assert second == {name: [f"netns {ns}"]}, second
+        assert netns_named(name) == []
+        assert not (state_root / name).exists()
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
