@@ -6,6 +6,11 @@ processes start — the overlay applies the profile to each client <-> server li
 namespace with :func:`k8s_fixtures.netem.apply` (kernel netem where present, else the delay
 line), so the first packet of the workload is already shaped. Pods of one namespace may name
 different profiles (heterogeneous edge). Deleting the namespace removes the emulation.
+
+A client pod added to (or re-created in) a namespace already shaped gets its link too: the
+namespace's emulation is rebuilt for the new set of clients. Packets the old delay line held are
+released as it stops, so the other clients see one short burst without delay; the FL workload
+applies all its clients at once, so a run only meets this when its pods are replaced.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 from k8s_fixtures.cluster import ManifestError
 from k8s_fixtures.local.view import ClusterView, PodInfo
 
-from .overlay import NetemHandle, apply
+from .overlay import NetemError, NetemHandle, apply
 from .plan import NetPlan
 from .profiles import Profile, ProfileError, load_profiles
 
@@ -44,6 +49,7 @@ class NetemOverlay:
         self.profiles = dict(profiles) if profiles is not None else load_profiles()
         self.mechanism = mechanism
         self.handles: dict[str, NetemHandle] = {}
+        self.shaped: dict[str, frozenset[tuple[str, str, str]]] = {}  # ns -> client links
 
     def validate(self, obj: dict[str, Any]) -> None:  # no object kinds of its own
         return None
@@ -65,13 +71,17 @@ class NetemOverlay:
         by_ns: dict[str, list[PodInfo]] = defaultdict(list)
         for p in view.pods:
             by_ns[p.namespace].append(p)
-        for ns in [n for n in self.handles if n not in by_ns]:
-            self.handles.pop(ns).stop()
+        self._stop([n for n in self.handles if n not in by_ns])
         for ns, pods in by_ns.items():
             clients = [p for p in pods if ANNOTATION in p.annotations]
             servers = [p for p in pods if p.labels.get(SERVER_LABEL[0]) == SERVER_LABEL[1]]
-            if not clients or ns in self.handles:
+            links = frozenset(
+                (c.netns, c.host_if, c.annotations[ANNOTATION]) for c in clients
+            ) | frozenset((s.netns, s.host_if, "server") for s in servers)
+            if not clients or self.shaped.get(ns) == links:
                 continue
+            if ns in self.handles:
+                self._stop([ns])  # the clients changed: rebuild for the new set
             if len(servers) != 1:
                 raise ManifestError(
                     f"Pod {ns}/{clients[0].name}: metadata.annotations"
@@ -81,15 +91,28 @@ class NetemOverlay:
             try:
                 plan = self._plan(ns, clients)
                 server = Link(servers[0].netns, servers[0].host_if)
-                links = [(Link(c.netns, c.host_if), server) for c in clients]
-                self.handles[ns] = apply(plan, view.node_netns, links, mechanism=self.mechanism)
+                pairs = [(Link(c.netns, c.host_if), server) for c in clients]
+                self.handles[ns] = apply(plan, view.node_netns, pairs, mechanism=self.mechanism)
+                self.shaped[ns] = links
             except ProfileError as exc:
                 raise ManifestError(f"Pod {ns}/{clients[0].name}: {exc}") from None
 
     def handle(self, namespace: str) -> NetemHandle | None:
         return self.handles.get(namespace)
 
+    def _stop(self, namespaces: list[str]) -> None:
+        """Stop these namespaces' emulation, every one even when one fails (then raise)."""
+        errors = []
+        for ns in namespaces:
+            self.shaped.pop(ns, None)
+            h = self.handles.pop(ns, None)
+            try:
+                if h is not None:
+                    h.stop()
+            except Exception as exc:  # keep stopping the others; report them all
+                errors.append(f"{ns}: {exc}")
+        if errors:
+            raise NetemError("; ".join(errors))
+
     def close(self, cluster: Any) -> None:
-        while self.handles:
-            _, h = self.handles.popitem()
-            h.stop()
+        self._stop(list(self.handles))
