@@ -22,7 +22,7 @@ from pytest_ztfl.report_model import Run, natural_key, sec_sort_key
 
 QUANTILES = (0.5, 0.95, 0.99)
 RATIO_QUANTILES = (0.5, 0.99)
-GROUP_SEED = 0  # bootstrap seed for pooled samples (cells use their own seed, as the gates do)
+GROUP_SEED = 0  # bootstrap seed for pooled samples (cells, and one-run groups, use the cell's)
 
 GroupKey = tuple[str, str, str]  # (SEC label, NET, data)
 
@@ -168,7 +168,8 @@ def _group(key: GroupKey, runs: list[Run], loaded: Loaded) -> GroupStats:
         key=key,
         runs=tuple(runs),
         durations=tuple(durations),
-        summary=quantiles(durations, GROUP_SEED),
+        # one run: its own seed, so the group's interval is the cell's to the last digit
+        summary=quantiles(durations, runs[0].seed if len(runs) == 1 else GROUP_SEED),
         tta=tta,
         tta_note=note,
         target=targets.pop() if len(targets) == 1 else None,

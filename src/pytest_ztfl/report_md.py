@@ -26,7 +26,13 @@ from pytest_ztfl.report_fmt import (
 from pytest_ztfl.report_model import Run
 
 ENV_KEYS = ("git_commit", "hostname", "kernel", "os", "python", "cpus", "cpu_model", "memory_bytes")
-SOURCE = "`cells/<id>.json` (the rows of `runs.jsonl`)"
+
+
+def source(a: Analysis) -> str:
+    """Where the rows were read from, as the tables' source lines name it."""
+    if a.loaded.source == "runs.jsonl":
+        return "`runs.jsonl` (no `cells/` files)"
+    return "`cells/<id>.json` (the rows of `runs.jsonl`)"
 
 
 def _distinct(values: Iterable[Any]) -> str:
@@ -133,7 +139,7 @@ def metadata(a: Analysis) -> list[str]:
     )
     return [
         f"Source: `matrix.json` and the `environment`, `backend`, `overlays` fields of "
-        f"{SOURCE}; n = {len(runs)} rows.",
+        f"{source(a)}; n = {len(runs)} rows.",
         "",
         *table(("", "value"), rows),
     ]
@@ -191,7 +197,7 @@ def cells(a: Analysis) -> list[str]:
         "events check",
     )
     return [
-        f"Source: {SOURCE}; round durations re-read from `events/<id>.jsonl` and compared "
+        f"Source: {source(a)}; round durations re-read from `events/<id>.jsonl` and compared "
         "(column *events check*). n per cell = its completed rounds (*rounds ok*); "
         "overheads divide by the SEC0 cell with the same NET, data and seed "
         "(independent two-sample bootstrap, as the SLO gate). "
@@ -252,7 +258,7 @@ def emulation(a: Analysis) -> list[str]:
         "delay line CPU ms per round",
     )
     return [
-        f"Source: `overlays.net.emulation` of {SOURCE}: the delay line's own counters, from "
+        f"Source: `overlays.net.emulation` of {source(a)}: the delay line's own counters, from "
         "the rounds' release to the server's exit (`rounds`), except the max lateness, which "
         "covers the whole cell (pod start-up and proofs included). Release lateness is a held "
         "packet's actual minus scheduled release: the emulator's timing error under the real "
@@ -300,7 +306,7 @@ def groups(a: Analysis) -> list[str]:
         if a.groups[key].tta_note
     ]
     return [
-        f"Source: {SOURCE}, completed rounds pooled over seeds (as the seed study did); "
+        f"Source: {source(a)}, completed rounds pooled over seeds (as the seed study did); "
         "TTA from `metrics.tta_seconds`, censoring times from `events/<id>.jsonl` "
         f"(first round_start to run_end). n = {len(a.groups)} groups.",
         "",
@@ -328,7 +334,7 @@ def slo(a: Analysis) -> list[str]:
     ]
     verdicts = Counter(row[2] for row in rows)
     return [
-        f"Source: field `slo` of {SOURCE}; n = {len(rows)} verdicts in {len(with_slo)} "
+        f"Source: field `slo` of {source(a)}; n = {len(rows)} verdicts in {len(with_slo)} "
         f"of {len(a.loaded.runs)} cells ({', '.join(f'{k} {v}' for k, v in verdicts.items())})."
         " Rule: FAIL only when the CI lies beyond the limit; INCONCLUSIVE when the estimate "
         "is beyond it but the CI includes it.",

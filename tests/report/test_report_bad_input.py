@@ -110,6 +110,19 @@ def test_runs_jsonl_alone_is_enough_and_bad_lines_are_named(results: Path) -> No
     text = write(results, results / "report").read_text(encoding="utf-8")
     assert "3 cells read from runs.jsonl" in text
     assert "`runs.jsonl:1`: corrupt JSON" in text
+    assert "Source: `runs.jsonl` (no `cells/` files)" in text  # the tables name their source
+    assert "Source: `cells/<id>.json`" not in text
+
+
+def test_a_one_run_group_has_its_cells_interval_to_the_last_digit(pristine: Path) -> None:
+    """One seed per group: the group's bootstrap uses the cell's seed, as the cell row does."""
+    from pytest_ztfl.report_calc import analyse
+
+    a = analyse(report_load.load(pristine))
+    assert a.groups and all(len(g.runs) == 1 for g in a.groups.values())
+    by_id = {c.run.id: c for c in a.cells}
+    for g in a.groups.values():
+        assert g.summary == by_id[g.runs[0].id].summary
 
 
 def test_corrupt_matrix_json_loses_only_the_matrix_metadata(results: Path) -> None:
