@@ -6,7 +6,9 @@ Kubernetes way:
 
 * SEC1/SEC3: the NetworkPolicy set in ``k8s_fixtures/policies/fl-netpol.yaml``;
 * mTLS ``native``: a ``kubernetes.io/tls`` Secret per ServiceAccount (SPIFFE identity), mounted
-  into the pod, its paths passed to the workload's ``--tls-*`` flags;
+  into the pod, its paths passed to the workload's ``--tls-*`` flags. Flags, Secret names,
+  mount paths and the server's gRPC log environment come from :mod:`.tls.native` and
+  :mod:`.tls.secret`, SPIFFE ids from :class:`.tls.ca.WorkloadIdentity` (one definition each);
 * mTLS ``sidecar``: the same Secret, plus a ConfigMap with the stunnel config and the nftables
   redirect, an init container that installs the redirect (as Linkerd's proxy-init does) and a
   proxy container, so the workload itself speaks plaintext inside the pod only;
@@ -32,8 +34,14 @@ import yaml
 from k8s_fixtures.cluster import Obj
 from k8s_fixtures.policies import policy_path
 from k8s_fixtures.tls import mesh
-from k8s_fixtures.tls.ca import CertificateAuthority, service_dns_names
-from k8s_fixtures.tls.secret import TLSFiles, to_secret
+from k8s_fixtures.tls.ca import (
+    DEFAULT_TRUST_DOMAIN,
+    CertificateAuthority,
+    WorkloadIdentity,
+    service_dns_names,
+)
+from k8s_fixtures.tls.native import server_args, server_env, tls_args
+from k8s_fixtures.tls.secret import mounted_files, secret_name, to_secret
 from k8s_fixtures.tls.sidecar import (
     INBOUND_PROXY_PORT,
     SidecarSpec,
@@ -50,6 +58,8 @@ NET_ANNOTATION = "ztfl.io/net-profile"
 COMPONENT = "app.kubernetes.io/component"
 ROLE = "ztfl.io/fl-role"
 TLSMode = Literal["none", "native", "sidecar", "mesh"]
+# every workload container's environment; the server adds gRPC logging (tls.native.server_env)
+BASE_ENV: Mapping[str, str] = {"PYTHONUNBUFFERED": "1"}
 
 
 @dataclass(frozen=True)
@@ -82,9 +92,11 @@ class FLRun:
     labels: Mapping[str, str] = field(default_factory=dict)
     netem_init: Sequence[str] | None = None  # argv of a tc init container (Kubernetes only)
     hold_dir: str | None = None  # an emptyDir on the server for the harness's release file
+    trust_domain: str = DEFAULT_TRUST_DOMAIN  # SPIFFE trust domain; must be the CA's
 
     def spiffe_id(self, service_account: str) -> str:
-        return f"spiffe://cluster.local/ns/{self.namespace}/sa/{service_account}"
+        """The SPIFFE id of a ServiceAccount of this run (as the CA certifies it)."""
+        return WorkloadIdentity(self.namespace, service_account, self.trust_domain).spiffe_id
 
 
 def _meta(run: FLRun, name: str, **extra: Any) -> dict[str, Any]:
@@ -96,6 +108,11 @@ def _meta(run: FLRun, name: str, **extra: Any) -> dict[str, Any]:
         **extra.pop("labels", {}),
     }
     return {"name": name, "namespace": run.namespace, "labels": labels, **extra}
+
+
+def _env(env: Mapping[str, str]) -> list[dict[str, str]]:
+    """A container's ``env`` list, in ``env``'s order."""
+    return [{"name": k, "value": v} for k, v in env.items()]
 
 
 def _resources(limits: Mapping[str, str]) -> dict[str, Any]:
@@ -199,6 +216,11 @@ def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
     harness_tls = run.tls in ("native", "sidecar")
     if harness_tls and ca is None:
         raise ValueError(f"FL run {run.namespace}: mTLS mode {run.tls} needs a CA")
+    if harness_tls and ca is not None and ca.trust_domain != run.trust_domain:
+        raise ValueError(
+            f"FL run {run.namespace}: CA trust domain {ca.trust_domain!r} is not the run's "
+            f"{run.trust_domain!r} (the allow-lists would name identities no certificate has)"
+        )
     namespace: Obj = {
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -215,7 +237,7 @@ def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
     }
     for sa in sorted(accounts):
         objs.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(run, sa)})
-    files = TLSFiles(Path(TLS_DIR) / "tls.crt", Path(TLS_DIR) / "tls.key", Path(TLS_DIR) / "ca.crt")
+    files = mounted_files(Path(TLS_DIR))
     if ca is not None and harness_tls:
         for sa in sorted(accounts):
             dns = service_dns_names(SERVER, run.namespace) if sa == SERVER else []
@@ -246,7 +268,7 @@ def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
         }
     )
     client_id = run.spiffe_id(CLIENT)
-    server_args = [
+    srv_args = [
         "-m",
         "fl_app.server",
         "--host",
@@ -258,26 +280,14 @@ def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
         *run.server_flags,
     ]
     if run.tls == "native":
-        server_args += [
-            "--tls-cert",
-            str(files.cert),
-            "--tls-key",
-            str(files.key),
-            "--tls-ca",
-            str(files.ca),
-            "--allowed-id",
-            client_id,
-        ]
+        srv_args += server_args(files, (client_id,))
     server = {
         "name": SERVER,
         "image": run.image,
         "command": [*run.python],
-        "args": server_args,
+        "args": srv_args,
         "ports": [{"name": "grpc", "containerPort": PORT, "protocol": "TCP"}],
-        "env": [
-            {"name": "PYTHONUNBUFFERED", "value": "1"},
-            {"name": "GRPC_VERBOSITY", "value": "INFO"},
-        ],
+        "env": _env(server_env(BASE_ENV)),
         "readinessProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 1},
         "resources": _resources(run.server_resources),
     }
@@ -289,7 +299,7 @@ def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
             "fl-server-sidecar",
             SidecarSpec(pod=SERVER, files=files, inbound_ports=(PORT,), allowed_peers=(client_id,)),
         )
-    secret_of = {sa: f"{sa}-mtls" for sa in accounts} if harness_tls else {}
+    secret_of = {sa: secret_name(sa) for sa in accounts} if harness_tls else {}
     server_objs = _pod(
         run, SERVER, SERVER, SERVER, server, secret_of.get(SERVER), sidecar, None, "Never"
     )
@@ -310,14 +320,7 @@ def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
             *o.extra_args,
         ]
         if run.tls == "native":
-            args += [
-                "--tls-cert",
-                str(files.cert),
-                "--tls-key",
-                str(files.key),
-                "--tls-ca",
-                str(files.ca),
-            ]
+            args += tls_args(files)
         limits = dict(run.client_resources)
         if o.memory_limit:
             limits["memory"] = o.memory_limit
@@ -328,7 +331,7 @@ def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
             "image": run.image,
             "command": [*run.python],
             "args": args,
-            "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+            "env": _env(BASE_ENV),
             "resources": _resources(limits),
         }
         sa = o.service_account or CLIENT

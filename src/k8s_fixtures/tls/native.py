@@ -4,17 +4,21 @@ The FL server and clients take ``--tls-cert/--tls-key/--tls-ca``; the server als
 allow-list of SPIFFE ids (``--allowed-id``, repeated). The server process must log at INFO
 (:data:`.grpc_log.GRPC_SERVER_LOG_ENV`) for refusal reasons to be readable from its stderr.
 The gRPC credential helpers here serve the harness's own probes and benchmarks; the workload
-itself must not import k8s_fixtures.
+itself must not import k8s_fixtures. The flag and environment helpers are the single source for
+the manifests (:mod:`k8s_fixtures.workload`), so this module imports grpc only when credentials
+are built: rendering objects does not load it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-
-import grpc
+from typing import TYPE_CHECKING
 
 from .grpc_log import GRPC_SERVER_LOG_ENV
 from .secret import TLSFiles
+
+if TYPE_CHECKING:
+    import grpc
 
 ALLOW_FLAG = "--allowed-id"
 
@@ -40,6 +44,8 @@ def server_env(base: Mapping[str, str]) -> dict[str, str]:
 
 def server_credentials(files: TLSFiles) -> grpc.ServerCredentials:
     """gRPC server credentials requiring a client certificate that chains to the CA."""
+    import grpc
+
     return grpc.ssl_server_credentials(
         [(files.key.read_bytes(), files.cert.read_bytes())],
         root_certificates=files.ca.read_bytes(), require_client_auth=True)
@@ -48,6 +54,8 @@ def server_credentials(files: TLSFiles) -> grpc.ServerCredentials:
 def channel_credentials(files: TLSFiles | None, ca_pem: bytes | None = None,
                         ) -> grpc.ChannelCredentials:
     """Client credentials; ``files=None`` gives a client that presents no certificate."""
+    import grpc
+
     if files is None:
         return grpc.ssl_channel_credentials(root_certificates=ca_pem)
     return grpc.ssl_channel_credentials(root_certificates=ca_pem or files.ca.read_bytes(),

@@ -34,7 +34,13 @@ class TLSFiles:
 
 
 def secret_name(service_account: str) -> str:
+    """The name of a ServiceAccount's TLS Secret (what a pod of that account mounts)."""
     return f"{service_account}-mtls"
+
+
+def mounted_files(directory: Path) -> TLSFiles:
+    """The paths of a TLS Secret's three keys when its volume is mounted at ``directory``."""
+    return TLSFiles(directory / CERT_KEY, directory / KEY_KEY, directory / CA_KEY)
 
 
 def to_secret(issued: IssuedCert, *, name: str | None = None,
@@ -93,7 +99,7 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 def write_material(cert: bytes, key: bytes, ca: bytes, directory: Path) -> TLSFiles:
     """Write the three PEM files into ``directory`` (key 0600), as a Secret volume mount."""
     directory.mkdir(parents=True, exist_ok=True)
-    files = TLSFiles(directory / CERT_KEY, directory / KEY_KEY, directory / CA_KEY)
+    files = mounted_files(directory)
     _write(files.cert, cert, 0o644)
     _write(files.key, key, 0o600)
     _write(files.ca, ca, 0o644)
