@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -515,12 +515,6 @@ def annotations_of(obj: Mapping[str, Any]) -> dict[str, str]:
     return dict(obj.get("metadata", {}).get("annotations") or {})
 
 
-def template_of(obj: Obj, path: str = "spec.template") -> tuple[dict[str, str], Any]:
-    """(labels, spec) of a workload's pod template."""
-    labels, _, spec = template_meta(obj, path)
-    return labels, spec
-
-
 def template_meta(obj: Obj, path: str = "spec.template") -> tuple[
         dict[str, str], dict[str, str], Any]:
     """(labels, annotations, spec) of a workload's pod template."""
@@ -556,7 +550,3 @@ def match_labels(obj: Obj, path: str) -> dict[str, str]:
     if not isinstance(ml, Mapping):
         raise fail(obj, f"{path}.matchLabels", "must be a mapping")
     return {str(k): str(v) for k, v in ml.items()}
-
-
-def names_in(objs: Iterable[Obj], kind: str) -> set[tuple[str, str]]:
-    return {(namespace_of(o), o["metadata"]["name"]) for o in objs if o.get("kind") == kind}

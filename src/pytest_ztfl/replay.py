@@ -41,9 +41,5 @@ class ReplayClock:
         self._started = not self._started
         return self._now
 
-    @property
-    def exhausted(self) -> bool:
-        return self._next == len(self._durations) and not self._started
-
     def __repr__(self) -> str:
         return "ztfl_replay_clock"

@@ -190,19 +190,3 @@ class ResultStore:
                     }
                 )
         atomic_write(self.out / "rounds.csv", buf.getvalue().encode())
-
-
-def load_rows(out: Path) -> list[dict[str, Any]]:
-    """The rows of a results directory (for reports), with a clear error when there are none."""
-    store = ResultStore(out)
-    if not store.cells_dir.is_dir():
-        raise ResultsError(f"{out}: not a ztfl results directory (no cells/)")
-    rows = []
-    for p in sorted(store.cells_dir.glob("*.json")):
-        try:
-            rows.append(json.loads(p.read_text()))
-        except json.JSONDecodeError as exc:
-            raise ResultsError(
-                f"{p}: corrupt result file ({exc.msg} at line {exc.lineno})"
-            ) from None
-    return rows

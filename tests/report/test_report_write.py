@@ -15,7 +15,7 @@ from report_synth import build_results, matrix
 from pytest_ztfl import stats
 from pytest_ztfl.matrix import Cell
 from pytest_ztfl.report import main_report, write
-from pytest_ztfl.results import load_rows
+from pytest_ztfl.results import ResultStore
 
 FIGURES = ("p99_heatmap.png", "round_duration_ecdf.png", "tta.png", "convergence.png",
            "failures_by_class.png")
@@ -71,7 +71,7 @@ def test_every_table_names_its_source_and_n(made: tuple[Path, Path, list[Cell], 
 def test_metadata_shows_environment_matrix_and_mechanisms(
         made: tuple[Path, Path, list[Cell], str]) -> None:
     meta = _section(made[3], "Run metadata")
-    rows = load_rows(made[0])
+    rows = ResultStore(made[0]).rows()
     assert "report-test: SEC SEC0, SEC3; NET NET0, NET2" in meta
     assert "16 of 16 have a result" in meta
     assert "local (network namespaces)" in meta
@@ -107,7 +107,7 @@ def test_headline_table_matches_stats_on_the_same_rows(
     assert "not measured in this run" not in head
     assert "seed study claimed" not in head  # no invented published values
     # Traceable: recompute one value from the stored rows with pytest_ztfl.stats.
-    rows = load_rows(results)
+    rows = ResultStore(results).rows()
 
     def pooled(sec: str, net: str) -> list[float]:
         return [r["duration"] for row in rows if (row["cell"]["sec"], row["cell"]["net"])

@@ -87,8 +87,7 @@ def test_new_decisions_is_the_difference_of_two_scrapes() -> None:
     assert lm.new_decisions(after, SCRAPE, 40000) == {}  # a restarted proxy shows nothing new
 
 
-def test_inbound_connections_by_peer() -> None:
-    assert lm.inbound_connections(SCRAPE, 40000) == {"foo.id.example.com": 3.0}
+def test_peer_without_a_mesh_identity() -> None:
     assert lm.peer_of({"tls": "disabled"}) == "<disabled>"
     assert lm.peer_of({"tls": "opaque", "sni": "x"}) == "<opaque: x>"
 

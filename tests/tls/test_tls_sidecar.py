@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sidecar_support import remove_redirect
 from tls_helpers import NS, PKI, SERVER_SA, Procs, read_until
 
 from k8s_fixtures.local.topology import Node, PodLink, netns_exec
@@ -25,7 +26,6 @@ from k8s_fixtures.tls.secret import TLSFiles
 from k8s_fixtures.tls.sidecar import (
     SidecarSpec,
     apply_redirect,
-    remove_redirect,
     start_proxy,
     wait_listening,
 )

@@ -13,9 +13,7 @@ Prometheus text. Names and labels as linkerd2-proxy writes them
   route (``route_*``), for allows the authorization (``authz_kind``, ``authz_name``), and the
   client's TLS: ``tls="true",client_id="<identity>"`` for a meshed client,
   ``tls="no_identity",no_tls_reason="no_tls_from_remote"`` for a plaintext one (also
-  ``tls="disabled"``, ``tls="opaque",sni=...``);
-* ``tcp_open_total{direction="inbound",peer="src",...}``: every accepted connection, same TLS
-  labels.
+  ``tls="disabled"``, ``tls="opaque",sni=...``).
 
 Only the label *names* are relied on, never their order or the set of other labels.
 """
@@ -139,17 +137,6 @@ def new_decisions(before: str, after: str, port: int) -> Counts:
     old = tally(authz_decisions(before, port))
     diff = {k: v - old.get(k, 0.0) for k, v in tally(authz_decisions(after, port)).items()}
     return {k: v for k, v in diff.items() if v > 0}
-
-
-def inbound_connections(text: str, port: int) -> dict[str, float]:
-    """Accepted inbound connections to ``port`` by peer (``tcp_open_total``, peer ``src``)."""
-    c: dict[str, float] = {}
-    for s in parse_prometheus(text):
-        lb = s.labels
-        if (s.name == "tcp_open_total" and lb.get("direction") == "inbound"
-                and lb.get("peer", "src") == "src" and _port(lb) == str(port)):
-            c[peer_of(lb)] = c.get(peer_of(lb), 0.0) + s.value
-    return c
 
 
 def describe(counts: Counts, verdict: str) -> str:
