@@ -35,6 +35,7 @@ from k8s_fixtures.tls.capture import CaptureVerdict
 from k8s_fixtures.tls.grpc_log import grpc_handshake_failures
 from k8s_fixtures.tls.reasons import NO_CLIENT_CERT, UNKNOWN_CA
 from k8s_fixtures.tls.secret import to_secret
+from k8s_fixtures.tls.sidecar import PROXY_CONTAINER, PROXY_UID
 from k8s_fixtures.tls.stunnel_log import stunnel_handshake_failures
 
 PROBE_DIR = "/var/run/ztfl/probe-tls"
@@ -188,7 +189,7 @@ def probe_exec(
 
 def _server_refusals(cluster: Cluster, plan: ProofPlan) -> list[str]:
     if plan.tls == "sidecar":
-        text = "\n".join(cluster.logs(plan.namespace, plan.server, container="ztfl-proxy"))
+        text = "\n".join(cluster.logs(plan.namespace, plan.server, container=PROXY_CONTAINER))
         return [f.reason for f in stunnel_handshake_failures(text)]
     text = "\n".join(cluster.logs(plan.namespace, plan.server, container=plan.server))
     return [f.reason for f in grpc_handshake_failures(text)]
@@ -250,6 +251,18 @@ def run_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
             "fl-client",
         )
         outcome = "echoed" if r["ok"] else (r.get("error") or "no echo (connection closed)")
+    elif plan.tls == "sidecar":
+        # The app's connects to the gRPC port go to its own proxy (the outbound redirect), which
+        # accepts whatever the policy says; the proxy's uid is let through: connect as it.
+        connect = ["connect", "--target", peer, "--timeout", "3"]
+        try:
+            r = probe_exec(cluster, plan, "fl-client-0", [*connect, "--as-uid", str(PROXY_UID)],
+                           PROXY_CONTAINER)
+            how = "as the proxy's uid"
+        except ClusterError:  # no proxy (the mTLS proofs say so): nothing redirects the app
+            r = probe_exec(cluster, plan, "fl-client-0", connect, "fl-client")
+            how = "from the app: no proxy container"
+        outcome = f"{'connected' if r['ok'] else r.get('error')} ({how})"
     else:
         connect = ["connect", "--target", peer, "--timeout", "3"]
         r = probe_exec(cluster, plan, "fl-client-0", connect, "fl-client")

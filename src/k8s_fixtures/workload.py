@@ -44,6 +44,7 @@ from k8s_fixtures.tls.native import server_args, server_env, tls_args
 from k8s_fixtures.tls.secret import mounted_files, secret_name, to_secret
 from k8s_fixtures.tls.sidecar import (
     INBOUND_PROXY_PORT,
+    PROXY_CONTAINER,
     SidecarSpec,
     render_nft_rules,
     render_stunnel_config,
@@ -58,6 +59,14 @@ NET_ANNOTATION = "ztfl.io/net-profile"
 COMPONENT = "app.kubernetes.io/component"
 ROLE = "ztfl.io/fl-role"
 TLSMode = Literal["none", "native", "sidecar", "mesh"]
+
+
+def _as_root_with_net_admin() -> dict[str, Any]:
+    """The init containers' securityContext: tc and nft need CAP_NET_ADMIN in effect, and
+    Kubernetes adds capabilities to a non-root container's bounding set only (the image's user
+    is 10001), so they run as root, as Linkerd's proxy-init does."""
+    return {"runAsUser": 0, "runAsNonRoot": False, "capabilities": {"add": ["NET_ADMIN"]}}
+
 # every workload container's environment; the server adds gRPC logging (tls.native.server_env)
 BASE_ENV: Mapping[str, str] = {"PYTHONUNBUFFERED": "1"}
 
@@ -132,17 +141,21 @@ def _sidecar_containers(run: FLRun, cm: str) -> tuple[dict[str, Any], dict[str, 
         {"name": "sidecar", "mountPath": SIDECAR_DIR, "readOnly": True},
     ]
     init = {
-        "name": "ztfl-proxy-init",
+        "name": f"{PROXY_CONTAINER}-init",
         "image": run.image,
         "command": ["nft", "-f", f"{SIDECAR_DIR}/redirect.nft"],
         "volumeMounts": mounts,
-        "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}},
+        "securityContext": _as_root_with_net_admin(),
     }
     proxy = {
-        "name": "ztfl-proxy",
+        "name": PROXY_CONTAINER,
         "image": run.image,
         "command": ["stunnel", f"{SIDECAR_DIR}/stunnel.conf"],
         "volumeMounts": mounts,
+        # stunnel starts as root (the image's user is 10001) and drops to PROXY_UID itself
+        # (setuid/setgid in its config): that uid is what the redirect lets through, and
+        # stunnel refuses to start when it cannot drop (setgroups fails for a non-root user)
+        "securityContext": {"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False},
     }
     return init, proxy
 
@@ -187,7 +200,7 @@ def _pod(
                 "image": run.image,
                 "command": list(run.netem_init),
                 "args": [net],
-                "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}},
+                "securityContext": _as_root_with_net_admin(),
             }
         )
     if secret is not None:

@@ -98,3 +98,32 @@ def test_a_ca_of_another_trust_domain_is_refused() -> None:
     msg = "CA trust domain 'example.org' is not the run's 'cluster.local'"
     with pytest.raises(ValueError, match=re.escape(msg)):
         workload.render(_run("native"), ca)
+
+
+def test_sidecar_pods_run_their_proxy_so_it_can_drop_to_the_uid_the_redirect_skips() -> None:
+    """On Kubernetes the image's user is 10001: the nft/tc init containers need root for
+    CAP_NET_ADMIN to be in effect, and stunnel must start as root to drop to PROXY_UID (as
+    non-root its setgroups fails and it exits); the app container keeps the image's user."""
+    from k8s_fixtures.tls.sidecar import PROXY_CONTAINER, PROXY_UID
+
+    run = _run("sidecar", netem_init=("ztfl-netem-init",), net_profile="NET2")
+    objs = workload.render(run, CertificateAuthority.create())
+    pods = _pods(objs)
+    assert pods
+    for pod in pods.values():
+        spec = pod["spec"]
+        names = [c["name"] for c in spec["containers"]]
+        assert PROXY_CONTAINER in names, names
+        proxy = next(c for c in spec["containers"] if c["name"] == PROXY_CONTAINER)
+        assert proxy["securityContext"]["runAsUser"] == 0
+        app = spec["containers"][0]
+        assert "runAsUser" not in app.get("securityContext", {})
+        for init in spec.get("initContainers", []):
+            sc = init["securityContext"]
+            assert sc["runAsUser"] == 0 and sc["capabilities"]["add"] == ["NET_ADMIN"], init
+    confs = [o["data"] for o in objs if o["kind"] == "ConfigMap" and "stunnel.conf" in o["data"]]
+    assert len(confs) >= 2  # the server's (inbound) and the clients' (outbound)
+    assert all(f"setuid = {PROXY_UID}" in c["stunnel.conf"] for c in confs)
+    assert any(f"meta skuid {PROXY_UID} return" in c["redirect.nft"] for c in confs)
+    inits = [i["name"] for p in pods.values() for i in p["spec"].get("initContainers", [])]
+    assert "ztfl-netem-init" in inits and f"{PROXY_CONTAINER}-init" in inits, inits

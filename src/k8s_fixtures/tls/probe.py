@@ -13,6 +13,9 @@
   Any method reaches the TLS handshake first, so against another gRPC server (the FL server)
   ``UNIMPLEMENTED`` means "TLS accepted" and ``UNAVAILABLE`` means "refused".
 * ``tcp-call --target H:P --data HEX``: send, read until EOF, print ``{"ok", "reply", "error"}``.
+* ``connect --target H:P [--as-uid U]``: one TCP connect, print ``{"ok", "error"}``. With
+  ``--as-uid`` (run as root) it first becomes that user: from a sidecar pod, the proxy's uid
+  is the one the outbound redirect lets through, so the connect tests the network itself.
 
 These are the harness's own probes (the workload is never imported).
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import sys
 import threading
@@ -194,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("connect")
     c.add_argument("--target", required=True)
     c.add_argument("--timeout", type=float, default=5.0)
+    c.add_argument("--as-uid", type=int, default=None, help="become this uid (and gid) first")
     t = sub.add_parser("tcp-call")
     t.add_argument("--target", required=True)
     t.add_argument("--data", required=True, help="hex")
@@ -203,6 +208,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
+    if getattr(ns, "as_uid", None) is not None:
+        # what the connect loads lazily, loaded while this interpreter's files are readable
+        # (a root-only install, e.g. under /root, is not readable by the uid taken next)
+        import encodings.idna  # noqa: F401
+
+        os.setgroups([])
+        os.setgid(ns.as_uid)
+        os.setuid(ns.as_uid)
     run: dict[str, Callable[[argparse.Namespace], int]] = {
         "echo-server": echo_server, "grpc-server": grpc_server,
         "grpc-call": grpc_call, "tcp-call": tcp_call, "connect": connect}

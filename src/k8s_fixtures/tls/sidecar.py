@@ -25,6 +25,12 @@ Why ``transparent = destination`` rather than a fixed ``connect = fl-server.<ns>
 outbound proxy then needs no DNS inside the pod, no re-rendering when the server's IP changes,
 and works for any destination the app dials, exactly like Linkerd's outbound proxy; the
 server's identity is still checked (``checkHost``).
+
+Where it runs: the product renders :func:`render_stunnel_config` and :func:`render_nft_rules`
+into a ConfigMap and runs them as the pod's own containers (an ``nft -f`` init container and a
+``stunnel`` sidecar container, :mod:`k8s_fixtures.workload`). :func:`apply_redirect`,
+:func:`start_proxy` and :func:`stop_proxy` do the same from the host, in a bare network
+namespace: ``benchmarks/bench_tls.py`` and the live sidecar tests use them.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from pathlib import Path
 from .secret import TLSFiles
 
 PROXY_UID = 2102  # Linkerd's proxy uid; the redirect rules skip it
+PROXY_CONTAINER = "ztfl-proxy"  # the proxy's container in a pod (ztfl-proxy-init installs rules)
 INBOUND_PROXY_PORT = 4143  # Linkerd's inbound proxy port
 OUTBOUND_PROXY_PORT = 4140  # Linkerd's outbound proxy port
 NFT_TABLE = "ztfl_sidecar"
@@ -158,12 +165,6 @@ def apply_redirect(netns: str, spec: SidecarSpec) -> None:
          stdin=render_nft_rules(spec))
 
 
-def remove_redirect(netns: str) -> None:
-    """Remove the redirect table from ``netns`` (no error if it is absent)."""
-    subprocess.run(["ip", "netns", "exec", netns, "nft", "delete", "table", "inet", NFT_TABLE],
-                   capture_output=True, timeout=30)
-
-
 def listening_ports(pid: int) -> set[int]:
     """TCP ports in LISTEN state in the network namespace of process ``pid``."""
     ports: set[int] = set()
@@ -240,6 +241,3 @@ def stop_proxy(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int:
             pass
     return proc.wait()
 
-
-def proxy_log_path(workdir: Path) -> Path:
-    return workdir / "stunnel.log"
