@@ -9,8 +9,7 @@ import sys
 
 from k8s_fixtures import proofs as pf
 from k8s_fixtures.cluster import ClusterError
-from k8s_fixtures.tls.ca import CertificateAuthority
-from pytest_ztfl import backends, runner
+from pytest_ztfl import backends, cellplan, runner
 from pytest_ztfl.matrix import Cell, Workload
 
 
@@ -27,21 +26,14 @@ def probe_cell(sec: str, mtls: str) -> Cell:
 
 
 def prove(cluster: object, cell: Cell, platform: backends.Platform) -> list[pf.Proof]:
-    """Deploy the cell's objects (held before round 1), run its proofs, delete the namespace."""
-    run = runner.fl_run(cell, platform)
-    plan = pf.ProofPlan(
-        namespace=run.namespace,
-        python=platform.python,
-        image=run.image,
-        netpol=cell.netpol,
-        tls=run.tls,
-    )
-    ca = CertificateAuthority.create() if cell.tls else None
-    other = CertificateAuthority.create(name="ztfl other CA") if cell.tls else None
+    """Deploy the cell's objects (held before round 1) as a measured cell does, run the proofs
+    of what the cell claims (its SEC level and mTLS mode, not what was rendered), delete the
+    namespace."""
+    cp = cellplan.plan_cell(cell, platform)
     try:
-        return runner.deploy_and_prove(cluster, run, plan, ca, pf.probe_pods(plan, ca, other))
+        return runner.deploy_and_prove(cluster, cp)
     finally:
-        cluster.delete(namespace=run.namespace)  # type: ignore[attr-defined]
+        cluster.delete(namespace=cp.run.namespace)  # type: ignore[attr-defined]
 
 
 def main_probe(sec: str, mtls: str, data_dir: str | None, as_json: bool) -> int:

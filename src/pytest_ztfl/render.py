@@ -1,8 +1,11 @@
 """``ztfl render``: every cell's Kubernetes objects as YAML, one folder per cell.
 
-What a run would apply, for inspection, diffing or GitOps. Rendered for a Kubernetes cluster
-(image, in-image data path, the tc init container for NET profiles), so certificates are
-freshly issued by a throwaway CA at render time: they are examples, not secrets to keep.
+What a run would apply, for inspection, diffing or GitOps: built by
+:func:`pytest_ztfl.cellplan.plan_cell` as the runner builds it, so a fault cell's objects are
+written as its fault rewrites them (an expired client certificate, a policy without DNS, ...).
+Rendered for a Kubernetes cluster (image, in-image data path, the tc init container for NET
+profiles), so certificates are freshly issued by a throwaway CA at render time: they are
+examples, not secrets to keep.
 """
 
 from __future__ import annotations
@@ -12,24 +15,17 @@ from pathlib import Path
 import yaml
 
 from k8s_fixtures import workload
-from k8s_fixtures.proofs import ProofPlan, probe_pods
-from k8s_fixtures.tls.ca import CertificateAuthority
 from pytest_ztfl.backends import IMAGE_DATA_DIR, NETEM_INIT, Platform
+from pytest_ztfl.cellplan import plan_cell
 from pytest_ztfl.matrix import Cell, Matrix
-from pytest_ztfl.runner import fl_run
 
 
 def cell_objects(cell: Cell, image: str) -> list[dict[str, object]]:
-    run = fl_run(
-        cell,
-        Platform(python=("python",), data_dir=IMAGE_DATA_DIR, image=image, netem_init=NETEM_INIT),
+    """What a run of ``cell`` applies on a Kubernetes cluster, as its fault rewrites it."""
+    platform = Platform(
+        python=("python",), data_dir=IMAGE_DATA_DIR, image=image, netem_init=NETEM_INIT
     )
-    ca = CertificateAuthority.create() if cell.tls else None
-    other = CertificateAuthority.create(name="ztfl other CA") if cell.tls else None
-    plan = ProofPlan(
-        namespace=run.namespace, python=("python",), image=image, netpol=cell.netpol, tls=run.tls
-    )
-    return [*workload.render(run, ca), *probe_pods(plan, ca, other)]
+    return plan_cell(cell, platform).objects()
 
 
 def render_matrix(matrix: Matrix, out: Path, image: str = workload.DEFAULT_IMAGE) -> list[Path]:

@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,63 +20,13 @@ from fl_app.events import ParsedLog, parse_events
 from k8s_fixtures import proofs as pf
 from k8s_fixtures import workload
 from k8s_fixtures.cluster import ClusterError
-from k8s_fixtures.tls.ca import CertificateAuthority
+from k8s_fixtures.tls.sidecar import PROXY_CONTAINER
 from pytest_ztfl import faults, rows
 from pytest_ztfl.backends import Platform, cell_unsupported
+from pytest_ztfl.cellplan import HOLD_FILE, READY_TIMEOUT, CellPlan, namespace_for, plan_cell
 from pytest_ztfl.matrix import Cell
 
-HOLD_FILE = "/var/run/ztfl/hold/go"
-READY_TIMEOUT = 300.0
 Progress = Callable[[str], None]
-
-
-def namespace_for(cell: Cell) -> str:
-    return "ztfl-" + cell.id.lower()
-
-
-def fl_run(cell: Cell, platform: Platform) -> workload.FLRun:
-    wl = cell.workload
-    flags = {
-        "--clients": wl.clients,
-        "--rounds": wl.rounds,
-        "--min-participants": wl.min_participants,
-        "--round-deadline": wl.round_deadline,
-        "--local-epochs": wl.local_epochs,
-        "--max-steps": wl.max_steps,
-        "--batch-size": wl.batch_size,
-        "--lr": wl.lr,
-        "--eval-every": wl.eval_every,
-        "--target-accuracy": wl.target_accuracy,
-        "--model": wl.model,
-        "--split": cell.data,
-        "--seed": cell.seed,
-        "--data-dir": platform.data_dir,
-        "--join-timeout": READY_TIMEOUT,
-        "--hold-file": HOLD_FILE,
-    }
-    server_flags = tuple(x for k, v in flags.items() for x in (k, str(v)))
-    tls = cell.mtls if cell.tls and cell.mtls else "none"
-    return workload.FLRun(
-        namespace=namespace_for(cell),
-        run_id=cell.id,
-        clients=wl.clients,
-        server_flags=server_flags,
-        client_flags=(
-            "--data-dir",
-            platform.data_dir,
-            "--threads",
-            "1",
-            "--connect-timeout",
-            str(READY_TIMEOUT),
-        ),
-        python=platform.python,
-        image=platform.image,
-        netem_init=platform.netem_init,
-        tls=tls,  # type: ignore[arg-type]
-        netpol=cell.netpol,
-        net_profile=None if cell.net == "NET0" else cell.net,
-        hold_dir=str(Path(HOLD_FILE).parent),
-    )
 
 
 def _pattern(cell: Cell) -> bytes:
@@ -153,24 +103,11 @@ def run_cell(
     """Measure one cell; returns its row and the server's raw event log."""
     ns = namespace_for(cell)
     started = time.time()
-    ca = CertificateAuthority.create() if cell.tls else None
-    other = CertificateAuthority.create(name="ztfl other CA") if cell.tls else None
-    run = fl_run(cell, platform)
-    fault = faults.get(cell.fault)
-    if fault is not None:
-        run = fault.prepare(run)
-    faults.forget(ns)  # injector records of an earlier run of this cell
     # What the cell claims, not what was rendered: a rendering or fault that drops a control
-    # must fail its proof before any round is measured.
-    claimed_tls = (cell.mtls or "sidecar") if cell.tls else "none"
-    plan = pf.ProofPlan(
-        namespace=ns,
-        python=platform.python,
-        image=run.image,
-        netpol=cell.netpol,
-        tls=claimed_tls,
-    )
-    probe_objs = pf.probe_pods(plan, ca, other)
+    # must fail its proof before any round is measured (cellplan.CellPlan.proofs).
+    cp = plan_cell(cell, platform)
+    run, fault = cp.run, cp.fault
+    faults.forget(ns)  # injector records of an earlier run of this cell
     proofs: list[pf.Proof] = []
     net_failures: list[str] = []
     error: str | None = None
@@ -187,7 +124,7 @@ def run_cell(
         refusal = cell_unsupported(getattr(cluster, "backend_name", "local"), cell)
         if refusal is not None:  # normally refused before any cluster exists
             raise ClusterError(refusal)
-        proofs = deploy_and_prove(cluster, run, plan, ca, probe_objs, fault)
+        proofs = deploy_and_prove(cluster, cp)
         progress(f"{cell.id}: pods ready, proofs done")
         netem = getattr(cluster, "netem", None)
         handle = netem.handle(ns) if netem is not None else None
@@ -203,10 +140,18 @@ def run_cell(
             error = "proof of enforcement failed: " + "; ".join(
                 f"{p.name} (expected {p.expect}): {p.detail}" for p in failed
             )
+            backend = getattr(cluster, "backend_name", "local")
+            if backend in ("kind", "kube"):
+                from k8s_fixtures.kube.errors import cni_not_enforcing
+
+                # a policy that blocks nothing on a real cluster: most likely its CNI
+                cni = cni_not_enforcing(proofs, backend)
+                if cni is not None:
+                    error = f"{error}. {cni}"
         else:
-            cluster.delete([o for o in probe_objs if o["kind"] in ("Pod", "NetworkPolicy")])
+            cluster.delete([o for o in cp.probes if o["kind"] in ("Pod", "NetworkPolicy")])
             before = handle.usage() if handle is not None else {}
-            wire = _measure(cluster, cell, run, fault, progress, overlays["mtls"])
+            wire = _measure(cluster, cp, progress, overlays["mtls"])
             after = handle.usage() if handle is not None else {}
             if after and not after["alive"]:
                 # the watch polls; this is the last look, as the run ends
@@ -288,27 +233,19 @@ def run_cell(
     return row, events
 
 
-def deploy_and_prove(
-    cluster: Any,
-    run: workload.FLRun,
-    plan: pf.ProofPlan,
-    ca: CertificateAuthority | None,
-    probe_objs: list[dict[str, Any]],
-    fault: faults.Fault | None = None,
-) -> list[pf.Proof]:
-    """Apply the run's objects (as the cell's fault rewrites them) and probe pods, wait until
-    ready (except pods the fault makes fail on purpose), run the proofs."""
-    objs = [*faults.render(fault, run, ca), *probe_objs]
+def deploy_and_prove(cluster: Any, cp: CellPlan) -> list[pf.Proof]:
+    """Apply the cell's objects (as its fault rewrites them) and probe pods, wait until ready
+    (except pods the fault makes fail on purpose), run the proofs of what the cell claims."""
+    objs = cp.objects()
     cluster.apply(objs)
-    cluster.wait_ready(run.namespace, names=faults.ready_names(fault, objs), timeout=READY_TIMEOUT)
-    return pf.run_proofs(cluster, plan)
+    names = faults.ready_names(cp.fault, objs)
+    cluster.wait_ready(cp.run.namespace, names=names, timeout=READY_TIMEOUT)
+    return pf.run_proofs(cluster, cp.proofs)
 
 
 def _measure(
     cluster: Any,
-    cell: Cell,
-    run: workload.FLRun,
-    fault: faults.Fault | None,
+    cp: CellPlan,
     progress: Progress,
     mtls_overlay: dict[str, Any] | None = None,
 ) -> pf.Proof:
@@ -316,6 +253,7 @@ def _measure(
     has one, wait for the run to end. In mesh mode, where no capture is possible, the server
     proxy's counters after round 1 stand in (``mesh-mtls``; admitted identities recorded in
     ``mtls_overlay``)."""
+    cell, run, fault = cp.cell, cp.run, cp.fault
     ns = run.namespace
     from k8s_fixtures.tls.capture import CaptureError, WireCapture
 
@@ -364,10 +302,9 @@ def _measure(
             # Read the server proxy while the server still runs (one short exec during
             # round 2): after the run its app container, the only one with a shell, is gone.
             follower.round1_done.wait(timeout)
-            plan = pf.ProofPlan(ns, run.python, run.image, cell.netpol, "mesh")
             from k8s_fixtures.proofs_mesh import mesh_round
 
-            wire, admitted = mesh_round(cluster, plan)
+            wire, admitted = mesh_round(cluster, replace(cp.proofs, tls="mesh"))
             if mtls_overlay is not None:
                 mtls_overlay["accepted_identities"] = admitted
                 mtls_overlay["wire_proof"] = "not run: no pod network capture on this backend"
@@ -451,5 +388,5 @@ def _identities(run: workload.FLRun, subjects: list[str]) -> list[str]:
 def _accepted(cluster: Any, ns: str) -> list[str]:
     from k8s_fixtures.tls.stunnel_log import stunnel_accepted_subjects
 
-    text = "\n".join(cluster.logs(ns, workload.SERVER, container="ztfl-proxy"))
+    text = "\n".join(cluster.logs(ns, workload.SERVER, container=PROXY_CONTAINER))
     return sorted(set(stunnel_accepted_subjects(text)))

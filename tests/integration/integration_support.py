@@ -9,8 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from k8s_fixtures import proofs as pf
-from k8s_fixtures.tls.ca import CertificateAuthority
-from pytest_ztfl import runner
+from pytest_ztfl import cellplan, runner
 from pytest_ztfl.backends import Platform
 from pytest_ztfl.matrix import Cell
 
@@ -47,25 +46,15 @@ class Live:
         fields of the :class:`~k8s_fixtures.workload.FLRun`, e.g. ``netpol=False``) but run the
         proofs of what the cell claims; ``then`` may probe the live deployment further before
         the namespace is deleted."""
-        run = replace(runner.fl_run(cell, self.platform), **left_off)
-        plan = pf.ProofPlan(
-            namespace=run.namespace,
-            python=self.platform.python,
-            image=run.image,
-            netpol=cell.netpol,
-            tls=cell.mtls if cell.tls and cell.mtls else "none",
-        )
-        ca = CertificateAuthority.create()
-        other = CertificateAuthority.create(name="ztfl other CA")
+        cp = cellplan.plan_cell(cell, self.platform)
+        cp = replace(cp, run=replace(cp.run, **left_off))
         try:
-            results = runner.deploy_and_prove(
-                self.cluster, run, plan, ca, pf.probe_pods(plan, ca, other)
-            )
+            results = runner.deploy_and_prove(self.cluster, cp)
             if then is not None:
-                then(plan)
+                then(cp.proofs)
             return results
         finally:
-            self.cluster.delete(namespace=run.namespace)
+            self.cluster.delete(namespace=cp.run.namespace)
 
 
 def events_of(log: bytes, kind: str) -> list[dict[str, Any]]:
@@ -97,9 +86,9 @@ FlRun = Callable[[Cell, Platform], Any]
 
 
 def fl_run_with(**left_off: Any) -> FlRun:
-    """A replacement for ``runner.fl_run`` that leaves a control off in the rendered objects
+    """A replacement for ``cellplan.fl_run`` that leaves a control off in the rendered objects
     while the cell (and so the proof plan and the wire judgement) still claims it."""
-    original = runner.fl_run
+    original = cellplan.fl_run
 
     def fl_run(cell: Cell, platform: Platform) -> Any:
         return replace(original(cell, platform), **left_off)

@@ -23,7 +23,7 @@ from integration_support import (
 
 from k8s_fixtures import proofs as pf
 from k8s_fixtures import workload
-from pytest_ztfl import prove, runner
+from pytest_ztfl import cellplan, prove, runner
 from pytest_ztfl.matrix import Cell, Workload
 
 pytestmark = pytest.mark.privileged
@@ -175,7 +175,7 @@ def test_cell_with_failed_proofs_is_never_measured(
             seen["hold_file_rc"] = c.exec(ns, workload.SERVER, ["test", "-e", runner.HOLD_FILE]).rc
         real_delete(objects, namespace=namespace)
 
-    monkeypatch.setattr(runner, "fl_run", fl_run_with(netpol=False))
+    monkeypatch.setattr(cellplan, "fl_run", fl_run_with(netpol=False))
     monkeypatch.setattr(live.cluster, "delete", delete)
     row, events = runner.run_cell(live.cluster, cell, live.platform, live.note)
 
@@ -206,7 +206,7 @@ def test_wire_proof_fails_when_tls_is_left_off(
     with "proof of enforcement failed: wire". (Without the second patch the pre-round mTLS
     proofs fail first: the runner proves what the cell claims, not what was rendered.)"""
     cell = tiny("SEC2", "native")
-    monkeypatch.setattr(runner, "fl_run", fl_run_with(tls="none"))
+    monkeypatch.setattr(cellplan, "fl_run", fl_run_with(tls="none"))
     real_run_proofs = runner.pf.run_proofs
     monkeypatch.setattr(runner.pf, "run_proofs",
                         lambda cluster, plan: real_run_proofs(cluster, replace(plan, tls="none")))

@@ -34,8 +34,6 @@ from k8s_fixtures.kube.errors import rbac_cluster_role
 from k8s_fixtures.netpol.model import ClusterView, ContainerPort, Namespace, Pod
 from k8s_fixtures.netpol.parse import parse_documents
 from k8s_fixtures.netpol.truthtable import expected_table
-from k8s_fixtures.proofs import ProofPlan, probe_pods
-from k8s_fixtures.tls.ca import CertificateAuthority
 
 VERSIONS = ("1.30", "1.37")
 TOKEN = "s"
@@ -188,14 +186,9 @@ def tables(view: ClusterView) -> dict[str, dict[tuple[str, str], bool]]:
 def local_objects(cell: Any) -> list[dict[str, Any]]:
     """What the local backend applies for ``cell`` (pytest_ztfl.runner.run_cell)."""
     from pytest_ztfl.backends import Platform
-    from pytest_ztfl.runner import fl_run
+    from pytest_ztfl.cellplan import plan_cell
 
-    run = fl_run(cell, Platform(python=(sys.executable,), data_dir="/data/mnist"))
-    ca = CertificateAuthority.create() if cell.tls else None
-    other = CertificateAuthority.create(name="ztfl other CA") if cell.tls else None
-    plan = ProofPlan(namespace=run.namespace, python=(sys.executable,), image=run.image,
-                     netpol=cell.netpol, tls=run.tls)
-    return [*workload.render(run, ca), *probe_pods(plan, ca, other)]
+    return plan_cell(cell, Platform(python=(sys.executable,), data_dir="/data/mnist")).objects()
 
 
 def test_rendered_policies_give_the_local_truth_table(

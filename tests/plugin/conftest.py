@@ -16,6 +16,7 @@ WARM = (
     "k8s_fixtures.local.backend",
     "k8s_fixtures.netem.profiles",
     "pytest_ztfl.backends",
+    "pytest_ztfl.cellplan",
     "pytest_ztfl.gates",
     "pytest_ztfl.matrix_tests",
     "pytest_ztfl.report",

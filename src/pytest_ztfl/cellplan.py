@@ -1,0 +1,118 @@
+"""One cell's set-up, built in one place: its FL run (as its fault prepares it), CA material,
+proof plan (what the cell claims) and objects (as its fault rewrites them, plus the probe pods).
+
+The runner applies and proves exactly this, ``ztfl probe`` proves it and ``ztfl render``
+writes it, so what is rendered, what is measured and what is proved cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from k8s_fixtures import proofs as pf
+from k8s_fixtures import workload
+from k8s_fixtures.tls.ca import CertificateAuthority
+from pytest_ztfl import faults
+from pytest_ztfl.backends import Platform
+from pytest_ztfl.matrix import Cell
+
+HOLD_FILE = "/var/run/ztfl/hold/go"
+READY_TIMEOUT = 300.0
+OTHER_CA = "ztfl other CA"  # issues the leaf the other-CA probe presents (must be refused)
+Obj = dict[str, Any]
+
+
+def namespace_for(cell: Cell) -> str:
+    return "ztfl-" + cell.id.lower()
+
+
+def fl_run(cell: Cell, platform: Platform) -> workload.FLRun:
+    """The cell's FL run as rendered without a fault (the fault's ``prepare`` comes after)."""
+    wl = cell.workload
+    flags = {
+        "--clients": wl.clients,
+        "--rounds": wl.rounds,
+        "--min-participants": wl.min_participants,
+        "--round-deadline": wl.round_deadline,
+        "--local-epochs": wl.local_epochs,
+        "--max-steps": wl.max_steps,
+        "--batch-size": wl.batch_size,
+        "--lr": wl.lr,
+        "--eval-every": wl.eval_every,
+        "--target-accuracy": wl.target_accuracy,
+        "--model": wl.model,
+        "--split": cell.data,
+        "--seed": cell.seed,
+        "--data-dir": platform.data_dir,
+        "--join-timeout": READY_TIMEOUT,
+        "--hold-file": HOLD_FILE,
+    }
+    server_flags = tuple(x for k, v in flags.items() for x in (k, str(v)))
+    tls = cell.mtls if cell.tls and cell.mtls else "none"
+    return workload.FLRun(
+        namespace=namespace_for(cell),
+        run_id=cell.id,
+        clients=wl.clients,
+        server_flags=server_flags,
+        client_flags=(
+            "--data-dir",
+            platform.data_dir,
+            "--threads",
+            "1",
+            "--connect-timeout",
+            str(READY_TIMEOUT),
+        ),
+        python=platform.python,
+        image=platform.image,
+        netem_init=platform.netem_init,
+        tls=tls,  # type: ignore[arg-type]
+        netpol=cell.netpol,
+        net_profile=None if cell.net == "NET0" else cell.net,
+        hold_dir=str(Path(HOLD_FILE).parent),
+    )
+
+
+def claimed_tls(cell: Cell) -> str:
+    """The mTLS mode the cell claims (what its proofs expect), whatever was rendered."""
+    return (cell.mtls or "sidecar") if cell.tls else "none"
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """What one cell applies and proves."""
+
+    cell: Cell
+    run: workload.FLRun  # after the fault's prepare
+    fault: faults.Fault | None
+    ca: CertificateAuthority | None  # the harness CA (SEC2/SEC3)
+    other_ca: CertificateAuthority | None  # the negative proofs' CA (SEC2/SEC3)
+    proofs: pf.ProofPlan  # from the cell's claims (SEC level, mTLS mode), not from ``run``
+    probes: tuple[Obj, ...]  # the probe pods and their Secret
+
+    def workload_objects(self) -> list[Obj]:
+        """The FL run's objects with the fault's rewrite (certificates issued per call)."""
+        return faults.render(self.fault, self.run, self.ca)
+
+    def objects(self) -> list[Obj]:
+        """Everything the cell applies before its proofs: FL objects, then the probes."""
+        return [*self.workload_objects(), *self.probes]
+
+
+def plan_cell(cell: Cell, platform: Platform) -> CellPlan:
+    """Build ``cell``'s run, CAs, proof plan and probe pods for ``platform``."""
+    run = fl_run(cell, platform)
+    fault = faults.get(cell.fault)
+    if fault is not None:
+        run = fault.prepare(run)
+    ca = CertificateAuthority.create() if cell.tls else None
+    other = CertificateAuthority.create(name=OTHER_CA) if cell.tls else None
+    proofs = pf.ProofPlan(
+        namespace=run.namespace,
+        python=run.python,
+        image=run.image,
+        netpol=cell.netpol,
+        tls=claimed_tls(cell),
+    )
+    return CellPlan(cell, run, fault, ca, other, proofs, tuple(pf.probe_pods(proofs, ca, other)))
