@@ -61,11 +61,11 @@ ROLE = "ztfl.io/fl-role"
 TLSMode = Literal["none", "native", "sidecar", "mesh"]
 
 
-def _as_root_with_net_admin() -> dict[str, Any]:
-    """The init containers' securityContext: tc and nft need CAP_NET_ADMIN in effect, and
-    Kubernetes adds capabilities to a non-root container's bounding set only (the image's user
-    is 10001), so they run as root, as Linkerd's proxy-init does."""
-    return {"runAsUser": 0, "runAsNonRoot": False, "capabilities": {"add": ["NET_ADMIN"]}}
+def _net_admin() -> dict[str, Any]:
+    """The init containers' securityContext: NET_ADMIN in the bounding set; the image gives
+    tc, ip and nft the file capability cap_net_admin+ep, so they run as the image's non-root
+    user (10001) with the capability in effect (docker/Dockerfile)."""
+    return {"capabilities": {"add": ["NET_ADMIN"]}}
 
 # every workload container's environment; the server adds gRPC logging (tls.native.server_env)
 BASE_ENV: Mapping[str, str] = {"PYTHONUNBUFFERED": "1"}
@@ -145,16 +145,16 @@ def _sidecar_containers(run: FLRun, cm: str) -> tuple[dict[str, Any], dict[str, 
         "image": run.image,
         "command": ["nft", "-f", f"{SIDECAR_DIR}/redirect.nft"],
         "volumeMounts": mounts,
-        "securityContext": _as_root_with_net_admin(),
+        "securityContext": _net_admin(),
     }
     proxy = {
         "name": PROXY_CONTAINER,
         "image": run.image,
         "command": ["stunnel", f"{SIDECAR_DIR}/stunnel.conf"],
         "volumeMounts": mounts,
-        # stunnel starts as root (the image's user is 10001) and drops to PROXY_UID itself
-        # (setuid/setgid in its config): that uid is what the redirect lets through, and
-        # stunnel refuses to start when it cannot drop (setgroups fails for a non-root user)
+        # stunnel starts as root and drops to PROXY_UID itself (setuid/setgid in its config),
+        # as on the local backend: that uid is what the redirect lets through, and as the
+        # image's user (10001) stunnel cannot drop (setgroups fails) and exits
         "securityContext": {"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False},
     }
     return init, proxy
@@ -200,7 +200,7 @@ def _pod(
                 "image": run.image,
                 "command": list(run.netem_init),
                 "args": [net],
-                "securityContext": _as_root_with_net_admin(),
+                "securityContext": _net_admin(),
             }
         )
     if secret is not None:

@@ -208,7 +208,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
-    if getattr(ns, "as_uid", None) is not None:
+    if getattr(ns, "as_uid", None) not in (None, os.getuid()):
         # what the connect loads lazily, loaded while this interpreter's files are readable
         # (a root-only install, e.g. under /root, is not readable by the uid taken next)
         import encodings.idna  # noqa: F401
