@@ -23,7 +23,6 @@ import secrets
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from k8s_fixtures.local.topology import Node, PodLink
@@ -38,13 +37,14 @@ from k8s_fixtures.netem.models import DelaySampler
 from k8s_fixtures.netem.overlay import NetemHandle, apply, class_spec
 from k8s_fixtures.netem.profiles import Profile, get_profile, parse_profile
 from k8s_fixtures.netem.stats import percentile
-
-TICK = os.sysconf("SC_CLK_TCK")
+from k8s_fixtures.proc import cpu_seconds
 
 
 def cpu_s(pid: int) -> float:
-    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / TICK
+    cpu = cpu_seconds(pid)
+    if cpu is None:
+        raise RuntimeError(f"delay line {pid} is gone")
+    return cpu
 
 
 def seen(h: NetemHandle) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 from k8s_fixtures.cluster import ClusterError
 from k8s_fixtures.local import state
 from k8s_fixtures.local.backend import LocalCluster
+from k8s_fixtures.proc import start_time
 
 
 def register(subparsers: Any) -> None:
@@ -88,7 +89,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         r = e.record
         kind = "live" if e.live else "detached" if r and r.detached else "stale"
         alive = sum(1 for pid, start in (r.pids if r else [])
-                    if state.proc_start_time(pid) == start)
+                    if start_time(pid) == start)
         rows.append({"name": e.name, "state": kind, "mode": r.mode if r else "?",
                      "owner_pid": r.owner_pid if r else None,
                      "netns": len(r.netns) if r else 0, "processes": alive,

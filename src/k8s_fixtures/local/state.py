@@ -26,6 +26,7 @@ from pathlib import Path
 
 from k8s_fixtures.local import cgroups
 from k8s_fixtures.local.privileges import tool
+from k8s_fixtures.proc import start_time
 
 NETNS_DIR = Path("/run/netns")  # where `ip netns` keeps named namespaces
 LEFT = "NOT REMOVED"  # prefix of a purge line naming what could not be removed
@@ -42,15 +43,6 @@ def default_root() -> Path:
         return Path("/run/ztfl")
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "ztfl"
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Kernel start time of a process (field 22 of /proc/PID/stat), to detect PID reuse."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 @dataclass
@@ -98,7 +90,7 @@ class StateDir:
         if netns is not None:
             self.record.netns.append(netns)
         if pid is not None:
-            self.record.pids.append((pid, proc_start_time(pid) or 0))
+            self.record.pids.append((pid, start_time(pid) or 0))
         self.save()
 
     def forget(self, *, netns: str | None = None, pid: int | None = None) -> None:
@@ -185,7 +177,7 @@ def marked_pids(marker: str) -> list[int]:
 
 
 def _kill(pid: int, start: int | None) -> None:
-    if start is not None and proc_start_time(pid) != start:
+    if start is not None and start_time(pid) != start:
         return  # gone, or the PID now belongs to someone else
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)  # pods run in their own session: pgid == pid

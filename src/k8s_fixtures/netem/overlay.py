@@ -10,7 +10,6 @@ and removes every rule, qdisc and process on ``stop()``, even after errors.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import tempfile
 import threading
@@ -19,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from k8s_fixtures.proc import cpu_seconds
 
 from . import rules, tc
 from .detect import netem_available, probe_netem
@@ -81,18 +82,6 @@ class NetemStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def process_cpu_seconds(pid: int | None) -> float | None:
-    """utime + stime of a live process (``/proc/<pid>/stat``), or None."""
-    if pid is None:
-        return None
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text.rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0]
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def class_spec(profile: Profile, direction: str) -> ClassSpec:
@@ -284,7 +273,7 @@ class NetemHandle:
             "reason": st.reason,
             "classes": st.classes,
             "kernel_queue_drops": st.kernel_queue_drops,
-            "delayline_cpu_s": process_cpu_seconds(st.pid),
+            "delayline_cpu_s": cpu_seconds(st.pid),
         }
 
     def check(self, check_rules: bool = True) -> NetemStatus:
