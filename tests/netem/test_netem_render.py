@@ -77,3 +77,39 @@ def test_mechanism_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert overlay.choose_mechanism(net2, "delayline")[0] == "delayline"
     with pytest.raises(overlay.NetemError, match="expected one of"):
         overlay.choose_mechanism(net2, "magic")
+
+
+def test_kernel_path_drops_the_tbf_child_when_a_profile_loses_its_rate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tc qdisc replace`` of the root netem keeps its children: a change to a profile
+    without a rate must delete the old tbf (unchecked, it may be absent); a rated profile
+    must not."""
+    from types import SimpleNamespace
+
+    from k8s_fixtures.netem.overlay import LinkState, NetemHandle
+
+    ran: list[tuple[list[str], bool]] = []
+    monkeypatch.setattr(tc, "run", lambda cmd, check=True: ran.append((cmd, check)) or "")
+    monkeypatch.setattr(tc, "run_all", lambda cmds: [ran.append((c, True)) for c in cmds])
+    client = SimpleNamespace(netns="cli", pod_if="eth0", host_if="vcli")
+    server = SimpleNamespace(netns="srv", pod_if="eth0", host_if="vsrv")
+    rated = get_profile("NET2")
+    unrated = parse_profile("U", {"up": {"delay_ms": 25}, "down": {"delay_ms": 25}})
+    link = LinkState(client, server, rated, 100, 101)
+    h = NetemHandle(NetPlan(default=rated), "node", [link], "netem", "test", None, 0.2)
+    h._shape(link)
+    assert not [c for c, _ in ran if "del" in c]
+    ran.clear()
+    link.profile = unrated
+    h._shape(link)
+    drops = [(c, check) for c, check in ran if "del" in c and c[-2:] == ["parent", "1:1"]]
+    assert [c for c, _ in drops] == [tc.render_drop_rate(tc.Hop("cli", "eth0")),
+                                      tc.render_drop_rate(tc.Hop("node", "vcli"))]
+    assert all(check is False for _, check in drops)
+    # each drop comes before that hop's netem replace
+    cmds = [c for c, _ in ran]
+    for hop in (tc.Hop("cli", "eth0"), tc.Hop("node", "vcli")):
+        drop = cmds.index(tc.render_drop_rate(hop))
+        replace = next(i for i, c in enumerate(cmds) if c[:3] == ["tc", "-n", hop.netns]
+                       and "replace" in c and "netem" in c)
+        assert drop < replace

@@ -178,6 +178,8 @@ class NetemHandle:
         for direction, hop in (("up", ls.up_hop()), ("down", ls.down_hop(self.node_netns))):
             if self.mechanism == "netem":
                 cmds = tc.render_netem(ls.profile, direction, hop)
+                if cmds and ls.profile.direction(direction).rate_mbit is None:
+                    tc.run(tc.render_drop_rate(hop), check=False)
             elif self.mechanism == "delayline":
                 cmds = tc.render_rate(ls.profile, direction, hop)
             else:

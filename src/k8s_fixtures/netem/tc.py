@@ -94,6 +94,12 @@ def render_netem(profile: Profile, direction: str, hop: Hop) -> list[list[str]]:
     return cmds
 
 
+def render_drop_rate(hop: Hop) -> list[str]:
+    """Remove the tbf child of the kernel path's netem (a profile change that drops the rate:
+    ``replace`` of the root netem keeps its children). Run unchecked: it may not exist."""
+    return ["tc", "-n", hop.netns, "qdisc", "del", "dev", hop.dev, "parent", "1:1"]
+
+
 def render_clear(hop: Hop) -> list[str]:
     return ["tc", "-n", hop.netns, "qdisc", "del", "dev", hop.dev, "root"]
 
