@@ -90,7 +90,8 @@ def _files(root: Path, download: bool) -> dict[str, Path | None]:
     if files["t10k-images-idx3-ubyte"] is None or files["t10k-labels-idx1-ubyte"] is None:
         raise DataError(
             f"data dir {root}: no MNIST t10k-images/t10k-labels IDX files "
-            "(expected <dir>/MNIST/raw/*.gz; pass --download on a machine with internet)"
+            "(expected <dir>/MNIST/raw/*.gz; fl_app.local and pytest --ztfl-data download it "
+            "when online)"
         )
     return files
 

@@ -56,6 +56,7 @@ TLS_DIR = "/var/run/ztfl/tls"
 SIDECAR_DIR = "/var/run/ztfl/sidecar"
 DEFAULT_IMAGE = "ghcr.io/ztfl/fl-app:0.1.0"
 NET_ANNOTATION = "ztfl.io/net-profile"
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 COMPONENT = "app.kubernetes.io/component"
 ROLE = "ztfl.io/fl-role"
 TLSMode = Literal["none", "native", "sidecar", "mesh"]
@@ -244,6 +245,11 @@ def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
     }
     if run.tls == "mesh":
         namespace["metadata"]["annotations"] = mesh.namespace_annotations()
+    shaped = run.net_profile or any(o.net_profile for o in run.overrides.values())
+    if run.tls == "sidecar" or (run.netem_init is not None and shaped):
+        # NET_ADMIN init containers (and a proxy started as root) are refused by the
+        # baseline and restricted Pod Security levels; the run's own namespace allows them
+        namespace["metadata"]["labels"][PSA_ENFORCE] = "privileged"
     objs: list[Obj] = [namespace]
     accounts = {SERVER, CLIENT} | {
         o.service_account for o in run.overrides.values() if o.service_account

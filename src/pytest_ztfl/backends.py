@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from k8s_fixtures.workload import DEFAULT_IMAGE
@@ -110,9 +111,10 @@ def matrix_unsupported(backend_option: str, cells: Iterable[Cell]) -> str | None
     return None
 
 
-def _local(data_dir: str) -> tuple[Any, Platform]:
+def _local(data_dir: str, net_profiles: str | Path | None) -> tuple[Any, Platform]:
     from k8s_fixtures.cluster import ClusterError
     from k8s_fixtures.local.backend import LocalCluster
+    from k8s_fixtures.netem import load_profiles
     from k8s_fixtures.netem.local_overlay import NetemOverlay
     from k8s_fixtures.netpol.overlay import NetpolOverlay
 
@@ -124,7 +126,7 @@ def _local(data_dir: str) -> tuple[Any, Platform]:
     try:
         netpol = NetpolOverlay()
         cluster.add_overlay(netpol)
-        netem = NetemOverlay()
+        netem = NetemOverlay(load_profiles(net_profiles))  # the user's file, if given
         cluster.add_overlay(netem)
     except BaseException:
         cluster.teardown()
@@ -132,17 +134,26 @@ def _local(data_dir: str) -> tuple[Any, Platform]:
     cluster.backend_name = "local"  # type: ignore[attr-defined]
     cluster.netpol_metadata = netpol.metadata()  # type: ignore[attr-defined]
     cluster.netem = netem  # type: ignore[attr-defined]
+    cluster.netpol = netpol  # type: ignore[attr-defined]
     return cluster, Platform(python=(sys.executable,), data_dir=data_dir)
 
 
 def create(
-    name: str, *, data_dir: str, image: str = DEFAULT_IMAGE, context: str | None = None
+    name: str,
+    *,
+    data_dir: str,
+    image: str = DEFAULT_IMAGE,
+    context: str | None = None,
+    net_profiles: str | Path | None = None,
 ) -> tuple[Any, str, Platform]:
-    """Create the cluster; returns (cluster, note, platform)."""
+    """Create the cluster; returns (cluster, note, platform). ``net_profiles``: a user's
+    profiles file (``--ztfl-net-profiles``), which the local backend shapes links with."""
     backend, why = choose(name, context)
     if backend == "local":
-        cluster, platform = _local(data_dir)
-        return cluster, f"local ({cluster.mode}, cluster {cluster.name}): {why}", platform
+        cluster, platform = _local(data_dir, net_profiles)
+        note = f"local ({cluster.mode}, cluster {cluster.name}): {why}"
+        # e.g. "resources.limits are not enforced": every row's backend note carries it
+        return cluster, "; ".join([note, *getattr(cluster, "warnings", [])]), platform
     from k8s_fixtures.cluster import ClusterError
 
     kube_platform = Platform(

@@ -25,7 +25,8 @@ Obj = dict[str, Any]
 
 
 def namespace_for(cell: Cell) -> str:
-    return "ztfl-" + cell.id.lower()
+    """The cell's namespace: its id as a DNS-1123 label (``dir0.1`` has a dot)."""
+    return "ztfl-" + cell.id.lower().replace(".", "-")
 
 
 def fl_run(cell: Cell, platform: Platform) -> workload.FLRun:

@@ -117,6 +117,8 @@ class Fault:
 
     def unsupported(self, cell: Cell) -> str | None:
         """Why this scenario cannot run in ``cell`` (None: it can)."""
+        if self.name != "malformed-update" and cell.workload.clients <= TARGET:
+            return f"fault {self.name} hits fl-client-{TARGET}: needs at least {TARGET + 1} clients"
         if "tls" in self.requires and not (cell.tls and cell.mtls == "native"):
             return f"fault {self.name} needs SEC2/SEC3 with native mTLS"
         if "netpol" in self.requires and not cell.netpol:
@@ -737,6 +739,9 @@ FAULTS: dict[str, Fault] = {
             inject=_guarded(_kill_client),
             objects=_restart_on_failure,
             attribute=_attr_kill,
+            # on Kubernetes the client is its container's PID 1, which ignores a SIGKILL sent
+            # from inside its own PID namespace (and the image ships no kill(1))
+            local_only=True,
         ),
         Fault(
             "malformed-update",

@@ -108,8 +108,11 @@ class Cell:
     def baseline(self, cells: Iterable[Cell]) -> Cell | None:
         """The SEC0 cell this cell's overhead is measured against: same NET, data, seed and
         fault, else (a fault SEC0 cannot carry, e.g. an mTLS one) the unfaulted one."""
-        same = {c.fault: c for c in cells
-                if (c.sec, c.net, c.data, c.seed) == ("SEC0", self.net, self.data, self.seed)}
+        same = {
+            c.fault: c
+            for c in cells
+            if (c.sec, c.net, c.data, c.seed) == ("SEC0", self.net, self.data, self.seed)
+        }
         return same.get(self.fault, same.get(None))
 
     def to_dict(self) -> dict[str, Any]:
@@ -271,16 +274,35 @@ def from_dict(raw: Any, source: str, net_profiles: Iterable[str] | None = None) 
         ok = isinstance(value, want) or (want is float and isinstance(value, int))
         if not ok or isinstance(value, bool):
             raise MatrixError(f"{source}: workload.{name}={value!r}: expected {want.__name__}")
-    return Matrix(
-        name=str(raw.get("name", source)),
-        sec=sec,
-        net=net,
-        data=data,
-        seeds=tuple(seeds),
-        mtls=mtls,
-        workload=workload.validate(source),
-        faults=_faults(source, raw),
+    return _check_fault_axis(
+        Matrix(
+            name=str(raw.get("name", source)),
+            sec=sec,
+            net=net,
+            data=data,
+            seeds=tuple(seeds),
+            mtls=mtls,
+            workload=workload.validate(source),
+            faults=_faults(source, raw),
+        ),
+        source,
     )
+
+
+def _check_fault_axis(m: Matrix, source: str) -> Matrix:
+    """Every fault named must fit at least one cell: one that fits none would silently add
+    nothing to the matrix."""
+    from pytest_ztfl import faults as ft
+
+    for name in m.faults:
+        if name is None:
+            continue
+        base = replace(m, faults=(None,)).cells()
+        fault = ft.FAULTS[name]
+        if base and not any(fault.unsupported(replace(c, fault=name)) is None for c in base):
+            why = fault.unsupported(replace(base[0], fault=name))
+            raise MatrixError(f"{source}: fault {name} fits no cell of matrix {m.name} ({why})")
+    return m
 
 
 def _fault_fits(cell: Cell) -> bool:
@@ -374,9 +396,12 @@ def override(
             )
         if mtls not in MTLS_MODES:
             raise MatrixError(f"--ztfl-mtls={mtls}: expected one of {', '.join(MTLS_MODES)}")
-    return replace(
-        m,
-        seeds=seeds or m.seeds,
-        workload=wl.validate("command line"),
-        mtls=(mtls,) if mtls else m.mtls,
+    return _check_fault_axis(
+        replace(
+            m,
+            seeds=seeds or m.seeds,
+            workload=wl.validate("command line"),
+            mtls=(mtls,) if mtls else m.mtls,
+        ),
+        "--ztfl-faults" if faults is not None else "command line",
     )

@@ -85,16 +85,19 @@ def _matrix_rows(a: Analysis) -> list[tuple[str, str]]:
 
 def _calibrations(runs: Sequence[Run]) -> str:
     seen = {
-        (r.net, str(r.calibration.get("ref")), r.calibration.get("passed"))
+        (r.net, r.calibration.get("ref"), r.calibration.get("passed"), r.calibration.get("note"))
         for r in runs
         if r.calibration
     }
     if not seen:
         return "not recorded"
-    return "; ".join(
-        f"{net} {'passed' if ok else 'MISSED its targets' if ok is False else '?'} (`{ref}`)"
-        for net, ref, ok in sorted(seen, key=str)
-    )
+
+    def one(net: str, ref: Any, ok: Any, note: Any) -> str:
+        if ref is None:
+            return f"{net} {note or 'not measured'}"
+        return f"{net} {'passed' if ok else 'MISSED its targets' if ok is False else '?'} (`{ref}`)"
+
+    return "; ".join(one(*x) for x in sorted(seen, key=str))
 
 
 def metadata(a: Analysis) -> list[str]:

@@ -69,6 +69,17 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.close(dfd)
 
 
+def check_writable(path: Path, option: str) -> None:
+    """Create ``path`` if needed and write a probe file there; a one-line error if not."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".ztfl-write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ResultsError(f"{option}={path}: not writable ({exc.strerror})") from None
+
+
 class ResultStore:
     def __init__(self, out: Path) -> None:
         self.out = out
@@ -80,16 +91,15 @@ class ResultStore:
         # refreshing the derived tables after each cell does not re-read every earlier cell
         self._rows: dict[str, dict[str, Any]] | None = None
 
-    def prepare(self, matrix: dict[str, Any], resume: bool) -> None:
-        """Create the layout; on resume check the matrix matches, else clear old results."""
-        try:
-            for d in (self.out, self.cells_dir, self.events_dir):
-                d.mkdir(parents=True, exist_ok=True)
-            probe = self.out / ".ztfl-write-probe"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise ResultsError(f"--ztfl-out={self.out}: not writable ({exc.strerror})") from None
+    def prepare(self, matrix: dict[str, Any], resume: bool, *, check_only: bool = False) -> None:
+        """Create the layout; on resume check the matrix matches, else clear old results.
+        ``check_only`` (e.g. ``--collect-only``): check the directory is writable, touch no
+        result."""
+        check_writable(self.out, "--ztfl-out")
+        for d in (self.cells_dir, self.events_dir):
+            d.mkdir(exist_ok=True)
+        if check_only:
+            return
         stored = self.out / "matrix.json"
         if resume and stored.exists():
             previous = json.loads(stored.read_text())

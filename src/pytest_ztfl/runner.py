@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from fl_app.events import ParsedLog, parse_events
 from k8s_fixtures import proofs as pf
 from k8s_fixtures import workload
 from k8s_fixtures.cluster import ClusterError
+from k8s_fixtures.tls.secret import SECRET_TYPE, validate_secret
 from k8s_fixtures.tls.sidecar import PROXY_CONTAINER
 from pytest_ztfl import faults, rows
 from pytest_ztfl.backends import Platform, cell_unsupported
@@ -93,6 +95,10 @@ class _Follower(threading.Thread):
                     ev.set()
 
 
+class ZtflPolicyWarning(UserWarning):
+    """A NetworkPolicy of a cell that the policy linter flags (it selects no pod, ...)."""
+
+
 def run_cell(
     cluster: Any,
     cell: Cell,
@@ -126,11 +132,26 @@ def run_cell(
             raise ClusterError(refusal)
         proofs = deploy_and_prove(cluster, cp)
         progress(f"{cell.id}: pods ready, proofs done")
+        # the local policy overlay's lint: e.g. a podSelector that selects no pod of the cell
+        lint = [
+            w for w in getattr(getattr(cluster, "netpol", None), "warnings", []) if f" {ns}/" in w
+        ]
+        if lint:
+            overlays["netpol"]["warnings"] = lint
+            for w in lint:
+                warnings.warn(ZtflPolicyWarning(f"{cell.id}: {w}"), stacklevel=1)
         netem = getattr(cluster, "netem", None)
         handle = netem.handle(ns) if netem is not None else None
         if handle is not None:
             overlays["net"].update(handle.metadata())
             handle.watch(lambda exc: net_failures.append(str(exc)))
+        elif run.net_profile is not None and run.netem_init is not None:
+            # kind/kube: each client pod's init container ran tc netem before the pod could
+            # start (a failed init container keeps the pod from becoming ready)
+            overlays["net"].update(
+                mechanism="netem",
+                why="tc netem by each client pod's init container (ztfl-netem-init)",
+            )
         elif run.net_profile is not None:
             raise ClusterError(f"network profile {cell.net} was not applied to {ns}")
         else:
@@ -237,6 +258,21 @@ def deploy_and_prove(cluster: Any, cp: CellPlan) -> list[pf.Proof]:
     """Apply the cell's objects (as its fault rewrites them) and probe pods, wait until ready
     (except pods the fault makes fail on purpose), run the proofs of what the cell claims."""
     objs = cp.objects()
+    # The harness's own certificates are checked before anything is applied (expired, not yet
+    # valid, key not matching, not from the CA): a bad one is the harness's error, not a proof
+    # result. The probes' and a fault's certificates are bad on purpose.
+    on_purpose = {id(o) for o in cp.probes}
+    for o in objs:
+        if (
+            o.get("kind") == "Secret"
+            and o.get("type") == SECRET_TYPE
+            and id(o) not in on_purpose
+            and "-fault-" not in o["metadata"]["name"]
+        ):
+            try:
+                validate_secret(o)
+            except ValueError as exc:
+                raise ClusterError(f"harness certificate: {exc}") from None
     cluster.apply(objs)
     names = faults.ready_names(cp.fault, objs)
     cluster.wait_ready(cp.run.namespace, names=names, timeout=READY_TIMEOUT)

@@ -20,7 +20,7 @@ import pytest
 from pytest_ztfl import matrix as mx
 from pytest_ztfl import options
 from pytest_ztfl.replay import ReplayClock
-from pytest_ztfl.results import ResultsError, ResultStore, atomic_write
+from pytest_ztfl.results import ResultsError, ResultStore, atomic_write, check_writable
 
 
 def _net_profile_names(config: pytest.Config) -> list[str] | None:
@@ -35,6 +35,12 @@ def _net_profile_names(config: pytest.Config) -> list[str] | None:
 
 class ZtflCalibrationWarning(UserWarning):
     """A network profile, measured on this machine, misses its calibration targets."""
+
+
+NOT_CALIBRATED = (
+    "not measured: on kind/kube each client pod's tc netem applies the profile, and a "
+    "calibration here would measure this machine's links, not the cluster's"
+)
 
 
 class ZtflRoundBudgetWarning(UserWarning):
@@ -85,6 +91,7 @@ class ZtflSession:
         name, why = backend or backends.choose(settings.backend, settings.kube_context)
         self.backend_name, self.backend_why = name, why
         self.unavailable = backends.unavailable(name, settings.kube_context)
+        self.broken: str | None = None  # why the cluster could not be created (cells fail)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> ZtflSession:
@@ -104,12 +111,24 @@ class ZtflSession:
                 f"time (one delay line per node), and this matrix has {', '.join(shaped)}; use "
                 "--ztfl-parallel=1 or a Kubernetes backend"
             )
+        if s.net_profiles is not None and backend[0] != "local" and shaped:
+            raise pytest.UsageError(
+                f"--ztfl-net-profiles={s.net_profiles}: on the {backend[0]} backend each client "
+                "pod's tc init container applies the profiles shipped in the image, not this "
+                "file; use it with --ztfl-backend=local"
+            )
+        _ensure_data(s.data)  # before results are touched: a usage error wipes nothing
         store = ResultStore(s.out)
         try:
-            store.prepare(s.matrix.to_dict(), s.resume)
+            # --collect-only runs nothing: it must not clear the previous run's results
+            store.prepare(s.matrix.to_dict(), s.resume, check_only=config.option.collectonly)
         except ResultsError as exc:
             raise pytest.UsageError(str(exc)) from None
-        _ensure_data(s.data)
+        try:
+            if s.report is not None:  # found out now, not after the whole matrix has run
+                check_writable(s.report, "--ztfl-report")
+        except ResultsError as exc:
+            raise pytest.UsageError(str(exc)) from None
         for line in round_budget_warnings(cells, s.net_profiles):
             config.issue_config_time_warning(ZtflRoundBudgetWarning(line), stacklevel=2)
 
@@ -156,10 +175,13 @@ class ZtflSession:
                     data_dir=self.settings.data,
                     image=self.settings.image,
                     context=self.settings.kube_context,
+                    net_profiles=self.settings.net_profiles,
                 )
             except backends.BackendError as exc:
-                self.unavailable = str(exc)
-                pytest.skip(self.unavailable)
+                # The machine can run this backend (else `unavailable` skipped the cells), but
+                # the cluster could not be made or reached: a failure, once, for every cell.
+                self.broken = str(exc)
+                pytest.fail(self.broken, pytrace=False)
         return self._cluster
 
     def plan(self, cells: list[mx.Cell]) -> None:
@@ -174,6 +196,8 @@ class ZtflSession:
         if row is None:
             if self.unavailable:
                 pytest.skip(self.unavailable)
+            if self.broken:
+                pytest.fail(self.broken, pytrace=False)
             from pytest_ztfl import backends
 
             refused = backends.cell_unsupported(self.backend_name, cell)
@@ -241,6 +265,10 @@ class ZtflSession:
         """Calibrate profile ``net`` once per results directory (``calibration/<NET>.json``)
         on a private link of this machine; every cell of that NET references it."""
         if net in self._calibrated:
+            return self._calibrated[net]
+        if self.backend_name != "local":
+            # the pods' own tc netem shapes these links; a link on this machine says nothing
+            self._calibrated[net] = {"ref": None, "passed": None, "note": NOT_CALIBRATED}
             return self._calibrated[net]
         ref = f"calibration/{net}.json"
         path = self.store.out / ref
@@ -310,6 +338,14 @@ class ZtflSession:
             if self._cluster is not None and not self.settings.keep_cluster:
                 self._cluster.teardown()
                 self._cluster = None
+            elif self._cluster is not None and hasattr(self._cluster, "detach"):
+                # a local cluster is owned by this process: hand it over, or the next start
+                # would purge it as stale
+                self._cluster.detach()
+                self.progress(
+                    f"kept cluster {self._cluster.name}: remove it with "
+                    f"`ztfl cluster down {self._cluster.name}`"
+                )
 
 
 def _ensure_data(path: str) -> None:

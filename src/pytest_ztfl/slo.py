@@ -20,12 +20,38 @@ def evaluate(
     out = [
         gates.failure_rate_gate(failed, max(planned, len(rounds)), limit=settings.slo_failure_rate)
     ]
-    if cell.sec == "SEC0" or baseline is None:
+    if cell.sec == "SEC0":
         return out
     treat = [r["duration"] for r in rounds if r["ok"]]
-    base = [r["duration"] for r in baseline["metrics"]["rounds"] if r["ok"]]
-    if len(treat) < 2 or len(base) < 2:
-        return out
+    base = (
+        []
+        if baseline is None
+        else [r["duration"] for r in baseline["metrics"]["rounds"] if r["ok"]]
+    )
+    if baseline is None or len(treat) < 2 or len(base) < 2:
+        # Not a silent pass: say which gate could not be judged, and why.
+        why = (
+            "no SEC0 baseline (same NET, data, seed and fault) in this run or its results"
+            if baseline is None
+            else "fewer than 2 completed rounds to compare"
+        )
+        nan = float("nan")
+        return out + [
+            gates.upper_limit_gate(
+                f"{q} round duration {cell.sec}/SEC0",
+                nan,
+                nan,
+                nan,
+                limit,
+                n=(len(treat), len(base)),
+                note=why,
+                fmt="{:.3g}x".format,
+            )
+            for q, limit in (
+                ("median", settings.slo_overhead_median),
+                ("p99", settings.slo_overhead_p99),
+            )
+        ]
     med, p99 = stats.overhead_ratios(treat, base, (0.5, 0.99), seed=cell.seed)
     out.append(
         gates.overhead_gate(

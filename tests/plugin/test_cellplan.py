@@ -8,6 +8,7 @@ import base64
 import datetime as dt
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from cryptography import x509
 
 from k8s_fixtures import proofs as pf
 from k8s_fixtures.cluster import ClusterError, PodStatus
-from pytest_ztfl import cellplan, faults, prove, runner
+from pytest_ztfl import backends, cellplan, faults, prove, runner
 from pytest_ztfl.backends import Platform
 from pytest_ztfl.cli import main
 from pytest_ztfl.matrix import Cell, Workload
@@ -230,3 +231,109 @@ def test_a_netpol_proof_failing_on_a_real_cluster_names_the_cni(backend: str) ->
     else:
         assert hint in row["error"], row["error"]
         assert ("kind >= v0.24" in row["error"]) == (backend == "kind")
+
+
+def test_a_kube_net_cell_records_the_init_containers_netem(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """kind/kube have no local NET overlay: the client pods' tc init container shaped the
+    links (their pods could not start otherwise), and the row says so instead of failing the
+    cell with 'network profile ... was not applied'. (The rounds are not this test's.)"""
+
+    def no_rounds(*_: Any, **__: Any) -> None:
+        raise ClusterError("rounds not run by this test")
+
+    monkeypatch.setattr(runner, "_measure", no_rounds)
+    kube = replace(PLATFORM, netem_init=("python", "-m", "k8s_fixtures.netem.init"))
+    cluster = FakeCluster()
+    cluster.backend_name = "kube"  # type: ignore[attr-defined]
+    row, _ = runner.run_cell(cluster, Cell("SEC0", "NET2", "iid", 0, Workload(clients=2)),
+                             kube, "fake")
+    assert row["overlays"]["net"]["mechanism"] == "netem", row["overlays"]["net"]
+    assert "rounds not run by this test" in row["error"], row["error"]
+    inits = [i for o in cluster.applied if o["kind"] == "Pod"
+             for i in o["spec"].get("initContainers", []) if i["name"] == "ztfl-netem-init"]
+    assert inits and all(i["args"] == ["NET2"] for i in inits)
+
+
+def test_the_local_backend_shapes_links_with_the_users_profiles_file(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--ztfl-net-profiles reaches the NET overlay that shapes the links (it was used for
+    names and calibration only, so a user's NET9 failed every cell as 'unknown profile')."""
+    from k8s_fixtures.local import backend as local_backend
+
+    class NoKernelCluster:
+        """LocalCluster's surface that backends._local uses, without namespaces."""
+
+        mode, name = "root", "fake"
+
+        def __init__(self, **_: Any) -> None:
+            self.overlays: list[Any] = []
+
+        def start(self) -> None:
+            pass
+
+        def add_overlay(self, overlay: Any) -> None:
+            self.overlays.append(overlay)
+
+        def teardown(self) -> None:
+            pass
+
+    monkeypatch.setattr(local_backend, "LocalCluster", NoKernelCluster)
+    path = tmp_path / "mine.yaml"
+    path.write_text("profiles:\n  NET9:\n    description: mine\n"
+                    "    up: {delay_ms: 7}\n    down: {delay_ms: 9}\n")
+    cluster, _note, _platform = backends.create("local", data_dir="/d", net_profiles=path)
+    assert cluster.netem.profiles["NET9"].down.delay_ms == 9
+    default, _, _ = backends.create("local", data_dir="/d")
+    assert "NET9" not in default.netem.profiles and "NET2" in default.netem.profiles
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_keep_cluster_detaches_the_local_cluster_instead_of_leaving_it_stale(keep: bool) -> None:
+    """--ztfl-keep-cluster: the session hands the local cluster over (detach: the record says
+    so, only `ztfl cluster down` removes it); without it the cluster is torn down."""
+    from pytest_ztfl.session import ZtflSession
+
+    calls: list[str] = []
+    lines: list[str] = []
+    cluster = SimpleNamespace(name="ztfl-abc123", detach=lambda: calls.append("detach"),
+                              teardown=lambda: calls.append("teardown"))
+    s = ZtflSession.__new__(ZtflSession)
+    s._prefetch, s.rows, s._cluster = None, {}, cluster
+    s.settings = SimpleNamespace(report=None, keep_cluster=keep)  # type: ignore[assignment]
+    s.progress = lines.append
+    s.close()
+    assert calls == (["detach"] if keep else ["teardown"])
+    assert any("ztfl cluster down ztfl-abc123" in x for x in lines) == keep
+
+
+def test_a_dirichlet_cell_with_a_dotted_alpha_gets_a_valid_namespace() -> None:
+    """Cell ids may carry ``dir0.1``; namespace names are DNS-1123 labels (no dots)."""
+    import re
+
+    cell = Cell("SEC0", "NET0", "dirichlet-0.1", 0, Workload(clients=2))
+    assert "dir0.1" in cell.id
+    ns = cellplan.namespace_for(cell)
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", ns), ns
+    objs = cellplan.plan_cell(cell, PLATFORM).objects()
+    assert {o["metadata"].get("namespace", ns) for o in objs} == {ns}
+
+
+def test_a_bad_harness_certificate_stops_the_cell_before_anything_is_applied(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The harness's Secrets are validated before apply (issue 4's bad certificates); the
+    probes' other-CA Secret and a fault's expired one are bad on purpose and pass through."""
+    for mtls, fault in (("native", None), ("sidecar", None), ("native", "mtls-expired")):
+        cell = Cell("SEC3", "NET0", "iid", 0, Workload(clients=3), mtls=mtls, fault=fault)
+        runner.deploy_and_prove(FakeCluster(), cellplan.plan_cell(cell, PLATFORM))
+    cp = cellplan.plan_cell(Cell("SEC3", "NET0", "iid", 0, Workload(clients=2), mtls="native"),
+                            PLATFORM)
+    objs = cp.workload_objects()
+    secret = next(o for o in objs if o["kind"] == "Secret" and o["type"] == "kubernetes.io/tls")
+    foreign = next(o for o in cp.probes if o["kind"] == "Secret")  # issued by the other CA
+    secret["data"]["tls.crt"] = foreign["data"]["tls.crt"]
+    monkeypatch.setattr(faults, "render", lambda *_: objs)
+    cluster = FakeCluster()
+    with pytest.raises(ClusterError, match="harness certificate: .*" + secret["metadata"]["name"]):
+        runner.deploy_and_prove(cluster, cp)
+    assert cluster.applied == []

@@ -218,3 +218,18 @@ def test_importing_the_plugin_imports_nothing_heavy(pytester: pytest.Pytester) -
     result = pytester.run(sys.executable, "-c", code)
     assert result.ret == 0, result.stderr.str()
     assert json.loads(result.outlines[-1]) == []
+
+
+def test_collect_only_leaves_the_previous_results_alone(
+    pytester: pytest.Pytester, no_cluster: Tripwire
+) -> None:
+    """--collect-only runs nothing, so it must not clear the results of the last run (a
+    fresh run does, on purpose)."""
+    out = pytester.path / "out"
+    (out / "cells").mkdir(parents=True)
+    kept = out / "cells" / "SEC0-NET0-iid-s0.json"
+    kept.write_text("{}")
+    (out / "matrix.json").write_text('{"name": "quick"}')
+    assert _collect(pytester, "--ztfl-matrix=smoke")
+    assert kept.read_text() == "{}"
+    assert (out / "matrix.json").read_text() == '{"name": "quick"}'

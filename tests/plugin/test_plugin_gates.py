@@ -237,3 +237,26 @@ def test_limits_are_options_a_loose_limit_passes(
     stored_rows = _cells(out)
     rate = next(v for v in stored_rows["SEC1-NET0-iid-s0"]["slo"] if "failure" in v["metric"])
     assert rate["verdict"] == "pass" and rate["limit"] == 0.2
+
+
+def test_an_overhead_gate_without_its_baseline_is_inconclusive_not_a_silent_pass(
+    pytester: pytest.Pytester, stored: tuple[Path, Path]
+) -> None:
+    """SEC2 is ~3x SEC0, a clear violation; with SEC0's row gone (e.g. a run of only the SEC2
+    cell into a fresh directory) the overhead cannot be judged: the gate says so (a warning
+    naming the missing baseline) instead of passing on the failure-rate gate alone."""
+    path, out = stored
+    (out / "cells" / "SEC0-NET0-iid-s0.json").unlink()
+    result = pytester.runpytest_inprocess(
+        f"--ztfl-matrix={path}", f"--ztfl-out={out}", "--ztfl-resume", *LIMITS,
+        "-k", "SEC2", "-p", "no:cacheprovider",
+    )
+    text = result.stdout.str()
+    assert {k: r.outcome for k, r in _outcomes(result).items()} == {
+        "SEC2-NET0-iid-s0": "passed"}, text
+    assert re.search(
+        r"ZtflInconclusiveWarning: SEC2-NET0-iid-s0: inconclusive: INCONCLUSIVE median round "
+        r"duration SEC2/SEC0: n/a \(95% CI n/a\) \? limit 1\.5x, n=50 vs 0; no estimate; "
+        r"no SEC0 baseline", text), text
+    stored_slo = _cells(out)["SEC2-NET0-iid-s0"]["slo"]
+    assert [v["verdict"] for v in stored_slo] == ["pass", "inconclusive", "inconclusive"]

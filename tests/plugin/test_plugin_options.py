@@ -81,6 +81,15 @@ def _usage_error(pytester: pytest.Pytester, *args: str) -> str:
         (["--ztfl-matrix=smoke", "--ztfl-slo-failure-rate=1"], "--ztfl-slo-failure-rate=1"),
         (["--ztfl-matrix=smoke", "--ztfl-slo-overhead-p99=0.5"], "--ztfl-slo-overhead-p99=0.5"),
         (["--ztfl-matrix=smoke", "--ztfl-net-profiles=none.yaml"], "--ztfl-net-profiles=none"),
+        (
+            ["--ztfl-matrix=smoke", "--ztfl-faults=mtls-expired"],
+            "--ztfl-faults: fault mtls-expired fits no cell of matrix smoke (fault mtls-expired "
+            "needs SEC2/SEC3 with native mTLS)",
+        ),
+        (
+            ["--ztfl-matrix=smoke", "--ztfl-faults=none,client-oom", "--ztfl-clients=1"],
+            "fault client-oom hits fl-client-1: needs at least 2 clients",
+        ),
     ],
 )
 def test_bad_option_is_a_usage_error(
@@ -167,6 +176,9 @@ def test_unwritable_out_dir_is_a_usage_error(pytester: pytest.Pytester, guarded:
     line = _usage_error(pytester, "--ztfl-matrix=smoke", f"--ztfl-out={regular}/out")
     assert f"--ztfl-out={regular}/out: not writable" in line, line
     assert regular.read_text() == "not a directory"
+    # the report directory too, before the matrix runs (not in teardown after it)
+    line = _usage_error(pytester, "--ztfl-matrix=smoke", f"--ztfl-report={regular}/rep")
+    assert f"--ztfl-report={regular}/rep: not writable" in line, line
 
 
 def test_net_profile_missing_from_a_custom_profiles_file(
@@ -210,7 +222,7 @@ def test_ini_settings_apply_and_the_command_line_wins(
     assert from_ini.ret == pytest.ExitCode.OK, from_ini.stdout.str()
     ids = collected_ids(from_ini.outlines)
     assert len(ids) == 8 and "test_fl[SEC3-NET2-iid-s1]" in ids, ids
-    assert (tmp_path / "ini-out" / "matrix.json").is_file()
+    assert (tmp_path / "ini-out" / "cells").is_dir()  # checked there (collect-only writes none)
 
     cli = pytester.runpytest_inprocess(
         "--collect-only", "-q", "-p", "no:cacheprovider", "--ztfl-seeds=4"
@@ -330,3 +342,45 @@ def test_a_rate_too_low_for_the_round_deadline_warns_with_the_minimum_time(
     strict = pytester.runpytest_inprocess(
         *args, "-W", "error::pytest_ztfl.session.ZtflRoundBudgetWarning")
     assert strict.ret != pytest.ExitCode.OK
+
+
+def test_a_custom_profiles_file_is_refused_where_the_image_shapes_the_links(
+    pytester: pytest.Pytester, guarded: Tripwire
+) -> None:
+    """On kind/kube the pods' tc init container applies the image's shipped profiles: a
+    --ztfl-net-profiles file would be calibrated and named in rows but never applied."""
+    profiles = pytester.path / "slow.yaml"
+    profiles.write_text(SLOW_LINK)
+    matrix = pytester.path / "m.yaml"
+    matrix.write_text(SEC01.replace("[NET0]", "[NET0, NET9]"))
+    line = _usage_error(pytester, f"--ztfl-matrix={matrix}", f"--ztfl-net-profiles={profiles}",
+                        "--ztfl-backend=kind")
+    assert f"--ztfl-net-profiles={profiles}: on the kind backend" in line, line
+    assert "--ztfl-backend=local" in line
+
+
+DEAD_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: dead, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: dead, context: {cluster: dead, user: u}}]
+current-context: dead
+"""
+
+
+def test_an_unreachable_cluster_fails_the_cells_instead_of_skipping_them(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, data_dir: Path, tmp_path: Path
+) -> None:
+    """A configured context whose API server does not answer is not "this machine cannot run
+    the backend" (a skip, green in CI) but a failure, with one line saying why."""
+    pytest.importorskip("kubernetes")
+    apply_env(monkeypatch, subprocess_env(data_dir, tmp_path / "state"))
+    config = pytester.path / "kubeconfig"
+    config.write_text(DEAD_KUBECONFIG)
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    result = pytester.runpytest_inprocess("--ztfl-matrix=smoke", "--ztfl-backend=kube",
+                                          "-p", "no:cacheprovider", "-x")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    result.assert_outcomes(errors=1)  # the cell's cluster fixture fails
+    assert "--ztfl-backend=kube:" in result.stdout.str()

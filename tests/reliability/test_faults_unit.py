@@ -45,6 +45,13 @@ def test_registry_names_and_requirements() -> None:
     assert faults.FAULTS["netpol-no-dns"].unsupported(sec0) is not None
     assert faults.FAULTS["delayline-kill"].unsupported(sec0) is not None
     assert faults.FAULTS["client-kill"].unsupported(sec0) is None
+    # faults only the local backend can inject: the Kubernetes backends refuse their cells
+    from pytest_ztfl.backends import cell_unsupported
+
+    local_only = {n for n, f in faults.FAULTS.items() if f.local_only}
+    assert local_only == {"client-kill", "netem-loss", "netem-partition", "delayline-kill"}
+    kill = Cell("SEC0", "NET0", "iid", 0, wl, fault="client-kill")
+    assert cell_unsupported("kind", kill) is not None and cell_unsupported("local", kill) is None
     with pytest.raises(ValueError, match="unknown"):
         faults.get("nope")
 

@@ -125,5 +125,9 @@ def test_sidecar_pods_run_their_proxy_so_it_can_drop_to_the_uid_the_redirect_ski
     assert len(confs) >= 2  # the server's (inbound) and the clients' (outbound)
     assert all(f"setuid = {PROXY_UID}" in c["stunnel.conf"] for c in confs)
     assert any(f"meta skuid {PROXY_UID} return" in c["redirect.nft"] for c in confs)
+    ns = next(o for o in objs if o["kind"] == "Namespace")
+    assert ns["metadata"]["labels"][workload.PSA_ENFORCE] == "privileged"
+    plain = next(o for o in workload.render(_run("none")) if o["kind"] == "Namespace")
+    assert workload.PSA_ENFORCE not in plain["metadata"]["labels"]
     inits = [i["name"] for p in pods.values() for i in p["spec"].get("initContainers", [])]
     assert "ztfl-netem-init" in inits and f"{PROXY_CONTAINER}-init" in inits, inits
