@@ -63,3 +63,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if os.environ.get("ZTFL_REQUIRE_PRIVILEGED") == "1":
         pytest.fail(f"ZTFL_REQUIRE_PRIVILEGED=1 but {problem}", pytrace=False)
     pytest.skip(problem)
+
+
+@pytest.fixture
+def state_root(tmp_path: Path) -> Path:
+    """A private state directory for local clusters and calibration topologies."""
+    d = tmp_path / "state"
+    d.mkdir()
+    d.chmod(0o755)
+    return d

@@ -255,11 +255,12 @@ def run_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
         # The app's connects to the gRPC port go to its own proxy (the outbound redirect), which
         # accepts whatever the policy says; the proxy's uid is let through: connect as it.
         connect = ["connect", "--target", peer, "--timeout", "3"]
-        try:
+        client = next(p for p in cluster.pods(plan.namespace) if p.name == "fl-client-0")
+        if any(c.name == PROXY_CONTAINER for c in client.containers):
             r = probe_exec(cluster, plan, "fl-client-0", [*connect, "--as-uid", str(PROXY_UID)],
                            PROXY_CONTAINER)
             how = "as the proxy's uid"
-        except ClusterError:  # no proxy (the mTLS proofs say so): nothing redirects the app
+        else:  # no proxy (the mTLS proofs say so): nothing redirects the app's connect
             r = probe_exec(cluster, plan, "fl-client-0", connect, "fl-client")
             how = "from the app: no proxy container"
         outcome = f"{'connected' if r['ok'] else r.get('error')} ({how})"

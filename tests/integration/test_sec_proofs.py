@@ -20,6 +20,7 @@ from integration_support import (
     fl_run_with,
     row_proofs,
 )
+from proof_expectations import BLOCKED, EXPECTED, OPEN, REFUSED
 
 from k8s_fixtures import proofs as pf
 from k8s_fixtures import workload
@@ -28,15 +29,6 @@ from pytest_ztfl.matrix import Cell, Workload
 
 pytestmark = pytest.mark.privileged
 
-OPEN = {"dns": "resolves", "rogue-to-server": "open", "client-to-client": "open"}
-BLOCKED = {"dns": "resolves", "rogue-to-server": "blocked", "client-to-client": "blocked"}
-REFUSED = {"no-cert-refused": "refused", "other-ca-refused": "refused"}
-EXPECTED = {
-    "SEC0": OPEN,
-    "SEC1": BLOCKED,
-    "SEC2": {**OPEN, **REFUSED},
-    "SEC3": {**BLOCKED, **REFUSED},
-}
 TINY = Workload(clients=1, rounds=1, min_participants=1, eval_every=1)
 
 

@@ -29,14 +29,6 @@ TINY = calibration.Sizes(rtt_n=10, delay_n=10, loss_n=50, bulk_min_warm_s=0.1,
 
 
 @pytest.fixture
-def state_root(tmp_path: Path) -> Path:
-    d = tmp_path / "state"
-    d.mkdir()
-    d.chmod(0o755)
-    return d
-
-
-@pytest.fixture
 def prefix() -> Any:
     """A fresh ``ztdl-k<hex>`` prefix; whatever a failed test left under it is deleted (the
     random suffix makes every such namespace this test's own)."""

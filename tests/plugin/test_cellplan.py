@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import yaml
 from cryptography import x509
+from proof_expectations import EXPECTED
 
 from k8s_fixtures import proofs as pf
-from k8s_fixtures.cluster import ClusterError, PodStatus
+from k8s_fixtures.cluster import ClusterError, ContainerStatus, PodStatus
 from pytest_ztfl import backends, cellplan, faults, prove, runner
 from pytest_ztfl.backends import Platform
 from pytest_ztfl.cli import main
@@ -24,15 +25,6 @@ from pytest_ztfl.matrix import Cell, Workload
 
 Obj = dict[str, Any]
 PLATFORM = Platform(python=("python",), data_dir="/data/mnist")
-OPEN = {"dns": "resolves", "rogue-to-server": "open", "client-to-client": "open"}
-BLOCKED = {"dns": "resolves", "rogue-to-server": "blocked", "client-to-client": "blocked"}
-REFUSED = {"no-cert-refused": "refused", "other-ca-refused": "refused"}
-EXPECTED = {
-    "SEC0": OPEN,
-    "SEC1": BLOCKED,
-    "SEC2": {**OPEN, **REFUSED},
-    "SEC3": {**BLOCKED, **REFUSED},
-}
 
 
 class FakeCluster:
@@ -51,7 +43,9 @@ class FakeCluster:
         self.waited = None if names is None else list(names)
 
     def pods(self, ns: str) -> list[Any]:
-        return [PodStatus(ns, pf.PEER, "Running", "10.0.0.9", True)]
+        sidecar = tuple(ContainerStatus(c, "running", True) for c in ("fl-client", "ztfl-proxy"))
+        return [PodStatus(ns, pf.PEER, "Running", "10.0.0.9", True),
+                PodStatus(ns, "fl-client-0", "Running", "10.0.0.5", True, sidecar)]
 
     def exec(self, ns: str, pod: str, argv: list[str], **_: Any) -> tuple[int, str, str]:
         return 0, '{"ok": true}', ""

@@ -374,7 +374,6 @@ def test_an_unreachable_cluster_fails_the_cells_instead_of_skipping_them(
 ) -> None:
     """A configured context whose API server does not answer is not "this machine cannot run
     the backend" (a skip, green in CI) but a failure, with one line saying why."""
-    pytest.importorskip("kubernetes")
     apply_env(monkeypatch, subprocess_env(data_dir, tmp_path / "state"))
     config = pytester.path / "kubeconfig"
     config.write_text(DEAD_KUBECONFIG)

@@ -7,20 +7,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from ztlc_support import leaks
 
 from k8s_fixtures.local.backend import LocalCluster
-
-
-@pytest.fixture
-def state_root(tmp_path: Path) -> Path:
-    d = tmp_path / "state"
-    d.mkdir()
-    d.chmod(0o755)
-    return d
 
 
 @pytest.fixture(scope="module")

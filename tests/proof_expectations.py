@@ -1,0 +1,12 @@
+"""What each security level's proofs must show (the tests' own statement, independent of the
+code that sets the proofs' expectations): shared by the plugin and integration tests."""
+
+OPEN = {"dns": "resolves", "rogue-to-server": "open", "client-to-client": "open"}
+BLOCKED = {"dns": "resolves", "rogue-to-server": "blocked", "client-to-client": "blocked"}
+REFUSED = {"no-cert-refused": "refused", "other-ca-refused": "refused"}
+EXPECTED = {
+    "SEC0": OPEN,
+    "SEC1": BLOCKED,
+    "SEC2": {**OPEN, **REFUSED},
+    "SEC3": {**BLOCKED, **REFUSED},
+}
