@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 from k8s_fixtures.local.backend import LocalCluster
-from k8s_fixtures.netem import get_profile
 from k8s_fixtures.netem.local_overlay import ANNOTATION, NetemOverlay
+from k8s_fixtures.netem.profiles import parse_profile
 
 pytestmark = pytest.mark.privileged
+# 10 ms each way without jitter: a shaped connect takes >= 20 ms (the delay line is late, never
+# early), an unshaped one ~0.1 ms
+FIXED = parse_profile("FIXED", {"up": {"delay_ms": 10}, "down": {"delay_ms": 10}})
 
 # Connects to a closed port of the server: SYN out, RST back, both through the link's emulation.
 RTT = ("import json,socket,sys,time\nout=[]\nfor _ in range(5):\n"
@@ -37,20 +40,20 @@ def _rtt_ms(c: LocalCluster, pod: str, server_ip: str) -> float:
 
 def test_a_client_added_to_a_shaped_namespace_is_shaped_too(state_root: Path) -> None:
     with LocalCluster(prefix="ztlc", state_root=state_root) as c:
-        overlay = NetemOverlay({"NET1": get_profile("NET1")})
+        overlay = NetemOverlay({"FIXED": FIXED})
         c.add_overlay(overlay)
         server = {"app.kubernetes.io/component": "fl-server"}
         c.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "run"}},
-                 _pod("srv", server), _pod("c0", {"app": "c"}, "NET1")])
+                 _pod("srv", server), _pod("c0", {"app": "c"}, "FIXED")])
         c.wait_ready("run", timeout=20)
         ip = next(p.ip for p in c.pods("run") if p.name == "srv")
-        assert _rtt_ms(c, "c0", ip) >= 19.0  # NET1: 10 ms each way
+        assert _rtt_ms(c, "c0", ip) >= 19.5
         first = overlay.handle("run")
-        c.apply(_pod("c1", {"app": "c"}, "NET1"))
+        c.apply(_pod("c1", {"app": "c"}, "FIXED"))
         c.wait_ready("run", timeout=20)
         assert overlay.handle("run") is not first  # rebuilt for the new set of clients
-        assert _rtt_ms(c, "c1", ip) >= 19.0
-        assert _rtt_ms(c, "c0", ip) >= 19.0
+        assert _rtt_ms(c, "c1", ip) >= 19.5
+        assert _rtt_ms(c, "c0", ip) >= 19.5
         c.apply(_pod("other", {"app": "x"}))  # not annotated: the emulation is left as it is
         c.wait_ready("run", timeout=20)
         kept = overlay.handle("run")
