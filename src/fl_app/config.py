@@ -43,6 +43,8 @@ class ServerConfig:
     allowed_ids: tuple[str, ...] = field(default_factory=tuple)
     max_message_mb: int = 64
     hold_file: str = ""  # start round 1 only once this file exists ("": at once)
+    hold_rounds: bool = False  # also hold each round r until "<hold_file>.<r>" exists
+    inject_delay_ms: float = 0.0  # a known effect: the server waits this long in every round
 
     @property
     def min_required(self) -> int:
@@ -80,6 +82,14 @@ class ServerConfig:
             (self.model in MODELS, f"--model {self.model}: expected one of {', '.join(MODELS)}"),
             (self.min_samples >= 1, f"--min-samples {self.min_samples}: must be >= 1"),
             (self.max_message_mb >= 1, f"--max-message-mb {self.max_message_mb}: must be >= 1"),
+            (
+                not self.hold_rounds or bool(self.hold_file),
+                "--hold-rounds: needs --hold-file (round r waits for <hold-file>.<r>)",
+            ),
+            (
+                math.isfinite(self.inject_delay_ms) and 0 <= self.inject_delay_ms <= 60_000,
+                f"--inject-delay-ms {self.inject_delay_ms}: must be between 0 and 60000",
+            ),
             (os.path.isdir(self.data_dir), f"--data-dir {self.data_dir}: no such directory"),
         ]
         for ok, message in checks:
@@ -153,6 +163,19 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         default="",
         help="wait for this file to exist before round 1 (the harness's release)",
     )
+    p.add_argument(
+        "--hold-rounds",
+        action="store_true",
+        help="also hold every round r (a round_hold event) until <hold-file>.<r> exists: the "
+        "harness interleaves the rounds of several runs",
+    )
+    p.add_argument(
+        "--inject-delay-ms",
+        type=float,
+        default=0.0,
+        help="a known effect for checking a measurement: wait this many ms inside every round "
+        "(default 0: off)",
+    )
 
 
 def config_from_args(ns: argparse.Namespace) -> ServerConfig:
@@ -178,6 +201,8 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         allowed_ids=tuple(ns.allowed_ids),
         max_message_mb=ns.max_message_mb,
         hold_file=ns.hold_file,
+        hold_rounds=ns.hold_rounds,
+        inject_delay_ms=ns.inject_delay_ms,
     ).validate()
 
 

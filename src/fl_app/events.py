@@ -29,6 +29,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "server_ready": ("port",),
     "client_joined": ("client", "peer", "identity"),
     "client_left": ("client", "reason"),
+    "round_hold": ("round",),
     "round_start": ("round", "selected"),
     "client_update": (
         "round",

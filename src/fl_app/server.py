@@ -340,6 +340,13 @@ class FLServer(fl_pb2_grpc.FederatedLearningServicer):  # type: ignore[misc]
             rnd = Round(number=number, selected=set(selected), started=self.log.now())
             self.round = rnd
         self.log.emit("round_start", round=number, selected=selected)
+        injected = 0.0
+        if conf.inject_delay_ms > 0:
+            # The known effect (--inject-delay-ms): a wait inside the round, before any task
+            # goes out, so it adds exactly its length to the round and uses no CPU.
+            t0 = time.perf_counter()
+            time.sleep(conf.inject_delay_ms / 1000)
+            injected = time.perf_counter() - t0
         for cid in selected:
             with self.lock:
                 session = self.sessions.get(cid)
@@ -380,6 +387,7 @@ class FLServer(fl_pb2_grpc.FederatedLearningServicer):  # type: ignore[misc]
             ],
             duration=round(self.log.now() - rnd.started, 6),
             aggregation_seconds=round(agg_seconds, 6),
+            injected_delay_seconds=round(injected, 6),
         )
 
     def finish(self) -> None:
@@ -412,13 +420,14 @@ def start_grpc_server(
     return server, bound
 
 
-def _wait_for_file(path: str, timeout: float) -> bool:
-    """The harness releases a held run by creating ``path`` (after its proofs passed)."""
+def _wait_for_file(path: str, timeout: float, poll: float = 0.05) -> bool:
+    """The harness releases a held run by creating ``path`` (after its proofs passed, and with
+    ``--hold-rounds`` before each round)."""
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.05)
+        time.sleep(poll)
     return True
 
 
@@ -449,6 +458,7 @@ def run(
     completed, all_ok, reason, accuracy = 0, True, "completed", None
     target_hit = False
     first_round_t: float | None = None
+    held = 0.0  # time spent waiting for round releases after round 1 started: not the run's
     try:
         joined = fl.wait_for_clients(conf.num_clients, conf.join_timeout)
         if conf.hold_file and not _wait_for_file(conf.hold_file, conf.join_timeout):
@@ -457,6 +467,16 @@ def run(
             all_ok, reason = False, f"only {joined} of {conf.num_clients} clients joined"
         else:
             for r in range(1, conf.rounds + 1):
+                if conf.hold_rounds:
+                    log.emit("round_hold", round=r)
+                    t_hold = log.now()
+                    # 10 ms polls: the release of the next round waits on this, not a race
+                    if not _wait_for_file(f"{conf.hold_file}.{r}", conf.join_timeout, 0.01):
+                        all_ok = False
+                        reason = f"not released: {conf.hold_file}.{r} did not appear"
+                        break
+                    if first_round_t is not None:
+                        held += log.now() - t_hold
                 if first_round_t is None:
                     first_round_t = log.now()
                 end = fl.run_round(r)
@@ -480,9 +500,10 @@ def run(
                             round=r,
                             accuracy=round(accuracy, 6),
                             target=conf.target_accuracy,
-                            tta_seconds=round(log.now() - first_round_t, 6),
+                            tta_seconds=round(log.now() - first_round_t - held, 6),
+                            held_seconds=round(held, 6),
                         )
-            if not all_ok:
+            if not all_ok and reason == "completed":
                 reason = "some rounds had too few participants"
     finally:
         fl.finish()

@@ -26,11 +26,20 @@ class RoundRecord:
     bytes_up: int
     max_train_seconds: float
     aggregation_seconds: float
+    injected_delay_seconds: float = 0.0  # the known effect of --inject-delay-ms, as slept
+    t_start: float | None = None  # server clock at round_start (the order rounds ran in)
 
     @property
     def compute_floor(self) -> float:
         """Slowest participant's local training plus the server's aggregation."""
         return self.max_train_seconds + self.aggregation_seconds
+
+    @property
+    def comm_seconds(self) -> float:
+        """The rest of the round: communication and the controls on its path (task delivery,
+        decoding, encoding, uploads, validation; an injected delay too), what a control
+        changes directly; the compute floor is what it can only change by taking CPU."""
+        return self.duration - self.compute_floor
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,11 @@ class RunSummary:
     failures_by_class: dict[str, int] = field(default_factory=dict)
     identities: list[str] = field(default_factory=list)
     finished: bool = False
+    held_seconds: float = 0.0  # waits for the harness's round releases after round 1 began
+
+    @property
+    def compute_floors(self) -> list[float]:
+        return [r.compute_floor for r in self.rounds]
 
     @property
     def durations(self) -> list[float]:
@@ -58,6 +72,9 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["durations"] = self.durations
+        for rd, r in zip(d["rounds"], self.rounds, strict=True):
+            rd["compute_seconds"] = round(r.compute_floor, 6)
+            rd["comm_seconds"] = round(r.comm_seconds, 6)
         return d
 
 
@@ -65,6 +82,7 @@ def summarize(log: ParsedLog) -> RunSummary:
     starts = log.of("run_start")
     conf: dict[str, Any] = starts[0]["config"] if starts else {}
     selected = {e["round"]: len(e["selected"]) for e in log.of("round_start")}
+    started = {e["round"]: float(e["t"]) for e in log.of("round_start")}
     updates: dict[int, list[dict[str, Any]]] = {}
     for e in log.of("client_update"):
         updates.setdefault(e["round"], []).append(e)
@@ -83,6 +101,8 @@ def summarize(log: ParsedLog) -> RunSummary:
                 bytes_up=sum(u["bytes_up"] for u in ups),
                 max_train_seconds=max((u["train_seconds"] for u in ups), default=0.0),
                 aggregation_seconds=float(e["aggregation_seconds"]),
+                injected_delay_seconds=float(e.get("injected_delay_seconds", 0.0)),
+                t_start=started.get(e["round"]),
             )
         )
     reached = log.of("target_reached")
@@ -100,7 +120,17 @@ def summarize(log: ParsedLog) -> RunSummary:
         failures_by_class=dict(Counter(e["class"] for e in log.of("failure"))),
         identities=sorted({u["identity"] for u in log.of("client_update") if u["identity"]}),
         finished=bool(ends),
+        held_seconds=held_seconds(log),
     )
+
+
+def held_seconds(log: ParsedLog) -> float:
+    """Time the server spent held between rounds (``round_hold`` of round r >= 2 to its
+    ``round_start``): with interleaved runs, another run's rounds went on meanwhile, so a span
+    of this run's clock (time to accuracy, a censoring time) must leave it out."""
+    holds = {e["round"]: float(e["t"]) for e in log.of("round_hold")}
+    starts = {e["round"]: float(e["t"]) for e in log.of("round_start")}
+    return sum(starts[r] - t for r, t in holds.items() if r >= 2 and r in starts)
 
 
 def render(s: RunSummary) -> str:

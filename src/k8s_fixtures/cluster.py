@@ -142,6 +142,25 @@ class ExecResult:
         return iter((self.rc, self.out, self.err))
 
 
+@dataclass(frozen=True)
+class ContainerUsage:
+    """One container's resource use so far, from its cgroup: CPU time, and the most memory it
+    has held at once (None: this backend or kernel cannot tell)."""
+
+    cpu_ns: int | None
+    memory_peak_bytes: int | None
+
+
+@runtime_checkable
+class MeasuresUsage(Protocol):
+    """A backend that can read its pods' cgroups (the local backend; on kind/kube the
+    harness has no access to the nodes' cgroups)."""
+
+    def usage(self, namespace: str) -> dict[str, dict[str, ContainerUsage]]:
+        """pod -> container -> usage, for every running or finished pod of ``namespace``."""
+        ...
+
+
 @runtime_checkable
 class Cluster(Protocol):
     """What every backend provides. Methods block until the backend has acted."""

@@ -29,8 +29,10 @@ def namespace_for(cell: Cell) -> str:
     return "ztfl-" + cell.id.lower().replace(".", "-")
 
 
-def fl_run(cell: Cell, platform: Platform) -> workload.FLRun:
-    """The cell's FL run as rendered without a fault (the fault's ``prepare`` comes after)."""
+def fl_run(cell: Cell, platform: Platform, hold_rounds: bool = False) -> workload.FLRun:
+    """The cell's FL run as rendered without a fault (the fault's ``prepare`` comes after).
+    ``hold_rounds``: the server also holds every round for the schedule's release (a block
+    whose rounds are interleaved, pytest_ztfl.design)."""
     wl = cell.workload
     flags = {
         "--clients": wl.clients,
@@ -50,7 +52,11 @@ def fl_run(cell: Cell, platform: Platform) -> workload.FLRun:
         "--join-timeout": READY_TIMEOUT,
         "--hold-file": HOLD_FILE,
     }
+    if cell.inject_delay_ms:
+        flags["--inject-delay-ms"] = cell.inject_delay_ms
     server_flags = tuple(x for k, v in flags.items() for x in (k, str(v)))
+    if hold_rounds:
+        server_flags += ("--hold-rounds",)
     tls = cell.mtls if cell.tls and cell.mtls else "none"
     return workload.FLRun(
         namespace=namespace_for(cell),
@@ -101,9 +107,9 @@ class CellPlan:
         return [*self.workload_objects(), *self.probes]
 
 
-def plan_cell(cell: Cell, platform: Platform) -> CellPlan:
+def plan_cell(cell: Cell, platform: Platform, hold_rounds: bool = False) -> CellPlan:
     """Build ``cell``'s run, CAs, proof plan and probe pods for ``platform``."""
-    run = fl_run(cell, platform)
+    run = fl_run(cell, platform, hold_rounds)
     fault = faults.get(cell.fault)
     if fault is not None:
         run = fault.prepare(run)

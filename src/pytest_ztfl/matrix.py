@@ -26,6 +26,10 @@ from fl_app.model_sizes import MODELS
 
 SEC_LEVELS = ("SEC0", "SEC1", "SEC2", "SEC3")
 MTLS_MODES = ("sidecar", "native", "mesh")
+# The instrument's own checks, arms added to every block beside its SEC0 arm: ``aa`` (the SEC0
+# arm again: an A/A comparison, whose true ratio is 1) and ``delay<MS>ms`` (the SEC0 arm with a
+# server-side wait of MS ms inside every round: a known effect the comparison must find).
+CHECK_RE = re.compile(r"aa|delay(0*[1-9][0-9]*(?:\.[0-9]+)?|0*\.[0-9]*[1-9][0-9]*)ms")
 
 
 class MatrixError(ValueError):
@@ -82,6 +86,21 @@ class Cell:
     mtls: str | None = None  # for SEC2/SEC3: "sidecar" | "native" | "mesh"
     show_mtls: bool = False  # True when the matrix holds several modes (ids must tell them apart)
     fault: str | None = None  # a fault scenario (pytest_ztfl.faults), None: no fault
+    check: str | None = None  # an instrument check arm (CHECK_RE): "aa" or "delay<MS>ms"
+
+    @property
+    def inject_delay_ms(self) -> float:
+        """The known effect this arm carries (its server waits this long in every round)."""
+        if self.check and self.check.startswith("delay"):
+            return float(self.check.removeprefix("delay").removesuffix("ms"))
+        return 0.0
+
+    @property
+    def block(self) -> str:
+        """The block this cell's arm belongs to: the cells that differ only in SEC level,
+        mTLS mode and check run together (interleaved) and are compared with each other."""
+        base = f"{self.net}-{self.data_label}-s{self.seed}"
+        return f"{base}-{self.fault}" if self.fault else base
 
     @property
     def data_label(self) -> str:
@@ -95,6 +114,8 @@ class Cell:
         base = f"{self.sec}-{self.net}-{self.data_label}-s{self.seed}"
         if self.show_mtls and self.mtls:
             base = f"{base}-{self.mtls}"
+        if self.check:
+            base = f"{base}-{self.check}"
         return f"{base}-{self.fault}" if self.fault else base
 
     @property
@@ -107,11 +128,15 @@ class Cell:
 
     def baseline(self, cells: Iterable[Cell]) -> Cell | None:
         """The SEC0 cell this cell's overhead is measured against: same NET, data, seed and
-        fault, else (a fault SEC0 cannot carry, e.g. an mTLS one) the unfaulted one."""
+        fault, else (a fault SEC0 cannot carry, e.g. an mTLS one) the unfaulted one. A check
+        arm's baseline is its block's plain SEC0 arm; the SEC0 arm itself has none."""
+        if self.sec == "SEC0" and self.check is None:
+            return None
         same = {
             c.fault: c
             for c in cells
-            if (c.sec, c.net, c.data, c.seed) == ("SEC0", self.net, self.data, self.seed)
+            if (c.sec, c.net, c.data, c.seed, c.check)
+            == ("SEC0", self.net, self.data, self.seed, None)
         }
         return same.get(self.fault, same.get(None))
 
@@ -132,6 +157,7 @@ class Matrix:
     mtls: tuple[str, ...] = ("sidecar",)
     workload: Workload = field(default_factory=Workload)
     faults: tuple[str | None, ...] = (None,)
+    checks: tuple[str, ...] = ()  # instrument check arms per block (CHECK_RE)
 
     def cells(self) -> list[Cell]:
         both = len(self.mtls) > 1
@@ -144,6 +170,10 @@ class Matrix:
                 c = Cell(sec, net, data, seed, self.workload, mode, both, fault)
                 if fault is None or _fault_fits(c):
                     out.append(c)
+        # Check arms go with the unfaulted blocks (a fault's cells are reliability runs).
+        for net, data, seed in itertools.product(self.net, self.data, self.seeds):
+            for check in self.checks:
+                out.append(Cell("SEC0", net, data, seed, self.workload, None, both, None, check))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,6 +186,7 @@ class Matrix:
             "mtls": list(self.mtls),
             "faults": [f or "none" for f in self.faults],  # the YAML form: from_dict reads it
             "workload": asdict(self.workload),
+            **({"checks": list(self.checks)} if self.checks else {}),
         }
 
 
@@ -204,7 +235,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-_KEYS = {"name", "sec", "net", "data", "seeds", "mtls", "workload", "faults"}
+_KEYS = {"name", "sec", "net", "data", "seeds", "mtls", "workload", "faults", "checks"}
 _DATA_RE = re.compile(r"iid|dirichlet-[0-9]*\.?[0-9]+")
 
 
@@ -284,9 +315,23 @@ def from_dict(raw: Any, source: str, net_profiles: Iterable[str] | None = None) 
             mtls=mtls,
             workload=workload.validate(source),
             faults=_faults(source, raw),
+            checks=_checks(source, raw),
         ),
         source,
     )
+
+
+def _checks(source: str, raw: Mapping[str, Any]) -> tuple[str, ...]:
+    """The instrument's check arms: ``checks: [aa, delay10ms]`` (none by default)."""
+    if "checks" not in raw:
+        return ()
+    names = _str_list(source, raw, "checks")
+    for i, n in enumerate(names):
+        if not CHECK_RE.fullmatch(n):
+            raise MatrixError(
+                f"{source}: checks[{i}]={n!r}: expected 'aa' or 'delay<MS>ms' (e.g. delay10ms)"
+            )
+    return names
 
 
 def _check_fault_axis(m: Matrix, source: str) -> Matrix:
@@ -378,10 +423,14 @@ def override(
     model: str | None = None,
     mtls: str | None = None,
     faults: str | None = None,
+    checks: str | None = None,
 ) -> Matrix:
     """Apply command-line overrides and re-validate."""
     if faults is not None:
         m = replace(m, faults=_faults("--ztfl-faults", {"faults": faults.split(",")}))
+    if checks is not None:
+        names = [] if checks in ("", "none") else checks.split(",")
+        m = replace(m, checks=_checks("--ztfl-checks", {"checks": names}) if names else ())
     wl = m.workload
     if rounds is not None:
         wl = replace(wl, rounds=rounds)

@@ -1,8 +1,12 @@
 """The matrix as tests: the plugin adds this file to the run when ``--ztfl-matrix`` is given.
 
-One test per cell (``test_fl[SEC3-NET2-noniid-s0]``). A cell whose proofs of enforcement
-failed, or whose run did not succeed, fails with the reason; otherwise its server-measured
-round durations become the benchmark's samples and its SLO gates decide the outcome.
+One test per cell (``test_fl[SEC3-NET2-noniid-s0]``), in the design's run order. A cell whose
+proofs of enforcement failed, or whose run did not succeed, fails with the reason; otherwise
+its server-measured round durations become the benchmark's samples and its SLO gates decide
+the outcome. Then one test per pooled comparison (``test_overhead_pooled[SEC3-NET2]``): the
+level's overhead over every block of the matrix, median and tail. Check arms (``-aa``,
+``-delay<MS>ms``) test the instrument itself: what they find is a warning, not a failure of
+the system measured.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pytest_ztfl import compare
 from pytest_ztfl.gates import Verdict
 
 
@@ -23,7 +28,47 @@ class ZtflUnsuccessfulRunWarning(UserWarning):
     """The run missed the seed study's success definition, but no SLO gate failed."""
 
 
+class ZtflInstrumentWarning(UserWarning):
+    """A check arm found the instrument wanting here: an A/A difference outside the noise, or
+    a known injected delay not found."""
+
+
 def _noop() -> None:
+    return None
+
+
+def _judge(verdicts: list[Any], where: str) -> None:
+    for v in verdicts:
+        if v.verdict is Verdict.INCONCLUSIVE:
+            warnings.warn(ZtflInconclusiveWarning(f"{where}: inconclusive: {v.message}"),
+                          stacklevel=2)
+    failed = [v.message for v in verdicts if v.verdict is Verdict.FAIL]
+    if failed:
+        pytest.fail(f"{where}: SLO violated:\n  " + "\n  ".join(failed), pytrace=False)
+
+
+def check_finding(cell: Any, row: dict[str, Any], base: dict[str, Any] | None) -> str | None:
+    """What a check arm found wanting, as one line (None: the instrument passed)."""
+    if base is None or not compare.usable(base) or not compare.usable(row):
+        return f"{cell.id}: check not judged: its block's SEC0 arm has no usable rounds"
+    r = compare.ratio([(row, base)], 0.5, seed=cell.seed)
+    shown = f"{r.estimate:.4f}x [{r.ci_low:.4f}, {r.ci_high:.4f}]"
+    if cell.check == "aa":
+        if r.excludes_one:
+            return (
+                f"{cell.id}: A/A median round duration ratio {shown} excludes 1: the "
+                "instrument saw a difference where there is none (its intervals are too narrow "
+                "on this machine now; see the report's instrument checks)"
+            )
+        return None
+    d = compare.difference([(row, base)], 0.5, "comm_seconds", seed=cell.seed)
+    if r.ci_low <= 1.0:
+        return (
+            f"{cell.id}: a known {cell.inject_delay_ms:g} ms per round was not found in the "
+            f"median round duration ({shown}; the communication part moved "
+            f"{d.estimate * 1000:+.1f} ms [{d.ci_low * 1000:+.1f}, {d.ci_high * 1000:+.1f}]): "
+            f"smaller effects than {r.mde:.1%} go unseen here"
+        )
     return None
 
 
@@ -38,12 +83,11 @@ def test_fl(ztfl_cell: Any, ztfl_session: Any, ztfl_result: dict[str, Any], benc
         rounds = ztfl_session.clock_for(ztfl_cell).load(durations)
         benchmark.pedantic(_noop, rounds=rounds, iterations=1)
     verdicts = ztfl_session.gates(ztfl_cell, row)
-    for v in verdicts:
-        if v.verdict is Verdict.INCONCLUSIVE:
-            warnings.warn(
-                ZtflInconclusiveWarning(f"{ztfl_cell.id}: inconclusive: {v.message}"), stacklevel=1
-            )
-    failed = [v.message for v in verdicts if v.verdict is Verdict.FAIL]
+    if ztfl_cell.check is not None:
+        finding = check_finding(ztfl_cell, row, ztfl_session.baseline(ztfl_cell))
+        if finding is not None:
+            warnings.warn(ZtflInstrumentWarning(finding), stacklevel=1)
+    failed = [v for v in verdicts if v.verdict is Verdict.FAIL]
     if not row["success"] and not failed:
         # The seed study's success verdict is recorded (row, report); the test's outcome is the
         # SLO gates' (a 1-in-50 failed round is within a 2% SLO, for instance).
@@ -54,5 +98,13 @@ def test_fl(ztfl_cell: Any, ztfl_session: Any, ztfl_result: dict[str, Any], benc
             ),
             stacklevel=1,
         )
-    if failed:
-        pytest.fail(f"{ztfl_cell.id}: SLO violated:\n  " + "\n  ".join(failed), pytrace=False)
+    _judge(verdicts, ztfl_cell.id)
+
+
+def test_overhead_pooled(ztfl_group: str, ztfl_session: Any) -> None:
+    """A SEC level's overhead at one NET over every block of the matrix (data splits and
+    seeds): median and p95 round duration against SEC0, intervals over blocks and rounds."""
+    verdicts = ztfl_session.pooled_gates(ztfl_group)
+    if not verdicts:
+        pytest.skip(f"{ztfl_group}: no cell of this group was selected")
+    _judge(verdicts, ztfl_group)

@@ -50,6 +50,11 @@ NO_MATRIX = "needs a matrix: pass --ztfl-matrix=NAME|PATH"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "ztfl_group" in metafunc.fixturenames:
+        ztfl = metafunc.config.stash.get(SESSION_KEY, None)
+        groups = ztfl.all_groups() if ztfl is not None else []
+        metafunc.parametrize("ztfl_group", groups, ids=groups, scope="function")
+        return
     if "ztfl_cell" not in metafunc.fixturenames:
         return
     session = metafunc.config.stash.get(SESSION_KEY, None)
@@ -80,21 +85,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
 
 
+def _cell_of(item: pytest.Item) -> Cell | None:
+    if isinstance(item, pytest.Function) and hasattr(item, "callspec"):
+        cell = item.callspec.params.get("ztfl_cell")
+        return cell if isinstance(cell, Cell) else None
+    return None
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Tell the matrix run which cells the selected tests need, in order (--ztfl-parallel
-    measures them ahead)."""
+    """Tell the matrix run which cells the selected (final) tests need; it groups them into
+    blocks and draws their order (pytest_ztfl.design), and the cells' tests run in that order
+    (other tests keep their places)."""
     ztfl = session.config.stash.get(SESSION_KEY, None)
     if ztfl is None:
         return
-    ztfl.plan(
-        [
-            cell
-            for item in session.items
-            if isinstance(item, pytest.Function) and hasattr(item, "callspec")
-            for cell in [item.callspec.params.get("ztfl_cell")]
-            if isinstance(cell, Cell)
-        ]
-    )
+    cells = [c for item in session.items if (c := _cell_of(item)) is not None]
+    order = {c.id: i for i, c in enumerate(ztfl.plan(cells))}
+    slots = [i for i, item in enumerate(session.items) if _cell_of(item) is not None]
+
+    def position(item: pytest.Item) -> int:
+        cell = _cell_of(item)
+        assert cell is not None
+        return order[cell.id]
+
+    ordered = sorted((session.items[i] for i in slots), key=position)
+    for i, item in zip(slots, ordered, strict=True):
+        session.items[i] = item
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_ztfl.compare import ArmRounds
 from pytest_ztfl.rows import SCHEMA
 
 SEC_ORDER = ("SEC0", "SEC1", "SEC2", "SEC3")
@@ -28,6 +29,17 @@ class RoundRow:
     duration: float
     selected: int
     failures: dict[str, int]
+    # the round's parts and what the harness saw of it (None in older rows / other backends)
+    compute_seconds: float | None = None
+    comm_seconds: float | None = None
+    cpu_seconds: float | None = None
+    cpu_proxy_seconds: float | None = None
+    cpu_delayline_seconds: float | None = None
+    position: int | None = None  # in its round's order within the block
+
+    def value(self, metric: str) -> float | None:
+        v = getattr(self, metric)
+        return None if v is None else float(v)
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,19 @@ class Run:
     ignored: tuple[str, ...] = field(default=())  # optional fields dropped as malformed
     emulation: dict[str, Any] = field(default_factory=dict)  # overlays.net.emulation
     calibration: dict[str, Any] = field(default_factory=dict)  # overlays.net.calibration
+    check: str | None = None  # an instrument check arm ("aa", "delay<MS>ms"); None: a cell
+    design: dict[str, Any] = field(default_factory=dict)  # block, mode, orders (design.py)
+    resources: dict[str, Any] = field(default_factory=dict)  # pods' CPU and peak memory
+
+    @property
+    def block_run(self) -> str | None:
+        run = self.design.get("block_run")
+        return run if isinstance(run, str) else None
+
+    def arm(self, metric: str = "duration") -> ArmRounds:
+        """This run's completed rounds of ``metric`` for pytest_ztfl.compare."""
+        vals = {r.round: v for r in self.rounds if r.ok and (v := r.value(metric)) is not None}
+        return ArmRounds(self.id, self.block_run, vals)
 
     @property
     def durations(self) -> list[float]:
@@ -147,6 +172,12 @@ def _round(i: int, raw: Any) -> RoundRow:
         duration=duration,
         selected=_int(raw.get("selected")) or 0,
         failures=failures or {},
+        compute_seconds=_num(raw.get("compute_seconds")),
+        comm_seconds=_num(raw.get("comm_seconds")),
+        cpu_seconds=_num(raw.get("cpu_seconds")),
+        cpu_proxy_seconds=_num(raw.get("cpu_proxy_seconds")),
+        cpu_delayline_seconds=_num(raw.get("cpu_delayline_seconds")),
+        position=_int(raw.get("position")),
     )
 
 
@@ -246,4 +277,7 @@ def from_row(row: Any, source: str) -> Run:
         calibration=cal
         if isinstance(cal := _dig(row, "overlays", "net", "calibration"), dict)
         else {},
+        check=_str(cell.get("check")),
+        design=d if isinstance(d := row.get("design"), dict) else {},
+        resources=res if isinstance(res := row.get("resources"), dict) else {},
     )

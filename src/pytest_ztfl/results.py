@@ -41,6 +41,15 @@ ROUND_COLUMNS = (
     "bytes_up",
     "max_train_seconds",
     "aggregation_seconds",
+    "compute_seconds",
+    "comm_seconds",
+    "injected_delay_seconds",
+    "check",
+    "block_run",
+    "position",
+    "cpu_seconds",
+    "cpu_proxy_seconds",
+    "cpu_delayline_seconds",
 )
 DERIVED = ("runs.jsonl", "rounds.csv")
 TRANSIENT = ("resumed",)  # in-memory markers of one session, never stored
@@ -195,8 +204,10 @@ class ResultStore:
                         "data": cell["data"],
                         "seed": cell["seed"],
                         "mtls": cell["mtls"] or "",
-                        **{k: rd[k] for k in ROUND_COLUMNS[6:] if k != "failures"},
+                        **{k: rd.get(k) for k in ROUND_COLUMNS[6:] if k != "failures"},
                         "failures": ";".join(f"{k}={v}" for k, v in sorted(rd["failures"].items())),
+                        "check": cell.get("check") or "",
+                        "block_run": (r.get("design") or {}).get("block_run", ""),
                     }
                 )
         atomic_write(self.out / "rounds.csv", buf.getvalue().encode())

@@ -7,14 +7,21 @@ Row fields:
     tta_seconds, target, failures_by_class, identities, ...} (fl_app.summary.RunSummary),
     failures_by_class (the harness's taxonomy: netpol, mtls, resource, netem, workload...),
     proofs[{name, control, passed, detail}], overlays{netpol, mtls, net}, pods[...],
-    backend{name, note, parallel}, environment{...}, started_wall, finished_wall, extra_info,
-    events_file (added by the store).
+    backend{name, note, parallel}, resources{source, window, pods{pod{container{cpu_seconds,
+    memory_peak_bytes}}}, delayline_cpu_seconds}, design{block, mode, order_seed, arms,
+    position, block_run, round_order}, environment{...}, started_wall, finished_wall,
+    extra_info, events_file (added by the store).
+
+Each entry of metrics.rounds also has compute_seconds (slowest training + aggregation),
+comm_seconds (the rest), and where the harness saw them: position (in its round's order),
+cpu_seconds, cpu_proxy_seconds, cpu_delayline_seconds, cpu_by_container.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from statistics import median
 from typing import Any
 
 from fl_app.events import ParsedLog
@@ -63,6 +70,18 @@ def classify(log: ParsedLog, evidence: dict[int, str]) -> dict[str, int]:
     return dict(out)
 
 
+def _medians(rounds: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Per-cell medians of the round's parts over completed rounds (pytest-benchmark
+    ``extra_info``: the benchmark's own statistics are of the whole round)."""
+    ok = [r for r in rounds if r["ok"]]
+    out: dict[str, float | None] = {}
+    for key in ("compute_seconds", "comm_seconds", "cpu_seconds", "cpu_proxy_seconds",
+                "cpu_delayline_seconds"):
+        vals = [r[key] for r in ok if r.get(key) is not None]
+        out[f"median_{key}"] = round(float(median(vals)), 6) if vals else None
+    return out
+
+
 def build(
     cell: Cell,
     log: ParsedLog,
@@ -75,14 +94,22 @@ def build(
     evidence: dict[int, str] | None = None,
     harness_failures: dict[str, int] | None = None,
     error: str | None = None,
+    round_extra: dict[int, dict[str, Any]] | None = None,
+    resources: dict[str, Any] | None = None,
+    design: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One cell's row. ``harness_failures`` counts failures the harness itself observed that
-    no client event carries (e.g. the delay line dying: class netem)."""
+    no client event carries (e.g. the delay line dying: class netem); ``round_extra`` what the
+    harness saw of each round (its position in the block's order, CPU by part), merged into
+    ``metrics.rounds``; ``resources`` the pods' CPU and peak memory; ``design`` the block,
+    its mode and orders (pytest_ztfl.design)."""
     summary = summarize(log)
     ok, why = success(summary, pods)
     if error:
         ok, why = False, error
     metrics = summary.to_dict()
+    for rd in metrics["rounds"]:
+        rd.update((round_extra or {}).get(rd["round"], {}))
     metrics["accuracy_by_round"] = {str(k): v for k, v in summary.accuracy_by_round.items()}
     failures = classify(log, evidence or {})
     for cls, n in (harness_failures or {}).items():
@@ -102,6 +129,11 @@ def build(
         "net_mechanism": overlays.get("net", {}).get("mechanism"),
         "netpol_action": overlays.get("netpol", {}).get("action"),
         "backend": backend.get("name"),
+        "check": cell.check,
+        "block": (design or {}).get("block"),
+        "design_mode": (design or {}).get("mode"),
+        "order_seed": (design or {}).get("order_seed"),
+        **_medians(metrics["rounds"]),
     }
     return {
         "schema": SCHEMA,
@@ -115,6 +147,8 @@ def build(
         "overlays": overlays,
         "pods": pods,
         "backend": backend,
+        "resources": resources or {},
+        "design": design or {},
         "environment": environment.capture(),
         "started_wall": started_wall,
         "finished_wall": time.time(),

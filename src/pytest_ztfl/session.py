@@ -12,13 +12,15 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_ztfl import design, options
 from pytest_ztfl import matrix as mx
-from pytest_ztfl import options
+from pytest_ztfl.design import Design
 from pytest_ztfl.replay import ReplayClock
 from pytest_ztfl.results import ResultsError, ResultStore, atomic_write, check_writable
 
@@ -31,6 +33,17 @@ def _net_profile_names(config: pytest.Config) -> list[str] | None:
         return sorted(profiles.load_profiles(path).keys())
     except (OSError, ValueError) as exc:
         raise pytest.UsageError(f"--ztfl-net-profiles={path}: {exc}") from None
+
+
+DESIGN_FILE = "design.json"
+
+
+def group_key(cell: mx.Cell) -> str:
+    """The pooled comparison a cell belongs to: SEC level (with its mTLS mode when the matrix
+    shows modes), NET, fault."""
+    sec = f"{cell.sec}-{cell.mtls}" if cell.show_mtls and cell.mtls else cell.sec
+    key = f"{sec}-{cell.net}"
+    return f"{key}-{cell.fault}" if cell.fault else key
 
 
 class ZtflCalibrationWarning(UserWarning):
@@ -79,7 +92,9 @@ class ZtflSession:
         self.store = store
         self.cells = settings.matrix.cells()
         self.planned: list[mx.Cell] = []  # the cells the collected tests use, in test order
+        self.design: Design | None = None  # blocks and orders of the planned cells
         self.rows: dict[str, dict[str, Any]] = {}
+        self._stored_baseline: dict[str, dict[str, Any]] | None = None
         self._prefetch: Any = None  # pytest_ztfl.prefetch.Prefetcher with --ztfl-parallel > 1
         self._calibrated: dict[str, dict[str, Any]] = {}  # NET -> its calibration reference
         self._clocks: dict[str, ReplayClock] = {}
@@ -116,6 +131,15 @@ class ZtflSession:
                 f"--ztfl-net-profiles={s.net_profiles}: on the {backend[0]} backend each client "
                 "pod's tc init container applies the profiles shipped in the image, not this "
                 "file; use it with --ztfl-backend=local"
+            )
+        if (
+            s.baseline_dir is not None
+            and s.baseline_dir.resolve() == s.out.resolve()
+            and not s.resume
+        ):
+            raise pytest.UsageError(
+                f"--ztfl-baseline={s.baseline_dir}: the same directory as --ztfl-out, whose "
+                "results a new run replaces; store the new run elsewhere"
             )
         _ensure_data(s.data)  # before results are touched: a usage error wipes nothing
         store = ResultStore(s.out)
@@ -184,13 +208,31 @@ class ZtflSession:
                 pytest.fail(self.broken, pytrace=False)
         return self._cluster
 
-    def plan(self, cells: list[mx.Cell]) -> None:
-        """The cells of the collected (and not deselected) tests, in the order they run."""
+    def plan(self, cells: list[mx.Cell]) -> list[mx.Cell]:
+        """The cells of the collected (and not deselected) tests: group them into blocks and
+        draw the run order (pytest_ztfl.design); returns the cells in that order."""
         self.planned = list({c.id: c for c in cells}.values())
+        self.design = design.plan(self.planned, self.settings.interleave, self._order_seed())
+        return self.design.cells()
+
+    def _order_seed(self) -> int:
+        """--ztfl-order-seed, else (resuming) the seed the run started with, else a new one."""
+        if self.settings.order_seed is not None:
+            return self.settings.order_seed
+        stored = self.store.out / DESIGN_FILE
+        if self.settings.resume and stored.exists():
+            seed: int = json.loads(stored.read_text())["order_seed"]
+            return seed
+        if self._seed is None:
+            self._seed = design.new_seed()
+        return self._seed
+
+    _seed: int | None = None
 
     def result(self, cell: mx.Cell) -> dict[str, Any]:
-        """The cell's row: from disk on --ztfl-resume, else measured now and stored."""
-        if cell.id in self.rows:  # another test of this session already has it
+        """The cell's row: from disk on --ztfl-resume, else measured now (with the rest of its
+        block) and stored."""
+        if cell.id in self.rows:  # measured with its block, or another test already has it
             return self.rows[cell.id]
         row = self.store.done(cell.id) if self.settings.resume else None
         if row is None:
@@ -204,62 +246,97 @@ class ZtflSession:
             if refused is not None:
                 pytest.skip(refused)
             self.cluster()
+            block = self._todo(self._block(cell))
             if self.settings.parallel > 1:
-                row = self._ahead(cell)
+                self._ahead(block)
             else:
-                row = self._measure(cell, self.progress)
+                self._measure(block, self.progress)
+            row = self.rows[cell.id]
         else:
             row["resumed"] = True
-        self.rows[cell.id] = row
+            self.rows[cell.id] = row
         return row
 
-    def _ahead(self, cell: mx.Cell) -> dict[str, Any]:
-        """Wait for a cell measured by the pool; on first use, start the pool with every
-        planned cell still to measure."""
+    def _block(self, cell: mx.Cell) -> design.Block:
+        if self.design is None or cell.id not in {c.id for c in self.design.cells()}:
+            # a cell no collected test announced: it runs as a block of its own
+            self.design = design.plan([*self.planned, cell], self.settings.interleave,
+                                      self._order_seed())
+            self.planned.append(cell)
+        return self.design.block_of(cell)
+
+    def _todo(self, block: design.Block) -> design.Block:
+        """The block's arms still to measure (a resumed run keeps what it has stored)."""
         from pytest_ztfl import backends
+
+        arms = tuple(
+            c
+            for c in block.arms
+            if c.id not in self.rows
+            and not (self.settings.resume and self.store.done(c.id))
+            and backends.cell_unsupported(self.backend_name, c) is None
+        )
+        return replace(block, arms=arms)
+
+    def _ahead(self, block: design.Block) -> None:
+        """Wait for a block measured by the pool; on first use, start the pool with every
+        planned block still to measure."""
         from pytest_ztfl.prefetch import Prefetcher
 
         if self._prefetch is None:
-            todo = [
-                c
-                for c in self.planned or [cell]
-                if c.id not in self.rows
-                and not (self.settings.resume and self.store.done(c.id))
-                and backends.cell_unsupported(self.backend_name, c) is None
-            ]
+            assert self.design is not None
+            todo = [self._todo(b) for b in self.design.blocks if b.key != block.key]
+            todo = [block, *(b for b in todo if b.arms)]
             # Calibrate first: calibrating while cells run would measure their load too.
-            for net in dict.fromkeys(c.net for c in [cell, *todo]):
+            for net in dict.fromkeys(c.net for b in todo for c in b.arms):
                 self.calibration(net)
             self._prefetch = Prefetcher(self.settings.parallel, self._measure_tagged)
-            self._prefetch.submit([cell, *todo])
-        elif not self._prefetch.has(cell):  # a cell no collected test announced
-            self.calibration(cell.net)
-            self._prefetch.submit([cell])
-        row: dict[str, Any] = self._prefetch.result(cell)
-        return row
+            self._prefetch.submit(todo)
+        elif not self._prefetch.has(block):
+            self.calibration(block.arms[0].net)
+            self._prefetch.submit([block])
+        self._prefetch.result(block)
 
-    def _measure_tagged(self, cell: mx.Cell) -> dict[str, Any]:
-        """Measure in a pool thread; its live lines carry the cell's id (cells interleave)."""
+    def _measure_tagged(self, block: design.Block) -> None:
+        """Measure in a pool thread; its live lines carry the block's key (blocks overlap)."""
 
         def progress(line: str) -> None:
-            self.progress(line if line.startswith(cell.id) else f"{cell.id}: {line.strip()}")
+            self.progress(f"[{block.key}] {line.strip()}")
 
-        return self._measure(cell, progress)
+        self._measure(block, progress)
 
-    def _measure(self, cell: mx.Cell, progress: Callable[[str], None]) -> dict[str, Any]:
-        """Run one cell on the session's cluster and store its row (events first)."""
+    def _measure(self, block: design.Block, progress: Callable[[str], None]) -> None:
+        """Run one block on the session's cluster and store its rows (events first)."""
         from pytest_ztfl import runner
 
-        calibration = self.calibration(cell.net)
-        row, events = runner.run_cell(
-            self._cluster, cell, self._platform, self._backend_note, progress
+        if not block.arms:
+            return
+        calibration = self.calibration(block.arms[0].net)
+        self._record_design()
+        what = "interleaved rounds" if block.mode == "round" else "one after another"
+        progress(
+            f"block {block.key}: {len(block.arms)} arm(s), {what}: "
+            + ", ".join(c.id for c in block.arms)
         )
-        row["finished_wall"] = time.time()
-        row["backend"]["parallel"] = self.settings.parallel
-        row["overlays"]["net"]["calibration"] = calibration
-        row["extra_info"]["calibration"] = calibration
-        self.store.save(row, events)
-        return row
+        for row, events in runner.run_block(
+            self._cluster, block, self._platform, self._backend_note, progress
+        ):
+            row["finished_wall"] = time.time()
+            row["backend"]["parallel"] = self.settings.parallel
+            row["overlays"]["net"]["calibration"] = calibration
+            row["extra_info"]["calibration"] = calibration
+            self.store.save(row, events)
+            self.rows[row["cell"]["id"]] = row
+
+    def _record_design(self) -> None:
+        """``<out>/design.json``: the order seed and blocks of this run (written when the
+        first block is measured, so commands that measure nothing leave results alone)."""
+        if self.design is None:
+            return
+        path = self.store.out / DESIGN_FILE
+        data = json.dumps(self.design.to_dict(), indent=1, sort_keys=True).encode()
+        if not path.exists() or path.read_bytes() != data:
+            atomic_write(path, data)
 
     def calibration(self, net: str) -> dict[str, Any]:
         """Calibrate profile ``net`` once per results directory (``calibration/<NET>.json``)
@@ -298,14 +375,50 @@ class ZtflSession:
         c = cell.baseline(self.cells)
         return None if c is None else self.rows.get(c.id) or self.store.done(c.id)
 
+    def stored_baseline(self, cell: mx.Cell) -> dict[str, Any] | None:
+        """The same cell in the ``--ztfl-baseline`` run, if it has it."""
+        if self.settings.baseline_dir is None:
+            return None
+        if self._stored_baseline is None:
+            cells = self.settings.baseline_dir / "cells"
+            self._stored_baseline = {p.stem: json.loads(p.read_text())
+                                     for p in sorted(cells.glob("*.json"))}
+        return self._stored_baseline.get(cell.id)
+
     def gates(self, cell: mx.Cell, row: dict[str, Any]) -> list[Any]:
         """The cell's SLO verdicts, also stored in its row (``slo``) for reports."""
         from pytest_ztfl import slo
 
-        verdicts = slo.evaluate(cell, row, self.baseline(cell), self.settings)
+        verdicts = slo.evaluate(
+            cell, row, self.baseline(cell), self.settings, self.stored_baseline(cell)
+        )
         row["slo"] = [v.to_dict() for v in verdicts]
         self.store.update(row)
         return verdicts
+
+    # ---- pooled gates -----------------------------------------------------------------
+    def all_groups(self) -> list[str]:
+        """The matrix's pooled comparisons: one per (SEC level [mTLS mode], NET, fault) that
+        has a SEC0 baseline, e.g. ``SEC3-NET2``."""
+        seen: dict[str, None] = {}
+        for c in self.cells:
+            if c.sec != "SEC0" and c.check is None and c.baseline(self.cells) is not None:
+                seen[group_key(c)] = None
+        return list(seen)
+
+    def pooled_gates(self, group: str) -> list[Any]:
+        """The group's gates over every block of it (its cells are measured if not yet)."""
+        from pytest_ztfl import slo
+
+        pairs = []
+        for c in self.planned:
+            if c.check is None and c.sec != "SEC0" and group_key(c) == group:
+                b = c.baseline(self.planned)
+                if b is not None:
+                    pairs.append((self.result(c), self.result(b)))
+        if not pairs:
+            return []  # no cell of the group was selected
+        return slo.pooled(f"{group} / SEC0", pairs, self.settings)
 
     # ---- reporting --------------------------------------------------------------------
     def summary(self, write_line: Callable[[str], None]) -> None:

@@ -157,7 +157,9 @@ class SeedSummary:
 class RatioCI:
     """q-quantile of a treatment sample divided by the same quantile of a baseline sample.
 
-    CI from an independent two-sample bootstrap (each sample resampled on its own).
+    CI from an independent two-sample bootstrap (each sample resampled on its own), or, from
+    pytest_ztfl.paired, a two-level bootstrap over ``blocks`` with rounds ``paired``; ``mde``
+    is then the smallest relative change the comparison detects with 80% power.
     """
 
     q: float
@@ -170,6 +172,9 @@ class RatioCI:
     method: str
     reliable: bool
     note: str = ""
+    blocks: int = 1
+    paired: bool = False
+    mde: float = math.nan
 
     @property
     def label(self) -> str:

@@ -1,36 +1,86 @@
-"""The terminal summary at the end of a matrix run: one line per cell."""
+"""The terminal summary at the end of a matrix run: one line per cell, in run order.
+
+``vs SEC0`` is the cell's median round duration over its block's SEC0 arm's (rounds paired when
+they ran interleaved; pytest_ztfl.compare), with its 95% interval and the smallest change the
+comparison could detect (MDE, 80% power). ``comm`` is the median of the round's communication
+part (round minus slowest training minus aggregation) and its change against SEC0 in ms;
+``CPU/round`` all of the arm's containers' CPU seconds per round (cgroups; local backend).
+"""
 
 from __future__ import annotations
 
+import math
+from statistics import median
 from typing import Any
 
-from pytest_ztfl import stats
+from pytest_ztfl import compare, stats
 
-HEADER = ("cell", "ok", "rounds ok", "p50 s [95% CI]", "p99 s", "vs SEC0 p50", "TTA s", "failures")
+HEADER = (
+    "cell",
+    "ok",
+    "rounds ok",
+    "p50 s [95% CI]",
+    "vs SEC0 p50 [95% CI] (MDE)",
+    "comm ms (vs SEC0)",
+    "CPU/round s",
+    "TTA s",
+    "failures",
+)
 
 
 def _fmt_q(q: stats.QuantileCI) -> str:
     return f"{q.estimate:.3f} [{q.ci_low:.3f},{q.ci_high:.3f}]" + ("" if q.reliable else "*")
 
 
+def baseline_of(row: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row's block's SEC0 arm (same NET, data, seed; its fault, else none); None for that
+    arm itself."""
+    cell = row["cell"]
+    if cell["sec"] == "SEC0" and not cell.get("check"):
+        return None
+    found: dict[Any, dict[str, Any]] = {}
+    for r in rows:
+        c = r["cell"]
+        if c["sec"] == "SEC0" and not c.get("check") and (c["net"], c["data"], c["seed"]) == (
+            cell["net"],
+            cell["data"],
+            cell["seed"],
+        ):
+            found[c.get("fault")] = r
+    return found.get(cell.get("fault"), found.get(None))
+
+
+def _ratio(row: dict[str, Any], base: dict[str, Any] | None) -> str:
+    if base is None or not compare.usable(base) or not compare.usable(row):
+        return "n/a"
+    rc = compare.ratio([(row, base)], 0.5, seed=row["cell"]["seed"])
+    if math.isnan(rc.ci_low):
+        return f"{rc.estimate:.3f}x"
+    mde = f" (±{rc.mde:.1%})" if math.isfinite(rc.mde) else ""
+    return f"{rc.estimate:.3f}x [{rc.ci_low:.3f},{rc.ci_high:.3f}]{mde}"
+
+
+def _comm(row: dict[str, Any], base: dict[str, Any] | None) -> str:
+    comm = list(compare.values(row, "comm_seconds").values())
+    if not comm:
+        return "n/a"
+    text = f"{median(comm) * 1000:.1f}"
+    if base is not None and compare.usable(base) and compare.usable(row):
+        d = compare.difference([(row, base)], 0.5, "comm_seconds", seed=row["cell"]["seed"])
+        text += f" ({d.estimate * 1000:+.1f})"
+    return text
+
+
 def render(rows: list[dict[str, Any]]) -> list[str]:
-    by_key = {
-        (r["cell"]["sec"], r["cell"]["net"], r["cell"]["data"], r["cell"]["seed"]): r for r in rows
-    }
     table: list[tuple[str, ...]] = [HEADER]
     for r in rows:
         cell, m = r["cell"], r["metrics"]
         durations = [x["duration"] for x in m["rounds"] if x["ok"]]
-        p50 = p99 = ratio = "n/a"
+        p50 = "n/a"
         if durations:
-            s = stats.quantile_cis(durations, (0.5, 0.99), seed=cell["seed"])
-            p50, p99 = _fmt_q(s.get(0.5)), f"{s.get(0.99).estimate:.3f}"
-        base = by_key.get(("SEC0", cell["net"], cell["data"], cell["seed"]))
-        if base is not None and base is not r and durations:
-            bd = [x["duration"] for x in base["metrics"]["rounds"] if x["ok"]]
-            if bd:
-                rc = stats.overhead_ratio(durations, bd, 0.5, seed=cell["seed"])
-                ratio = f"{rc.estimate:.2f}x [{rc.ci_low:.2f},{rc.ci_high:.2f}]"
+            p50 = _fmt_q(stats.quantile_cis(durations, (0.5,), seed=cell["seed"]).get(0.5))
+        base = baseline_of(r, rows)
+        cpu = list(compare.values(r, "cpu_seconds").values())
         tta = m.get("tta_seconds")
         fails = ",".join(f"{k}={v}" for k, v in sorted(r.get("failures_by_class", {}).items()))
         table.append(
@@ -39,13 +89,17 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
                 "yes" if r["success"] else "NO",
                 f"{len(durations)}/{m['rounds_planned']}",
                 p50,
-                p99,
-                ratio,
+                _ratio(r, base),
+                _comm(r, base),
+                f"{median(cpu):.3f}" if cpu else "n/a",
                 f"{tta:.1f}" if tta is not None else "censored",
                 fails or "-",
             )
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
-    lines = ["ztfl matrix summary (* = CI unreliable for this n; see docs/statistics.md)"]
+    lines = [
+        "ztfl matrix summary (run order; * = CI unreliable for this n; MDE: the smallest change "
+        "the comparison detects, 80% power; see docs/statistics.md)"
+    ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table]
     return lines

@@ -17,10 +17,10 @@ from k8s_fixtures.netem import NetemError, NetemFailure, NetPlan, Step, apply, g
 from k8s_fixtures.netem.calibrate import _env, probe_cmd, run_probe
 from k8s_fixtures.netem.detect import probe_netem
 from k8s_fixtures.netem.models import DelaySampler, class_rngs
-from k8s_fixtures.netem.overlay import class_spec
+from k8s_fixtures.netem.overlay import ALLOCATOR, class_spec
 from k8s_fixtures.netem.probe import one_way_ms
 from k8s_fixtures.netem.profiles import parse_profile
-from k8s_fixtures.netem.rules import CHAIN, bridge_nf
+from k8s_fixtures.netem.rules import CHAIN_PREFIX, bridge_nf, chains
 from k8s_fixtures.netem.stats import binom_interval, mean, percentile, std
 
 pytestmark = pytest.mark.privileged
@@ -49,7 +49,9 @@ def _assert_clean(topo: Topo) -> None:
     ns = topo.node.netns
     rules = subprocess.run(["ip", "netns", "exec", ns, "iptables", "-S"], capture_output=True,
                            text=True, check=True).stdout
-    assert CHAIN not in rules
+    assert CHAIN_PREFIX not in rules and chains(ns) == []
+    assert "NFQUEUE" not in rules
+    assert ALLOCATOR.live(ns) == []  # every handle's queue slot released, failed applies too
     for c in topo.clients:
         for netns, dev in ((c.netns, c.pod_if), (ns, c.host_if)):
             q = subprocess.run(["tc", "-n", netns, "qdisc", "show", "dev", dev],

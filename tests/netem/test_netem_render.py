@@ -43,14 +43,15 @@ def test_netem_rendering_uniform_gilbert_reorder() -> None:
 
 
 def test_iptables_rendering_hooks_bridge_forward_only() -> None:
-    cmds = render_rules("n-node", [QueueRule(100, "vc", "vs"), QueueRule(101, "vs", "vc")])
+    cmds = render_rules("n-node", "ZTFL-NETEM-100",
+                        [QueueRule(100, "vc", "vs"), QueueRule(101, "vs", "vc")])
     assert cmds[1] == ["ip", "netns", "exec", "n-node", "iptables", "-w", "5", "-t", "filter",
-                       "-I", "FORWARD", "1", "-j", "ZTFL-NETEM"]
-    assert cmds[2][9:] == ["-A", "ZTFL-NETEM", "-m", "physdev", "--physdev-is-bridged",
+                       "-I", "FORWARD", "1", "-j", "ZTFL-NETEM-100"]
+    assert cmds[2][9:] == ["-A", "ZTFL-NETEM-100", "-m", "physdev", "--physdev-is-bridged",
                            "--physdev-in", "vc", "--physdev-out", "vs", "-j", "NFQUEUE",
                            "--queue-num", "100", "--queue-bypass"]
     assert not any("OUTPUT" in c for cmd in cmds for c in cmd)
-    assert [c[9] for c in render_removal("n-node")] == ["-D", "-F", "-X"]
+    assert [c[9] for c in render_removal("n-node", "ZTFL-NETEM-100")] == ["-D", "-F", "-X"]
 
 
 def test_queue_length_follows_bdp() -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from k8s_fixtures.cluster import (
     ClusterError,
+    ContainerUsage,
     ExecResult,
     Obj,
     ObjectRef,
@@ -584,4 +585,24 @@ class LocalCluster:
         """CPU time the container's cgroup has used (None without cgroups)."""
         c = self._container(self._pod(namespace, pod), container)
         return c.cgroup.cpu_usage_ns() if c.cgroup else None
+
+    def usage(self, namespace: str) -> dict[str, dict[str, ContainerUsage]]:
+        """Every pod's containers' CPU time and peak memory so far, from their cgroups (the
+        harness reads it between rounds; None values without cgroups, e.g. rootless)."""
+        with self._lock:
+            pods = [p for p in self._pods.values() if p.namespace == namespace]
+        out: dict[str, dict[str, ContainerUsage]] = {}
+        for p in pods:
+            per: dict[str, ContainerUsage] = {}
+            for c in p.all_containers:
+                cpu = peak = None
+                if c.cgroup is not None:
+                    try:
+                        cpu = c.cgroup.cpu_usage_ns()
+                    except (OSError, ValueError):  # removed with its pod meanwhile
+                        cpu = None
+                    peak = c.cgroup.memory_peak_bytes()
+                per[c.spec.name] = ContainerUsage(cpu, peak)
+            out[p.name] = per
+        return out
 

@@ -142,6 +142,16 @@ class ContainerCgroup:
                 return int(line.split()[1]) * 1000
         return 0
 
+    def memory_peak_bytes(self) -> int | None:
+        """The most memory the container's processes have held at once (v1
+        ``memory.max_usage_in_bytes``, v2 ``memory.peak``; None where the kernel has no such
+        file)."""
+        name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
+        try:
+            return int((self.dirs[0] / name).read_text())
+        except (OSError, ValueError):
+            return None
+
     def signal_all(self, sig: int) -> None:
         for pid in self.pids():
             with contextlib.suppress(ProcessLookupError):

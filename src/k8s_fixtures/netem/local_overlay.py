@@ -7,6 +7,12 @@ namespace with :func:`k8s_fixtures.netem.apply` (kernel netem where present, els
 line), so the first packet of the workload is already shaped. Pods of one namespace may name
 different profiles (heterogeneous edge). Deleting the namespace removes the emulation.
 
+Several namespaces may be shaped at once (one FL cell each, same or different profiles), each
+by a handle of its own: its own delay line, its own iptables chain and a range of NFQUEUE
+numbers no other shaped namespace of the cluster uses (a :class:`~.overlay.QueueSlot` the
+overlay reserves per namespace and releases once that namespace's emulation has stopped).
+Stopping one namespace's emulation leaves the others' in force.
+
 A client pod added to (or re-created in) a namespace already shaped gets its link too: the
 namespace's emulation is rebuilt for the new set of clients. Packets the old delay line held are
 released as it stops, so the other clients see one short burst without delay; the FL workload
@@ -23,7 +29,7 @@ from typing import Any
 from k8s_fixtures.cluster import ManifestError
 from k8s_fixtures.local.view import ClusterView, PodInfo
 
-from .overlay import NetemError, NetemHandle, apply
+from .overlay import ALLOCATOR, NetemError, NetemHandle, QueueSlot, apply
 from .plan import NetPlan
 from .profiles import Profile, ProfileError, load_profiles
 
@@ -49,6 +55,7 @@ class NetemOverlay:
         self.profiles = dict(profiles) if profiles is not None else load_profiles()
         self.mechanism = mechanism
         self.handles: dict[str, NetemHandle] = {}
+        self.slots: dict[str, QueueSlot] = {}  # ns -> its queue numbers and chain
         self.shaped: dict[str, frozenset[tuple[str, str, str]]] = {}  # ns -> client links
 
     def validate(self, obj: dict[str, Any]) -> None:  # no object kinds of its own
@@ -90,27 +97,41 @@ class NetemOverlay:
                 )
             try:
                 plan = self._plan(ns, clients)
-                server = Link(servers[0].netns, servers[0].host_if)
-                pairs = [(Link(c.netns, c.host_if), server) for c in clients]
-                self.handles[ns] = apply(plan, view.node_netns, pairs, mechanism=self.mechanism)
-                self.shaped[ns] = links
             except ProfileError as exc:
                 raise ManifestError(f"Pod {ns}/{clients[0].name}: {exc}") from None
+            server = Link(servers[0].netns, servers[0].host_if)
+            pairs = [(Link(c.netns, c.host_if), server) for c in clients]
+            # two queues per client link, none shared with another shaped namespace
+            slot = ALLOCATOR.reserve(view.node_netns, 2 * len(pairs))
+            try:
+                self.handles[ns] = apply(plan, view.node_netns, pairs,
+                                         mechanism=self.mechanism, slot=slot)
+            except BaseException as exc:
+                ALLOCATOR.release(slot)  # apply removed what it installed
+                if isinstance(exc, ProfileError):
+                    raise ManifestError(f"Pod {ns}/{clients[0].name}: {exc}") from None
+                raise
+            self.slots[ns] = slot
+            self.shaped[ns] = links
 
     def handle(self, namespace: str) -> NetemHandle | None:
         return self.handles.get(namespace)
 
     def _stop(self, namespaces: list[str]) -> None:
-        """Stop these namespaces' emulation, every one even when one fails (then raise)."""
+        """Stop these namespaces' emulation (only theirs: other namespaces stay shaped), every
+        one even when one fails (then raise), and release their queue slots."""
         errors = []
         for ns in namespaces:
             self.shaped.pop(ns, None)
             h = self.handles.pop(ns, None)
+            slot = self.slots.pop(ns, None)
             try:
                 if h is not None:
                     h.stop()
             except Exception as exc:  # keep stopping the others; report them all
                 errors.append(f"{ns}: {exc}")
+            if slot is not None and (h is None or not h.holds_queues):
+                ALLOCATOR.release(slot)  # its delay line is gone: the queues are unbound
         if errors:
             raise NetemError("; ".join(errors))
 

@@ -5,6 +5,15 @@ delay line; ``mechanism=`` forces one), installs everything, and returns a :clas
 The handle changes profiles during a run (``change``/``start_schedule``), reports ``status()``,
 raises :class:`NetemFailure` (failure class ``netem``) from ``check()`` when the delay line died,
 and removes every rule, qdisc and process on ``stop()``, even after errors.
+
+Several handles may be in force in one node namespace at once (one per shaped Kubernetes
+namespace, each with its own delay line). NFQUEUE numbers belong to a network namespace, so
+every handle gets a :class:`QueueSlot` from :data:`ALLOCATOR`: a range of queue numbers no other
+live handle of that node namespace uses and an iptables chain of its own
+(``ZTFL-NETEM-<first queue>``). ``apply`` reserves one per handle and releases it on ``stop()``,
+unless the caller reserved it (``slot=``) and so releases it itself. The allocator also
+reference-counts the handles that need ``net.bridge.bridge-nf-call-iptables=1`` in a node
+namespace, so the sysctl goes back to its old value only when the last of them stops.
 """
 
 from __future__ import annotations
@@ -27,9 +36,12 @@ from .models import ClassSpec
 from .plan import NetPlan, Step
 from .process import ClassConfig, DelayLineError, DelayLineProcess
 from .profiles import Profile
+from .rules import RuleError
 
 MECHANISMS = ("auto", "netem", "delayline")
 DELAYLINE_MAX_PPS = 150_000  # one core, measured (PLATFORM_NOTES): the cap for unrated links
+QUEUE_FIRST = 100  # the lowest NFQUEUE number handed out (below: left to other users)
+QUEUE_LAST = 65535  # NFQUEUE numbers are 16 bits
 
 
 class LinkLike(Protocol):
@@ -84,6 +96,134 @@ class NetemStatus:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class QueueSlot:
+    """NFQUEUE numbers ``first .. first + count - 1`` and iptables chain ``chain`` of node
+    namespace ``node_netns``, reserved for one handle by :meth:`QueueAllocator.reserve`."""
+
+    node_netns: str
+    chain: str
+    first: int
+    count: int
+
+    @property
+    def queues(self) -> range:
+        return range(self.first, self.first + self.count)
+
+
+class QueueAllocator:
+    """Queue ranges, chains and the bridge-nf sysctl of the node namespaces this process shapes.
+
+    Slots alive at the same time in one node namespace never share a queue number or a chain
+    (different node namespaces may: NFQUEUE numbers and iptables chains are per network
+    namespace). Besides its own live slots, :meth:`reserve` avoids every ``ZTFL-NETEM*`` chain
+    and queue number it finds in the node namespace's rules (another process's handles, or
+    what a failed stop left), so a clash there is skipped instead of failing ``iptables -N``
+    or the delay line's queue bind.
+
+    ``net.bridge.bridge-nf-call-iptables`` is one value per node namespace that every delay
+    line there needs at 1. Saving and restoring it per handle breaks as soon as two overlap
+    (the first to stop would restore 0 under the other, whose packets would then bypass
+    iptables and go undelayed while its rules still look installed), so it is reference
+    counted here: the first :meth:`bridge_acquire` records the old value, the last
+    :meth:`bridge_release` restores it, and then only if no ``ZTFL-NETEM*`` chain remains in
+    the namespace (another process's handle would still need it; leaving 1 behind is the safe
+    error, restoring 0 under live rules is not).
+    """
+
+    def __init__(self, first: int = QUEUE_FIRST, last: int = QUEUE_LAST) -> None:
+        self.first, self.last = first, last
+        self._lock = threading.Lock()
+        self._slots: dict[str, list[QueueSlot]] = {}
+        self._bridge: dict[str, tuple[int, int]] = {}  # node netns -> (old value, users)
+
+    def live(self, node_netns: str) -> list[QueueSlot]:
+        """The slots reserved and not yet released in ``node_netns``."""
+        with self._lock:
+            return list(self._slots.get(node_netns, ()))
+
+    def reserve(self, node_netns: str, count: int, *, first: int | None = None,
+                chain: str | None = None) -> QueueSlot:
+        """Reserve ``count`` consecutive queue numbers (the lowest free range, or from
+        ``first``) and a chain (``ZTFL-NETEM-<first>``, or ``chain``) in ``node_netns``.
+        Raises NetemError when the range or the chain is taken or no range is free."""
+        if count < 1:
+            raise NetemError(f"reserve: {count} queues")
+        in_kernel = rules.present(node_netns)  # a subprocess: outside the lock
+        with self._lock:
+            live = self._slots.get(node_netns, [])
+            busy = [(s.first, s.first + s.count) for s in live]
+            busy += [(q, q + 1) for qs in in_kernel.values() for q in qs]
+            names = {s.chain for s in live} | set(in_kernel)
+
+            def clash(at: int) -> list[int]:
+                return [end for start, end in busy if start < at + count and at < end]
+
+            if first is None:
+                at = self.first
+                while at + count - 1 <= self.last:
+                    ends = clash(at)
+                    if ends:
+                        at = max(ends)
+                    elif chain is None and rules.chain_name(str(at)) in names:
+                        at += 1
+                    else:
+                        break
+                else:
+                    raise NetemError(f"no {count} free NFQUEUE numbers in {node_netns} "
+                                     f"({len(live)} handles live)")
+                first = at
+            elif first < 0 or first + count - 1 > QUEUE_LAST or clash(first):
+                raise NetemError(f"NFQUEUE {first}..{first + count - 1} in {node_netns}: "
+                                 "taken or out of range 0..65535")
+            name = chain if chain is not None else rules.chain_name(str(first))
+            if not rules.is_ours(name) or len(name) > rules.CHAIN_MAX_LEN:
+                raise NetemError(f"chain {name!r}: not a netem chain name (rules.chain_name)")
+            if name in names:
+                raise NetemError(f"chain {name} already exists in {node_netns}")
+            slot = QueueSlot(node_netns, name, first, count)
+            self._slots.setdefault(node_netns, []).append(slot)
+            return slot
+
+    def release(self, slot: QueueSlot) -> None:
+        """Free ``slot`` (its queues must be unbound and its chain removed by then)."""
+        with self._lock:
+            live = self._slots.get(slot.node_netns, [])
+            if slot in live:
+                live.remove(slot)
+            if not live:
+                self._slots.pop(slot.node_netns, None)
+
+    def bridge_acquire(self, node_netns: str) -> None:
+        """Set bridge-nf-call-iptables to 1 in ``node_netns`` for one more user."""
+        with self._lock:
+            old = rules.bridge_nf(node_netns, 1)  # set again even if counted: cheap, robust
+            saved, users = self._bridge.get(node_netns, (old, 0))
+            self._bridge[node_netns] = (saved, users + 1)
+
+    def bridge_release(self, node_netns: str) -> list[str]:
+        """One user fewer; the last one restores the old value (see the class docstring).
+        Returns the problems (empty if none)."""
+        with self._lock:
+            if node_netns not in self._bridge:
+                return []
+            saved, users = self._bridge.pop(node_netns)
+            if users > 1:
+                self._bridge[node_netns] = (saved, users - 1)
+                return []
+            if saved == 1 or rules.chains(node_netns):
+                return []
+            try:
+                rules.bridge_nf(node_netns, saved)
+            except RuleError as e:
+                return [str(e)]
+            return []
+
+
+ALLOCATOR = QueueAllocator()
+"""The process-wide allocator :func:`apply` and the local backend's overlay reserve from."""
+
+
 def class_spec(profile: Profile, direction: str) -> ClassSpec:
     d = profile.direction(direction)
     return ClassSpec(delay_ms=d.delay_ms, jitter_ms=d.jitter_ms, jitter_dist=d.jitter_dist,
@@ -126,7 +266,8 @@ class NetemHandle:
     """The NET overlay in force on a set of links. Build it with :func:`apply`."""
 
     def __init__(self, plan: NetPlan, node_netns: str, links: list[LinkState], mechanism: str,
-                 why: str, workdir: Path | None, heartbeat_s: float) -> None:
+                 why: str, workdir: Path | None, heartbeat_s: float,
+                 slot: QueueSlot | None = None, owns_slot: bool = False) -> None:
         self.plan = plan
         self.node_netns = node_netns
         self.links = links
@@ -136,8 +277,11 @@ class NetemHandle:
         self.heartbeat_s = heartbeat_s
         self.delayline: DelayLineProcess | None = None
         self.changes: list[dict[str, Any]] = []
-        self._old_bridge_nf: int | None = None
+        self.slot = slot  # the queue numbers of ``links`` and the chain of their rules
+        self._owns_slot = owns_slot  # released by stop(); else the caller releases it
+        self._bridge_on = False
         self._rules_on = False
+        self._queues_free = False  # set by stop() once no delay line of ours can hold them
         self._stopped = False
         self._stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -151,8 +295,21 @@ class NetemHandle:
         for ls in self.links:
             self._shape(ls)
 
+    @property
+    def holds_queues(self) -> bool:
+        """True until :meth:`stop` has ended the delay line (a failed stop keeps it True: the
+        slot must not be handed out again while a process may still be bound to it)."""
+        return not self._queues_free
+
+    @property
+    def chain(self) -> str | None:
+        """The iptables chain of this handle's NFQUEUE rules (None without a slot)."""
+        return None if self.slot is None else self.slot.chain
+
     def _start_delayline(self) -> None:
         assert self.workdir is not None
+        if self.slot is None:
+            raise NetemError("the delay line needs a queue slot (build the handle with apply)")
         profiles = self.plan.profiles() + [ls.profile for ls in self.links]
         classes: list[ClassConfig] = []
         for ls in self.links:
@@ -166,12 +323,13 @@ class NetemHandle:
                                           heartbeat_s=self.heartbeat_s,
                                           stale_after_s=max(2.0, 10 * self.heartbeat_s))
         self.delayline.start()
-        self._old_bridge_nf = rules.bridge_nf(self.node_netns, 1)
-        self._rules_on = True
-        rules.install(self.node_netns, [
+        ALLOCATOR.bridge_acquire(self.node_netns)
+        self._bridge_on = True
+        rules.install(self.node_netns, self.slot.chain, [
             r for ls in self.links for r in (
                 rules.QueueRule(ls.up_queue, ls.client.host_if, ls.server.host_if, "up"),
                 rules.QueueRule(ls.down_queue, ls.server.host_if, ls.client.host_if, "down"))])
+        self._rules_on = True  # install() removes what it made when it fails part way
 
     def _shape(self, ls: LinkState) -> None:
         """Make the qdiscs of one link match its profile (rate; netem too on the kernel path)."""
@@ -256,7 +414,8 @@ class NetemHandle:
                      for k in st.get("kernel", {}).values())
         alive, reason = lv.alive, lv.reason
         if (alive and check_rules and self._rules_on and not self._stopped
-                and not rules.installed(self.node_netns)):
+                and self.slot is not None
+                and not rules.installed(self.node_netns, self.slot.chain)):
             alive, reason = False, "the NFQUEUE rules are gone from the node namespace"
         return NetemStatus(self.mechanism, alive, reason, lv.pid, lv.heartbeat_age_s,
                            self.profiles(), dict(st.get("classes", {})), kdrops)
@@ -311,12 +470,15 @@ class NetemHandle:
                            "up_queue": ls.up_queue, "down_queue": ls.down_queue,
                            "profile": ls.profile.to_dict()} for ls in self.links],
                 "changes": list(self.changes),
+                "chain": self.chain,
                 "delayline_pid": None if self.delayline is None else self.delayline.pid}
 
     # -- teardown ------------------------------------------------------------------------
     def stop(self) -> NetemStatus:
-        """Remove rules, stop the delay line, clear qdiscs, restore sysctl. Idempotent; tries
-        every step and raises NetemError at the end listing what could not be removed."""
+        """Remove this handle's chain, stop its delay line, clear qdiscs, release the bridge
+        sysctl (restored when no other handle needs it) and the queue slot (if the handle
+        reserved it). Idempotent; tries every step and raises NetemError at the end listing
+        what could not be removed. Other handles' chains and delay lines are left alone."""
         if self._stopped:
             assert self.final_status is not None
             return self.final_status
@@ -330,8 +492,9 @@ class NetemHandle:
             final = NetemStatus(self.mechanism, False, f"status failed: {e}", None, None, {})
         self._stopped = True
         problems: list[str] = []
-        if self._rules_on:
-            problems += rules.remove(self.node_netns)
+        queues_free = True  # false while a delay line that could not be stopped may hold them
+        if self._rules_on and self.slot is not None:
+            problems += rules.remove(self.node_netns, self.slot.chain)
         if self.delayline is not None:
             try:
                 st = self.delayline.stop()
@@ -341,15 +504,19 @@ class NetemHandle:
                                     final.kernel_queue_drops)
             except Exception as e:
                 problems.append(f"stopping delay line: {e}")
+                queues_free = False
         if self.mechanism != "none":
             for ls in self.links:
                 for hop in (ls.up_hop(), ls.down_hop(self.node_netns)):
                     tc.clear(hop)
-        if self._old_bridge_nf is not None and self._old_bridge_nf != 1:
+        if self._bridge_on:
             try:
-                rules.bridge_nf(self.node_netns, self._old_bridge_nf)
+                problems += ALLOCATOR.bridge_release(self.node_netns)
             except Exception as e:
                 problems.append(str(e))
+        self._queues_free = queues_free
+        if self.slot is not None and self._owns_slot and queues_free:
+            ALLOCATOR.release(self.slot)  # rules removed, delay line gone: queues unbound
         if self.workdir is not None and self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         self.final_status = final
@@ -368,13 +535,19 @@ class NetemHandle:
 
 def apply(plan: Profile | NetPlan, node_netns: str,
           links: Sequence[tuple[LinkLike, LinkLike]], *, mechanism: str = "auto",
-          queue_base: int = 100, workdir: Path | None = None,
+          slot: QueueSlot | None = None, workdir: Path | None = None,
           heartbeat_s: float = 0.2) -> NetemHandle:
     """Apply ``plan`` to every (client link, server link) pair; return the handle.
 
     Raises ProfileError for plans naming unknown clients, NetemError when installation fails
     (after removing whatever was installed). ``workdir`` holds the delay line's config, status
     and log (a fresh temporary directory, removed on stop, if not given).
+
+    Link ``i`` uses NFQUEUE ``first + 2i`` (up) and ``first + 2i + 1`` (down) of its queue
+    slot, and the slot's chain holds their rules. ``slot`` is one the caller reserved from
+    :data:`ALLOCATOR` for ``node_netns`` with at least two queues per link (the caller
+    releases it after :meth:`NetemHandle.stop`); without it the handle reserves its own and
+    releases it on stop. Either way handles alive at once never share a queue or a chain.
     """
     p = NetPlan.of(plan)
     if not links:
@@ -384,13 +557,27 @@ def apply(plan: Profile | NetPlan, node_netns: str,
         raise NetemError(f"apply: a client link appears twice: {clients}")
     start = p.resolve(clients)
     mech, why = choose_mechanism(p, mechanism)
+    owns_slot = slot is None
+    if slot is None:
+        slot = ALLOCATOR.reserve(node_netns, 2 * len(links))
+    elif slot.node_netns != node_netns or slot.count < 2 * len(links):
+        raise NetemError(f"apply: queue slot {slot} does not fit {len(links)} links in "
+                         f"{node_netns} (two queues each)")
+    elif slot not in ALLOCATOR.live(node_netns):
+        raise NetemError(f"apply: queue slot {slot} is not reserved (ALLOCATOR.reserve)")
     owns = workdir is None
     # the node's name in the path (and so in the delay line's command line) lets leak checks
     # find a delay line by the cluster it belongs to
-    wd = Path(tempfile.mkdtemp(prefix=f"ztfl-netem-{node_netns}-")) if workdir is None else workdir
-    states = [LinkState(c, s, start[c.netns], queue_base + 2 * i, queue_base + 2 * i + 1)
+    try:
+        wd = (Path(tempfile.mkdtemp(prefix=f"ztfl-netem-{node_netns}-")) if workdir is None
+              else workdir)
+    except BaseException:
+        if owns_slot:
+            ALLOCATOR.release(slot)
+        raise
+    states = [LinkState(c, s, start[c.netns], slot.first + 2 * i, slot.first + 2 * i + 1)
               for i, (c, s) in enumerate(links)]
-    h = NetemHandle(p, node_netns, states, mech, why, wd, heartbeat_s)
+    h = NetemHandle(p, node_netns, states, mech, why, wd, heartbeat_s, slot, owns_slot)
     h._owns_workdir = owns
     try:
         h._install()

@@ -167,7 +167,7 @@ class WireCapture:
             except subprocess.TimeoutExpired:
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait()
-        if p.stderr is not None:
+        if p.stderr is not None and not p.stderr.closed:
             self.stderr += p.stderr.read().decode(errors="replace")
             p.stderr.close()
 

@@ -195,6 +195,19 @@ def test_cpu_limit_throttles_a_busy_loop(cluster: LocalCluster, ns: str) -> None
     assert 0.2 <= outside <= 0.36, f"cgroup measured CPU share {outside:.3f}, limit 0.3"
 
 
+def test_usage_reports_each_containers_cpu_and_peak_memory(cluster: LocalCluster, ns: str) -> None:
+    # 96 MiB touched page by page, then a second of busy loop: the cgroup must show both.
+    prog = ("import time\nb = bytearray(96 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+            "w = time.monotonic()\nwhile time.monotonic() - w < 1: pass\nprint('done')")
+    cluster.apply(pod(ns, "hog", prog))
+    status = cluster.wait_finished(ns, "hog", timeout=30)
+    assert status.exit_code == 0
+    (use,) = cluster.usage(ns)["hog"].values()
+    assert use.cpu_ns is not None and use.cpu_ns >= 0.8e9, use
+    assert use.memory_peak_bytes is not None and use.memory_peak_bytes >= 96 << 20, use
+    assert cluster.usage("no-such-namespace") == {}
+
+
 def test_configmap_secret_volumes_and_env(cluster: LocalCluster, ns: str) -> None:
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": ns},
           "data": {"rounds": "5", "mode": "fedavg"}}
