@@ -42,3 +42,13 @@ def start_time(pid: int) -> int | None:
     """The kernel start time of a process (clock ticks since boot), to detect PID reuse."""
     f = stat_fields(pid)
     return None if f is None else int(f[19])
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, steal): CPU seconds every CPU of this machine has spent busy (user, nice, system,
+    irq, softirq, steal) and stolen by the hypervisor, since boot (``/proc/stat``)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq + steal) / tick, steal / tick

@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from fl_app.events import ParsedLog, parse_events
 from k8s_fixtures import proofs as pf
 from k8s_fixtures import workload
 from k8s_fixtures.cluster import ClusterError, ContainerUsage, MeasuresUsage
-from k8s_fixtures.proc import cpu_seconds
+from k8s_fixtures.proc import cpu_seconds, machine_cpu_seconds
 from k8s_fixtures.tls.secret import SECRET_TYPE, validate_secret
 from k8s_fixtures.tls.sidecar import PROXY_CONTAINER
 from pytest_ztfl import faults, rows
@@ -155,6 +155,17 @@ def prove(cluster: Any, cp: CellPlan, names: list[str] | None) -> list[pf.Proof]
 def deploy_and_prove(cluster: Any, cp: CellPlan) -> list[pf.Proof]:
     """:func:`deploy` then :func:`prove` (``ztfl probe``)."""
     return prove(cluster, cp, deploy(cluster, cp))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Counters read around a round: the arm's cgroups (None: no access), the delay line's
+    CPU time, the machine's busy and stolen CPU time (seconds since boot)."""
+
+    usage: dict[str, dict[str, ContainerUsage]] | None
+    delayline: float | None
+    machine: float
+    steal: float
 
 
 class Arm:
@@ -443,17 +454,19 @@ class Arm:
         pid = self.handle.status(check_rules=False).pid
         return cpu_seconds(pid) if pid is not None else None
 
-    def sample(self) -> tuple[dict[str, dict[str, ContainerUsage]] | None, float | None]:
-        """The arm's cgroup counters and the delay line's CPU time, now."""
-        return self._usage(), self._delayline_cpu()
+    def sample(self) -> Sample:
+        """The arm's cgroup counters, the delay line's and the whole machine's CPU time, now."""
+        return Sample(self._usage(), self._delayline_cpu(), *machine_cpu_seconds())
 
     def _sample_start(self) -> None:
-        self._usage_start, self._delayline_start = self.sample()
+        s = self.sample()
+        self._usage_start, self._delayline_start = s.usage, s.delayline
 
     def _sample_end(self) -> None:
         """The cell's resources over its rounds: CPU seconds by pod and container (the TLS
         proxies apart), peak memory, the delay line's CPU."""
-        use, dl = self.sample()
+        s = self.sample()
+        use, dl = s.usage, s.delayline
         if use is None:
             self.resources = {"source": None, "note": "this backend gives no access to cgroups"}
             return
@@ -484,17 +497,16 @@ class Arm:
             "delayline_cpu_seconds": dl_s if self.handle is not None else None,
         }
 
-    def record_round(
-        self,
-        r: int,
-        position: int,
-        before: tuple[dict[str, dict[str, ContainerUsage]] | None, float | None],
-        after: tuple[dict[str, dict[str, ContainerUsage]] | None, float | None],
-    ) -> None:
-        """Round ``r`` of this arm ran at ``position`` of its round's order; keep its CPU."""
+    def record_round(self, r: int, position: int, before: Sample, after: Sample) -> None:
+        """Round ``r`` of this arm ran at ``position`` of its round's order; keep its CPU, and
+        the machine's: what was not this arm's (``cpu_other_seconds``: the harness, the other
+        arms' idle pods, any other job) is the load the round met."""
         extra: dict[str, Any] = {"position": position}
-        if before[0] is not None and after[0] is not None:
-            per = _cpu_between(before[0], after[0])
+        machine = after.machine - before.machine
+        extra["cpu_machine_seconds"] = round(machine, 6)
+        extra["steal_seconds"] = round(after.steal - before.steal, 6)
+        if before.usage is not None and after.usage is not None:
+            per = _cpu_between(before.usage, after.usage)
             extra["cpu_by_container"] = per
             total = proxy = 0.0
             for pod in per.values():
@@ -503,8 +515,12 @@ class Arm:
                     proxy += s if c == PROXY_CONTAINER else 0.0
             extra["cpu_seconds"] = round(total, 6)
             extra["cpu_proxy_seconds"] = round(proxy, 6)
-        if before[1] is not None and after[1] is not None:
-            extra["cpu_delayline_seconds"] = round(after[1] - before[1], 6)
+        if before.delayline is not None and after.delayline is not None:
+            extra["cpu_delayline_seconds"] = round(after.delayline - before.delayline, 6)
+        if "cpu_seconds" in extra:
+            own = extra["cpu_seconds"] + extra.get("cpu_delayline_seconds", 0.0)
+            # clock ticks (10 ms) against cgroup nanoseconds: a small negative is rounding
+            extra["cpu_other_seconds"] = round(max(machine - own, 0.0), 6)
         self.round_extra[r] = extra
 
     # ---- the row -----------------------------------------------------------------------

@@ -35,6 +35,7 @@ class RoundRow:
     cpu_seconds: float | None = None
     cpu_proxy_seconds: float | None = None
     cpu_delayline_seconds: float | None = None
+    cpu_other_seconds: float | None = None  # the machine's CPU that was not this arm's
     position: int | None = None  # in its round's order within the block
 
     def value(self, metric: str) -> float | None:
@@ -177,6 +178,7 @@ def _round(i: int, raw: Any) -> RoundRow:
         cpu_seconds=_num(raw.get("cpu_seconds")),
         cpu_proxy_seconds=_num(raw.get("cpu_proxy_seconds")),
         cpu_delayline_seconds=_num(raw.get("cpu_delayline_seconds")),
+        cpu_other_seconds=_num(raw.get("cpu_other_seconds")),
         position=_int(raw.get("position")),
     )
 

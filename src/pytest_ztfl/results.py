@@ -50,6 +50,8 @@ ROUND_COLUMNS = (
     "cpu_seconds",
     "cpu_proxy_seconds",
     "cpu_delayline_seconds",
+    "cpu_other_seconds",
+    "steal_seconds",
 )
 DERIVED = ("runs.jsonl", "rounds.csv")
 TRANSIENT = ("resumed",)  # in-memory markers of one session, never stored
