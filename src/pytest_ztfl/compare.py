@@ -54,17 +54,23 @@ def sample(treat: ArmRounds, base: ArmRounds) -> paired.BlockSample:
     return paired.unmatched(list(treat.values.values()), list(base.values.values()), label)
 
 
+def pool_for(q: float) -> paired.Pool:
+    """How a comparison over blocks pools: the median block by block (each block's ratio, a
+    geometric mean over blocks), a tail over all rounds (no block holds enough of them)."""
+    return "blocks" if q <= 0.5 else "rounds"
+
+
 def arm_ratio(
     pairs: Sequence[tuple[ArmRounds, ArmRounds]], q: float = 0.5, seed: int = 0
 ) -> RatioCI:
     """Raises ValueError when no pair has rounds of both arms (or a value is not > 0)."""
-    return paired.ratio([sample(t, b) for t, b in pairs], q, seed=seed)
+    return paired.ratio([sample(t, b) for t, b in pairs], q, pool=pool_for(q), seed=seed)
 
 
 def arm_difference(
     pairs: Sequence[tuple[ArmRounds, ArmRounds]], q: float = 0.5, seed: int = 0
 ) -> paired.DiffCI:
-    return paired.difference([sample(t, b) for t, b in pairs], q, seed=seed)
+    return paired.difference([sample(t, b) for t, b in pairs], q, pool=pool_for(q), seed=seed)
 
 
 def ratio(

@@ -106,5 +106,5 @@ def test_overhead_pooled(ztfl_group: str, ztfl_session: Any) -> None:
     seeds): median and p95 round duration against SEC0, intervals over blocks and rounds."""
     verdicts = ztfl_session.pooled_gates(ztfl_group)
     if not verdicts:
-        pytest.skip(f"{ztfl_group}: no cell of this group was selected")
+        pytest.skip(f"{ztfl_group}: no measured pair of cells (deselected or skipped)")
     _judge(verdicts, ztfl_group)

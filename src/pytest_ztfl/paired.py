@@ -9,7 +9,9 @@ case resampling at both stages): draw blocks with replacement, then within each 
 draw round indices with replacement, the same indices for both arms when paired, so a
 disturbance both arms met moves both quantiles together and cancels in the ratio. Between-block
 variation (seeds, data splits, the machine's drift from one block to the next) and round-to-round
-variation both enter; with one block only the latter can (the note says so).
+variation both enter; with one block only the latter can (the note says so). The statistic is
+each block's ratio averaged over blocks (log scale), or, for tails, the quantile of all rounds
+pooled (``pool``).
 
 ``scipy.stats.bootstrap`` resamples one level only (its ``paired=True`` pairs observations, it
 cannot draw clusters), hence this module. Each result also gives the minimum detectable effect
@@ -20,8 +22,9 @@ confidence level, from the bootstrap's standard error of the log ratio. Pure num
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +39,7 @@ from pytest_ztfl.stats import (
 )
 
 FloatArray = npt.NDArray[np.float64]
+Pool = Literal["blocks", "rounds"]
 POWER = 0.8  # of the minimum detectable effect
 _CHUNK = 500  # resamples per vectorised batch (bounds memory: chunk x blocks x rounds)
 
@@ -126,38 +130,76 @@ def _padded(arrays: Sequence[FloatArray]) -> tuple[FloatArray, npt.NDArray[np.in
     return out, n
 
 
+Statistic = Callable[[FloatArray, FloatArray, npt.NDArray[np.int64]], FloatArray]
+
+
 def _replicates(
-    blocks: Sequence[BlockSample], q: float, n_resamples: int, seed: int
-) -> tuple[FloatArray, FloatArray]:
-    """Bootstrap replicates of (treatment quantile, baseline quantile), pooled over blocks."""
+    blocks: Sequence[BlockSample], statistic: Statistic, n_resamples: int, seed: int
+) -> FloatArray:
+    """``statistic`` of each bootstrap resample: blocks drawn with replacement, rounds drawn
+    with replacement within each (the same indices for both arms when paired). The statistic
+    gets the resampled values as arrays of shape (resamples, blocks, rounds), NaN-padded
+    where a block has fewer rounds than the longest."""
     rng = np.random.default_rng(seed)
     t, nt = _padded([b.treat for b in blocks])
     s, nb = _padded([b.base for b in blocks])
-    paired = np.asarray([b.paired for b in blocks])
+    pairs = np.asarray([b.paired for b in blocks])
     k, width = t.shape[0], max(t.shape[1], s.shape[1])
-    qt, qb = [], []
+    pos = np.arange(width)[None, None, :]
+    out = []
     done = 0
     while done < n_resamples:
         m = min(_CHUNK, n_resamples - done)
         done += m
         kb = rng.integers(0, k, size=(m, k)) if k > 1 else np.zeros((m, 1), dtype=np.int64)
         u_t = rng.random((m, kb.shape[1], width))
-        u_b = np.where(paired[kb][..., None], u_t, rng.random((m, kb.shape[1], width)))
-        it = np.floor(u_t * nt[kb][..., None]).astype(np.int64)
-        ib = np.floor(u_b * nb[kb][..., None]).astype(np.int64)
-        pos = np.arange(width)[None, None, :]
-        vt = np.where(
-            pos < nt[kb][..., None], t[kb[..., None], np.minimum(it, t.shape[1] - 1)], np.nan
-        )
-        vb = np.where(
-            pos < nb[kb][..., None], s[kb[..., None], np.minimum(ib, s.shape[1] - 1)], np.nan
-        )
-        qt.append(np.nanquantile(vt.reshape(m, -1), q, axis=1))
-        qb.append(np.nanquantile(vb.reshape(m, -1), q, axis=1))
-    return np.concatenate(qt), np.concatenate(qb)
+        u_b = np.where(pairs[kb][..., None], u_t, rng.random((m, kb.shape[1], width)))
+        it = np.minimum(np.floor(u_t * nt[kb][..., None]).astype(np.int64), t.shape[1] - 1)
+        ib = np.minimum(np.floor(u_b * nb[kb][..., None]).astype(np.int64), s.shape[1] - 1)
+        vt = np.where(pos < nt[kb][..., None], t[kb[..., None], it], np.nan)
+        vb = np.where(pos < nb[kb][..., None], s[kb[..., None], ib], np.nan)
+        out.append(statistic(vt, vb, kb))
+    return np.concatenate(out)
 
 
-def _notes(blocks: Sequence[BlockSample], q: float, confidence: float) -> tuple[bool, list[str]]:
+def _statistic(q: float, pool: Pool, paired_mask: npt.NDArray[np.bool_], log: bool) -> Statistic:
+    """The comparison as a function of resampled values (see :func:`ratio`): on the log
+    scale for a ratio, as is for a difference."""
+    f = np.log if log else (lambda x: x)
+
+    def stat(vt: FloatArray, vb: FloatArray, kb: npt.NDArray[np.int64]) -> FloatArray:
+        if pool == "rounds":
+            m = vt.shape[0]
+            return np.asarray(
+                f(np.nanquantile(vt.reshape(m, -1), q, axis=1))
+                - f(np.nanquantile(vb.reshape(m, -1), q, axis=1))
+            )
+        per = f(np.nanquantile(vt, q, axis=2)) - f(np.nanquantile(vb, q, axis=2))
+        if q == 0.5:
+            # Paired blocks: the median of the round-by-round comparisons. A drift both arms
+            # met in the same round cancels there, not in a ratio of two separate medians.
+            rounds = np.nanmedian(f(vt) - f(vb), axis=2)
+            per = np.where(paired_mask[kb], rounds, per)
+        return np.asarray(per.mean(axis=1))
+
+    return stat
+
+
+def _estimate(blocks: Sequence[BlockSample], stat: Statistic) -> float:
+    """The statistic on the data as measured (one "resample": every block, every round)."""
+    t, _ = _padded([b.treat for b in blocks])
+    s, _ = _padded([b.base for b in blocks])
+    if t.shape[1] != s.shape[1]:  # unpaired blocks of other lengths: pad to one width
+        w = max(t.shape[1], s.shape[1])
+        t = np.pad(t, ((0, 0), (0, w - t.shape[1])), constant_values=np.nan)
+        s = np.pad(s, ((0, 0), (0, w - s.shape[1])), constant_values=np.nan)
+    kb = np.arange(len(blocks))[None, :]
+    return float(stat(t[None, ...], s[None, ...], kb)[0])
+
+
+def _notes(
+    blocks: Sequence[BlockSample], q: float, confidence: float, pool: Pool
+) -> tuple[bool, list[str]]:
     notes = []
     if len(blocks) == 1:
         notes.append("one block: the interval covers round-to-round variation only")
@@ -165,7 +207,11 @@ def _notes(blocks: Sequence[BlockSample], q: float, confidence: float) -> tuple[
         apart = sum(not b.paired for b in blocks)
         notes.append(f"{apart} of {len(blocks)} block(s) not paired (the arms ran apart)")
     need = min_n_for_quantile_ci(q, confidence)
-    small = min(sum(b.treat.size for b in blocks), sum(b.base.size for b in blocks))
+    # a per-block quantile rests on one block's rounds; a pooled one on all of them
+    sizes = [min(b.treat.size, b.base.size) for b in blocks]
+    small = min(sizes) if pool == "blocks" else min(
+        sum(b.treat.size for b in blocks), sum(b.base.size for b in blocks)
+    )
     reliable = small >= need
     if not reliable:
         notes.append(
@@ -183,25 +229,30 @@ def ratio(
     blocks: Sequence[BlockSample],
     q: float = 0.5,
     *,
+    pool: Pool = "blocks",
     confidence: float = DEFAULT_CONFIDENCE,
     n_resamples: int = DEFAULT_N_RESAMPLES,
     seed: int = 0,
 ) -> RatioCI:
-    """q-quantile of all treatment rounds / that of all baseline rounds of ``blocks``, with
-    the two-level bootstrap interval; ``mde`` is relative (0.02: a 2% change)."""
+    """The treatment's q-quantile over the baseline's, with the two-level bootstrap interval;
+    ``mde`` is relative (0.02: a 2% change).
+
+    ``pool="blocks"`` (the default): each block's ratio, averaged over blocks on the log
+    scale (a geometric mean), so blocks at different levels (a data split, a slower phase
+    of the machine) each count once and never mix. A paired block's median ratio is the
+    median of its round-by-round ratios (a drift both arms met cancels round by round); an
+    unpaired block's, the ratio of its two medians. ``pool="rounds"``: the quantile of all
+    rounds of all blocks together, as the seed study pooled its seeds; what a tail quantile
+    needs, since no block of a few dozen rounds can estimate one on its own."""
     kept = _check(blocks, positive=True)
-    pooled_t = np.concatenate([b.treat for b in kept])
-    pooled_b = np.concatenate([b.base for b in kept])
-    est = float(np.quantile(pooled_t, q) / np.quantile(pooled_b, q))
-    reliable, notes = _notes(kept, q, confidence)
+    stat = _statistic(q, pool, np.asarray([b.paired for b in kept]), log=True)
+    est = math.exp(_estimate(kept, stat))
+    reliable, notes = _notes(kept, q, confidence, pool)
     lo = hi = mde = math.nan
-    if max(pooled_t.size, pooled_b.size) >= 2:
-        rt, rb = _replicates(kept, q, n_resamples, seed)
-        logs = np.log(rt / rb)
-        lo, hi = (
-            float(np.exp(x))
-            for x in np.quantile(logs, [(1 - confidence) / 2, (1 + confidence) / 2])
-        )
+    if max(sum(b.treat.size for b in kept), sum(b.base.size for b in kept)) >= 2:
+        logs = _replicates(kept, stat, n_resamples, seed)
+        a = (1 - confidence) / 2
+        lo, hi = (float(np.exp(x)) for x in np.quantile(logs, [a, 1 - a]))
         mde = float(math.expm1(_z_mde(confidence) * float(np.std(logs, ddof=1))))
     else:
         notes.append("n=1: no sampling variability to resample, no CI")
@@ -211,10 +262,10 @@ def ratio(
         estimate=est,
         ci_low=lo,
         ci_high=hi,
-        n_treatment=int(pooled_t.size),
-        n_baseline=int(pooled_b.size),
+        n_treatment=sum(b.treat.size for b in kept),
+        n_baseline=sum(b.base.size for b in kept),
         confidence=confidence,
-        method="two-level percentile bootstrap (blocks, then paired rounds)",
+        method=f"two-level percentile bootstrap (blocks, then paired rounds), pooled by {pool}",
         reliable=reliable and not math.isnan(lo),
         note="; ".join(notes),
         blocks=len(kept),
@@ -227,22 +278,23 @@ def difference(
     blocks: Sequence[BlockSample],
     q: float = 0.5,
     *,
+    pool: Pool = "blocks",
     confidence: float = DEFAULT_CONFIDENCE,
     n_resamples: int = DEFAULT_N_RESAMPLES,
     seed: int = 0,
 ) -> DiffCI:
-    """q-quantile of all treatment rounds minus that of all baseline rounds (e.g. the
-    communication part of a round, in seconds), with the two-level bootstrap interval."""
+    """The treatment's q-quantile minus the baseline's (e.g. the communication part of a
+    round, in seconds), averaged over blocks (or pooled over rounds, ``pool``), with the
+    two-level bootstrap interval."""
     kept = _check(blocks, positive=False)
-    pooled_t = np.concatenate([b.treat for b in kept])
-    pooled_b = np.concatenate([b.base for b in kept])
-    est = float(np.quantile(pooled_t, q) - np.quantile(pooled_b, q))
-    reliable, notes = _notes(kept, q, confidence)
+    stat = _statistic(q, pool, np.asarray([b.paired for b in kept]), log=False)
+    est = _estimate(kept, stat)
+    reliable, notes = _notes(kept, q, confidence, pool)
     lo = hi = mde = math.nan
-    if max(pooled_t.size, pooled_b.size) >= 2:
-        rt, rb = _replicates(kept, q, n_resamples, seed)
-        d = rt - rb
-        lo, hi = (float(x) for x in np.quantile(d, [(1 - confidence) / 2, (1 + confidence) / 2]))
+    if max(sum(b.treat.size for b in kept), sum(b.base.size for b in kept)) >= 2:
+        d = _replicates(kept, stat, n_resamples, seed)
+        a = (1 - confidence) / 2
+        lo, hi = (float(x) for x in np.quantile(d, [a, 1 - a]))
         mde = _z_mde(confidence) * float(np.std(d, ddof=1))
     else:
         notes.append("n=1: no sampling variability to resample, no CI")
@@ -252,8 +304,8 @@ def difference(
         estimate=est,
         ci_low=lo,
         ci_high=hi,
-        n_treatment=int(pooled_t.size),
-        n_baseline=int(pooled_b.size),
+        n_treatment=sum(b.treat.size for b in kept),
+        n_baseline=sum(b.base.size for b in kept),
         blocks=len(kept),
         paired=all(b.paired for b in kept),
         confidence=confidence,

@@ -20,12 +20,15 @@ from pytest_ztfl.cellplan import plan_cell
 from pytest_ztfl.matrix import Cell, Matrix
 
 
-def cell_objects(cell: Cell, image: str) -> list[dict[str, object]]:
-    """What a run of ``cell`` applies on a Kubernetes cluster, as its fault rewrites it."""
+def cell_objects(cell: Cell, image: str, interleave: str = "round") -> list[dict[str, object]]:
+    """What a run of ``cell`` applies on a Kubernetes cluster, as its fault rewrites it; with
+    rounds interleaved (the default design, pytest_ztfl.design) its server holds every round
+    for the schedule's release (``--hold-rounds``)."""
     platform = Platform(
         python=("python",), data_dir=IMAGE_DATA_DIR, image=image, netem_init=NETEM_INIT
     )
-    return plan_cell(cell, platform).objects()
+    hold = interleave == "round" and cell.fault is None
+    return plan_cell(cell, platform, hold_rounds=hold).objects()
 
 
 def render_matrix(matrix: Matrix, out: Path, image: str = workload.DEFAULT_IMAGE) -> list[Path]:

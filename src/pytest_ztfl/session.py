@@ -410,14 +410,19 @@ class ZtflSession:
         """The group's gates over every block of it (its cells are measured if not yet)."""
         from pytest_ztfl import slo
 
+        def row(c: mx.Cell) -> dict[str, Any] | None:
+            # rows of this run (their tests ran first) or stored: a pooled test measures nothing
+            return self.rows.get(c.id) or self.store.done(c.id)
+
         pairs = []
         for c in self.planned:
             if c.check is None and c.sec != "SEC0" and group_key(c) == group:
-                b = c.baseline(self.planned)
-                if b is not None:
-                    pairs.append((self.result(c), self.result(b)))
+                b = c.baseline(self.cells)
+                t, base = row(c), None if b is None else row(b)
+                if t is not None and base is not None:
+                    pairs.append((t, base))
         if not pairs:
-            return []  # no cell of the group was selected
+            return []  # no measured cell of the group (deselected, skipped or not yet run)
         return slo.pooled(f"{group} / SEC0", pairs, self.settings)
 
     # ---- reporting --------------------------------------------------------------------

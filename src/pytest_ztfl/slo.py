@@ -83,12 +83,13 @@ def evaluate(
     if cell.check is not None or cell.sec == "SEC0":
         return out
     metric = f"median round duration {cell.sec}/SEC0"
+    n = (len(compare.values(row)), 0)
     if baseline is None:
         why = "no SEC0 baseline (same NET, data, seed and fault) in this run or its results"
-        return [*out, _unjudged(metric, settings.slo_overhead_median, (0, 0), why)]
+        return [*out, _unjudged(metric, settings.slo_overhead_median, n, why)]
     if not compare.usable(baseline):
         why = f"the baseline {baseline['cell']['id']} is not usable: {_unusable(baseline)}"
-        return [*out, _unjudged(metric, settings.slo_overhead_median, (0, 0), why)]
+        return [*out, _unjudged(metric, settings.slo_overhead_median, n, why)]
     return [
         *out,
         ratio_gate(metric, [(row, baseline)], 0.5, settings.slo_overhead_median, cell.seed),

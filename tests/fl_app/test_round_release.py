@@ -66,15 +66,11 @@ def test_rounds_start_only_when_released_and_held_time_is_not_run_time(
 
         ready = poll("server_ready", lambda: seen("server_ready"), WAIT)
         for cid in (0, 1):
-            procs.append(
-                _start(
-                    [
-                        "fl_app.client", "--server", f"127.0.0.1:{ready['port']}",
-                        "--client-id", str(cid), "--data-dir", str(data_dir),
-                    ],
-                    tmp_path,
-                )  # fmt: skip
-            )
+            argv = [
+                "fl_app.client", "--server", f"127.0.0.1:{ready['port']}",
+                "--client-id", str(cid), "--data-dir", str(data_dir),
+            ]  # fmt: skip
+            procs.append(_start(argv, tmp_path))
         released: dict[int, float] = {}
         hold.touch()  # the proofs' release; each round still waits for its own file
         for r in (1, 2, 3):

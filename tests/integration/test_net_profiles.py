@@ -23,7 +23,7 @@ from k8s_fixtures import workload
 from k8s_fixtures.netem import rules
 from k8s_fixtures.netem.profiles import Profile, get_profile
 from k8s_fixtures.netem.tc import tbf_burst_bytes
-from pytest_ztfl import runner
+from pytest_ztfl import arm, runner
 from pytest_ztfl.matrix import Cell, Workload
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
@@ -180,16 +180,16 @@ def netem_run_killed_in_round_2(
     key = f"killed-in-round-2 {c.id}"
     if key not in live.memo:
         killers: list[RoundTwoKiller] = []
-        real = runner.deploy_and_prove
+        real = arm.prove  # what an Arm calls once its objects are applied
 
-        def deploy_and_prove(*args: Any, **kwargs: Any) -> Any:
+        def prove(*args: Any, **kwargs: Any) -> Any:
             proofs = real(*args, **kwargs)  # pods and the NET overlay are up from here on
             k = RoundTwoKiller(live, runner.namespace_for(c))
             k.start()
             killers.append(k)
             return proofs
 
-        monkeypatch.setattr(runner, "deploy_and_prove", deploy_and_prove)
+        monkeypatch.setattr(arm, "prove", prove)
         try:
             row, events = runner.run_cell(live.cluster, c, live.platform, live.note, print)
         finally:

@@ -18,7 +18,7 @@ from proof_expectations import EXPECTED
 
 from k8s_fixtures import proofs as pf
 from k8s_fixtures.cluster import ClusterError, ContainerStatus, PodStatus
-from pytest_ztfl import backends, cellplan, faults, prove, runner
+from pytest_ztfl import arm, backends, cellplan, faults, prove, runner
 from pytest_ztfl.backends import Platform
 from pytest_ztfl.cli import main
 from pytest_ztfl.matrix import Cell, Workload
@@ -170,8 +170,8 @@ def test_probe_proves_the_claim_even_when_the_rendering_drops_the_controls(
     SEC3's proofs (so they would fail on a live cluster), as a measured cell does."""
     original = cellplan.fl_run
 
-    def dropped(cell: Cell, platform: Platform) -> Any:
-        return replace(original(cell, platform), netpol=False, tls="none")
+    def dropped(cell: Cell, platform: Platform, hold_rounds: bool = False) -> Any:
+        return replace(original(cell, platform, hold_rounds), netpol=False, tls="none")
 
     monkeypatch.setattr(cellplan, "fl_run", dropped)
     cluster = FakeCluster()
@@ -236,7 +236,7 @@ def test_a_kube_net_cell_records_the_init_containers_netem(
     def no_rounds(*_: Any, **__: Any) -> None:
         raise ClusterError("rounds not run by this test")
 
-    monkeypatch.setattr(runner, "_measure", no_rounds)
+    monkeypatch.setattr(arm.Arm, "start", no_rounds)
     kube = replace(PLATFORM, netem_init=("python", "-m", "k8s_fixtures.netem.init"))
     cluster = FakeCluster()
     cluster.backend_name = "kube"  # type: ignore[attr-defined]

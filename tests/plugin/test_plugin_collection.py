@@ -182,7 +182,11 @@ def test_help_lists_the_options_and_a_plain_run_imports_nothing_heavy(
         "resume",
         "keep-cluster",
         "slo-failure-rate",
-        "slo-overhead-p99",
+        "slo-overhead-tail",
+        "checks",
+        "interleave",
+        "order-seed",
+        "baseline",
         "slo-overhead-median",
     ):
         assert f"--ztfl-{option}" in text, option

@@ -79,7 +79,12 @@ def _usage_error(pytester: pytest.Pytester, *args: str) -> str:
         (["--ztfl-matrix=smoke", "--ztfl-backend=nope"], "--ztfl-backend=nope: expected one of"),
         (["--ztfl-matrix=smoke", "--ztfl-mtls=both"], "--ztfl-mtls=both"),
         (["--ztfl-matrix=smoke", "--ztfl-slo-failure-rate=1"], "--ztfl-slo-failure-rate=1"),
-        (["--ztfl-matrix=smoke", "--ztfl-slo-overhead-p99=0.5"], "--ztfl-slo-overhead-p99=0.5"),
+        (["--ztfl-matrix=smoke", "--ztfl-slo-overhead-tail=0.5"], "--ztfl-slo-overhead-tail=0.5"),
+        (["--ztfl-matrix=smoke", "--ztfl-interleave=pairs"], "--ztfl-interleave=pairs"),
+        (["--ztfl-matrix=smoke", "--ztfl-order-seed=x"], "--ztfl-order-seed=x"),
+        (["--ztfl-matrix=smoke", "--ztfl-checks=ab"], "checks[0]='ab'"),
+        (["--ztfl-matrix=smoke", "--ztfl-checks=delay0ms"], "checks[0]='delay0ms'"),
+        (["--ztfl-matrix=smoke", "--ztfl-baseline=nowhere"], "--ztfl-baseline=nowhere"),
         (["--ztfl-matrix=smoke", "--ztfl-net-profiles=none.yaml"], "--ztfl-net-profiles=none"),
         (
             ["--ztfl-matrix=smoke", "--ztfl-faults=mtls-expired"],
@@ -165,9 +170,10 @@ def test_mesh_cells_skip_with_the_reason_when_auto_resolves_to_local(
         "--ztfl-matrix=smoke", "--ztfl-mtls=mesh", "-k", "SEC3", "-p", "no:cacheprovider", "-rs"
     )
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
-    result.assert_outcomes(skipped=2)
+    result.assert_outcomes(skipped=4)  # the two SEC3 cells and their pooled comparisons
     skips = [line for line in result.outlines if line.startswith("SKIPPED [2]")]
-    assert len(skips) == 1 and "mtls=mesh: needs Linkerd on a Kubernetes cluster" in skips[0]
+    assert any("mtls=mesh: needs Linkerd on a Kubernetes cluster" in s for s in skips), skips
+    assert any("no measured pair of cells" in s for s in skips), skips
 
 
 def test_unwritable_out_dir_is_a_usage_error(pytester: pytest.Pytester, guarded: Tripwire) -> None:

@@ -1,0 +1,126 @@
+"""Judge a results directory of benchmarks/trust.yaml (or any matrix with SEC1 and check arms)
+against what a trustworthy instrument must show on this machine:
+
+* A/A (SEC1 vs SEC0 at NET0, and the SEC0 arm against itself): every seed's ratio of median
+  round duration within +-3%, the paired 95% interval pooled over seeds inside [0.97, 1.03],
+  and no SLO gate FAILs at a 5% limit;
+* a known injected delay (``delay<MS>ms``) is found in every seed: its interval of the median
+  round duration ratio excludes 1 (and the communication part moves by about MS).
+
+Prints a table per seed and pooled, with n and the load the rounds met; ``--json`` writes the
+numbers. Exit 0 when every criterion holds, 1 otherwise, 2 on bad input.
+Run: ``python benchmarks/trust_check.py RESULTS_DIR [--json out.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from pytest_ztfl import compare
+
+LIMIT = 1.05  # the gate limit the A/A must pass at
+# What is judged as an A/A: the SEC0 arm again, and SEC1 at NET0 (its real cost, nftables
+# rules on a few dozen connections, is microseconds per round).
+AA = {"aa": "A/A: the SEC0 arm again", "SEC1": "near A/A: NetworkPolicy"}
+BOUND = 0.03  # per-seed ratios within +-3%, pooled interval inside [0.97, 1.03]
+
+
+def _load(out: Path) -> dict[str, dict[str, Any]]:
+    cells = out / "cells"
+    if not cells.is_dir():
+        raise SystemExit(f"trust_check: error: {out}: no cells/ directory (a --ztfl-out)")
+    return {p.stem: json.loads(p.read_text()) for p in sorted(cells.glob("*.json"))}
+
+
+def _fmt(r: Any) -> str:
+    return f"{r.estimate:.4f} [{r.ci_low:.4f}, {r.ci_high:.4f}] (MDE {r.mde:.1%})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="trust_check", description=__doc__.split("\n\n")[0])
+    p.add_argument("results", type=Path)
+    p.add_argument("--json", type=Path)
+    ns = p.parse_args(argv)
+    rows = _load(ns.results)
+    base = {
+        (r["cell"]["net"], r["cell"]["data"], r["cell"]["seed"]): r
+        for r in rows.values()
+        if r["cell"]["sec"] == "SEC0" and not r["cell"].get("check")
+    }
+    arms: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for r in rows.values():
+        c = r["cell"]
+        key = (c["net"], c["data"], c["seed"])
+        if r is base.get(key) or key not in base:
+            continue
+        label = c.get("check") or c["sec"]
+        arms.setdefault(label, []).append((r, base[key]))
+    if not arms:
+        print("trust_check: error: no arm to compare with a SEC0 arm", file=sys.stderr)
+        return 2
+    ok = True
+    out: dict[str, Any] = {}
+    for label, pairs in sorted(arms.items()):
+        known = label.startswith("delay")
+        judged = known or label in AA
+        kind = "a known effect" if known else AA.get(label, "a control: shown, not judged")
+        print(f"\n{label} / SEC0  ({kind})")
+        per_seed = []
+        usable = []
+        for t, b in sorted(pairs, key=lambda p: p[0]["cell"]["seed"]):
+            if not (compare.usable(t) and compare.usable(b)):
+                why = t.get("error") or b.get("error") or "no completed rounds or failed proofs"
+                print(f"  seed {t['cell']['seed']}: not usable: {why}")
+                ok = False
+                continue
+            usable.append((t, b))
+            r = compare.ratio([(t, b)], 0.5, seed=t["cell"]["seed"])
+            d = compare.difference([(t, b)], 0.5, "comm_seconds", seed=t["cell"]["seed"])
+            other = [x.get("cpu_other_seconds") for x in t["metrics"]["rounds"]]
+            load = statistics.median([x for x in other if x is not None] or [float("nan")])
+            good = r.excludes_one and r.ci_low > 1 if known else abs(r.estimate - 1) <= BOUND
+            good = good or not judged
+            ok &= good
+            gate = None
+            if label in AA:
+                gate = "FAIL" if r.ci_low > LIMIT else "pass"
+                ok &= gate == "pass"
+            print(
+                f"  seed {t['cell']['seed']}: ratio {_fmt(r)}  comm {d.estimate * 1e3:+.1f} ms "
+                f"[{d.ci_low * 1e3:+.1f}, {d.ci_high * 1e3:+.1f}]  n={r.n_treatment}/"
+                f"{r.n_baseline}  other CPU {load:.3f} s/round  "
+                f"{'ok' if good else 'MISSED'}{'' if gate is None else f', gate@{LIMIT}: {gate}'}"
+            )
+            per_seed.append(
+                {
+                    "seed": t["cell"]["seed"],
+                    "ratio": r.to_dict(),
+                    "comm_diff": d.to_dict(),
+                    "ok": good,
+                    "gate": gate,
+                }
+            )
+        if not usable:
+            continue
+        pooled = compare.ratio(usable, 0.5)
+        good = (
+            pooled.ci_low > 1
+            if known
+            else (pooled.ci_low >= 1 - BOUND and pooled.ci_high <= 1 + BOUND) or not judged
+        )
+        ok &= good
+        print(f"  pooled over {pooled.blocks} seeds: {_fmt(pooled)}  {'ok' if good else 'MISSED'}")
+        out[label] = {"per_seed": per_seed, "pooled": pooled.to_dict(), "ok": good}
+    print(f"\n{'every criterion holds' if ok else 'NOT every criterion holds'}")
+    if ns.json:
+        ns.json.write_text(json.dumps({"ok": ok, "arms": out}, indent=1))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
