@@ -70,7 +70,6 @@ def capture() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "cpu_model": _cpu_model(),
         "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-        "loadavg": [round(x, 2) for x in os.getloadavg()],  # as the row is built
         "versions": {p: _version(p) for p in PACKAGES},
         "git_commit": _git_commit(),
     }

@@ -7,7 +7,8 @@ the top and their cells left out. Input with nothing to report raises :class:`Re
 (one line naming the cause), which ``main_report`` turns into exit status 2.
 
 The work is split by job: report_load (files -> validated rows), report_calc and
-report_claims (statistics via pytest_ztfl.stats), report_figures, report_md.
+report_claims (statistics: pytest_ztfl.stats for one sample, pytest_ztfl.compare for two arms;
+check arms kept apart), report_figures, report_md.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def write(results_dir: Path, report_dir: Path) -> Path:
         ) from None
     analysis = analyse(loaded)
     figures = []
-    for draw in FIGURES:
+    # every figure is of the cells proper: a directory holding only check arms has none
+    for draw in FIGURES if analysis.cells else ():
         try:
             figures.append(draw(analysis, report_dir))
         except OSError as exc:

@@ -1,9 +1,17 @@
-"""The numbers behind the report's tables and figures, computed once with pytest_ztfl.stats.
+"""The numbers behind the report's tables and figures, computed once.
 
-Per cell: p50/p95/p99 of completed rounds with bootstrap CIs, and the p50/p99 overhead vs the
-SEC0 cell with the same NET, data and seed (the same call and seed as the SLO gate, so the
-numbers agree). Per group (SEC x NET x data, pooled over seeds as the seed study did):
-quantiles, censored TTA, accuracy by round with a band over seeds, failures by class.
+Check arms (``aa``, ``delay<MS>ms``: the instrument's own, pytest_ztfl.matrix) are kept apart:
+they never enter the cells' comparisons, the groups, the claims or the figures, and a SEC0
+check arm is never anyone's baseline. Their comparisons with their block's SEC0 arm are
+``Analysis.checks`` (per arm) and ``Analysis.check_pools`` (per check, pooled over blocks).
+
+Per cell: p50/p95/p99 of completed rounds with bootstrap CIs (descriptive, pytest_ztfl.stats),
+and the p50/p95 ratio against its block's SEC0 arm (same NET, data, seed and fault, else the
+unfaulted one: the gate's rule) by pytest_ztfl.compare: rounds paired when both arms ran in
+the same block run, bootstrap seed the cell's, so the p50 ratio is the SLO gate's to the last
+digit. The round's parts (compute, communication, CPU by cgroup) likewise. Per group (SEC x NET x
+data, pooled over seeds): quantiles, the p50/p95 ratio over the group's blocks, censored TTA,
+accuracy by round with a band over seeds, failures by class.
 """
 
 from __future__ import annotations
@@ -11,20 +19,39 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from statistics import median
 
 import numpy as np
 from scipy import stats as sps
 
-from pytest_ztfl import stats
+from pytest_ztfl import compare, paired, stats
 from pytest_ztfl.report_load import Loaded
 from pytest_ztfl.report_model import Run, natural_key, sec_sort_key
 
 QUANTILES = (0.5, 0.95, 0.99)
-RATIO_QUANTILES = (0.5, 0.99)
+RATIO_QUANTILES = (0.5, 0.95)  # of comparisons between arms (p99: descriptive only)
 GROUP_SEED = 0  # bootstrap seed for pooled samples (cells, and one-run groups, use the cell's)
 
 GroupKey = tuple[str, str, str]  # (SEC label, NET, data)
+Pair = tuple[Run, Run]  # (treatment, baseline)
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Where a cell's rounds' time goes (medians over completed rounds; None: not recorded)
+    and what its communication and CPU cost against its block's SEC0 arm."""
+
+    duration: float | None
+    compute: float | None
+    comm: float | None
+    cpu: float | None
+    proxy: float | None
+    delayline: float | None
+    memory: tuple[int, int, int] | None  # per-pod peak bytes: (max over pods, sum, pods)
+    comm_diff: paired.DiffCI | None = None  # p50 comm_seconds minus the SEC0 arm's
+    cpu_ratio: stats.RatioCI | None = None  # p50 cpu_seconds over the SEC0 arm's
+    note: str = ""  # why a comparison is missing
 
 
 @dataclass(frozen=True)
@@ -32,8 +59,38 @@ class CellStats:
     run: Run
     sec: str  # SEC label (with the mTLS mode when the run holds both modes)
     summary: stats.SampleSummary | None
-    ratios: tuple[stats.RatioCI, ...]  # p50, p99 vs SEC0; empty when not computable
+    ratios: tuple[stats.RatioCI, ...]  # p50, p95 vs SEC0; empty when not computable
     ratio_note: str
+    baseline: Run | None = None
+    parts: Parts | None = None
+
+
+@dataclass(frozen=True)
+class CheckStats:
+    """A check arm (or, pooled, every arm of one check) against its block's SEC0 arm:
+    median round duration ratio, and the differences of the median round and its
+    communication part (seconds)."""
+
+    check: str
+    runs: tuple[Run, ...]
+    baselines: tuple[Run, ...]
+    ratio: stats.RatioCI | None
+    duration_diff: paired.DiffCI | None
+    comm_diff: paired.DiffCI | None
+    note: str = ""
+    tail: stats.RatioCI | None = None  # p95 ratio (pooled A/A arms only: the tail's noise)
+
+    @property
+    def pairs(self) -> list[Pair]:
+        """(check arm, SEC0 arm) per block; none when the block has no SEC0 arm."""
+        return list(zip(self.runs, self.baselines, strict=False))
+
+    @property
+    def inject_ms(self) -> float:
+        """The known effect a ``delay<MS>ms`` arm carries (0 for ``aa``)."""
+        if self.check.startswith("delay"):
+            return float(self.check.removeprefix("delay").removesuffix("ms"))
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +115,8 @@ class GroupStats:
     failures: dict[str, int]
     failed_rounds: int
     rounds_total: int
+    ratios: tuple[stats.RatioCI, ...] = ()  # p50, p95 vs SEC0 over the group's blocks
+    ratio_note: str = ""
 
     @property
     def seeds(self) -> int:
@@ -71,8 +130,11 @@ class Analysis:
     secs: tuple[str, ...]
     nets: tuple[str, ...]
     datas: tuple[str, ...]
-    cells: tuple[CellStats, ...]
+    cells: tuple[CellStats, ...]  # the cells proper (no check arm)
     groups: dict[GroupKey, GroupStats]
+    checks: tuple[CheckStats, ...] = ()  # one per check arm, in cell order
+    check_pools: tuple[CheckStats, ...] = ()  # one per check, pooled over its blocks
+    check_cells: tuple[CellStats, ...] = field(default=())  # the check arms' own quantiles
 
     def runs(self, sec: str | None = None, net: str | None = None) -> list[Run]:
         return [
@@ -90,15 +152,70 @@ def quantiles(sample: Sequence[float], seed: int) -> stats.SampleSummary | None:
     return stats.quantile_cis(sample, QUANTILES, seed=seed) if sample else None
 
 
-def ratios(
-    treat: Sequence[float], base: Sequence[float], seed: int, qs: Sequence[float] = RATIO_QUANTILES
+def pair_with(treat: Iterable[Run], base: Iterable[Run]) -> list[Pair]:
+    """Each treatment run with the baseline run of its block: same data split, seed and fault,
+    else (a fault the baseline cannot carry) the unfaulted one; in treatment-id order. The
+    caller chooses the NET and SEC of each side."""
+    index = {(b.data, b.seed, b.fault): b for b in base}
+    out = []
+    for t in sorted(treat, key=lambda r: r.id):
+        b = index.get((t.data, t.seed, t.fault)) or index.get((t.data, t.seed, None))
+        if b is not None:
+            out.append((t, b))
+    return out
+
+
+def is_paired(pair: Pair) -> bool:
+    """The two arms ran in one block run: their rounds pair (pytest_ztfl.compare)."""
+    t, b = pair
+    return t.block_run is not None and t.block_run == b.block_run
+
+
+def pairing(pairs: Sequence[Pair]) -> str:
+    """``paired``, ``unpaired`` or ``3 of 4 blocks paired``."""
+    n = sum(map(is_paired, pairs))
+    if n == len(pairs):
+        return "paired"
+    return "unpaired" if n == 0 else f"{n} of {len(pairs)} blocks paired"
+
+
+def baseline_of(run: Run, runs: Iterable[Run]) -> Run | None:
+    """The run's block's SEC0 arm (matrix.Cell.baseline): never a check arm; None for the
+    SEC0 arm itself."""
+    if run.sec == "SEC0" and run.check is None:
+        return None
+    sec0 = [r for r in runs if r.sec == "SEC0" and r.check is None and r.net == run.net]
+    found = pair_with([run], sec0)
+    return found[0][1] if found else None
+
+
+def arm_ratios(
+    pairs: Sequence[Pair],
+    seed: int,
+    qs: Sequence[float] = RATIO_QUANTILES,
+    metric: str = "duration",
 ) -> tuple[tuple[stats.RatioCI, ...], str]:
-    if not treat or not base:
-        return (), "no completed rounds to compare"
+    """compare.arm_ratio of ``metric`` over ``pairs`` (one block each) at every q; or why not."""
+    arms = [(t.arm(metric), b.arm(metric)) for t, b in pairs]
+    if not any(t.values and b.values for t, b in arms):
+        return (), "no completed rounds to compare" if metric == "duration" else "not recorded"
     try:
-        return stats.overhead_ratios(treat, base, qs, seed=seed), ""
+        return tuple(compare.arm_ratio(arms, q, seed) for q in qs), ""
     except ValueError as exc:  # e.g. a zero duration: a ratio is undefined
         return (), str(exc)
+
+
+def arm_difference(
+    pairs: Sequence[Pair], seed: int, metric: str = "duration", q: float = 0.5
+) -> tuple[paired.DiffCI | None, str]:
+    """compare.arm_difference of ``metric`` (seconds) over ``pairs``; or why not."""
+    arms = [(t.arm(metric), b.arm(metric)) for t, b in pairs]
+    if not any(t.values and b.values for t, b in arms):
+        return None, "no completed rounds to compare" if metric == "duration" else "not recorded"
+    try:
+        return compare.arm_difference(arms, q, seed), ""
+    except ValueError as exc:
+        return None, str(exc)
 
 
 def mean_ci(
@@ -116,11 +233,75 @@ def mean_ci(
 
 
 def censoring_time(run: Run, elapsed: float | None) -> tuple[float, bool]:
-    """(time, exact): the run's observed span for TTA censoring; falls back to the sum of its
-    round durations (a lower bound: it omits evaluation time) when the event log is unusable."""
+    """(time, exact): the run's observed span for TTA censoring (its own: time held between
+    interleaved rounds left out, report_load); falls back to the sum of its round durations
+    (a lower bound: it omits evaluation time) when the event log is unusable."""
     if elapsed is not None and elapsed >= 0:
         return elapsed, True
     return sum(r.duration for r in run.rounds), False
+
+
+def _median(run: Run, metric: str) -> float | None:
+    vals = [v for r in run.rounds if r.ok and (v := r.value(metric)) is not None]
+    return float(median(vals)) if vals else None
+
+
+def peak_memory(run: Run) -> tuple[int, int, int] | None:
+    """(max over pods, sum over pods, pods) of a pod's peak memory, a pod's being the sum of
+    its containers' peaks (an upper bound: they need not peak at once); None: not recorded."""
+    pods = run.resources.get("pods")
+    if not isinstance(pods, dict):
+        return None
+    per_pod = []
+    for containers in pods.values():
+        if not isinstance(containers, dict):
+            continue
+        peaks = [
+            int(c["memory_peak_bytes"])
+            for c in containers.values()
+            if isinstance(c, dict)
+            and isinstance(c.get("memory_peak_bytes"), int)
+            and not isinstance(c.get("memory_peak_bytes"), bool)
+        ]
+        if peaks:
+            per_pod.append(sum(peaks))
+    return (max(per_pod), sum(per_pod), len(per_pod)) if per_pod else None
+
+
+def parts(run: Run, base: Run | None) -> Parts:
+    comm_diff = cpu_ratio = None
+    notes = []
+    if base is not None:
+        comm_diff, why = arm_difference([(run, base)], run.seed, "comm_seconds")
+        if why:
+            notes.append(f"comm: {why}")
+        rs, why = arm_ratios([(run, base)], run.seed, (0.5,), "cpu_seconds")
+        cpu_ratio = rs[0] if rs else None
+        if why:
+            notes.append(f"CPU: {why}")
+    return Parts(
+        duration=_median(run, "duration"),
+        compute=_median(run, "compute_seconds"),
+        comm=_median(run, "comm_seconds"),
+        cpu=_median(run, "cpu_seconds"),
+        proxy=_median(run, "cpu_proxy_seconds"),
+        delayline=_median(run, "cpu_delayline_seconds"),
+        memory=peak_memory(run),
+        comm_diff=comm_diff,
+        cpu_ratio=cpu_ratio,
+        note="; ".join(notes),
+    )
+
+
+def load_fractions(runs: Iterable[Run]) -> list[float]:
+    """Per completed round: the machine's CPU that was not the arm's (``cpu_other_seconds``)
+    over the round's duration: the load the round met, in CPUs."""
+    return [
+        r.cpu_other_seconds / r.duration
+        for run in runs
+        for r in run.rounds
+        if r.ok and r.cpu_other_seconds is not None and r.duration > 0
+    ]
 
 
 def _tta(runs: Iterable[Run], loaded: Loaded) -> tuple[stats.TTAEstimate | None, str]:
@@ -157,19 +338,31 @@ def _convergence(runs: Sequence[Run]) -> tuple[ConvergencePoint, ...]:
     return tuple(out)
 
 
-def _group(key: GroupKey, runs: list[Run], loaded: Loaded) -> GroupStats:
+def _group(key: GroupKey, cells: list[CellStats], loaded: Loaded) -> GroupStats:
+    runs = [c.run for c in cells]
     durations = [d for r in sorted(runs, key=lambda r: r.id) for d in r.durations]
     tta, note = _tta(runs, loaded)
     failures: Counter[str] = Counter()
     for r in runs:
         failures.update(r.failures_by_class)
     targets = {r.target for r in runs if r.target is not None}
+    # one run: its own seed, so the group's numbers are the cell's to the last digit
+    seed = runs[0].seed if len(runs) == 1 else GROUP_SEED
+    pairs = sorted(
+        ((c.run, c.baseline) for c in cells if c.baseline is not None), key=lambda p: p[0].id
+    )
+    if key[0] == "SEC0":
+        rs: tuple[stats.RatioCI, ...] = ()
+        why = "baseline"
+    elif not pairs:
+        rs, why = (), "no block has a SEC0 arm"
+    else:
+        rs, why = arm_ratios(pairs, seed)
     return GroupStats(
         key=key,
         runs=tuple(runs),
         durations=tuple(durations),
-        # one run: its own seed, so the group's interval is the cell's to the last digit
-        summary=quantiles(durations, runs[0].seed if len(runs) == 1 else GROUP_SEED),
+        summary=quantiles(durations, seed),
         tta=tta,
         tta_note=note,
         target=targets.pop() if len(targets) == 1 else None,
@@ -177,31 +370,89 @@ def _group(key: GroupKey, runs: list[Run], loaded: Loaded) -> GroupStats:
         failures=dict(failures),
         failed_rounds=sum(r.failed_rounds for r in runs),
         rounds_total=sum(r.rounds_denominator for r in runs),
+        ratios=rs,
+        ratio_note=why,
     )
 
 
+def _check(check: str, pairs: Sequence[Pair], seed: int) -> CheckStats:
+    ratio = duration_diff = comm_diff = None
+    rs, why = arm_ratios(pairs, seed, (0.5,))
+    notes = [why] if why else []
+    if rs:
+        ratio = rs[0]
+        if check != "aa":
+            duration_diff, _ = arm_difference(pairs, seed)
+            comm_diff, why = arm_difference(pairs, seed, "comm_seconds")
+            if why:
+                notes.append(f"comm: {why}")
+    return CheckStats(
+        check=check,
+        runs=tuple(t for t, _ in pairs),
+        baselines=tuple(b for _, b in pairs),
+        ratio=ratio,
+        duration_diff=duration_diff,
+        comm_diff=comm_diff,
+        note="; ".join(notes),
+    )
+
+
+def _checks(
+    check_runs: Sequence[Run], runs: Sequence[Run]
+) -> tuple[tuple[CheckStats, ...], tuple[CheckStats, ...]]:
+    per_arm: list[CheckStats] = []
+    by_check: dict[str, list[Pair]] = {}
+    for r in check_runs:
+        assert r.check is not None
+        base = baseline_of(r, runs)
+        if base is None:
+            per_arm.append(
+                CheckStats(r.check, (r,), (), None, None, None, "its block has no SEC0 arm")
+            )
+            continue
+        per_arm.append(_check(r.check, [(r, base)], r.seed))
+        by_check.setdefault(r.check, []).append((r, base))
+    pools = []
+    for check, pairs in sorted(by_check.items(), key=lambda kv: natural_key(kv[0])):
+        pairs.sort(key=lambda p: p[0].id)
+        pool = _check(check, pairs, GROUP_SEED)
+        if check == "aa":
+            tail, _ = arm_ratios(pairs, GROUP_SEED, (0.95,))
+            pool = replace(pool, tail=tail[0] if tail else None)
+        pools.append(pool)
+    return tuple(per_arm), tuple(pools)
+
+
 def analyse(loaded: Loaded) -> Analysis:
-    runs = loaded.runs
+    runs = [r for r in loaded.runs if r.check is None]
+    check_runs = [r for r in loaded.runs if r.check is not None]
     show_mtls = len({r.mtls for r in runs if r.sec in ("SEC2", "SEC3") and r.mtls}) > 1
-    # the gate's rule (matrix.Cell.baseline): same NET, data, seed and fault, else unfaulted
-    baselines = {(r.net, r.data, r.seed, r.fault): r for r in runs if r.sec == "SEC0"}
     cells = []
     for r in runs:
+        base = baseline_of(r, runs)
         if r.sec == "SEC0":
             rs: tuple[stats.RatioCI, ...] = ()
             why = "baseline"
-        elif (
-            base := baselines.get((r.net, r.data, r.seed, r.fault))
-            or baselines.get((r.net, r.data, r.seed, None))
-        ) is None:
+        elif base is None:
             rs, why = (), f"no SEC0 cell with {r.net}, {r.data}, seed {r.seed}"
         else:
-            rs, why = ratios(r.durations, base.durations, r.seed)
-        cells.append(CellStats(r, sec_label(r, show_mtls), quantiles(r.durations, r.seed), rs, why))
-    members: dict[GroupKey, list[Run]] = {}
+            rs, why = arm_ratios([(r, base)], r.seed)
+        cells.append(
+            CellStats(
+                r,
+                sec_label(r, show_mtls),
+                quantiles(r.durations, r.seed),
+                rs,
+                why,
+                base,
+                parts(r, base),
+            )
+        )
+    members: dict[GroupKey, list[CellStats]] = {}
     for c in cells:
-        members.setdefault((c.sec, c.run.net, c.run.data), []).append(c.run)
+        members.setdefault((c.sec, c.run.net, c.run.data), []).append(c)
     groups = {k: _group(k, v, loaded) for k, v in members.items()}
+    checks, pools = _checks(check_runs, runs)
     return Analysis(
         loaded=loaded,
         show_mtls=show_mtls,
@@ -210,4 +461,9 @@ def analyse(loaded: Loaded) -> Analysis:
         datas=tuple(sorted({r.data for r in runs})),
         cells=tuple(cells),
         groups=groups,
+        checks=checks,
+        check_pools=pools,
+        check_cells=tuple(
+            CellStats(r, r.sec, quantiles(r.durations, r.seed), (), "check arm") for r in check_runs
+        ),
     )

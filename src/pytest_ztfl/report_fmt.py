@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from pytest_ztfl import stats
+from pytest_ztfl import paired, stats
 
 UNRELIABLE = "\u2020"  # dagger: unambiguous in Markdown, unlike *
 
@@ -29,9 +29,27 @@ def q_text(q: stats.QuantileCI) -> str:
     return f"{num(q.estimate)} {ci_text(q.ci_low, q.ci_high)}{mark}"
 
 
-def ratio_text(r: stats.RatioCI) -> str:
+def mde_text(mde: float, unit: str = "%") -> str:
+    """``(MDE 2.6%)``: the smallest change the comparison detects (80% power); "" if unknown."""
+    if not math.isfinite(mde):
+        return ""
+    return f" (MDE {mde:.1%})" if unit == "%" else f" (MDE {mde * 1000:.1f} ms)"
+
+
+def ratio_text(r: stats.RatioCI, mde: bool = True) -> str:
+    """``1.021x [0.995, 1.046] (MDE 2.6%)``; a dagger after the interval when unreliable."""
     mark = "" if r.reliable else UNRELIABLE
-    return f"{num(r.estimate)}x {ci_text(r.ci_low, r.ci_high)}{mark}"
+    f = "{:.3f}"
+    text = f"{num(r.estimate, f)}x {ci_text(r.ci_low, r.ci_high, f)}{mark}"
+    return text + (mde_text(r.mde) if mde else "")
+
+
+def ms_text(d: paired.DiffCI, mde: bool = False) -> str:
+    """A difference in seconds shown in ms: ``+50.0 ms [+49.1, +50.8]``."""
+    mark = "" if d.reliable else UNRELIABLE
+    f = "{:+.1f}"
+    text = f"{num(d.estimate * 1000, f)} ms {ci_text(d.ci_low * 1000, d.ci_high * 1000, f)}{mark}"
+    return text + (mde_text(d.mde, "s") if mde else "")
 
 
 def tta_text(t: stats.TTAEstimate | None) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fl_app.events import EventLogError, read_events
-from fl_app.summary import summarize
+from fl_app.summary import held_seconds, summarize
 from pytest_ztfl import matrix as mx
 from pytest_ztfl.report_model import RowError, Run, from_row, run_sort_key
 from pytest_ztfl.results import ResultsError
@@ -32,8 +32,10 @@ class EventsCheck:
 
     status: str  # "ok" | "mismatch" | "missing" | "unreadable"
     detail: str
-    # Server-clock seconds from the first round_start to run_end (or the last event): the time
-    # a run that never reached its target was observed for, i.e. its TTA censoring time.
+    # Server-clock seconds from the first round_start to run_end (or the last event), less the
+    # time the server was held between its rounds while other arms' rounds ran (interleaved
+    # blocks): the time a run that never reached its target was observed for, i.e. its TTA
+    # censoring time, on the same clock as its time to accuracy.
     elapsed: float | None = None
 
 
@@ -135,7 +137,7 @@ def check_events(out: Path, run: Run) -> EventsCheck:
     ends = [e["t"] for e in log.of("run_end")]
     if not ends and log.events:
         ends = [log.events[-1]["t"]]
-    elapsed = float(ends[-1]) - float(starts[0]) if starts and ends else None
+    elapsed = float(ends[-1]) - float(starts[0]) - held_seconds(log) if starts and ends else None
     summary = summarize(log)
     from_events = [(r.ok, r.duration) for r in summary.rounds]
     from_row_ = [(r.ok, r.duration) for r in run.rounds]

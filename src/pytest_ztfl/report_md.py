@@ -1,22 +1,34 @@
-"""report.md: run metadata, per-cell and per-group tables, SLO verdicts, the seed study's
-headline claims next to this run's values, and the figures. Every table names its source
-files and n."""
+"""report.md: run metadata, the measurement design and the instrument's own checks, per-cell
+and per-group tables, where a round's time goes, SLO verdicts, the seed study's headline claims
+next to this run's values, and the figures. Every table names its source files and n."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from statistics import median
 from typing import Any
 
 from pytest_ztfl import stats
-from pytest_ztfl.report_calc import Analysis, CellStats, censoring_time
+from pytest_ztfl.report_calc import (
+    Analysis,
+    CellStats,
+    CheckStats,
+    censoring_time,
+    is_paired,
+    load_fractions,
+    pairing,
+)
 from pytest_ztfl.report_claims import claims
 from pytest_ztfl.report_fmt import (
     UNRELIABLE,
     counts_text,
     escape,
+    mde_text,
+    ms_text,
     num,
     q_text,
     ratio_text,
@@ -25,6 +37,7 @@ from pytest_ztfl.report_fmt import (
 )
 from pytest_ztfl.report_model import Run
 
+NOT_RECORDED = "not recorded"
 ENV_KEYS = ("git_commit", "hostname", "kernel", "os", "python", "cpus", "cpu_model", "memory_bytes")
 
 
@@ -161,6 +174,8 @@ def _cell_row(a: Analysis, c: CellStats) -> list[str]:
     qs = [q_text(s.get(q)) if s else "n/a" for q in (0.5, 0.95, 0.99)]
     if c.ratios:
         over = [ratio_text(x) for x in c.ratios]
+    elif c.ratio_note == "check arm":
+        over = ["check arm: see *Instrument checks*"] * 2
     else:
         over = ["-" if c.ratio_note == "baseline" else f"n/a ({c.ratio_note})"] * 2
     if r.tta_seconds is not None:
@@ -191,22 +206,431 @@ def cells(a: Analysis) -> list[str]:
         "p50 s [95% CI]",
         "p95 s [95% CI]",
         "p99 s [95% CI]",
-        "p50 vs SEC0",
-        "p99 vs SEC0",
+        "p50 vs SEC0 [95% CI] (MDE)",
+        "p95 vs SEC0 [95% CI] (MDE)",
         "TTA s",
         "final accuracy",
         "failures by class",
         "proofs passed",
         "events check",
     )
+    checks = (
+        f" and {len(a.check_cells)} check arm{'s' * (len(a.check_cells) != 1)} (last rows: "
+        "never a baseline, compared under *Instrument checks*)"
+        if a.check_cells
+        else ""
+    )
     return [
         f"Source: {source(a)}; round durations re-read from `events/<id>.jsonl` and compared "
-        "(column *events check*). n per cell = its completed rounds (*rounds ok*); "
-        "overheads divide by the SEC0 cell with the same NET, data and seed "
-        "(independent two-sample bootstrap, as the SLO gate). "
-        f"n = {len(a.cells)} cells.",
+        "(column *events check*). n per cell = its completed rounds (*rounds ok*); p50/p95/p99 "
+        "describe the cell's own rounds. *vs SEC0* divides the cell's quantile by its block's "
+        "SEC0 arm's (same NET, data, seed and fault): rounds paired when the two ran in one "
+        "block run, else unpaired; the two-level bootstrap and bootstrap seed of the SLO gate "
+        "(pytest_ztfl.compare), so the p50 ratio is the gate's. MDE: the smallest change the "
+        "comparison detects with 80% power. "
+        f"n = {len(a.cells)} cells{checks}.",
         "",
-        *table(head, (_cell_row(a, c) for c in a.cells)),
+        *table(head, (_cell_row(a, c) for c in (*a.cells, *a.check_cells))),
+    ]
+
+
+def _opt(v: float | None, fmt: str = "{:.3g}") -> str:
+    return NOT_RECORDED if v is None else num(v, fmt)
+
+
+def _memory(m: tuple[int, int, int] | None) -> str:
+    if m is None:
+        return NOT_RECORDED
+    return f"{m[0] / 2**20:.0f} / {m[1] / 2**20:.0f} ({m[2]} pods)"
+
+
+def _parts_row(c: CellStats) -> list[str]:
+    r, p = c.run, c.parts
+    assert p is not None
+    if not r.durations:
+        return [f"`{r.id}`", "0", *["n/a"] * 3, "n/a (no completed rounds)", *["n/a"] * 5]
+    if c.ratio_note == "baseline":
+        comm_vs = cpu_vs = "-"
+    elif c.baseline is None:
+        comm_vs = cpu_vs = "n/a (no SEC0 arm)"
+    else:
+        comm_vs = ms_text(p.comm_diff) if p.comm_diff else _missing(p.comm, "comm", p.note)
+        cpu_vs = ratio_text(p.cpu_ratio) if p.cpu_ratio else _missing(p.cpu, "CPU", p.note)
+    return [
+        f"`{r.id}`",
+        str(sum(x.ok for x in r.rounds)),
+        _opt(p.duration),
+        _opt(p.compute),
+        _opt(p.comm),
+        comm_vs,
+        _opt(p.cpu),
+        cpu_vs,
+        _opt(p.proxy),
+        "-" if p.delayline is None and p.cpu is not None else _opt(p.delayline),
+        _memory(p.memory),
+    ]
+
+
+def _missing(own: float | None, what: str, note: str) -> str:
+    if own is None:
+        return NOT_RECORDED
+    why = [n.split(": ", 1)[1] for n in note.split("; ") if n.startswith(f"{what}: ")]
+    return f"n/a ({why[0]})" if why else "n/a"
+
+
+def time_parts(a: Analysis) -> list[str]:
+    head = (
+        "cell",
+        "n rounds",
+        "median round s",
+        "median compute s",
+        "median comm s",
+        "comm vs SEC0 (p50 difference) [95% CI]",
+        "CPU s/round (median)",
+        "CPU vs SEC0 [95% CI] (MDE)",
+        "proxy CPU s/round",
+        "delay-line CPU s/round",
+        "peak memory per pod MiB: max / sum",
+    )
+    return [
+        f"Source: `metrics.rounds[]` of {source(a)}: *compute* is the slowest client's training "
+        "plus the server's aggregation (`client_update.train_seconds`, "
+        "`round_end.aggregation_seconds` in `events/<id>.jsonl`), *comm* the rest of the round "
+        "(communication and the controls on its path): a control's direct cost shows in comm, "
+        "its CPU cost in compute and CPU. CPU per round is every container of the arm "
+        "(`cpu_seconds`, cgroups), of which the TLS proxies (`cpu_proxy_seconds`); the delay "
+        "line's own process apart (`cpu_delayline_seconds`). Peak memory per pod (the sum of "
+        "its containers' peaks, an upper bound) from `resources.pods`: the largest pod and all "
+        "pods together. Differences and ratios against the block's SEC0 arm as in *Cells* "
+        f"(paired rounds, two-level bootstrap). {NOT_RECORDED}: the row predates these fields "
+        "or the backend gives no cgroups; delay-line CPU -: no delay line (NET0 or kernel "
+        f"netem). n = {len(a.cells)} cells.",
+        "",
+        *table(head, (_parts_row(c) for c in a.cells)),
+    ]
+
+
+def _check_verdict(c: CheckStats) -> str:
+    r = c.ratio
+    if r is None:
+        return f"not judged ({c.note})"
+    if not (math.isfinite(r.ci_low) and math.isfinite(r.ci_high)):
+        return "not judged (no interval)"
+    return "FALSE ALARM (interval excludes 1)" if r.excludes_one else "within noise"
+
+
+def _detected(c: CheckStats) -> str:
+    r = c.ratio
+    if r is None or not math.isfinite(r.ci_low):
+        return "not judged"
+    if r.ci_low > 1.0:
+        return "yes"
+    return "no (interval below 1)" if r.ci_high < 1.0 else "no"
+
+
+def _block(run: Run) -> str:
+    b = run.design.get("block")
+    return str(b) if isinstance(b, str) else f"{run.net}, {run.data}, seed {run.seed}"
+
+
+def _rounds(c: CheckStats) -> str:
+    r = c.ratio
+    if r is None:
+        return "-"
+    return f"{r.n_treatment} vs {r.n_baseline}"
+
+
+def _check_rows(arms: Sequence[CheckStats], pool: CheckStats | None, row: Any) -> list[list[str]]:
+    out = [row(c, f"`{c.runs[0].id}`", _block(c.runs[0]), pairing(c.pairs)) for c in arms]
+    if pool is not None and len(pool.runs) > 1:
+        out.append(
+            row(
+                pool,
+                f"**all {pool.check} arms**",
+                f"pooled over {len(pool.runs)} blocks",
+                pairing(pool.pairs),
+            )
+        )
+    return out
+
+
+def _aa_row(c: CheckStats, arm: str, block: str, pairs: str) -> list[str]:
+    r = c.ratio
+    return [
+        arm,
+        block,
+        pairs,
+        _rounds(c),
+        ratio_text(r, mde=False) if r else "n/a",
+        mde_text(r.mde).strip(" ()").removeprefix("MDE ") if r and mde_text(r.mde) else "n/a",
+        _check_verdict(c),
+    ]
+
+
+def _delay_row(c: CheckStats, arm: str, block: str, pairs: str) -> list[str]:
+    r = c.ratio
+    return [
+        arm,
+        block,
+        f"{c.inject_ms:g}",
+        pairs,
+        _rounds(c),
+        ratio_text(r) if r else f"n/a ({c.note})",
+        _detected(c),
+        ms_text(c.duration_diff) if c.duration_diff else "n/a",
+        ms_text(c.comm_diff) if c.comm_diff else "n/a",
+    ]
+
+
+def _aa_section(arms: Sequence[CheckStats], pool: CheckStats | None) -> list[str]:
+    judged = [c.ratio for c in arms if c.ratio is not None and math.isfinite(c.ratio.ci_low)]
+    alarms = sum(r.excludes_one for r in judged)
+    unjudged = f" ({len(arms) - len(judged)} not judged)" if len(judged) < len(arms) else ""
+    pooled = f"; pooled over blocks: {_check_verdict(pool)}" if pool is not None else ""
+    tail = (
+        [
+            "",
+            f"The tail's noise, pooled over every A/A arm's rounds: p95 ratio "
+            f"{ratio_text(pool.tail)} (the pooled p95 gate compares the same way; its limit "
+            "should sit above this).",
+        ]
+        if pool is not None and pool.tail is not None
+        else []
+    )
+    return [
+        "**A/A (blind)**: median round duration of the A/A arm over its block's SEC0 arm.",
+        "",
+        *table(
+            (
+                "A/A arm",
+                "block",
+                "pairing",
+                "rounds (A/A vs SEC0)",
+                "median ratio [95% CI]",
+                "MDE",
+                "verdict",
+            ),
+            _check_rows(arms, pool, _aa_row),
+        ),
+        "",
+        f"False alarms: {alarms} of {len(judged)} blocks{unjudged}{pooled}.",
+        *tail,
+    ]
+
+
+def _delay_section(check: str, arms: Sequence[CheckStats], pool: CheckStats | None) -> list[str]:
+    found = sum(_detected(c) == "yes" for c in arms)
+    judged = sum(_detected(c) != "not judged" for c in arms)
+    unjudged = f" ({len(arms) - judged} not judged)" if judged < len(arms) else ""
+    return [
+        f"**Known delay (sighted): {check}**: the differences are the arm's median minus "
+        "the SEC0 arm's, in ms (the comm difference should be close to the injected ms).",
+        "",
+        *table(
+            (
+                "delay arm",
+                "block",
+                "injected ms",
+                "pairing",
+                "rounds (arm vs SEC0)",
+                "median ratio [95% CI] (MDE)",
+                "detected",
+                "median round difference [95% CI]",
+                "median comm difference [95% CI]",
+            ),
+            _check_rows(arms, pool, _delay_row),
+        ),
+        "",
+        f"Detected in {found} of {judged} blocks{unjudged}.",
+    ]
+
+
+def instrument(a: Analysis) -> list[str]:
+    if not a.checks:
+        return [
+            "No check arms in this run, so nothing here shows that the instrument stays quiet "
+            "where there is no effect or finds a known one on this machine. Run with "
+            "`--ztfl-checks=aa,delay10ms` (or `checks: [aa, delay10ms]` in the matrix) to add "
+            "to every block an A/A arm (SEC0 again: true ratio 1) and a SEC0 arm whose server "
+            "waits 10 ms inside every round (a known effect)."
+        ]
+    out = [
+        f"Source: {source(a)}, rows with `cell.check`. Each check arm ran in its block beside "
+        "the block's SEC0 arm and is compared with it exactly as a SEC level is (median round "
+        "duration, rounds paired within a block run, two-level bootstrap, 95% CI, MDE at 80% "
+        "power). Blind: an A/A arm is SEC0 again, its true ratio is 1, so an interval that "
+        "excludes 1 is a false alarm (about 1 block in 20 by chance). Sighted: a delay arm's "
+        "server waits a known time inside every round; it should be found (interval above 1) "
+        "and the median communication part should move by about that much. "
+        f"n = {len(a.checks)} check arms.",
+    ]
+    pools = {p.check: p for p in a.check_pools}
+    by_check: dict[str, list[CheckStats]] = {}
+    for c in a.checks:
+        by_check.setdefault(c.check, []).append(c)
+    if "aa" in by_check:
+        out += ["", *_aa_section(by_check.pop("aa"), pools.get("aa"))]
+    for check, arms in sorted(by_check.items(), key=lambda kv: kv[1][0].inject_ms):
+        out += ["", *_delay_section(check, arms, pools.get(check))]
+    return out
+
+
+def _fmt_range(values: Sequence[float], fmt: str = "{:.2f}") -> str:
+    return f"median {fmt.format(median(values))}, max {fmt.format(max(values))}"
+
+
+def _loadavg(runs: Sequence[Run]) -> str:
+    seen = [
+        [float(x) for x in la]
+        for r in runs
+        if isinstance(la := r.environment.get("loadavg"), list)
+        and len(la) == 3
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in la)
+    ]
+    if not seen:
+        return NOT_RECORDED
+    cols = list(zip(*seen, strict=True))
+    return (
+        "1 / 5 / 15 min: median "
+        + " / ".join(f"{median(c):.2f}" for c in cols)
+        + ", max "
+        + " / ".join(f"{max(c):.2f}" for c in cols)
+        + f" (`environment.loadavg` of {len(seen)} rows)"
+    )
+
+
+def _comparisons(label: str, pairs: Sequence[tuple[Run, Run]]) -> tuple[str, str]:
+    if not pairs:
+        return label, "none"
+    n = sum(map(is_paired, pairs))
+    if n == len(pairs):
+        return label, f"all {n} paired (each arm with its block's SEC0 arm, same block run)"
+    if n == 0:
+        return label, f"all {len(pairs)} unpaired (no two arms share a recorded block run)"
+    return label, f"{n} of {len(pairs)} paired (same block run), {len(pairs) - n} unpaired"
+
+
+def _span(values: Sequence[int], unit: str) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo} {unit}" if lo == hi else f"{lo} to {hi} {unit}"
+
+
+def design(a: Analysis) -> list[str]:
+    runs = a.loaded.runs
+    rows: list[tuple[str, str]] = []
+    recorded = [r for r in runs if r.design]
+    if not recorded:
+        rows.append(
+            (
+                "design",
+                "not recorded (rows from before blocks): the arms ran one after another and "
+                "every comparison is unpaired",
+            )
+        )
+    else:
+        modes = {str(r.design.get("mode")) for r in recorded}
+        rows.append(("mode", _distinct(r.design.get("mode") for r in runs)))
+        if "round" in modes:
+            rows.append(
+                (
+                    "round",
+                    "a block's arms deployed together, their rounds interleaved one at a time "
+                    "in an order drawn afresh for every round (Randomized Multiple Interleaved "
+                    "Trials), recorded in `design.round_order`",
+                )
+            )
+        if "cell" in modes:
+            why = _distinct(r.design.get("why") for r in recorded if r.design.get("mode") == "cell")
+            rows.append(
+                (
+                    "cell",
+                    "a block's arms run one after another in a random order"
+                    + (f" ({why})" if why != NOT_RECORDED else ""),
+                )
+            )
+        rows.append(("order seed", _distinct(r.design.get("order_seed") for r in runs)))
+        blocks: dict[str, list[Run]] = {}
+        for r in recorded:
+            blocks.setdefault(_block(r), []).append(r)
+        block_runs = {r.block_run for r in recorded if r.block_run}
+        rows.append(
+            (
+                "blocks",
+                f"{len(blocks)} (same NET, data split, seed and fault); "
+                f"{len(block_runs)} block run{'s' * (len(block_runs) != 1)}",
+            )
+        )
+        arms = Counter(
+            len(a_) if isinstance(a_ := members[0].design.get("arms"), list) else len(members)
+            for members in blocks.values()
+        )
+        rows.append(
+            (
+                "arms per block",
+                "; ".join(f"{k} ({v} block{'s' * (v != 1)})" for k, v in sorted(arms.items())),
+            )
+        )
+    rows.append(
+        _comparisons(
+            "comparisons of cells with their SEC0 arm",
+            [(c.run, c.baseline) for c in a.cells if c.baseline is not None],
+        )
+    )
+    if a.checks:
+        rows.append(
+            _comparisons(
+                "comparisons of check arms with their SEC0 arm",
+                [p for c in a.checks for p in c.pairs],
+            )
+        )
+    n_cell = [min(c.ratios[0].n_treatment, c.ratios[0].n_baseline) for c in a.cells if c.ratios]
+    if n_cell:
+        rows.append(("n per comparison (cell vs SEC0)", _span(n_cell, "rounds per arm")))
+    n_group = [
+        (g.ratios[0].blocks, min(g.ratios[1].n_treatment, g.ratios[1].n_baseline))
+        for g in a.groups.values()
+        if len(g.ratios) > 1
+    ]
+    if n_group:
+        rows.append(
+            (
+                "n per pooled comparison (group vs SEC0)",
+                f"{_span([b for b, _ in n_group], 'blocks')}, "
+                f"{_span([n for _, n in n_group], 'rounds per arm')} (a p95 interval is "
+                f"reliable from {stats.min_n_for_quantile_ci(0.95)} rounds per arm)",
+            )
+        )
+    env = [r.environment for r in runs]
+    mem = [
+        f"{v / 2**30:.1f} GiB" if isinstance(v := e.get("memory_bytes"), int) else None for e in env
+    ]
+    rows.append(
+        (
+            "machine",
+            f"{_distinct(e.get('cpus') for e in env)} CPUs, "
+            f"{_distinct(e.get('cpu_model') for e in env)}, {_distinct(mem)} memory",
+        )
+    )
+    fractions = load_fractions(runs)
+    rows.append(
+        (
+            "load met by a round",
+            f"{_fmt_range(fractions)} CPUs over {len(fractions)} rounds "
+            "(`cpu_other_seconds` / round duration: the machine's CPU that was not the arm's "
+            "while its round ran)"
+            if fractions
+            else f"{NOT_RECORDED} (no per-round CPU in these rows)",
+        )
+    )
+    rows.append(("load average", _loadavg(runs)))
+    return [
+        f"Source: field `design` (pytest_ztfl.design), `environment` and `metrics.rounds[]."
+        f"cpu_other_seconds` of {source(a)}; n = {len(runs)} rows. Arms compared with each "
+        "other (SEC levels, mTLS modes, check arms of one NET, data split, seed and fault) "
+        "form a block; a comparison pairs the rounds of two arms that ran in the same block "
+        "run, and its interval resamples blocks, then rounds (docs/statistics.md).",
+        "",
+        *table(("", "value"), rows),
     ]
 
 
@@ -282,6 +706,8 @@ def groups(a: Analysis) -> list[str]:
         "p50 s [95% CI]",
         "p95 s [95% CI]",
         "p99 s [95% CI]",
+        "p50 vs SEC0 [95% CI] (MDE)",
+        "p95 vs SEC0 [95% CI] (MDE)",
         "mean TTA s [95% CI]",
         "successful cells",
         "failed rounds",
@@ -292,12 +718,17 @@ def groups(a: Analysis) -> list[str]:
     ):
         g = a.groups[key]
         qs = [q_text(g.summary.get(q)) if g.summary else "n/a" for q in (0.5, 0.95, 0.99)]
+        if g.ratios:
+            over = [f"{ratio_text(x)}, {x.blocks} blocks" for x in g.ratios]
+        else:
+            over = ["-" if g.ratio_note == "baseline" else f"n/a ({g.ratio_note})"] * 2
         rows.append(
             [
                 *key,
                 str(g.seeds),
                 str(len(g.durations)),
                 *qs,
+                *over,
                 tta_text(g.tta),
                 f"{sum(r.success for r in g.runs)}/{g.seeds}",
                 f"{g.failed_rounds}/{g.rounds_total}",
@@ -309,9 +740,13 @@ def groups(a: Analysis) -> list[str]:
         if a.groups[key].tta_note
     ]
     return [
-        f"Source: {source(a)}, completed rounds pooled over seeds (as the seed study did); "
+        f"Source: {source(a)}, completed rounds pooled over seeds (as the seed study did; "
+        "check arms never): p50/p95/p99 describe the pooled rounds; *vs SEC0* pools the "
+        "group's blocks, each cell with its block's SEC0 arm (paired rounds, intervals over "
+        "blocks and rounds: the pooled SLO gate's comparison, bootstrap seed 0). "
         "TTA from `metrics.tta_seconds`, censoring times from `events/<id>.jsonl` "
-        f"(first round_start to run_end). n = {len(a.groups)} groups.",
+        "(first round_start to run_end, less the time the server was held between its rounds "
+        f"while other arms ran). n = {len(a.groups)} groups.",
         "",
         *table(head, rows),
         *(["", *notes] if notes else []),
@@ -319,11 +754,19 @@ def groups(a: Analysis) -> list[str]:
 
 
 def slo(a: Analysis) -> list[str]:
-    with_slo = [r for r in a.loaded.runs if r.slo]
+    runs = [c.run for c in a.cells]
+    with_slo = [r for r in runs if r.slo]
+    checks = sum(bool(r.slo) for r in (c.run for c in a.check_cells))
+    left = (
+        f" The verdicts of {checks} check arm{'s' * (checks != 1)} are not listed: they judge "
+        "the instrument (see *Instrument checks*)."
+        if checks
+        else ""
+    )
     if not with_slo:
         return [
             "No SLO verdicts are stored in these rows (field `slo` absent): the verdicts "
-            "of this run are the pytest outcomes of its `test_fl[...]` tests."
+            "of this run are the pytest outcomes of its `test_fl[...]` tests." + left
         ]
     rows = [
         [
@@ -338,9 +781,11 @@ def slo(a: Analysis) -> list[str]:
     verdicts = Counter(row[2] for row in rows)
     return [
         f"Source: field `slo` of {source(a)}; n = {len(rows)} verdicts in {len(with_slo)} "
-        f"of {len(a.loaded.runs)} cells ({', '.join(f'{k} {v}' for k, v in verdicts.items())})."
+        f"of {len(runs)} cells ({', '.join(f'{k} {v}' for k, v in verdicts.items())})."
         " Rule: FAIL only when the CI lies beyond the limit; INCONCLUSIVE when the estimate "
-        "is beyond it but the CI includes it.",
+        "is beyond it but the CI includes it. The pooled gates (`test_overhead_pooled[...]`: "
+        "median and p95 of a SEC level over its blocks) are pytest outcomes, not stored in "
+        "rows; *Cell groups* shows the same comparisons per data split." + left,
         "",
         *table(("cell", "SLO", "verdict", "evidence"), rows),
     ]
@@ -358,9 +803,13 @@ def headline(a: Analysis) -> list[str]:
     out = [
         "The seed study's published values are not reproduced here. To compare, place a "
         "published value against this run's 95% CI: outside the CI, this run contradicts it; "
-        "inside, this run is consistent with it (which does not confirm it). Ratios use "
-        "completed rounds pooled over the data splits and seeds both arms share; durations "
-        "trace to `events/<id>.jsonl`.",
+        "inside, this run is consistent with it (which does not confirm it). Ratios pool "
+        "every block (data split and seed) that holds both arms, rounds paired within a block "
+        "run, intervals over blocks and rounds (bootstrap seed 0), with the MDE; durations "
+        "trace to `events/<id>.jsonl`. The tail is p95, not the seed study's p99: an honest "
+        f"95% interval for a p99 needs {stats.min_n_for_quantile_ci(0.99)} rounds per arm "
+        "(docs/statistics.md), so hold a published p99 ratio against the p95 as an indication "
+        "only.",
         "",
         *table(
             (
@@ -401,7 +850,10 @@ def document(
         lines.append("")
     sections: list[tuple[str, list[str]]] = [
         ("Run metadata", metadata(a)),
+        ("Measurement design", design(a)),
+        ("Instrument checks", instrument(a)),
         ("Cells", cells(a)),
+        ("Where a round's time goes", time_parts(a)),
         ("Cell groups (pooled over seeds)", groups(a)),
         ("NET emulation during the runs", emulation(a)),
         ("SLO verdicts", slo(a)),
@@ -412,7 +864,8 @@ def document(
                 line
                 for f, cap in figures
                 for line in (f"![{f.removesuffix('.png')}]({f})", "", f"*{cap}*", "")
-            ],
+            ]
+            or ["No figures: every row read is a check arm (figures show the cells proper)."],
         ),
         ("Method", method()),
     ]
@@ -425,17 +878,28 @@ def method() -> list[str]:
     return [
         "- Round duration: the server's round_start to round_end of completed rounds "
         "(`ok=true`), as the SLO gates use; failed rounds count in the failure rates.",
-        f"- Quantiles p50/p95/p99: numpy's linear quantile; 95% CIs from scipy's bootstrap "
-        f"(percentile, {stats.DEFAULT_N_RESAMPLES} resamples, seeded: reruns give the same "
-        "numbers). Ratios and the interaction contrast: independent bootstrap of each sample. "
-        "A pooled sample concatenates its cells in cell-id order, rounds in round order: "
-        "recomputing with pytest_ztfl.stats in that order (bootstrap seed: the cell's seed for "
-        "per-cell numbers, as the SLO gate uses; 0 for pooled samples) reproduces every CI.",
-        f"- {UNRELIABLE} marks a CI that cannot be trusted for its n (e.g. a p99 from fewer than "
-        f"{stats.min_n_for_quantile_ci(0.99)} rounds: the bootstrap cannot reach beyond the "
-        "sample's extremes) or that is missing.",
+        f"- Quantiles p50/p95/p99 of one sample: numpy's linear quantile; 95% CIs from scipy's "
+        f"bootstrap (percentile, {stats.DEFAULT_N_RESAMPLES} resamples, seeded: reruns give the "
+        "same numbers). A pooled sample concatenates its cells in cell-id order, rounds in "
+        "round order (bootstrap seed: the cell's for a cell and a one-cell group, 0 otherwise).",
+        "- Comparisons of two arms (a SEC level vs its block's SEC0 arm, a check arm vs it): "
+        "pytest_ztfl.compare, as the SLO gates use it, one pair of arms per block: for the "
+        "median each block's ratio (or difference) of medians, averaged over blocks (log "
+        "scale); for the p95 the quantile of all rounds of all blocks. Interval: two-level "
+        "percentile bootstrap (pytest_ztfl.paired: blocks drawn with replacement, then rounds "
+        "within each, the same round indices for both arms when they ran in one block run; "
+        f"{stats.DEFAULT_N_RESAMPLES} resamples; seed: the cell's for one block, 0 pooled). "
+        "Recomputing with pytest_ztfl.compare over the pairs in treatment-id order reproduces "
+        "every interval. MDE: the smallest true change detected with 80% power at 95%, from "
+        "the bootstrap spread. The interaction contrast stays an independent bootstrap of four "
+        "pooled samples (unpaired).",
+        f"- {UNRELIABLE} marks a CI that cannot be trusted for its n (e.g. a p95 from fewer than "
+        f"{stats.min_n_for_quantile_ci(0.95)} rounds, a p99 from fewer than "
+        f"{stats.min_n_for_quantile_ci(0.99)}: the bootstrap cannot reach beyond the sample's "
+        "extremes) or that is missing.",
         "- TTA: Kaplan-Meier restricted mean over seeds with runs that never reached the target "
-        "censored at their observed span; with censoring it is a lower bound.",
+        "censored at their observed span (time held between interleaved rounds left out); "
+        "with censoring it is a lower bound.",
         "- Failure rate: failed plus never-run rounds over planned rounds, Clopper-Pearson CI.",
         "- Details: docs/statistics.md.",
     ]

@@ -21,6 +21,7 @@ steal_seconds.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from statistics import median
@@ -151,7 +152,8 @@ def build(
         "backend": backend,
         "resources": resources or {},
         "design": design or {},
-        "environment": environment.capture(),
+        # capture() is the machine (cached per process); the load is of this moment
+        "environment": {**environment.capture(), "loadavg": [round(x, 2) for x in os.getloadavg()]},
         "started_wall": started_wall,
         "finished_wall": time.time(),
         "extra_info": extra,

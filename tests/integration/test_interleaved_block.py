@@ -11,6 +11,7 @@ against these short rounds on purpose: a check that could flake is no check.
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -60,7 +61,7 @@ def test_rounds_never_overlap_and_follow_the_recorded_order(live: Live) -> None:
         # time held between rounds is not the run's own (TTA, censoring)
         assert summarize(log).held_seconds > 0
     spans.sort()
-    for (_, end, a, ra), (start, _, b, rb) in zip(spans, spans[1:], strict=False):
+    for (_, end, a, ra), (start, _, b, rb) in itertools.pairwise(spans):
         assert end <= start, f"{a} round {ra} and {b} round {rb} overlapped"
     ran = [[cid for _, _, cid, r in spans if r == k] for k in range(1, ROUNDS + 1)]
     block = live.memo["block"][0]

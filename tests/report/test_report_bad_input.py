@@ -123,6 +123,8 @@ def test_a_one_run_group_has_its_cells_interval_to_the_last_digit(pristine: Path
     by_id = {c.run.id: c for c in a.cells}
     for g in a.groups.values():
         assert g.summary == by_id[g.runs[0].id].summary
+        assert g.ratios == by_id[g.runs[0].id].ratios  # vs SEC0 too (empty for SEC0 itself)
+    assert any(g.ratios for g in a.groups.values())
 
 
 def test_corrupt_matrix_json_loses_only_the_matrix_metadata(results: Path) -> None:

@@ -8,13 +8,15 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from report_synth import build_results, matrix
 
-from pytest_ztfl import stats
+from pytest_ztfl import compare
 from pytest_ztfl.matrix import Cell
 from pytest_ztfl.report import main_report, write
+from pytest_ztfl.report_fmt import UNRELIABLE
 from pytest_ztfl.results import ResultStore
 
 FIGURES = ("p99_heatmap.png", "round_duration_ecdf.png", "tta.png", "convergence.png",
@@ -61,7 +63,8 @@ def test_every_table_names_its_source_and_n(made: tuple[Path, Path, list[Cell], 
     text = made[3]
     for title in ("Run metadata", "Cells", "Cell groups (pooled over seeds)",
                   "Seed study (ZeroTrust-FLBench) headline claims vs this run", "SLO verdicts",
-                  "NET emulation during the runs"):
+                  "NET emulation during the runs", "Measurement design",
+                  "Where a round's time goes"):
         body = _section(text, title)
         assert "runs.jsonl" in body, title
         assert re.search(r"\bn = \d+|\d+ rounds", body), title
@@ -94,36 +97,64 @@ def test_emulation_table_lists_the_delay_line_account_of_each_shaped_cell(
     assert "| cells measured at once | 1 |" in _section(made[3], "Run metadata")
 
 
-def test_headline_table_matches_stats_on_the_same_rows(
+def test_headline_table_matches_compare_on_the_same_rows(
         made: tuple[Path, Path, list[Cell], str]) -> None:
     results, _, _, text = made
     head = _section(text, "Seed study (ZeroTrust-FLBench) headline claims vs this run")
-    for topic in ("SEC3 vs SEC0 p99 round-duration overhead at NET0",
-                  "SEC3 vs SEC0 p99 round-duration overhead at NET2",
+    for topic in ("SEC3 vs SEC0 p50 round-duration overhead at NET0",
+                  "SEC3 vs SEC0 p95 round-duration overhead at NET0",
+                  "SEC3 vs SEC0 p95 round-duration overhead at NET2",
                   "NET2 vs NET0 p50 round-duration overhead at SEC0",
+                  "NET2 vs NET0 p95 round-duration overhead at SEC0",
                   "SEC3 and NET2 costs are additive (p50, seconds",
                   "per-round failure rate, all cells", "per-round failure rate, SEC3"):
         assert topic in head
+    assert "p99 round-duration overhead" not in head  # a tail ratio is a p95 now
     assert "not measured in this run" not in head
     assert "seed study claimed" not in head  # no invented published values
-    # Traceable: recompute one value from the stored rows with pytest_ztfl.stats.
+    # Traceable: recompute from the stored rows with pytest_ztfl.compare, one pair of rows per
+    # block (same data split and seed) in treatment-id order, bootstrap seed 0.
     rows = ResultStore(results).rows()
 
-    def pooled(sec: str, net: str) -> list[float]:
-        return [r["duration"] for row in rows if (row["cell"]["sec"], row["cell"]["net"])
-                == (sec, net) for r in row["metrics"]["rounds"] if r["ok"]]
+    def pairs(sec: str, net: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        by = {(r["cell"]["sec"], r["cell"]["net"], r["cell"]["data"], r["cell"]["seed"]): r
+              for r in rows}
+        return [(t, by["SEC0", net, t["cell"]["data"], t["cell"]["seed"]])
+                for t in sorted(rows, key=lambda r: r["cell"]["id"])
+                if (t["cell"]["sec"], t["cell"]["net"]) == (sec, net)]
 
-    ratio = stats.overhead_ratio(pooled("SEC3", "NET0"), pooled("SEC0", "NET0"), 0.99)
-    line = next(x for x in head.splitlines() if "overhead at NET0" in x)
-    assert f"{ratio.estimate:.3g}x [{ratio.ci_low:.3g}, {ratio.ci_high:.3g}]" in line
-    assert "SEC3/NET0: 48 rounds / 4 cells vs SEC0/NET0: 48 rounds / 4 cells" in line
+    for q, label in ((0.5, "p50"), (0.95, "p95")):
+        ratio = compare.ratio(pairs("SEC3", "NET0"), q, seed=0)
+        line = next(x for x in head.splitlines() if f"{label} round-duration overhead at NET0" in x
+                    and "SEC3 vs SEC0" in x)
+        assert (f"{ratio.estimate:.3f}x [{ratio.ci_low:.3f}, {ratio.ci_high:.3f}]"
+                f"{'' if ratio.reliable else UNRELIABLE} (MDE {ratio.mde:.1%})") in line
+        # these rows predate blocks: no block run, so nothing pairs
+        assert ("SEC3/NET0: 48 rounds / 4 cells vs SEC0/NET0: 48 rounds / 4 cells; 4 blocks, "
+                "unpaired") in line
     # NET2 holds the cell with a failed round: only completed rounds enter the statistic
-    ratio2 = stats.overhead_ratio(pooled("SEC3", "NET2"), pooled("SEC0", "NET2"), 0.99)
-    line2 = next(x for x in head.splitlines() if "overhead at NET2" in x)
-    assert f"{ratio2.estimate:.3g}x [{ratio2.ci_low:.3g}, {ratio2.ci_high:.3g}]" in line2
+    ratio2 = compare.ratio(pairs("SEC3", "NET2"), 0.95, seed=0)
+    line2 = next(x for x in head.splitlines() if "p95 round-duration overhead at NET2" in x)
+    assert f"{ratio2.estimate:.3f}x [{ratio2.ci_low:.3f}, {ratio2.ci_high:.3f}]" in line2
     assert "SEC3/NET2: 47 rounds / 4 cells vs SEC0/NET2: 48 rounds / 4 cells" in line2
     fail = next(x for x in head.splitlines() if "failure rate, all cells" in x)
     assert "(1 failed); cells successful 15/16" in fail and "192 planned rounds" in fail
+    # the interaction contrast stays unpaired, and says so
+    assert "unpaired: the four pooled samples are resampled independently" in head
+
+
+def test_cell_ratios_are_the_gates_comparison(made: tuple[Path, Path, list[Cell], str]) -> None:
+    """The cells table's p50 vs SEC0 is compare.ratio of the cell's and its SEC0 arm's rows
+    with the cell's seed: the median gate's numbers to the last digit."""
+    results, _, _, text = made
+    rows = {r["cell"]["id"]: r for r in ResultStore(results).rows()}
+    table = _section(text, "Cells")
+    for cid in ("SEC3-NET0-iid-s0", "SEC3-NET2-noniid-s1"):
+        row, base = rows[cid], rows[cid.replace("SEC3", "SEC0")]
+        r50 = compare.ratio([(row, base)], 0.5, seed=row["cell"]["seed"])
+        line = next(x for x in table.splitlines() if x.startswith(f"| `{cid}`"))
+        assert f"{r50.estimate:.3f}x [{r50.ci_low:.3f}, {r50.ci_high:.3f}]" in line
+        assert f"(MDE {r50.mde:.1%})" in line
 
 
 def test_slo_verdicts_stored_in_rows_are_listed(made: tuple[Path, Path, list[Cell], str]) -> None:
@@ -155,7 +186,7 @@ def test_main_report_prints_the_path(tmp_path: Path, made: tuple[Path, Path, lis
     # A matrix without NET2: those claims are named as not measured, not invented.
     head = _section(text, "Seed study (ZeroTrust-FLBench) headline claims vs this run")
     assert head.count("not measured in this run") == 5  # NET2/NET0 x2, additivity x3
-    assert "SEC3 vs SEC0 p99 round-duration overhead at NET0" in head
+    assert "SEC3 vs SEC0 p95 round-duration overhead at NET0" in head
 
 
 def test_importing_the_report_does_not_import_matplotlib() -> None:
