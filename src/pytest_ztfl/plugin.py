@@ -47,6 +47,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 NO_MATRIX = "needs a matrix: pass --ztfl-matrix=NAME|PATH"
+MATRIX_NODEID = "ztfl"  # the matrix tests' module, wherever the plugin is installed
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> Any:
+    """The matrix tests' node ids do not depend on where the plugin lives (a dev checkout's
+    ``src/pytest_ztfl/matrix_tests.py`` vs site-packages, outside the rootdir): they read
+    ``ztfl::test_fl[SEC3-NET2-iid-s0]`` everywhere, so ``--lf`` and pytest-benchmark's
+    comparisons (keyed by node id) match runs made from different places."""
+    if module_path == MATRIX_TESTS:
+        return pytest.Module.from_parent(parent, path=module_path, nodeid=MATRIX_NODEID)
+    return None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

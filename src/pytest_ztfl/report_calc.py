@@ -195,27 +195,47 @@ def arm_ratios(
     qs: Sequence[float] = RATIO_QUANTILES,
     metric: str = "duration",
 ) -> tuple[tuple[stats.RatioCI, ...], str]:
-    """compare.arm_ratio of ``metric`` over ``pairs`` (one block each) at every q; or why not."""
-    arms = [(t.arm(metric), b.arm(metric)) for t, b in pairs]
+    """compare.arm_ratio of ``metric`` over ``pairs`` (one block each) at every q; or why not.
+    A pair with a row that had a harness error or failed proofs is left out (and said)."""
+    use, left = _usable(pairs)
+    arms = [(t.arm(metric), b.arm(metric)) for t, b in use]
     if not any(t.values and b.values for t, b in arms):
-        return (), "no completed rounds to compare" if metric == "duration" else "not recorded"
+        why = "no completed rounds to compare" if metric == "duration" else "not recorded"
+        return (), _and(why, left)
     try:
-        return tuple(compare.arm_ratio(arms, q, seed) for q in qs), ""
+        rs = tuple(compare.arm_ratio(arms, q, seed) for q in qs)
     except ValueError as exc:  # e.g. a zero duration: a ratio is undefined
-        return (), str(exc)
+        return (), _and(str(exc), left)
+    return (rs, left) if not left else (tuple(replace(r, note=_and(r.note, left)) for r in rs), "")
+
+
+def _usable(pairs: Sequence[Pair]) -> tuple[list[Pair], str]:
+    """The pairs whose rows may be compared; a row with a harness error or failed proofs is
+    left out and said (one with no completed rounds just has nothing to give)."""
+    use = [(t, b) for t, b in pairs if t.sound and b.sound]
+    n = len(pairs) - len(use)
+    return use, f"{n} pair(s) left out: a row with an error or failed proofs" if n else ""
+
+
+def _and(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 def arm_difference(
     pairs: Sequence[Pair], seed: int, metric: str = "duration", q: float = 0.5
 ) -> tuple[paired.DiffCI | None, str]:
-    """compare.arm_difference of ``metric`` (seconds) over ``pairs``; or why not."""
-    arms = [(t.arm(metric), b.arm(metric)) for t, b in pairs]
+    """compare.arm_difference of ``metric`` (seconds) over ``pairs``; or why not (unusable
+    pairs are left out, as in :func:`arm_ratios`)."""
+    use, left = _usable(pairs)
+    arms = [(t.arm(metric), b.arm(metric)) for t, b in use]
     if not any(t.values and b.values for t, b in arms):
-        return None, "no completed rounds to compare" if metric == "duration" else "not recorded"
+        why = "no completed rounds to compare" if metric == "duration" else "not recorded"
+        return None, _and(why, left)
     try:
-        return compare.arm_difference(arms, q, seed), ""
+        d = compare.arm_difference(arms, q, seed)
     except ValueError as exc:
-        return None, str(exc)
+        return None, _and(str(exc), left)
+    return (replace(d, note=_and(d.note, left)), "") if left else (d, "")
 
 
 def mean_ci(

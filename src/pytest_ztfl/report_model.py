@@ -80,8 +80,15 @@ class Run:
     emulation: dict[str, Any] = field(default_factory=dict)  # overlays.net.emulation
     calibration: dict[str, Any] = field(default_factory=dict)  # overlays.net.calibration
     check: str | None = None  # an instrument check arm ("aa", "delay<MS>ms"); None: a cell
+    error: str | None = None  # the harness's error (then the row enters no comparison)
     design: dict[str, Any] = field(default_factory=dict)  # block, mode, orders (design.py)
     resources: dict[str, Any] = field(default_factory=dict)  # pods' CPU and peak memory
+
+    @property
+    def sound(self) -> bool:
+        """No harness error and every proof passed: its rounds may enter a comparison
+        (pytest_ztfl.compare.usable, which also wants completed rounds)."""
+        return self.error is None and all(ok for _, ok in self.proofs)
 
     @property
     def block_run(self) -> str | None:
@@ -280,6 +287,7 @@ def from_row(row: Any, source: str) -> Run:
         if isinstance(cal := _dig(row, "overlays", "net", "calibration"), dict)
         else {},
         check=_str(cell.get("check")),
+        error=_str(row.get("error")),
         design=d if isinstance(d := row.get("design"), dict) else {},
         resources=res if isinstance(res := row.get("resources"), dict) else {},
     )

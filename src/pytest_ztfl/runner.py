@@ -75,6 +75,8 @@ def run_block(
     one after another in the block's order (``"cell"``); rows in the block's arm order."""
     run_id = uuid.uuid4().hex[:12]
     if block.mode == "cell":
+        # Arms one after another did not meet the same moments: each its own block run, so
+        # no comparison pairs their rounds (pytest_ztfl.compare); ``block`` still groups them.
         return [
             run_cell(
                 cluster,
@@ -82,9 +84,9 @@ def run_block(
                 platform,
                 backend_note,
                 progress,
-                {**block.to_dict(c), "block_run": run_id},
+                {**block.to_dict(c), "block_run": f"{run_id}.{i}"},
             )
-            for c in block.arms
+            for i, c in enumerate(block.arms)
         ]
     arms = [
         Arm(cluster, c, platform, backend_note, _tagged(progress, c), hold_rounds=True)

@@ -122,9 +122,10 @@ class ZtflSession:
         shaped = sorted({c.net for c in cells if c.net != "NET0"})
         if s.parallel > 1 and backend[0] == "local" and shaped:
             raise pytest.UsageError(
-                f"--ztfl-parallel={s.parallel}: the local backend shapes one cell's network at a "
-                f"time (one delay line per node), and this matrix has {', '.join(shaped)}; use "
-                "--ztfl-parallel=1 or a Kubernetes backend"
+                f"--ztfl-parallel={s.parallel}: on the local backend parallel blocks share one "
+                "machine's CPUs with their userspace delay lines, so their rounds would overlap, "
+                f"and this matrix has {', '.join(shaped)}; use --ztfl-parallel=1 (a block's arms "
+                "already run together) or a Kubernetes backend"
             )
         if s.net_profiles is not None and backend[0] != "local" and shaped:
             raise pytest.UsageError(

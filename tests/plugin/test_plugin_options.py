@@ -72,7 +72,7 @@ def _usage_error(pytester: pytest.Pytester, *args: str) -> str:
         (["--ztfl-matrix=smoke", "--ztfl-parallel=two"], "--ztfl-parallel=two: expected"),
         (
             ["--ztfl-matrix=smoke", "--ztfl-parallel=2", "--ztfl-backend=local"],
-            "--ztfl-parallel=2: the local backend shapes one cell's network at a time",
+            "--ztfl-parallel=2: on the local backend parallel blocks share one machine's CPUs",
         ),
         (["--ztfl-matrix=smoke", "--ztfl-clients=many"], "--ztfl-clients=many: expected"),
         (["--ztfl-matrix=smoke", "--ztfl-model=huge"], "workload.model='huge'"),

@@ -74,6 +74,7 @@ class Tripwire:
         monkeypatch.setattr(backends, "create", trip("backends.create"))
         monkeypatch.setattr(local_backend.LocalCluster, "start", trip("LocalCluster.start"))
         monkeypatch.setattr(runner, "run_cell", trip("runner.run_cell"))
+        monkeypatch.setattr(runner, "run_block", trip("runner.run_block"))
 
 
 def subprocess_env(data_dir: Path, state_root: Path | None = None) -> dict[str, str]:
