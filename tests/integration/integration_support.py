@@ -90,7 +90,7 @@ def fl_run_with(**left_off: Any) -> FlRun:
     while the cell (and so the proof plan and the wire judgement) still claims it."""
     original = cellplan.fl_run
 
-    def fl_run(cell: Cell, platform: Platform) -> Any:
-        return replace(original(cell, platform), **left_off)
+    def fl_run(cell: Cell, platform: Platform, hold_rounds: bool = False) -> Any:
+        return replace(original(cell, platform, hold_rounds), **left_off)
 
     return fl_run

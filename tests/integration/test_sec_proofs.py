@@ -162,9 +162,10 @@ def test_cell_with_failed_proofs_is_never_measured(
         if namespace == ns and not seen:
             c = live.cluster
             seen["log"] = list(c.logs(ns, workload.SERVER, container=workload.SERVER))
-            hold_dir = runner.HOLD_FILE.rsplit("/", 1)[0]
+            hold_dir = cellplan.HOLD_FILE.rsplit("/", 1)[0]
             seen["hold_dir_rc"] = c.exec(ns, workload.SERVER, ["test", "-d", hold_dir]).rc
-            seen["hold_file_rc"] = c.exec(ns, workload.SERVER, ["test", "-e", runner.HOLD_FILE]).rc
+            hold = ["test", "-e", cellplan.HOLD_FILE]
+            seen["hold_file_rc"] = c.exec(ns, workload.SERVER, hold).rc
         real_delete(objects, namespace=namespace)
 
     monkeypatch.setattr(cellplan, "fl_run", fl_run_with(netpol=False))
@@ -199,8 +200,8 @@ def test_wire_proof_fails_when_tls_is_left_off(
     proofs fail first: the runner proves what the cell claims, not what was rendered.)"""
     cell = tiny("SEC2", "native")
     monkeypatch.setattr(cellplan, "fl_run", fl_run_with(tls="none"))
-    real_run_proofs = runner.pf.run_proofs
-    monkeypatch.setattr(runner.pf, "run_proofs",
+    real_run_proofs = pf.run_proofs
+    monkeypatch.setattr(pf, "run_proofs",
                         lambda cluster, plan: real_run_proofs(cluster, replace(plan, tls="none")))
     row, events = runner.run_cell(live.cluster, cell, live.platform, live.note)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,11 +73,22 @@ def test_smoke_matrix_end_to_end(
     )
     text = result.stdout.str()
     assert result.ret == pytest.ExitCode.OK, text + result.stderr.str()
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=6)  # 4 cells, then SEC3 pooled at NET0 and at NET2
     for cid in SMOKE:
-        assert f"::test_fl[{cid}] PASSED" in text, cid
+        assert f"ztfl::test_fl[{cid}] PASSED" in text, cid
+    for group in ("SEC3-NET0", "SEC3-NET2"):
+        assert f"ztfl::test_overhead_pooled[{group}] PASSED" in text, group
     cluster = backend_cluster_name(result.outlines)
     assert cluster is not None, text
+
+    # The design: two blocks (NET0, NET2), each SEC0 and SEC3 interleaved round by round; the
+    # tests ran in the design's recorded order.
+    design = json.loads((out / "design.json").read_text())
+    order = [a for b in design["blocks"] for a in b["arms"]]
+    assert sorted(order) == sorted(SMOKE) and design["mode"] == "round"
+    ran = [m.group(1) for line in result.outlines
+           if (m := re.match(r"ztfl::test_fl\[([^\]]+)\] PASSED", line))]
+    assert ran == order
 
     # runs.jsonl: one row per cell; every round duration is the server's round_end duration.
     rows = {r["cell"]["id"]: r for r in read_jsonl(out / "runs.jsonl")}
@@ -95,6 +107,13 @@ def test_smoke_matrix_end_to_end(
             assert abs((e["t"] - starts[e["round"]]) - e["duration"]) < 0.25, e
         assert {v["metric"] for v in row["slo"]} >= {"per-round failure rate"}
         assert all(v["verdict"] != "fail" for v in row["slo"]), row["slo"]
+        d = row["design"]
+        assert d["mode"] == "round" and d["order_seed"] == design["order_seed"]
+        partner = next(c for c in SMOKE if c != cid and c.split("-")[1] == cid.split("-")[1])
+        assert d["block_run"] == rows[partner]["design"]["block_run"]  # interleaved together
+        assert [len(o) for o in d["round_order"]] == [2, 2, 2]
+        for r in row["metrics"]["rounds"]:
+            assert r["cpu_seconds"] > 0 and r["position"] in (0, 1), r
     assert {p["name"] for p in rows["SEC3-NET2-iid-s0"]["proofs"]} > {"wire"}
 
     # rounds.csv: one line per round, the same durations.
@@ -131,6 +150,7 @@ def test_smoke_matrix_end_to_end(
     md = (report / "report.md").read_text(encoding="utf-8")
     for cid in SMOKE:
         assert cid in md
+    assert "## Measurement design" in md and "## Where a round's time goes" in md
     pngs = sorted(p.name for p in report.glob("*.png"))
     assert len(pngs) >= 5, pngs
     for name in pngs:
@@ -145,10 +165,10 @@ name: resume
 sec: [SEC0, SEC1]
 net: [NET0]
 data: [iid]
-seeds: [0]
+seeds: [0, 1]
 workload: {clients: 2, rounds: 2, eval_every: 2}
 """
-FIRST, SECOND = "SEC0-NET0-iid-s0", "SEC1-NET0-iid-s0"
+RESUME_SEED = "1"  # --ztfl-order-seed: which block runs first is read from design.json
 
 
 def _matrix_run(
@@ -188,11 +208,14 @@ def _wait_judged(path: Path, proc: subprocess.Popen[bytes], deadline: float) -> 
 
 @pytest.mark.slow
 @pytest.mark.privileged
-def test_resume_after_a_killed_matrix_runs_only_the_missing_cell(
+def test_resume_after_a_killed_matrix_runs_only_the_missing_block(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, data_dir: Path, tmp_path: Path
 ) -> None:
+    """Two blocks (seeds 0 and 1) of SEC0 and SEC1 each. The harness is SIGKILLed once the
+    first block's two cells are stored and judged; ``--ztfl-resume`` measures only the other
+    block, in the same recorded order, and leaves the first block's files as they were."""
     state_root, out, args = _matrix_run(pytester, monkeypatch, data_dir, tmp_path, RESUME_YAML)
-    first_row = out / "cells" / f"{FIRST}.json"
+    args = [*args, f"--ztfl-order-seed={RESUME_SEED}"]
     with (tmp_path / "killed.log").open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", *args],
@@ -202,31 +225,41 @@ def test_resume_after_a_killed_matrix_runs_only_the_missing_cell(
             env=os.environ.copy(),
         )
         try:
-            _wait_judged(first_row, proc, time.monotonic() + RUN_TIMEOUT)
+            deadline = time.monotonic() + RUN_TIMEOUT
+            while not (out / "design.json").exists() and proc.poll() is None:
+                time.sleep(0.2)  # written as the first block starts
+            design = json.loads((out / "design.json").read_text())
+            first, second = (list(b["arms"]) for b in design["blocks"])
+            for cid in first:
+                _wait_judged(out / "cells" / f"{cid}.json", proc, deadline)
         finally:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)  # a crash: no teardown, no summary
             proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, (tmp_path / "killed.log").read_text()
-    assert not (out / "cells" / f"{SECOND}.json").exists(), "the second cell finished first"
+    assert not any((out / "cells" / f"{c}.json").exists() for c in second), "block 2 ran first"
     killed_clusters = cluster_dirs(state_root)
     assert len(killed_clusters) == 1  # the dead harness's cluster, recorded
-    kept = first_row.read_bytes(), first_row.stat().st_mtime_ns
-    kept_events = (out / "events" / f"{FIRST}.jsonl").read_bytes()
+    kept = {c: (out / "cells" / f"{c}.json").read_bytes() for c in first}
+    kept_events = {c: (out / "events" / f"{c}.jsonl").read_bytes() for c in first}
 
     result = pytester.runpytest_subprocess(*args, "--ztfl-resume", timeout=RUN_TIMEOUT)
     text = result.stdout.str()
     assert result.ret == pytest.ExitCode.OK, text + result.stderr.str()
-    result.assert_outcomes(passed=2)
-    assert f"{SECOND}: pods ready" in text and f"{FIRST}: pods ready" not in text
-    assert (first_row.read_bytes(), first_row.stat().st_mtime_ns) == kept
-    assert (out / "events" / f"{FIRST}.jsonl").read_bytes() == kept_events
-    second = json.loads((out / "cells" / f"{SECOND}.json").read_text())
-    assert second["success"] is True and "slo" in second
-    assert second["finished_wall"] > json.loads(kept[0])["finished_wall"]
-    runs = read_jsonl(out / "runs.jsonl")
-    assert [r["cell"]["id"] for r in runs] == [FIRST, SECOND]
-    assert runs[0] == json.loads(kept[0])
+    result.assert_outcomes(passed=5)  # 4 cells, SEC1 pooled
+    for c in second:
+        assert f"{c}: pods ready" in text, c
+    for c in first:
+        assert f"{c}: pods ready" not in text, c
+        assert (out / "cells" / f"{c}.json").read_bytes() == kept[c]
+        assert (out / "events" / f"{c}.jsonl").read_bytes() == kept_events[c]
+    assert json.loads((out / "design.json").read_text()) == design  # the same orders
+    rows = {r["cell"]["id"]: r for r in read_jsonl(out / "runs.jsonl")}
+    assert sorted(rows) == sorted([*first, *second])
+    assert all(rows[c]["success"] and "slo" in rows[c] for c in second)
+    assert min(rows[c]["finished_wall"] for c in second) > max(
+        json.loads(kept[c])["finished_wall"] for c in first
+    )
 
     cluster = backend_cluster_name(result.outlines)
     assert cluster is not None and cluster not in killed_clusters
@@ -263,11 +296,14 @@ def test_parallel_runs_cells_two_at_a_time_in_their_own_namespaces(
     result = pytester.runpytest_subprocess(*args, "--ztfl-parallel=2", timeout=RUN_TIMEOUT)
     text = result.stdout.str()
     assert result.ret == pytest.ExitCode.OK, text + result.stderr.str()
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)  # 4 cells, SEC1 pooled
     cells = ["SEC0-NET0-iid-s0", "SEC0-NET0-iid-s1", "SEC1-NET0-iid-s0", "SEC1-NET0-iid-s1"]
-    # Tests report in matrix order whatever order the pool finished the cells in.
+    # Tests report in the design's order whatever order the pool finished the blocks in.
+    design = json.loads((out / "design.json").read_text())
     passed = [line for line in result.outlines if "::test_fl[" in line and "PASSED" in line]
-    assert [line.split("[", 1)[1].split("]", 1)[0] for line in passed] == cells
+    assert [line.split("[", 1)[1].split("]", 1)[0] for line in passed] == [
+        a for b in design["blocks"] for a in b["arms"]
+    ]
     rows = {r["cell"]["id"]: r for r in read_jsonl(out / "runs.jsonl")}
     assert sorted(rows) == cells
     for cid, row in rows.items():
@@ -276,9 +312,10 @@ def test_parallel_runs_cells_two_at_a_time_in_their_own_namespaces(
         assert all(p["passed"] for p in row["proofs"]), row["proofs"]
         # each cell's own namespace: its live lines are tagged with its id
         assert f"{cid}: round 1:" in text, text
-    # Measured two at a time: never more, and the pool did overlap them.
+    # Two blocks at a time (each of two cells deployed together): never more, and the pool
+    # did overlap them.
     windows = [(r["started_wall"], r["finished_wall"]) for r in rows.values()]
-    assert _most_at_once(windows) == 2, windows
+    assert _most_at_once(windows) == 4, windows
     cluster = backend_cluster_name(result.outlines)
     assert cluster is not None, text
     _assert_no_leftovers(state_root, [cluster])
