@@ -390,12 +390,18 @@ class FLServer(fl_pb2_grpc.FederatedLearningServicer):  # type: ignore[misc]
             injected_delay_seconds=round(injected, 6),
         )
 
-    def finish(self) -> None:
+    def finish(self, timeout: float = 2.0) -> None:
+        """Send FINISH to every client and wait (up to ``timeout``) until their streams have
+        closed, so stopping the server cancels nothing that was still being delivered."""
         with self.lock:
             self.finished = True
             sessions = list(self.sessions.values())
         for s in sessions:
             s.tasks.put(fl_pb2.Task(kind=fl_pb2.Task.FINISH))
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while self.sessions and time.monotonic() < deadline:
+                self.lock.wait(deadline - time.monotonic())
 
 
 def start_grpc_server(
@@ -507,7 +513,8 @@ def run(
                 reason = "some rounds had too few participants"
     finally:
         fl.finish()
-        server.stop(grace=2).wait()
+        # the streams are closed (finish waited for them): a short grace for the last acks
+        server.stop(grace=0.5).wait()
     log.emit(
         "run_end", ok=all_ok, rounds_completed=completed, reason=reason, final_accuracy=accuracy
     )
@@ -538,4 +545,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cfg.exit_now(main())

@@ -238,6 +238,49 @@ def _z_mde(confidence: float) -> float:
     return float(sps.norm.ppf(0.5 + confidence / 2) + sps.norm.ppf(POWER))
 
 
+@dataclass(frozen=True)
+class _Found:
+    """One comparison on the scale it is bootstrapped on (log for a ratio): the estimate, the
+    interval's bounds, the replicates' standard deviation, and what to say of them."""
+
+    kept: list[BlockSample]
+    estimate: float
+    low: float
+    high: float
+    sd: float
+    reliable: bool
+    note: str
+
+    @property
+    def n(self) -> tuple[int, int]:
+        return sum(b.treat.size for b in self.kept), sum(b.base.size for b in self.kept)
+
+
+def _compare(
+    blocks: Sequence[BlockSample],
+    q: float,
+    pool: Pool,
+    log: bool,
+    confidence: float,
+    n_resamples: int,
+    seed: int,
+) -> _Found:
+    kept = _check(blocks, positive=log)
+    stat = _statistic(q, pool, np.asarray([b.paired for b in kept]), log=log)
+    est = _estimate(kept, stat)
+    reliable, notes = _notes(kept, q, confidence, pool)
+    lo = hi = sd = math.nan
+    if max(sum(b.treat.size for b in kept), sum(b.base.size for b in kept)) >= 2:
+        reps = _replicates(kept, stat, n_resamples, seed)
+        a = (1 - confidence) / 2
+        lo, hi = (float(x) for x in np.quantile(reps, [a, 1 - a]))
+        sd = float(np.std(reps, ddof=1))
+    else:
+        notes.append("n=1: no sampling variability to resample, no CI")
+        reliable = False
+    return _Found(kept, est, lo, hi, sd, reliable and not math.isnan(lo), "; ".join(notes))
+
+
 def ratio(
     blocks: Sequence[BlockSample],
     q: float = 0.5,
@@ -257,33 +300,21 @@ def ratio(
     unpaired block's, the ratio of its two medians. ``pool="rounds"``: the quantile of all
     rounds of all blocks together, as the seed study pooled its seeds; what a tail quantile
     needs, since no block of a few dozen rounds can estimate one on its own."""
-    kept = _check(blocks, positive=True)
-    stat = _statistic(q, pool, np.asarray([b.paired for b in kept]), log=True)
-    est = math.exp(_estimate(kept, stat))
-    reliable, notes = _notes(kept, q, confidence, pool)
-    lo = hi = mde = math.nan
-    if max(sum(b.treat.size for b in kept), sum(b.base.size for b in kept)) >= 2:
-        logs = _replicates(kept, stat, n_resamples, seed)
-        a = (1 - confidence) / 2
-        lo, hi = (float(np.exp(x)) for x in np.quantile(logs, [a, 1 - a]))
-        mde = float(math.expm1(_z_mde(confidence) * float(np.std(logs, ddof=1))))
-    else:
-        notes.append("n=1: no sampling variability to resample, no CI")
-        reliable = False
+    f = _compare(blocks, q, pool, True, confidence, n_resamples, seed)
     return RatioCI(
         q=q,
-        estimate=est,
-        ci_low=lo,
-        ci_high=hi,
-        n_treatment=sum(b.treat.size for b in kept),
-        n_baseline=sum(b.base.size for b in kept),
+        estimate=math.exp(f.estimate),
+        ci_low=math.exp(f.low),
+        ci_high=math.exp(f.high),
+        n_treatment=f.n[0],
+        n_baseline=f.n[1],
         confidence=confidence,
         method=f"two-level percentile bootstrap (blocks, then paired rounds), pooled by {pool}",
-        reliable=reliable and not math.isnan(lo),
-        note="; ".join(notes),
-        blocks=len(kept),
-        paired=all(b.paired for b in kept),
-        mde=mde,
+        reliable=f.reliable,
+        note=f.note,
+        blocks=len(f.kept),
+        paired=all(b.paired for b in f.kept),
+        mde=math.expm1(_z_mde(confidence) * f.sd),
     )
 
 
@@ -299,30 +330,18 @@ def difference(
     """The treatment's q-quantile minus the baseline's (e.g. the communication part of a
     round, in seconds), averaged over blocks (or pooled over rounds, ``pool``), with the
     two-level bootstrap interval."""
-    kept = _check(blocks, positive=False)
-    stat = _statistic(q, pool, np.asarray([b.paired for b in kept]), log=False)
-    est = _estimate(kept, stat)
-    reliable, notes = _notes(kept, q, confidence, pool)
-    lo = hi = mde = math.nan
-    if max(sum(b.treat.size for b in kept), sum(b.base.size for b in kept)) >= 2:
-        d = _replicates(kept, stat, n_resamples, seed)
-        a = (1 - confidence) / 2
-        lo, hi = (float(x) for x in np.quantile(d, [a, 1 - a]))
-        mde = _z_mde(confidence) * float(np.std(d, ddof=1))
-    else:
-        notes.append("n=1: no sampling variability to resample, no CI")
-        reliable = False
+    f = _compare(blocks, q, pool, False, confidence, n_resamples, seed)
     return DiffCI(
         q=q,
-        estimate=est,
-        ci_low=lo,
-        ci_high=hi,
-        n_treatment=sum(b.treat.size for b in kept),
-        n_baseline=sum(b.base.size for b in kept),
-        blocks=len(kept),
-        paired=all(b.paired for b in kept),
+        estimate=f.estimate,
+        ci_low=f.low,
+        ci_high=f.high,
+        n_treatment=f.n[0],
+        n_baseline=f.n[1],
+        blocks=len(f.kept),
+        paired=all(b.paired for b in f.kept),
         confidence=confidence,
-        mde=mde,
-        reliable=reliable and not math.isnan(lo),
-        note="; ".join(notes),
+        mde=_z_mde(confidence) * f.sd,
+        reliable=f.reliable,
+        note=f.note,
     )
