@@ -28,6 +28,7 @@ class RoundRecord:
     aggregation_seconds: float
     injected_delay_seconds: float = 0.0  # the known effect of --inject-delay-ms, as slept
     t_start: float | None = None  # server clock at round_start (the order rounds ran in)
+    path_seconds: float | None = None  # see path_time()
 
     @property
     def compute_floor(self) -> float:
@@ -75,6 +76,8 @@ class RunSummary:
         for rd, r in zip(d["rounds"], self.rounds, strict=True):
             rd["compute_seconds"] = round(r.compute_floor, 6)
             rd["comm_seconds"] = round(r.comm_seconds, 6)
+            if r.path_seconds is not None:
+                rd["path_seconds"] = round(r.path_seconds, 6)
         return d
 
 
@@ -103,6 +106,7 @@ def summarize(log: ParsedLog) -> RunSummary:
                 aggregation_seconds=float(e["aggregation_seconds"]),
                 injected_delay_seconds=float(e.get("injected_delay_seconds", 0.0)),
                 t_start=started.get(e["round"]),
+                path_seconds=path_time(started.get(e["round"]), ups),
             )
         )
     reached = log.of("target_reached")
@@ -122,6 +126,19 @@ def summarize(log: ParsedLog) -> RunSummary:
         finished=bool(ends),
         held_seconds=held_seconds(log),
     )
+
+
+def path_time(t_start: float | None, updates: list[dict[str, Any]]) -> float | None:
+    """Mean over a round's participants of the time their exchange spent outside their own
+    training: from the round's start to the server holding the update, minus the client's
+    ``train_seconds`` (task delivery, decoding, encoding, the upload, the controls on the
+    path, waits for CPU). A control acts on every participant's path, so the mean over five
+    is a steadier measure of its cost than ``comm_seconds``, which pairs one client's arrival
+    with another's training and so carries the spread of training times (on 2 cores its
+    round-to-round SD was 2-3x larger)."""
+    if t_start is None or not updates:
+        return None
+    return sum(float(u["t"]) - t_start - float(u["train_seconds"]) for u in updates) / len(updates)
 
 
 def held_seconds(log: ParsedLog) -> float:

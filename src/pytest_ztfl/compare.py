@@ -6,7 +6,9 @@ An arm is one cell's completed rounds of one metric, with the block run it was m
 their rounds are then matched by round number. Arms of different block runs (a resumed matrix,
 a stored baseline run) are compared unpaired. The metrics are per round: ``duration`` (the
 server's round time), ``compute_seconds`` (slowest training + aggregation), ``comm_seconds``
-(the rest: communication and the controls on its path), ``cpu_seconds`` (CPU of every
+(the rest: communication and the controls on its path), ``path_seconds`` (mean over the
+participants of their exchange's time outside training; the steadier measure of a control's
+cost), ``cpu_seconds`` (CPU of every
 container of the arm during its round).
 """
 
@@ -20,7 +22,7 @@ from pytest_ztfl import paired
 from pytest_ztfl.stats import RatioCI
 
 Row = dict[str, Any]
-METRICS = ("duration", "compute_seconds", "comm_seconds", "cpu_seconds")
+METRICS = ("duration", "compute_seconds", "comm_seconds", "path_seconds", "cpu_seconds")
 
 
 @dataclass(frozen=True)

@@ -45,11 +45,12 @@ class Parts:
     duration: float | None
     compute: float | None
     comm: float | None
+    path: float | None
     cpu: float | None
     proxy: float | None
     delayline: float | None
     memory: tuple[int, int, int] | None  # per-pod peak bytes: (max over pods, sum, pods)
-    comm_diff: paired.DiffCI | None = None  # p50 comm_seconds minus the SEC0 arm's
+    path_diff: paired.DiffCI | None = None  # p50 path_seconds minus the SEC0 arm's
     cpu_ratio: stats.RatioCI | None = None  # p50 cpu_seconds over the SEC0 arm's
     note: str = ""  # why a comparison is missing
 
@@ -68,16 +69,18 @@ class CellStats:
 @dataclass(frozen=True)
 class CheckStats:
     """A check arm (or, pooled, every arm of one check) against its block's SEC0 arm:
-    median round duration ratio, and the differences of the median round and its
-    communication part (seconds)."""
+    median round duration ratio, and the differences of the median round and of its
+    participants' path time (seconds), and the path time's ratio: what a delay check is judged
+    on, being where a control's cost shows and steadier than the round."""
 
     check: str
     runs: tuple[Run, ...]
     baselines: tuple[Run, ...]
     ratio: stats.RatioCI | None
     duration_diff: paired.DiffCI | None
-    comm_diff: paired.DiffCI | None
+    path_diff: paired.DiffCI | None
     note: str = ""
+    path_ratio: stats.RatioCI | None = None
     tail: stats.RatioCI | None = None  # p95 ratio (pooled A/A arms only: the tail's noise)
 
     @property
@@ -289,12 +292,12 @@ def peak_memory(run: Run) -> tuple[int, int, int] | None:
 
 
 def parts(run: Run, base: Run | None) -> Parts:
-    comm_diff = cpu_ratio = None
+    path_diff = cpu_ratio = None
     notes = []
     if base is not None:
-        comm_diff, why = arm_difference([(run, base)], run.seed, "comm_seconds")
+        path_diff, why = arm_difference([(run, base)], run.seed, "path_seconds")
         if why:
-            notes.append(f"comm: {why}")
+            notes.append(f"path: {why}")
         rs, why = arm_ratios([(run, base)], run.seed, (0.5,), "cpu_seconds")
         cpu_ratio = rs[0] if rs else None
         if why:
@@ -303,11 +306,12 @@ def parts(run: Run, base: Run | None) -> Parts:
         duration=_median(run, "duration"),
         compute=_median(run, "compute_seconds"),
         comm=_median(run, "comm_seconds"),
+        path=_median(run, "path_seconds"),
         cpu=_median(run, "cpu_seconds"),
         proxy=_median(run, "cpu_proxy_seconds"),
         delayline=_median(run, "cpu_delayline_seconds"),
         memory=peak_memory(run),
-        comm_diff=comm_diff,
+        path_diff=path_diff,
         cpu_ratio=cpu_ratio,
         note="; ".join(notes),
     )
@@ -396,23 +400,26 @@ def _group(key: GroupKey, cells: list[CellStats], loaded: Loaded) -> GroupStats:
 
 
 def _check(check: str, pairs: Sequence[Pair], seed: int) -> CheckStats:
-    ratio = duration_diff = comm_diff = None
+    ratio = duration_diff = path_diff = path_ratio = None
     rs, why = arm_ratios(pairs, seed, (0.5,))
     notes = [why] if why else []
     if rs:
         ratio = rs[0]
         if check != "aa":
             duration_diff, _ = arm_difference(pairs, seed)
-            comm_diff, why = arm_difference(pairs, seed, "comm_seconds")
+            path_diff, why = arm_difference(pairs, seed, "path_seconds")
             if why:
-                notes.append(f"comm: {why}")
+                notes.append(f"path: {why}")
+            prs, _ = arm_ratios(pairs, seed, (0.5,), "path_seconds")
+            path_ratio = prs[0] if prs else None
     return CheckStats(
         check=check,
         runs=tuple(t for t, _ in pairs),
         baselines=tuple(b for _, b in pairs),
         ratio=ratio,
         duration_diff=duration_diff,
-        comm_diff=comm_diff,
+        path_diff=path_diff,
+        path_ratio=path_ratio,
         note="; ".join(notes),
     )
 

@@ -248,13 +248,13 @@ def _parts_row(c: CellStats) -> list[str]:
     r, p = c.run, c.parts
     assert p is not None
     if not r.durations:
-        return [f"`{r.id}`", "0", *["n/a"] * 3, "n/a (no completed rounds)", *["n/a"] * 5]
+        return [f"`{r.id}`", "0", *["n/a"] * 4, "n/a (no completed rounds)", *["n/a"] * 5]
     if c.ratio_note == "baseline":
-        comm_vs = cpu_vs = "-"
+        path_vs = cpu_vs = "-"
     elif c.baseline is None:
-        comm_vs = cpu_vs = "n/a (no SEC0 arm)"
+        path_vs = cpu_vs = "n/a (no SEC0 arm)"
     else:
-        comm_vs = ms_text(p.comm_diff) if p.comm_diff else _missing(p.comm, "comm", p.note)
+        path_vs = ms_text(p.path_diff) if p.path_diff else _missing(p.path, "path", p.note)
         cpu_vs = ratio_text(p.cpu_ratio) if p.cpu_ratio else _missing(p.cpu, "CPU", p.note)
     return [
         f"`{r.id}`",
@@ -262,7 +262,8 @@ def _parts_row(c: CellStats) -> list[str]:
         _opt(p.duration),
         _opt(p.compute),
         _opt(p.comm),
-        comm_vs,
+        _opt(p.path),
+        path_vs,
         _opt(p.cpu),
         cpu_vs,
         _opt(p.proxy),
@@ -285,7 +286,8 @@ def time_parts(a: Analysis) -> list[str]:
         "median round s",
         "median compute s",
         "median comm s",
-        "comm vs SEC0 (p50 difference) [95% CI]",
+        "median path s",
+        "path vs SEC0 (p50 difference) [95% CI]",
         "CPU s/round (median)",
         "CPU vs SEC0 [95% CI] (MDE)",
         "proxy CPU s/round",
@@ -296,15 +298,18 @@ def time_parts(a: Analysis) -> list[str]:
         f"Source: `metrics.rounds[]` of {source(a)}: *compute* is the slowest client's training "
         "plus the server's aggregation (`client_update.train_seconds`, "
         "`round_end.aggregation_seconds` in `events/<id>.jsonl`), *comm* the rest of the round "
-        "(communication and the controls on its path): a control's direct cost shows in comm, "
-        "its CPU cost in compute and CPU. CPU per round is every container of the arm "
-        "(`cpu_seconds`, cgroups), of which the TLS proxies (`cpu_proxy_seconds`); the delay "
-        "line's own process apart (`cpu_delayline_seconds`). Peak memory per pod (the sum of "
-        "its containers' peaks, an upper bound) from `resources.pods`: the largest pod and all "
-        "pods together. Differences and ratios against the block's SEC0 arm as in *Cells* "
-        f"(paired rounds, two-level bootstrap). {NOT_RECORDED}: the row predates these fields "
-        "or the backend gives no cgroups; delay-line CPU -: no delay line (NET0 or kernel "
-        f"netem). n = {len(a.cells)} cells.",
+        "(communication and the controls on its path). *path* is, per participant, the time "
+        "from the round's start to the server holding its update minus its own training, "
+        "averaged over the round's participants (`path_seconds`): a control's direct cost "
+        "shows there, and it is steadier than comm, which sets one client's arrival against "
+        "another's training; a control's CPU cost shows in compute and CPU. CPU per round is "
+        "every container of the arm (`cpu_seconds`, cgroups), of which the TLS proxies "
+        "(`cpu_proxy_seconds`); the delay line's own process apart (`cpu_delayline_seconds`). "
+        "Peak memory per pod (the sum of its containers' peaks, an upper bound) from "
+        "`resources.pods`: the largest pod and all pods together. Differences and ratios "
+        "against the block's SEC0 arm as in *Cells* (paired rounds, two-level bootstrap). "
+        f"{NOT_RECORDED}: the row predates these fields or the backend gives no cgroups; "
+        f"delay-line CPU -: no delay line (NET0 or kernel netem). n = {len(a.cells)} cells.",
         "",
         *table(head, (_parts_row(c) for c in a.cells)),
     ]
@@ -319,8 +324,7 @@ def _check_verdict(c: CheckStats) -> str:
     return "FALSE ALARM (interval excludes 1)" if r.excludes_one else "within noise"
 
 
-def _detected(c: CheckStats) -> str:
-    r = c.ratio
+def _detected(r: stats.RatioCI | None) -> str:
     if r is None or not math.isfinite(r.ci_low):
         return "not judged"
     if r.ci_low > 1.0:
@@ -376,9 +380,11 @@ def _delay_row(c: CheckStats, arm: str, block: str, pairs: str) -> list[str]:
         pairs,
         _rounds(c),
         ratio_text(r) if r else f"n/a ({c.note})",
-        _detected(c),
+        _detected(r),
+        ratio_text(c.path_ratio) if c.path_ratio else "n/a",
+        _detected(c.path_ratio),
         ms_text(c.duration_diff) if c.duration_diff else "n/a",
-        ms_text(c.comm_diff) if c.comm_diff else "n/a",
+        ms_text(c.path_diff) if c.path_diff else "n/a",
     ]
 
 
@@ -419,12 +425,16 @@ def _aa_section(arms: Sequence[CheckStats], pool: CheckStats | None) -> list[str
 
 
 def _delay_section(check: str, arms: Sequence[CheckStats], pool: CheckStats | None) -> list[str]:
-    found = sum(_detected(c) == "yes" for c in arms)
-    judged = sum(_detected(c) != "not judged" for c in arms)
-    unjudged = f" ({len(arms) - judged} not judged)" if judged < len(arms) else ""
+    def found(which: str) -> str:
+        verdicts = [_detected(getattr(c, which)) for c in arms]
+        judged = sum(v != "not judged" for v in verdicts)
+        unjudged = f" ({len(arms) - judged} not judged)" if judged < len(arms) else ""
+        return f"{sum(v == 'yes' for v in verdicts)} of {judged} blocks{unjudged}"
+
     return [
-        f"**Known delay (sighted): {check}**: the differences are the arm's median minus "
-        "the SEC0 arm's, in ms (the comm difference should be close to the injected ms).",
+        f"**Known delay (sighted): {check}**: found when the interval of a ratio lies above 1; "
+        "the differences are the arm's median minus the SEC0 arm's, in ms (the path "
+        "difference should be close to the injected ms).",
         "",
         *table(
             (
@@ -433,15 +443,18 @@ def _delay_section(check: str, arms: Sequence[CheckStats], pool: CheckStats | No
                 "injected ms",
                 "pairing",
                 "rounds (arm vs SEC0)",
-                "median ratio [95% CI] (MDE)",
-                "detected",
+                "round ratio [95% CI] (MDE)",
+                "found in the round",
+                "path ratio [95% CI] (MDE)",
+                "found in the path",
                 "median round difference [95% CI]",
-                "median comm difference [95% CI]",
+                "median path difference [95% CI]",
             ),
             _check_rows(arms, pool, _delay_row),
         ),
         "",
-        f"Detected in {found} of {judged} blocks{unjudged}.",
+        f"Found in the round's duration in {found('ratio')}; in the path time in "
+        f"{found('path_ratio')}.",
     ]
 
 
@@ -461,7 +474,7 @@ def instrument(a: Analysis) -> list[str]:
         "power). Blind: an A/A arm is SEC0 again, its true ratio is 1, so an interval that "
         "excludes 1 is a false alarm (about 1 block in 20 by chance). Sighted: a delay arm's "
         "server waits a known time inside every round; it should be found (interval above 1) "
-        "and the median communication part should move by about that much. "
+        "and the participants' median path time should move by about that much. "
         f"n = {len(a.checks)} check arms.",
     ]
     pools = {p.check: p for p in a.check_pools}

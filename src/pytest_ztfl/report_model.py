@@ -32,6 +32,7 @@ class RoundRow:
     # the round's parts and what the harness saw of it (None in older rows / other backends)
     compute_seconds: float | None = None
     comm_seconds: float | None = None
+    path_seconds: float | None = None
     cpu_seconds: float | None = None
     cpu_proxy_seconds: float | None = None
     cpu_delayline_seconds: float | None = None
@@ -182,6 +183,7 @@ def _round(i: int, raw: Any) -> RoundRow:
         failures=failures or {},
         compute_seconds=_num(raw.get("compute_seconds")),
         comm_seconds=_num(raw.get("comm_seconds")),
+        path_seconds=_num(raw.get("path_seconds")),
         cpu_seconds=_num(raw.get("cpu_seconds")),
         cpu_proxy_seconds=_num(raw.get("cpu_proxy_seconds")),
         cpu_delayline_seconds=_num(raw.get("cpu_delayline_seconds")),

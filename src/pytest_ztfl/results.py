@@ -43,6 +43,7 @@ ROUND_COLUMNS = (
     "aggregation_seconds",
     "compute_seconds",
     "comm_seconds",
+    "path_seconds",
     "injected_delay_seconds",
     "check",
     "block_run",

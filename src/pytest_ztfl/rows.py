@@ -13,10 +13,11 @@ Row fields:
     extra_info, events_file (added by the store).
 
 Each entry of metrics.rounds also has compute_seconds (slowest training + aggregation),
-comm_seconds (the rest), and where the harness saw them: position (in its round's order),
-cpu_seconds, cpu_proxy_seconds, cpu_delayline_seconds, cpu_by_container, cpu_machine_seconds,
-cpu_other_seconds (the machine's CPU that was not this arm's: the load the round met),
-steal_seconds.
+comm_seconds (the rest), path_seconds (mean over participants of their exchange's time
+outside training: what a control's cost shows in; fl_app.summary.path_time), and where the
+harness saw them: position (in its round's order), cpu_seconds, cpu_proxy_seconds,
+cpu_delayline_seconds, cpu_by_container, cpu_machine_seconds, cpu_other_seconds (the machine's
+CPU that was not this arm's: the load the round met), steal_seconds.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ def _medians(rounds: list[dict[str, Any]]) -> dict[str, float | None]:
     ``extra_info``: the benchmark's own statistics are of the whole round)."""
     ok = [r for r in rounds if r["ok"]]
     out: dict[str, float | None] = {}
-    for key in ("compute_seconds", "comm_seconds", "cpu_seconds", "cpu_proxy_seconds",
-                "cpu_delayline_seconds", "cpu_other_seconds"):
+    for key in ("compute_seconds", "comm_seconds", "path_seconds", "cpu_seconds",
+                "cpu_proxy_seconds", "cpu_delayline_seconds", "cpu_other_seconds"):
         vals = [r[key] for r in ok if r.get(key) is not None]
         out[f"median_{key}"] = round(float(median(vals)), 6) if vals else None
     return out

@@ -2,8 +2,9 @@
 
 ``vs SEC0`` is the cell's median round duration over its block's SEC0 arm's (rounds paired when
 they ran interleaved; pytest_ztfl.compare), with its 95% interval and the smallest change the
-comparison could detect (MDE, 80% power). ``comm`` is the median of the round's communication
-part (round minus slowest training minus aggregation) and its change against SEC0 in ms;
+comparison could detect (MDE, 80% power). ``path`` is the median of the participants' path time
+(per participant, round start to the server holding its update minus its training; mean over
+participants: fl_app.summary.path_time) and its change against SEC0 in ms;
 ``CPU/round`` all of the arm's containers' CPU seconds per round (cgroups; local backend).
 """
 
@@ -21,7 +22,7 @@ HEADER = (
     "rounds ok",
     "p50 s [95% CI]",
     "vs SEC0 p50 [95% CI] (MDE)",
-    "comm ms (vs SEC0)",
+    "path ms (vs SEC0)",
     "CPU/round s",
     "TTA s",
     "failures",
@@ -60,13 +61,13 @@ def _ratio(row: dict[str, Any], base: dict[str, Any] | None) -> str:
     return f"{rc.estimate:.3f}x [{rc.ci_low:.3f},{rc.ci_high:.3f}]{mde}"
 
 
-def _comm(row: dict[str, Any], base: dict[str, Any] | None) -> str:
-    comm = list(compare.values(row, "comm_seconds").values())
-    if not comm:
+def _path(row: dict[str, Any], base: dict[str, Any] | None) -> str:
+    path = list(compare.values(row, "path_seconds").values())
+    if not path:
         return "n/a"
-    text = f"{median(comm) * 1000:.1f}"
+    text = f"{median(path) * 1000:.1f}"
     if base is not None and compare.usable(base) and compare.usable(row):
-        d = compare.difference([(row, base)], 0.5, "comm_seconds", seed=row["cell"]["seed"])
+        d = compare.difference([(row, base)], 0.5, "path_seconds", seed=row["cell"]["seed"])
         text += f" ({d.estimate * 1000:+.1f})"
     return text
 
@@ -90,7 +91,7 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
                 f"{len(durations)}/{m['rounds_planned']}",
                 p50,
                 _ratio(r, base),
-                _comm(r, base),
+                _path(r, base),
                 f"{median(cpu):.3f}" if cpu else "n/a",
                 f"{tta:.1f}" if tta is not None else "censored",
                 fails or "-",

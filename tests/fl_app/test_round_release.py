@@ -99,6 +99,9 @@ def test_rounds_start_only_when_released_and_held_time_is_not_run_time(
     summary = summarize(log)
     assert summary.held_seconds >= HOLD_ROUND_2
     assert all(r.comm_seconds >= DELAY_MS / 1000 for r in summary.rounds)
+    for r in summary.rounds:  # every participant's path carries the delay; none the round's end
+        assert r.path_seconds is not None
+        assert DELAY_MS / 1000 <= r.path_seconds <= r.duration - r.aggregation_seconds
     (reached,) = log.of("target_reached")
     span = reached["t"] - starts[1]["t"]
     assert reached["tta_seconds"] == pytest.approx(span - summary.held_seconds, abs=0.01)

@@ -96,6 +96,8 @@ def simulate(cell: Cell, *, fail_rounds: frozenset[int] = frozenset(),
         failing = clients[:wl.clients - 1] if r in fail_rounds else []
         timed_out = clients[-timeouts:] if timeouts and r == 2 else []
         ok_clients = [c for c in clients if c not in failing and c not in timed_out]
+        started = log.clock
+        log.clock = started + duration - 0.004  # the updates are in; aggregation remains
         for c in ok_clients:
             log.emit("client_update", round=r, client=c, bytes_down=87400, bytes_up=87400,
                      train_seconds=round(work * 0.6, 6), num_samples=1200,
@@ -105,7 +107,7 @@ def simulate(cell: Cell, *, fail_rounds: frozenset[int] = frozenset(),
         for f in failed:
             log.emit("failure", round=r, client=f["client"], reason=f["reason"], detail="synthetic",
                      **{"class": f["class"]})
-        log.clock += duration
+        log.clock = started + duration
         ok = len(ok_clients) >= math.ceil(0.6 * wl.clients)
         extra = {"injected_delay_seconds": delay_s} if delay_s else {}
         log.emit("round_end", round=r, ok=ok, participants=ok_clients, failed=failed,

@@ -152,8 +152,8 @@ def test_rows_without_a_design_say_so(tmp_path: Path) -> None:
     parts = _section(text, "Where a round's time goes")
     line = _line(parts, "| `SEC3-NET0-iid-s0`")
     cols = [c.strip() for c in line.strip("|").split("|")]
-    assert cols[2] != "not recorded" and cols[5].endswith("]")  # compute/comm from the events
-    assert cols[6:] == ["not recorded"] * 5  # no cgroups, no resources in these rows
+    assert cols[2] != "not recorded" and cols[6].endswith("]")  # compute/path from the events
+    assert cols[7:] == ["not recorded"] * 5  # no cgroups, no resources in these rows
 
 
 def test_instrument_checks_show_aa_within_noise_and_the_known_delay(blocks: Made) -> None:
@@ -175,8 +175,8 @@ def test_instrument_checks_show_aa_within_noise_and_the_known_delay(blocks: Made
     assert len(delay) == 5
     for x in delay:
         cols = [c.strip() for c in x.strip("|").split("|")]
-        assert cols[2] == "50" and cols[3] == "paired" and cols[6] == "yes"
-        assert cols[7] == cols[8] == "+50.0 ms [+50.0, +50.0]"
+        assert cols[2] == "50" and cols[3] == "paired" and cols[6] == cols[8] == "yes"
+        assert cols[9] == cols[10] == "+50.0 ms [+50.0, +50.0]"
     cid = "SEC0-NET0-noniid-s1-delay50ms"
     base = rows["SEC0-NET0-noniid-s1"]
     r = compare.ratio([(rows[cid], base)], 0.5, seed=1)
@@ -185,10 +185,13 @@ def test_instrument_checks_show_aa_within_noise_and_the_known_delay(blocks: Made
     assert r.ci_low > 1
     assert f"{r.estimate:.3f}x [{r.ci_low:.3f}, {r.ci_high:.3f}] (MDE {r.mde:.1%}) | yes" in \
         _line(body, f"| `{cid}`")
-    assert "Detected in 4 of 4 blocks." in body
+    p = compare.ratio([(rows[cid], base)], 0.5, "path_seconds", seed=1)
+    assert p.ci_low > 1 and f"| {p.estimate:.3f}x [{p.ci_low:.3f}, " in _line(body, f"| `{cid}`")
+    assert ("Found in the round's duration in 4 of 4 blocks; in the path time in 4 of 4 "
+            "blocks.") in body
     pools = {p.check: p for p in a.check_pools}
-    assert pools["delay50ms"].comm_diff is not None
-    assert math.isclose(pools["delay50ms"].comm_diff.estimate, 0.05, abs_tol=2e-6)
+    assert pools["delay50ms"].path_diff is not None
+    assert math.isclose(pools["delay50ms"].path_diff.estimate, 0.05, abs_tol=2e-6)
 
 
 def test_an_aa_arm_that_differs_is_a_false_alarm(odd: Made) -> None:
@@ -212,22 +215,23 @@ def test_where_a_rounds_time_goes(blocks: Made) -> None:
         assert cols[1] == "12" and cols[2] == num(med)
         assert cols[3] == num(median(r["compute_seconds"] for r in rounds))
         assert cols[4] == num(median(r["comm_seconds"] for r in rounds))
-        assert cols[6] == num(median(r["cpu_seconds"] for r in rounds))
-        assert cols[9] == "-"  # NET0: no delay line
+        assert cols[5] == num(median(r["path_seconds"] for r in rounds))
+        assert cols[7] == num(median(r["cpu_seconds"] for r in rounds))
+        assert cols[10] == "-"  # NET0: no delay line
         if cid.startswith("SEC0"):
-            assert cols[5] == cols[7] == "-"  # the baseline itself
-            assert cols[8] == "0" and cols[10] == "300 / 1100 (5 pods)"
+            assert cols[6] == cols[8] == "-"  # the baseline itself
+            assert cols[9] == "0" and cols[11] == "300 / 1100 (5 pods)"
         else:
             d = compare.difference([(rows[cid], rows["SEC0-NET0-iid-s0"])], 0.5,
-                                   "comm_seconds", seed=0)
-            assert cols[5] == (f"{d.estimate * 1000:+.1f} ms "
+                                   "path_seconds", seed=0)
+            assert cols[6] == (f"{d.estimate * 1000:+.1f} ms "
                                f"[{d.ci_low * 1000:+.1f}, {d.ci_high * 1000:+.1f}]")
             cpu = compare.ratio([(rows[cid], rows["SEC0-NET0-iid-s0"])], 0.5,
                                 "cpu_seconds", seed=0)
-            assert cols[7].startswith(f"{cpu.estimate:.3f}x [{cpu.ci_low:.3f}, ")
+            assert cols[8].startswith(f"{cpu.estimate:.3f}x [{cpu.ci_low:.3f}, ")
             # the TLS proxies: 0.1 x the round; the largest pod holds a 20 MiB proxy too
-            assert cols[8] == num(median(r["cpu_proxy_seconds"] for r in rounds))
-            assert cols[10] == "320 / 1200 (5 pods)"
+            assert cols[9] == num(median(r["cpu_proxy_seconds"] for r in rounds))
+            assert cols[11] == "320 / 1200 (5 pods)"
 
 
 def test_censoring_time_leaves_out_the_time_held_between_rounds(blocks: Made) -> None:
