@@ -38,6 +38,7 @@ from fl_app.tensors import Layout, NDArrays, UpdateError, from_proto, state_to_a
 from fl_app.train import evaluate, load_arrays
 
 POLL = 0.2  # seconds between liveness checks of a Join stream waiting for its next task
+SERVICE = "ztfl.fl.v1.FederatedLearning"
 
 
 @dataclass
@@ -182,6 +183,17 @@ class FLServer(fl_pb2_grpc.FederatedLearningServicer):  # type: ignore[misc]
                 "stream_closed",
                 "the client's Join stream ended before it submitted its update",
             )
+
+    def submit_bytes(self, data: bytes, context: grpc.ServicerContext) -> fl_pb2.Ack:
+        """Submit as it arrives: bytes the server decodes itself, so bytes that are no Update
+        are a refusal it logs (gRPC's own deserializer would answer INTERNAL before any
+        handler ran, and nothing would be logged)."""
+        try:
+            request = fl_pb2.Update.FromString(data)
+        except Exception as exc:  # protobuf's DecodeError (and friends): not an Update
+            self.fail(None, None, "protocol", "undecodable", f"{len(data)} bytes: {exc}")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable Update: {exc}")
+        return self.Submit(request, context)
 
     def Submit(self, request: fl_pb2.Update, context: grpc.ServicerContext) -> fl_pb2.Ack:
         cid, rnd_no = request.client_id, request.round
@@ -413,7 +425,20 @@ def start_grpc_server(
         futures.ThreadPoolExecutor(max_workers=2 * conf.num_clients + 8),
         options=cfg.grpc_options(conf.max_message_mb),
     )
-    fl_pb2_grpc.add_FederatedLearningServicer_to_server(fl, server)
+    # fl_pb2_grpc.add_FederatedLearningServicer_to_server, but Submit takes its bytes as they
+    # came (FLServer.submit_bytes decodes them, so an undecodable one is a logged refusal)
+    handlers = {
+        "Join": grpc.unary_stream_rpc_method_handler(
+            fl.Join,
+            request_deserializer=fl_pb2.JoinRequest.FromString,
+            response_serializer=fl_pb2.Task.SerializeToString,
+        ),
+        "Submit": grpc.unary_unary_rpc_method_handler(
+            fl.submit_bytes, response_serializer=fl_pb2.Ack.SerializeToString
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
     if tls is None:
         bound = server.add_insecure_port(f"{host}:{port}")
     else:

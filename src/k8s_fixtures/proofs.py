@@ -9,6 +9,12 @@ is able to see a hole.
 * ``dns``               a client resolves ``fl-server`` (a policy that forgot DNS fails here)
 * ``rogue-to-server``   a pod without the client label opens TCP to the server's gRPC port
 * ``client-to-client``  a client opens TCP to another client-labelled pod
+
+A "blocked" verdict needs positive controls taken at the same moment, or a probe that cannot
+reach anything (a broken rogue) or a port nothing listens on would pass as a policy: the rogue
+reaches a probe pod every policy admits (``ztfl-probe-open``), fl-client-0 reaches the server's
+port, the peer's echo server answers on its own loopback. A failed control fails the proof,
+naming it.
 * ``no-cert-refused``   a TLS client without a certificate is refused; the reason is read from
                         the server side (gRPC's or the proxy's log), as the client only sees
                         UNAVAILABLE
@@ -40,6 +46,7 @@ from k8s_fixtures.tls.stunnel_log import stunnel_handshake_failures
 
 PROBE_DIR = "/var/run/ztfl/probe-tls"
 ROGUE, PEER, NOCERT = "ztfl-probe-rogue", "ztfl-probe-peer", "ztfl-probe-nocert"
+OPEN, OPEN_INGRESS = "ztfl-probe-open", "ztfl-probe-open-ingress"  # admitted from everywhere
 ROGUE_EGRESS = "ztfl-probe-rogue-egress"  # NetworkPolicy: the rogue's egress is unrestricted
 IDENTITY, IDENTITY_SA = "ztfl-probe-identity", "ztfl-probe-other"  # mesh: a meshed stranger
 CLIENT_SA = "fl-client"
@@ -118,11 +125,19 @@ def probe_pods(
             [*plan.python, "-m", "k8s_fixtures.tls.probe", "echo-server", "--port", str(plan.port)],
         ),
     ]
+    objs.append(
+        pod(
+            OPEN,
+            {"ztfl.io/fl-role": "probe-open"},
+            [*plan.python, "-m", "k8s_fixtures.tls.probe", "echo-server", "--port", str(plan.port)],
+        )
+    )
     # ready = listening: a refused connection to the peer must mean the policy, not start-up
-    objs[1]["spec"]["containers"][0]["readinessProbe"] = {
-        "tcpSocket": {"port": plan.port},
-        "periodSeconds": 1,
-    }
+    for listener in objs[1:]:
+        listener["spec"]["containers"][0]["readinessProbe"] = {
+            "tcpSocket": {"port": plan.port},
+            "periodSeconds": 1,
+        }
     if plan.netpol:
         # The default deny also denies the rogue's own egress: without this, rogue-to-server
         # would pass even with a server ingress rule that admits everyone. With it, only the
@@ -137,6 +152,19 @@ def probe_pods(
                     "podSelector": {"matchLabels": {"ztfl.io/fl-role": "rogue"}},
                     "policyTypes": ["Egress"],
                     "egress": [{}],
+                },
+            }
+        )
+        # The rogue's positive control: a pod every policy lets it reach.
+        objs.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": OPEN_INGRESS, "namespace": plan.namespace},
+                "spec": {
+                    "podSelector": {"matchLabels": {"ztfl.io/fl-role": "probe-open"}},
+                    "policyTypes": ["Ingress"],
+                    "ingress": [{}],
                 },
             }
         )
@@ -211,10 +239,37 @@ def _as_expected(r: dict[str, Any], blocked: bool) -> bool:
     return blocked and (("reply" in r and not error) or any(e in error for e in BLOCKED_ERRORS))
 
 
+def _reached(r: dict[str, Any]) -> str:
+    return "connected" if r.get("ok") else str(r.get("error"))
+
+
+Controls = list[tuple[str, dict[str, Any]]]
+
+
+def _verdict(name: str, blocked: bool, r: dict[str, Any], what: str, controls: Controls) -> Proof:
+    """The netpol proof ``name`` from the attempt ``r`` (described by ``what``) and, for a
+    "blocked" verdict, its positive controls (label, result) taken around it: a control that
+    failed fails the proof, named (the attempt's failure then shows nothing about a policy)."""
+    expect = "blocked" if blocked else "open"
+    if not blocked:
+        return Proof(name, "netpol", expect, _as_expected(r, False), what)
+    failed = [f"{label}: {_reached(c)}" for label, c in controls if not c.get("ok")]
+    shown = "; ".join(f"{label}: {_reached(c)}" for label, c in controls)
+    if failed:
+        return Proof(
+            name, "netpol", expect, False,
+            f"no positive control ({'; '.join(failed)}), so the blocked attempt shows nothing "
+            f"about a policy: {what}",
+        )  # fmt: skip
+    return Proof(name, "netpol", expect, _as_expected(r, True),
+                 f"{what} (positive controls: {shown})")
+
+
 def run_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
     """Every pre-measurement proof for the plan's security level (probe pods must be ready)."""
     target = f"{plan.server}:{plan.port}"
     proofs: list[Proof] = []
+    client_connect = ["connect", "--target", target, "--timeout", "3"]
     r = probe_exec(cluster, plan, "fl-client-0", ["connect", "--target", target], "fl-client")
     proofs.append(
         Proof(
@@ -227,19 +282,24 @@ def run_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
             else f"fl-client-0 -> {target}: {r.get('error')}",
         )
     )
-    expect = "blocked" if plan.netpol else "open"
+    pods = {p.name: p for p in cluster.pods(plan.namespace)}
+    open_target = f"{pods[OPEN].ip}:{plan.port}" if OPEN in pods else None
+    controls: Controls = []
+    if plan.netpol:
+        if open_target is None:
+            rogue_ok: dict[str, Any] = {"ok": False, "error": f"no {OPEN} pod"}
+        else:
+            rogue_ok = probe_exec(cluster, plan, ROGUE,
+                                  ["connect", "--target", open_target, "--timeout", "3"])
+        controls.append((f"rogue -> {OPEN} (admitted)", rogue_ok))
     r = probe_exec(cluster, plan, ROGUE, ["connect", "--target", target, "--timeout", "3"])
+    if plan.netpol:  # right after the attempt: the port is open to a client now
+        server_ok = probe_exec(cluster, plan, "fl-client-0", client_connect, "fl-client")
+        controls.append((f"fl-client-0 -> {target}", server_ok))
     proofs.append(
-        Proof(
-            "rogue-to-server",
-            "netpol",
-            expect,
-            _as_expected(r, plan.netpol),
-            f"rogue -> {target}: {'connected' if r['ok'] else r.get('error')}",
-        )
+        _verdict("rogue-to-server", plan.netpol, r, f"rogue -> {target}: {_reached(r)}", controls)
     )
-    peer_ip = next(p.ip for p in cluster.pods(plan.namespace) if p.name == PEER)
-    peer = f"{peer_ip}:{plan.port}"
+    peer = f"{pods[PEER].ip}:{plan.port}"
     if plan.tls == "mesh":
         # fl-client-0's connect would reach its own proxy whatever the policy: send bytes and
         # expect them echoed, which only happens when the proxy could reach the peer.
@@ -268,15 +328,17 @@ def run_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
         connect = ["connect", "--target", peer, "--timeout", "3"]
         r = probe_exec(cluster, plan, "fl-client-0", connect, "fl-client")
         outcome = "connected" if r["ok"] else str(r.get("error"))
-    proofs.append(
-        Proof(
-            "client-to-client",
-            "netpol",
-            expect,
-            _as_expected(r, plan.netpol),
-            f"fl-client-0 -> client-labelled {peer}: {outcome}",
-        )
-    )
+    controls = []
+    if plan.netpol:
+        # the peer listens (its own loopback: no policy applies) and fl-client-0's network works
+        local = ["connect", "--target", f"127.0.0.1:{plan.port}", "--timeout", "3"]
+        controls.append((f"{PEER} listening", probe_exec(cluster, plan, PEER, local)))
+        controls.append(
+            (f"fl-client-0 -> {target}",
+             probe_exec(cluster, plan, "fl-client-0", client_connect, "fl-client"))
+        )  # fmt: skip
+    what = f"fl-client-0 -> client-labelled {peer}: {outcome}"
+    proofs.append(_verdict("client-to-client", plan.netpol, r, what, controls))
     if plan.tls == "none":
         return proofs
     if plan.tls == "mesh":

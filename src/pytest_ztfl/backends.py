@@ -39,16 +39,23 @@ class Platform:
     netem_init: tuple[str, ...] | None = None
 
 
-def choose(name: str, context: str | None) -> tuple[str, str]:
-    """(backend, why) for ``--ztfl-backend=name``; raises nothing, probes no API."""
+def choose(name: str, context: str | None, image: str | None = None) -> tuple[str, str]:
+    """(backend, why) for ``--ztfl-backend=name``; raises nothing, probes no API. ``auto``
+    takes kind only when Docker, kind and the workload ``image`` are all there."""
     if name != "auto":
         return name, "asked for"
     if context:
         return "kube", f"--ztfl-kube-context={context} given"
     from k8s_fixtures.kube import kind
+    from k8s_fixtures.workload import DEFAULT_IMAGE
 
     ok, why = kind.available()
-    return ("kind", "docker and kind are usable") if ok else ("local", f"no kind: {why}")
+    if not ok:
+        return "local", f"no kind: {why}"
+    missing = kind.image_problem(image or DEFAULT_IMAGE)
+    if missing is not None:
+        return "local", f"no kind: {missing}"
+    return "kind", "docker, kind and the image are there"
 
 
 def unavailable(name: str, context: str | None) -> str | None:
@@ -148,7 +155,7 @@ def create(
 ) -> tuple[Any, str, Platform]:
     """Create the cluster; returns (cluster, note, platform). ``net_profiles``: a user's
     profiles file (``--ztfl-net-profiles``), which the local backend shapes links with."""
-    backend, why = choose(name, context)
+    backend, why = choose(name, context, image)
     if backend == "local":
         cluster, platform = _local(data_dir, net_profiles)
         note = f"local ({cluster.mode}, cluster {cluster.name}): {why}"

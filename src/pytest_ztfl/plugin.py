@@ -124,6 +124,20 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         session.items[i] = item
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """The tests are about to run: only now may the matrix run touch its results and data
+    (--collect-only, --setup-plan, a collection error and every command that only informs
+    never get here, or stop here)."""
+    ztfl = session.config.stash.get(SESSION_KEY, None)
+    opt = session.config.option
+    if ztfl is None or opt.collectonly or getattr(opt, "setupplan", False):
+        return
+    if session.testsfailed and not opt.continue_on_collection_errors:
+        return  # pytest stops for the collection errors
+    ztfl.begin([c for item in session.items if (c := _cell_of(item)) is not None])
+
+
 @pytest.fixture(scope="session")
 def ztfl_session(pytestconfig: pytest.Config) -> Iterator[ZtflSession]:
     """The matrix run: settings, results store, and the session-scoped cluster."""

@@ -19,8 +19,10 @@ import csv
 import io
 import json
 import os
+import shutil
 import tempfile
 import threading
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,8 @@ ROUND_COLUMNS = (
     "steal_seconds",
 )
 DERIVED = ("runs.jsonl", "rounds.csv")
+# what a run writes in its --ztfl-out (a report or other files the user keeps there are not ours)
+OWNED = ("matrix.json", "design.json", "cells", "events", "calibration", *DERIVED)
 TRANSIENT = ("resumed",)  # in-memory markers of one session, never stored
 
 
@@ -81,6 +85,25 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.close(dfd)
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"{path}: not readable as JSON ({exc})") from None
+
+
+def check_could_write(path: Path, option: str) -> None:
+    """Whether ``path`` could be created and written, creating nothing: it (or the nearest
+    of its parents that exists) must be a directory this process may write to."""
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise ResultsError(f"{option}={path}: not writable (Not a directory: {p})")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise ResultsError(f"{option}={path}: not writable (Permission denied: {p})")
+
+
 def check_writable(path: Path, option: str) -> None:
     """Create ``path`` if needed and write a probe file there; a one-line error if not."""
     try:
@@ -103,36 +126,72 @@ class ResultStore:
         # refreshing the derived tables after each cell does not re-read every earlier cell
         self._rows: dict[str, dict[str, Any]] | None = None
 
-    def prepare(self, matrix: dict[str, Any], resume: bool, *, check_only: bool = False) -> None:
-        """Create the layout; on resume check the matrix matches, else clear old results.
-        ``check_only`` (e.g. ``--collect-only``): check the directory is writable, touch no
-        result."""
-        check_writable(self.out, "--ztfl-out")
-        for d in (self.cells_dir, self.events_dir):
-            d.mkdir(exist_ok=True)
-        if check_only:
-            return
+    def check(self, matrix: dict[str, Any], resume: bool) -> None:
+        """What can be known before anything runs, touching nothing: the directory could be
+        written, and a resumed run's stored matrix is this one."""
+        check_could_write(self.out, "--ztfl-out")
         stored = self.out / "matrix.json"
-        if resume and stored.exists():
-            previous = json.loads(stored.read_text())
+        if resume and stored.is_file():
+            previous = _read_json(stored)
             if previous != matrix:
+                name = previous.get("name") if isinstance(previous, dict) else None
                 raise ResultsError(
-                    f"--ztfl-resume: {stored} holds a different matrix ({previous.get('name')}); "
+                    f"--ztfl-resume: {stored} holds a different matrix ({name}); "
                     "use another --ztfl-out or drop --ztfl-resume"
                 )
-        elif not resume:
-            # a fresh run also recalibrates: calibration is of this machine, now
-            old = (
-                *self.cells_dir.glob("*.json"),
-                *self.events_dir.glob("*.jsonl"),
-                *(self.out / "calibration").glob("*.json"),
-            )
-            for f in old:
-                f.unlink()
-            for name in DERIVED:
-                (self.out / name).unlink(missing_ok=True)
-        self._rows = None
-        atomic_write(stored, json.dumps(matrix, indent=1, sort_keys=True).encode())
+
+    def prepare(
+        self,
+        matrix: dict[str, Any],
+        resume: bool,
+        measuring: Collection[str] = (),
+        recalibrating: Collection[str] = (),
+    ) -> None:
+        """Make the directory ready for a run that is about to measure the cells ``measuring``
+        (ids; called just before the first one, never by a command that measures nothing).
+
+        Resumed: the stored matrix must be this one; everything is kept. Fresh, with the same
+        matrix stored: the rows and event logs of the cells about to be measured, and the
+        calibrations of the profiles in ``recalibrating`` (calibration is of this machine,
+        now) are removed; every other cell's results stay. Fresh, with another matrix (or
+        none) stored: the previous results are moved whole to ``<out>.prev/`` (replacing an
+        older one), so no run loses another's results by accident."""
+        self.check(matrix, resume)
+        check_writable(self.out, "--ztfl-out")
+        stored = self.out / "matrix.json"
+        previous = _read_json(stored) if stored.is_file() else None
+        with self._lock:
+            if not resume and previous == matrix:
+                for cid in measuring:
+                    (self.cells_dir / f"{cid}.json").unlink(missing_ok=True)
+                    (self.events_dir / f"{cid}.jsonl").unlink(missing_ok=True)
+                for net in recalibrating:
+                    (self.out / "calibration" / f"{net}.json").unlink(missing_ok=True)
+            elif not resume and any((self.out / name).exists() for name in OWNED):
+                self._set_aside()
+            for d in (self.cells_dir, self.events_dir):
+                d.mkdir(exist_ok=True)
+            self._rows = None
+            atomic_write(stored, json.dumps(matrix, indent=1, sort_keys=True).encode())
+            if any(self.cells_dir.glob("*.json")) or any(
+                (self.out / n).exists() for n in DERIVED
+            ):
+                self.refresh()  # the derived tables hold exactly the rows kept
+
+    @property
+    def previous(self) -> Path:
+        """Where a fresh run of another matrix moves the results it replaces."""
+        out = self.out.resolve()
+        return out.with_name(f"{out.name}.prev")
+
+    def _set_aside(self) -> None:
+        prev = self.previous
+        if prev.exists():
+            shutil.rmtree(prev)
+        prev.mkdir()
+        for name in OWNED:
+            if (self.out / name).exists():
+                os.replace(self.out / name, prev / name)
 
     def done(self, cell_id: str) -> dict[str, Any] | None:
         path = self.cells_dir / f"{cell_id}.json"

@@ -1,8 +1,10 @@
 """One matrix run inside a pytest session: settings, results, the cluster, gates and summary.
 
 The plugin's hooks and fixtures delegate here; this module owns the order of things:
-validate everything (usage errors) before a cluster exists, create the cluster once, run or
-resume each cell, store its row durably, judge its SLOs, and tear everything down.
+validate everything (usage errors) before a cluster exists, touch the results directory and
+the data only once a cell is about to be measured (so ``--help``, ``--collect-only``, an empty
+selection leave them as they were), create the cluster once, run or resume each cell, store
+its row durably, judge its SLOs, and tear everything down.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pytest_ztfl import design, options
 from pytest_ztfl import matrix as mx
 from pytest_ztfl.design import Design
 from pytest_ztfl.replay import ReplayClock
-from pytest_ztfl.results import ResultsError, ResultStore, atomic_write, check_writable
+from pytest_ztfl.results import ResultsError, ResultStore, atomic_write, check_could_write
 
 
 def _net_profile_names(config: pytest.Config) -> list[str] | None:
@@ -103,7 +105,9 @@ class ZtflSession:
         self._platform: Any = None
         from pytest_ztfl import backends
 
-        name, why = backend or backends.choose(settings.backend, settings.kube_context)
+        name, why = backend or backends.choose(
+            settings.backend, settings.kube_context, settings.image
+        )
         self.backend_name, self.backend_why = name, why
         self.unavailable = backends.unavailable(name, settings.kube_context)
         self.broken: str | None = None  # why the cluster could not be created (cells fail)
@@ -118,7 +122,7 @@ class ZtflSession:
         refused = backends.matrix_unsupported(s.backend, cells)
         if refused is not None:
             raise pytest.UsageError(refused)
-        backend = backends.choose(s.backend, s.kube_context)
+        backend = backends.choose(s.backend, s.kube_context, s.image)
         shaped = sorted({c.net for c in cells if c.net != "NET0"})
         if s.parallel > 1 and backend[0] == "local" and shaped:
             raise pytest.UsageError(
@@ -142,16 +146,12 @@ class ZtflSession:
                 f"--ztfl-baseline={s.baseline_dir}: the same directory as --ztfl-out, whose "
                 "results a new run replaces; store the new run elsewhere"
             )
-        _ensure_data(s.data)  # before results are touched: a usage error wipes nothing
+        _refuse_xdist(config)
         store = ResultStore(s.out)
-        try:
-            # --collect-only runs nothing: it must not clear the previous run's results
-            store.prepare(s.matrix.to_dict(), s.resume, check_only=config.option.collectonly)
-        except ResultsError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        try:
+        try:  # checks that write nothing: the results are touched by begin(), if ever
+            store.check(s.matrix.to_dict(), s.resume)
             if s.report is not None:  # found out now, not after the whole matrix has run
-                check_writable(s.report, "--ztfl-report")
+                check_could_write(s.report, "--ztfl-report")
         except ResultsError as exc:
             raise pytest.UsageError(str(exc)) from None
         for line in round_budget_warnings(cells, s.net_profiles):
@@ -190,6 +190,50 @@ class ZtflSession:
         return f"{cell.net}-{cell.data_label}"
 
     # ---- running ----------------------------------------------------------------------
+    def begin(self, cells: list[mx.Cell]) -> None:
+        """The tests of ``cells`` are about to run (pytest_runtestloop; not for commands that
+        only inform): refuse a named backend that cannot run, fetch the data, and make the
+        results directory ready for the cells that will be measured (ResultStore.prepare:
+        only theirs are replaced). With nothing to measure, the results stay as they are."""
+        from pytest_ztfl import backends
+
+        if self.unavailable and self.settings.backend != "auto" and cells:
+            raise pytest.UsageError(
+                f"--ztfl-backend={self.settings.backend}: {self.unavailable} (the backend was "
+                "asked for by name, so its cells are not skipped; use --ztfl-backend=auto to "
+                "take what this machine has)"
+            )
+        measuring = [
+            c
+            for c in dict.fromkeys(cells)
+            if not (self.settings.resume and self.store.done(c.id))
+            and not self.unavailable
+            and backends.cell_unsupported(self.backend_name, c) is None
+        ]
+        if not measuring:
+            self._clean_stale()
+            return
+        _ensure_data(self.settings.data)
+        try:
+            self.store.prepare(
+                self.settings.matrix.to_dict(),
+                self.settings.resume,
+                [c.id for c in measuring],
+                sorted({c.net for c in measuring}),
+            )
+        except ResultsError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+    def _clean_stale(self) -> None:
+        """A run that measures nothing still purges what killed harnesses left on this
+        machine (a cluster's creation does it otherwise)."""
+        if self.backend_name != "local" or self.unavailable:
+            return
+        from k8s_fixtures.local import state
+
+        for name, removed in state.clean_stale().items():
+            self.progress(f"removed stale local cluster {name}: {', '.join(removed)}")
+
     def cluster(self) -> Any:
         if self._cluster is None:
             from pytest_ztfl import backends
@@ -465,6 +509,18 @@ class ZtflSession:
                     f"kept cluster {self._cluster.name}: remove it with "
                     f"`ztfl cluster down {self._cluster.name}`"
                 )
+
+
+def _refuse_xdist(config: pytest.Config) -> None:
+    """pytest-xdist would give every worker its own cluster, results and order: a matrix's
+    concurrency is --ztfl-parallel's (blocks that may overlap, on one cluster)."""
+    workers = getattr(config.option, "numprocesses", None)
+    if hasattr(config, "workerinput") or (workers not in (None, 0, "0")):
+        raise pytest.UsageError(
+            f"-n {workers if workers is not None else '(xdist worker)'}: pytest-xdist cannot "
+            "run a matrix (each worker would build its own cluster and results); use "
+            "--ztfl-parallel=N to measure N blocks at once"
+        )
 
 
 def _ensure_data(path: str) -> None:

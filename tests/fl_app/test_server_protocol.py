@@ -369,6 +369,22 @@ def test_submit_with_unknown_client_id_is_refused(harness: Harness, cid: int) ->
     assert h.end_of_round(1)["participants"] == [0, 1, 2]
 
 
+def test_bytes_that_are_no_update_are_refused_and_logged(harness: Harness) -> None:
+    """The server decodes Submit's bytes itself: gRPC's deserializer would have answered
+    INTERNAL before any handler ran, and nothing would have been logged."""
+    h = harness
+    h.start_round(1)
+    raw = h.channel.unary_unary("/ztfl.fl.v1.FederatedLearning/Submit")
+    with pytest.raises(grpc.RpcError) as info:
+        raw(b"\xff\xff\xff", timeout=WAIT)  # a field tag with a truncated varint
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "undecodable Update" in (info.value.details() or "")
+    assert (None, None, "protocol", "undecodable") in h.failures()
+    for c in range(NUM_CLIENTS):  # the server keeps serving the round
+        assert h.submit(update(c, 1, random_weights(h, c))).accepted
+    assert h.end_of_round(1)["participants"] == [0, 1, 2]
+
+
 def test_duplicate_submission_is_refused_and_the_first_update_counts(harness: Harness) -> None:
     h = harness
     h.start_round(1)

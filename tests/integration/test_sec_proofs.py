@@ -8,6 +8,8 @@ deleted afterwards.
 
 from __future__ import annotations
 
+import signal
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -93,7 +95,7 @@ def test_sec1_without_policies_fails_its_proofs(left_off: dict[str, list[pf.Proo
     for name in ("rogue-to-server", "client-to-client"):
         assert got[name].expect == "blocked"
         assert not got[name].passed, explain(results)
-        assert got[name].detail.endswith("connected"), got[name].detail
+        assert ": connected (positive controls: " in got[name].detail, got[name].detail
     assert got["dns"].passed, explain(results)
 
 
@@ -121,8 +123,64 @@ def test_rogue_proof_fails_when_the_server_ingress_rule_admits_everyone(live: Li
     assert before["rogue-to-server"].passed, before["rogue-to-server"].detail  # intact rules
     after = by_name(out)
     assert not after["rogue-to-server"].passed, explain(out)
-    assert after["rogue-to-server"].detail.endswith("connected"), after["rogue-to-server"].detail
+    assert ": connected (positive controls: " in after["rogue-to-server"].detail, explain(out)
     assert after["client-to-client"].passed, explain(out)
+
+
+# Everything the pod sends is dropped, as a policy's drop would make it: its connects time out.
+DROP_ALL = """table inet ztfl_broken_probe {
+  chain out { type filter hook output priority 0; policy drop; }
+}
+"""
+
+
+def test_a_rogue_that_reaches_nothing_cannot_pass_as_blocked(live: Live) -> None:
+    """A broken rogue (everything it sends dropped inside its own namespace) times out on the
+    server's port exactly as a blocking policy makes it; without a positive control that
+    passed as "blocked". Its control (reaching the pod every policy admits) fails, so the
+    proof fails, naming the missing positive control; client-to-client is untouched."""
+    out: list[pf.Proof] = []
+
+    def break_rogue(plan: pf.ProofPlan) -> None:
+        netns = live.cluster.pod_info(plan.namespace, pf.ROGUE).netns
+        live.cluster.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=DROP_ALL)
+        out.extend(pf.run_proofs(live.cluster, plan))
+
+    before = by_name(live.prove_left_off(tiny("SEC1"), then=break_rogue))
+    assert before["rogue-to-server"].passed, explain(list(before.values()))
+    got = by_name(out)
+    rogue = got["rogue-to-server"]
+    assert not rogue.passed, explain(out)
+    assert rogue.detail.startswith(f"no positive control (rogue -> {pf.OPEN} (admitted): "), (
+        rogue.detail)
+    assert "timed out" in rogue.detail or "TimeoutError" in rogue.detail, rogue.detail
+    assert got["client-to-client"].passed, explain(out)
+
+
+def test_a_closed_server_port_cannot_pass_as_blocked(live: Live) -> None:
+    """With the server process gone its port is closed: an allowed client is refused
+    (ECONNREFUSED) like the rogue. A refusal then says nothing about the policy, so
+    rogue-to-server fails, naming the client's failed positive control."""
+    out: list[pf.Proof] = []
+
+    def close_port(plan: pf.ProofPlan) -> None:
+        c = live.cluster
+        c.signal(plan.namespace, workload.SERVER, workload.SERVER, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while any(x.name == workload.SERVER and x.state == "running"
+                  for x in c.pod_status(plan.namespace, workload.SERVER).containers):
+            assert time.monotonic() < deadline, "the server process outlived SIGKILL"
+            time.sleep(0.05)  # polling interval of a deadline loop
+        out.extend(pf.run_proofs(c, plan))
+
+    live.prove_left_off(tiny("SEC1"), then=close_port)
+    got = by_name(out)
+    rogue = got["rogue-to-server"]
+    assert not rogue.passed, explain(out)
+    assert rogue.detail.startswith("no positive control (fl-client-0 -> fl-server:50051: "), (
+        rogue.detail)
+    assert "ConnectionRefusedError" in rogue.detail.split("so the blocked")[0], rogue.detail
+    assert not got["dns"].passed, explain(out)
 
 
 @pytest.mark.parametrize("mode", ["native", "sidecar"])

@@ -215,6 +215,7 @@ def test_rendered_policies_give_the_local_truth_table(
     assert t[("RUN/fl-client-0", "RUN/fl-server")]
     assert t[("RUN/ztfl-probe-peer", "RUN/fl-server")]  # client-labelled probe
     assert not t[("RUN/ztfl-probe-rogue", "RUN/fl-server")]
+    assert t[("RUN/ztfl-probe-rogue", "RUN/ztfl-probe-open")]  # its positive control
     assert not t[("RUN/fl-client-0", "RUN/fl-client-1")]
     assert not t[("RUN/fl-server", "RUN/fl-client-0")]
     assert tables(view_of(load_folder(sec1)))["UDP/53"][("RUN/ztfl-probe-rogue",

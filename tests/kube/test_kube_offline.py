@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -234,3 +235,23 @@ def test_netem_init_in_a_real_namespace_applies_or_names_the_missing_module() ->
             assert "modprobe sch_netem ifb" in r.stderr and "\n" not in r.stderr.strip()
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_auto_takes_kind_only_when_docker_kind_and_the_image_are_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--ztfl-backend=auto`` on a machine with Docker and kind but without the workload image
+    falls back to local, saying so (kind would fail at cluster creation otherwise). The
+    machine's Docker is stood in for (``docker image inspect``'s answer)."""
+    from pytest_ztfl import backends
+
+    monkeypatch.setattr(kind, "available", lambda: (True, "docker daemon reachable, kind v0.27"))
+    monkeypatch.setattr(kind, "_run", lambda argv, timeout=30: subprocess.CompletedProcess(
+        argv, 1, "", "Error: No such image"))
+    name, why = backends.choose("auto", None, "ztfl/workload:dev")
+    assert name == "local"
+    assert why.startswith("no kind: image ztfl/workload:dev is not in the local Docker engine")
+    monkeypatch.setattr(kind, "_run", lambda argv, timeout=30: subprocess.CompletedProcess(
+        argv, 0, "[]", ""))
+    assert backends.choose("auto", None, "ztfl/workload:dev")[0] == "kind"
+    assert backends.choose("kind", None, "x") == ("kind", "asked for")  # named: no probing

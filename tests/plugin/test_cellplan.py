@@ -45,6 +45,7 @@ class FakeCluster:
     def pods(self, ns: str) -> list[Any]:
         sidecar = tuple(ContainerStatus(c, "running", True) for c in ("fl-client", "ztfl-proxy"))
         return [PodStatus(ns, pf.PEER, "Running", "10.0.0.9", True),
+                PodStatus(ns, pf.OPEN, "Running", "10.0.0.8", True),
                 PodStatus(ns, "fl-client-0", "Running", "10.0.0.5", True, sidecar)]
 
     def exec(self, ns: str, pod: str, argv: list[str], **_: Any) -> tuple[int, str, str]:
@@ -159,7 +160,14 @@ def test_probe_expects_what_the_cell_claims(sec: str, mtls: str | None) -> None:
     results = prove.prove(cluster, cell, PLATFORM)
     assert {p.name: p.expect for p in results} == EXPECTED[sec]
     pods = _by(cluster.applied, "Pod")
-    assert {pf.ROGUE, pf.PEER, "fl-server", "fl-client-0"} <= set(pods)
+    assert {pf.ROGUE, pf.PEER, pf.OPEN, "fl-server", "fl-client-0"} <= set(pods)
+    if cell.netpol:  # the rogue's positive control is admitted by a policy of its own
+        assert pf.OPEN_INGRESS in _by(cluster.applied, "NetworkPolicy")
+        rogue = next(p for p in results if p.name == "rogue-to-server")
+        assert not rogue.passed  # every probe of this fake connects: nothing is blocked
+        assert rogue.detail.endswith(
+            f"(positive controls: rogue -> {pf.OPEN} (admitted): connected; "
+            "fl-client-0 -> fl-server:50051: connected)"), rogue.detail
     assert (pf.NOCERT in pods) == cell.tls
     assert cluster.deleted == [cellplan.namespace_for(cell)]
 
@@ -177,7 +185,8 @@ def test_probe_proves_the_claim_even_when_the_rendering_drops_the_controls(
     cluster = FakeCluster()
     results = prove.prove(cluster, prove.probe_cell("SEC3", "native"), PLATFORM)
     assert {p.name: p.expect for p in results} == EXPECTED["SEC3"]
-    fl_policies = [n for n in _by(cluster.applied, "NetworkPolicy") if n != pf.ROGUE_EGRESS]
+    probes = (pf.ROGUE_EGRESS, pf.OPEN_INGRESS)  # the proofs' own policies
+    fl_policies = [n for n in _by(cluster.applied, "NetworkPolicy") if n not in probes]
     assert fl_policies == []  # the rendering really dropped them
     assert not [p for p in results if p.control == "mtls" and p.passed]
 

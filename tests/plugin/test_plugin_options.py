@@ -165,7 +165,9 @@ def test_mesh_cells_skip_with_the_reason_when_auto_resolves_to_local(
     from pytest_ztfl import backends
 
     # what auto resolves to depends on the machine: make it local here, whatever this one has
-    monkeypatch.setattr(backends, "choose", lambda backend, context: ("local", "no kind here"))
+    monkeypatch.setattr(
+        backends, "choose", lambda backend, context, image=None: ("local", "no kind here")
+    )
     result = pytester.runpytest_inprocess(
         "--ztfl-matrix=smoke", "--ztfl-mtls=mesh", "-k", "SEC3", "-p", "no:cacheprovider", "-rs"
     )
@@ -229,7 +231,7 @@ def test_ini_settings_apply_and_the_command_line_wins(
     assert from_ini.ret == pytest.ExitCode.OK, from_ini.stdout.str()
     ids = collected_ids(from_ini.outlines)
     assert len(ids) == 8 and "test_fl[SEC3-NET2-iid-s1]" in ids, ids
-    assert (tmp_path / "ini-out" / "cells").is_dir()  # checked there (collect-only writes none)
+    assert not (tmp_path / "ini-out").exists()  # checked, not created: collect-only writes none
 
     cli = pytester.runpytest_inprocess(
         "--collect-only", "-q", "-p", "no:cacheprovider", "--ztfl-seeds=4"

@@ -1,4 +1,5 @@
-"""ResultStore: cell files are the truth; runs.jsonl and rounds.csv always equal them."""
+"""ResultStore: cell files are the truth; runs.jsonl and rounds.csv always equal them; a fresh
+run replaces only the cells it measures, and another matrix's results are moved beside."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pytest_ztfl.results import ResultStore
+import pytest
+
+from pytest_ztfl.results import ResultsError, ResultStore
 
 MATRIX = {"name": "t", "cells": 3}
 
@@ -63,12 +66,51 @@ def test_derived_tables_follow_saves_updates_and_a_resumed_store(tmp_path: Path)
     assert len(rounds) == 3 + 2 + 2 + 1
 
 
-def test_a_fresh_prepare_forgets_the_previous_rows(tmp_path: Path) -> None:
+def test_a_fresh_prepare_forgets_only_the_cells_it_will_measure(tmp_path: Path) -> None:
     out = tmp_path / "out"
     store = ResultStore(out)
-    store.prepare(MATRIX, resume=False)
-    store.save(_row("A", 1.0), b"")
-    store.prepare(MATRIX, resume=False)
-    store.save(_row("B", 2.0), b"")
+    store.prepare(MATRIX, resume=False, measuring=["A", "B"])
+    store.save(_row("A", 1.0), b"a")
+    store.save(_row("B", 2.0), b"b")
+    (out / "calibration").mkdir()
+    for net in ("NET0", "NET2"):
+        (out / "calibration" / f"{net}.json").write_text("{}")
+    again = ResultStore(out)
+    again.prepare(MATRIX, resume=False, measuring=["B"], recalibrating=["NET2"])
     runs, _ = _derived(out)
-    assert [r["cell"]["id"] for r in runs] == ["B"]
+    assert [r["cell"]["id"] for r in runs] == ["A"]  # the tables hold exactly the rows kept
+    assert (out / "events" / "A.jsonl").read_bytes() == b"a"
+    assert not (out / "events" / "B.jsonl").exists()
+    assert sorted(p.name for p in (out / "calibration").iterdir()) == ["NET0.json"]
+    again.save(_row("C", 3.0), b"")
+    assert [r["cell"]["id"] for r in _derived(out)[0]] == ["A", "C"]
+
+
+def test_a_fresh_prepare_of_another_matrix_moves_the_old_results_beside(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    store = ResultStore(out)
+    store.prepare(MATRIX, resume=False, measuring=["A"])
+    store.save(_row("A", 1.0), b"a")
+    (out / "report").mkdir()  # not the store's: stays where it is
+    (out / "report" / "report.md").write_text("# kept")
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    other = {**MATRIX, "name": "another"}
+    ResultStore(out).prepare(other, resume=False, measuring=["B"])
+    prev = tmp_path / "out.prev"
+    moved = {p.relative_to(prev): p.read_bytes() for p in prev.rglob("*") if p.is_file()}
+    assert moved == {k: v for k, v in before.items() if k.parts[0] != "report"}
+    assert (out / "report" / "report.md").read_text() == "# kept"
+    assert json.loads((out / "matrix.json").read_text()) == other
+    assert list((out / "cells").iterdir()) == []
+    with pytest.raises(ResultsError, match="different matrix"):
+        ResultStore(out).prepare(MATRIX, resume=True)
+
+
+def test_checks_touch_nothing_and_name_the_option(tmp_path: Path) -> None:
+    missing = tmp_path / "a" / "b"
+    ResultStore(missing).check(MATRIX, resume=True)
+    assert not (tmp_path / "a").exists()
+    afile = tmp_path / "file"
+    afile.write_text("")
+    with pytest.raises(ResultsError, match=r"^--ztfl-out=.*/file/out: not writable \(Not a dir"):
+        ResultStore(afile / "out").check(MATRIX, resume=False)

@@ -84,6 +84,15 @@ def available() -> tuple[bool, str]:
     return True, "docker daemon reachable, kind " + _first(_run(["kind", "version"]).stdout)
 
 
+def image_problem(image: str) -> str | None:
+    """Why ``image`` cannot be loaded into a kind cluster (not in the local Docker engine), or
+    None."""
+    if _run(["docker", "image", "inspect", image]).returncode != 0:
+        return (f"image {image} is not in the local Docker engine (build it: docker build -t "
+                f"{image} -f docker/Dockerfile .)")
+    return None
+
+
 def render_config(cni: CNI = "kindnet", workers: int = 0) -> str:
     """The kind cluster configuration (``kind create cluster --config``)."""
     cfg: dict[str, object] = {
@@ -124,9 +133,9 @@ def create_kind(name: str = "ztfl", image: str = DEFAULT_IMAGE, *, cni: CNI = "k
     ok, why = available()
     if not ok:
         raise PrivilegeError(f"kind backend: {why}")
-    if _run(["docker", "image", "inspect", image]).returncode != 0:
-        raise ClusterError(f"image {image} is not in the local Docker engine. Fix: docker build "
-                           f"-t {image} -f docker/Dockerfile .")
+    missing = image_problem(image)
+    if missing is not None:
+        raise ClusterError(missing)
     clusters = _must(["kind", "get", "clusters"], "kind", 60).split()
     created = name not in clusters
     if created:
