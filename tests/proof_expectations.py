@@ -4,9 +4,10 @@ code that sets the proofs' expectations): shared by the plugin and integration t
 OPEN = {"dns": "resolves", "rogue-to-server": "open", "client-to-client": "open"}
 BLOCKED = {"dns": "resolves", "rogue-to-server": "blocked", "client-to-client": "blocked"}
 REFUSED = {"no-cert-refused": "refused", "other-ca-refused": "refused"}
+ACCEPTED = {"no-cert-refused": "accepted"}  # mTLS off: the probe sees the hole
 EXPECTED = {
-    "SEC0": OPEN,
-    "SEC1": BLOCKED,
+    "SEC0": {**OPEN, **ACCEPTED},
+    "SEC1": {**BLOCKED, **ACCEPTED},
     "SEC2": {**OPEN, **REFUSED},
     "SEC3": {**BLOCKED, **REFUSED},
 }

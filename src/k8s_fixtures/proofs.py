@@ -17,7 +17,8 @@ port, the peer's echo server answers on its own loopback. A failed control fails
 naming it.
 * ``no-cert-refused``   a TLS client without a certificate is refused; the reason is read from
                         the server side (gRPC's or the proxy's log), as the client only sees
-                        UNAVAILABLE
+                        UNAVAILABLE. Without mTLS (SEC0/SEC1) it runs expecting "accepted": a
+                        plaintext client without a certificate is answered
 * ``other-ca-refused``  a client with a certificate from another CA is refused, likewise
 * ``wire``              (run during round 1, see :func:`judge_wire`) no plaintext model bytes
                         on the pod network, only TLS records; SEC0/SEC1: the bytes are seen
@@ -196,6 +197,8 @@ def probe_pods(
                 [{"name": "tls", "secret": {"secretName": "ztfl-probe-other-ca"}}],
             )
         )
+    else:  # no TLS: the certless client shows the proof can see a server that lets it in
+        objs.append(pod(NOCERT, client, sleep))
     return objs
 
 
@@ -340,7 +343,7 @@ def run_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
     what = f"fl-client-0 -> client-labelled {peer}: {outcome}"
     proofs.append(_verdict("client-to-client", plan.netpol, r, what, controls))
     if plan.tls == "none":
-        return proofs
+        return [*proofs, _certless_accepted(cluster, plan, target)]
     if plan.tls == "mesh":
         from k8s_fixtures.proofs_mesh import mesh_proofs
 
@@ -409,6 +412,27 @@ def run_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
             )
         )
     return proofs
+
+
+# A plaintext call that reached the FL server's gRPC layer: the probe's method is not the
+# server's, so "reached" is UNIMPLEMENTED (OK would do too).
+REACHED = ("OK", "UNIMPLEMENTED")
+
+
+def _certless_accepted(cluster: Cluster, plan: ProofPlan, target: str) -> Proof:
+    """With mTLS off the refusal proof runs with the opposite expectation, as the netpol and
+    wire proofs do: a client without a certificate (plaintext) is answered by the server,
+    and no refusal is logged. It shows the probe able to see the hole the SEC2/SEC3 proof
+    must not find."""
+    r = probe_exec(cluster, plan, NOCERT,
+                   ["grpc-call", "--target", target, "--timeout", "5"])  # fmt: skip
+    code = str(r.get("code") or r.get("error"))
+    reached = code in REACHED
+    return Proof(
+        "no-cert-refused", "mtls", "accepted", reached,
+        f"plaintext client without a certificate: the server answered {code}"
+        + ("" if reached else " (it was not reached: the probe cannot show a hole here)"),
+    )  # fmt: skip
 
 
 def judge_wire(verdict: CaptureVerdict, tls: bool, min_bytes: int) -> Proof:

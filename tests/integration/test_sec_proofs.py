@@ -22,7 +22,7 @@ from integration_support import (
     fl_run_with,
     row_proofs,
 )
-from proof_expectations import BLOCKED, EXPECTED, OPEN, REFUSED
+from proof_expectations import EXPECTED, OPEN, REFUSED
 
 from k8s_fixtures import proofs as pf
 from k8s_fixtures import workload
@@ -88,10 +88,13 @@ def left_off(live: Live) -> dict[str, list[pf.Proof]]:
 def test_sec1_without_policies_fails_its_proofs(left_off: dict[str, list[pf.Proof]]) -> None:
     """Rendered without the NetworkPolicies but proved as SEC1 (``ProofPlan(netpol=True)``):
     the rogue pod and the client-labelled peer reach their targets, so both netpol proofs are
-    reported FAILED (not a pass, not an error); DNS, which needs no policy, still passes."""
+    reported FAILED (not a pass, not an error); DNS, which needs no policy, still passes, and
+    so does SEC1's mTLS-off proof (a plaintext client without a certificate is answered)."""
     results = left_off["SEC1"]
     got = by_name(results)
-    assert set(got) == set(BLOCKED), explain(results)
+    assert {p.name: p.expect for p in results} == EXPECTED["SEC1"], explain(results)
+    assert got["no-cert-refused"].passed, explain(results)
+    assert "the server answered UNIMPLEMENTED" in got["no-cert-refused"].detail
     for name in ("rogue-to-server", "client-to-client"):
         assert got[name].expect == "blocked"
         assert not got[name].passed, explain(results)
