@@ -144,31 +144,9 @@ def probe_pods(
         # would pass even with a server ingress rule that admits everyone. With it, only the
         # server's ingress rules stand between the rogue (an attacker whose egress nobody
         # restricts, e.g. from another namespace) and the server.
-        objs.append(
-            {
-                "apiVersion": "networking.k8s.io/v1",
-                "kind": "NetworkPolicy",
-                "metadata": {"name": ROGUE_EGRESS, "namespace": plan.namespace},
-                "spec": {
-                    "podSelector": {"matchLabels": {"ztfl.io/fl-role": "rogue"}},
-                    "policyTypes": ["Egress"],
-                    "egress": [{}],
-                },
-            }
-        )
+        objs.append(_allow_all(plan.namespace, ROGUE_EGRESS, "rogue", "Egress"))
         # The rogue's positive control: a pod every policy lets it reach.
-        objs.append(
-            {
-                "apiVersion": "networking.k8s.io/v1",
-                "kind": "NetworkPolicy",
-                "metadata": {"name": OPEN_INGRESS, "namespace": plan.namespace},
-                "spec": {
-                    "podSelector": {"matchLabels": {"ztfl.io/fl-role": "probe-open"}},
-                    "policyTypes": ["Ingress"],
-                    "ingress": [{}],
-                },
-            }
-        )
+        objs.append(_allow_all(plan.namespace, OPEN_INGRESS, "probe-open", "Ingress"))
     if meshed:
         account: Obj = {
             "apiVersion": "v1",
@@ -200,6 +178,20 @@ def probe_pods(
     else:  # no TLS: the certless client shows the proof can see a server that lets it in
         objs.append(pod(NOCERT, client, sleep))
     return objs
+
+
+def _allow_all(namespace: str, name: str, role: str, direction: str) -> Obj:
+    """A NetworkPolicy that opens one direction of the pods with ``ztfl.io/fl-role: role``."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "podSelector": {"matchLabels": {"ztfl.io/fl-role": role}},
+            "policyTypes": [direction],
+            direction.lower(): [{}],
+        },
+    }
 
 
 def probe_exec(
