@@ -33,13 +33,10 @@ from pytest_ztfl import faults, rows
 from pytest_ztfl.backends import Platform, cell_unsupported
 from pytest_ztfl.cellplan import HOLD_FILE, READY_TIMEOUT, CellPlan, plan_cell
 from pytest_ztfl.matrix import Cell
+from pytest_ztfl.warning_types import ZtflPolicyWarning
 
 Progress = Callable[[str], None]
 ROUND_EVENTS = ("round_hold", "round_start", "round_end")
-
-
-class ZtflPolicyWarning(UserWarning):
-    """A NetworkPolicy of a cell that the policy linter flags (it selects no pod, ...)."""
 
 
 def _pattern(cell: Cell) -> bytes:

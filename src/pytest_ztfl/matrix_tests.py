@@ -18,19 +18,11 @@ import pytest
 
 from pytest_ztfl import compare
 from pytest_ztfl.gates import Verdict
-
-
-class ZtflInconclusiveWarning(UserWarning):
-    """An SLO's point estimate is beyond its limit but the confidence interval straddles it."""
-
-
-class ZtflUnsuccessfulRunWarning(UserWarning):
-    """The run missed the seed study's success definition, but no SLO gate failed."""
-
-
-class ZtflInstrumentWarning(UserWarning):
-    """A check arm found the instrument wanting here: an A/A difference outside the noise, or
-    a known injected delay not found."""
+from pytest_ztfl.warning_types import (
+    ZtflInconclusiveWarning,
+    ZtflInstrumentWarning,
+    ZtflUnsuccessfulRunWarning,
+)
 
 
 def _noop() -> None:

@@ -160,6 +160,31 @@ def ztfl_result(ztfl_session: ZtflSession, ztfl_cell: Any) -> Any:
     return ztfl_session.result(ztfl_cell)
 
 
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return None
+    return session.header(probe=not config.option.collectonly)
+
+
+def pytest_benchmark_update_machine_info(
+    config: pytest.Config, machine_info: dict[str, Any]
+) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        machine_info["ztfl"] = session.machine_info()
+
+
+def pytest_benchmark_update_json(
+    config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]
+) -> None:
+    """A cell parameter as its fields (JSON), not pytest-benchmark's ``UNSERIALIZABLE[...]``."""
+    for bench in output_json.get("benchmarks", []):
+        params = bench.get("params")
+        if isinstance(params, dict) and isinstance(params.get("ztfl_cell"), Cell):
+            params["ztfl_cell"] = params["ztfl_cell"].to_dict()
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is not None:

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 from k8s_fixtures.cluster import ClusterError
-from pytest_ztfl.arm import Arm, ZtflPolicyWarning, deploy_and_prove
+from pytest_ztfl.arm import Arm, deploy_and_prove
 from pytest_ztfl.backends import Platform
 from pytest_ztfl.cellplan import READY_TIMEOUT, namespace_for
 from pytest_ztfl.design import Block
 from pytest_ztfl.matrix import Cell
+from pytest_ztfl.warning_types import ZtflPolicyWarning
 
 __all__ = ["ZtflPolicyWarning", "deploy_and_prove", "namespace_for", "run_block", "run_cell"]
 

@@ -25,6 +25,7 @@ from pytest_ztfl import matrix as mx
 from pytest_ztfl.design import Design
 from pytest_ztfl.replay import ReplayClock
 from pytest_ztfl.results import ResultsError, ResultStore, atomic_write, check_could_write
+from pytest_ztfl.warning_types import ZtflCalibrationWarning, ZtflRoundBudgetWarning
 
 
 def _net_profile_names(config: pytest.Config) -> list[str] | None:
@@ -48,18 +49,10 @@ def group_key(cell: mx.Cell) -> str:
     return f"{key}-{cell.fault}" if cell.fault else key
 
 
-class ZtflCalibrationWarning(UserWarning):
-    """A network profile, measured on this machine, misses its calibration targets."""
-
-
 NOT_CALIBRATED = (
     "not measured: on kind/kube each client pod's tc netem applies the profile, and a "
     "calibration here would measure this machine's links, not the cluster's"
 )
-
-
-class ZtflRoundBudgetWarning(UserWarning):
-    """A network profile's rates cannot move the model down and up within the round deadline."""
 
 
 def round_budget_warnings(cells: list[mx.Cell], profiles_path: str | Path | None) -> list[str]:
@@ -471,6 +464,38 @@ class ZtflSession:
         return slo.pooled(f"{group} / SEC0", pairs, self.settings)
 
     # ---- reporting --------------------------------------------------------------------
+    def header(self, probe: bool) -> list[str]:
+        """pytest's report header: what this run measures, where, and how its links are
+        shaped (``probe``: may ask the kernel whether it has netem, once per process)."""
+        s = self.settings
+        lines = [
+            f"ztfl: matrix {s.matrix.name} ({len(self.cells)} cells), backend "
+            f"{self.backend_name} ({self.backend_why}), interleave {s.interleave}, "
+            f"out {s.out}{' (resumed)' if s.resume else ''}"
+        ]
+        shaped = sorted({c.net for c in self.cells if c.net != "NET0"})
+        if shaped:
+            lines.append(f"ztfl: {', '.join(shaped)} shaped by {self.net_mechanism(probe)}")
+        return lines
+
+    def net_mechanism(self, probe: bool) -> str:
+        """How this run's shaped links are emulated (``probe``: ask the kernel for netem)."""
+        if self.backend_name != "local":
+            return "each client pod's tc netem init container"
+        if not probe:
+            return "kernel netem where this kernel has it, else the userspace delay line"
+        from k8s_fixtures.netem.detect import probe_netem
+
+        ok, why = probe_netem()
+        return "kernel netem" if ok else f"the userspace delay line (no kernel netem: {why})"
+
+    def machine_info(self) -> dict[str, str]:
+        """pytest-benchmark's ``machine_info`` entry: its ``compare`` warns when two runs'
+        machine_info differ, so runs on different backends or NET mechanisms are told apart."""
+        shaped = any(c.net != "NET0" for c in self.cells)
+        how = self.net_mechanism(True) if shaped else "none (NET0 only)"
+        return {"backend": self.backend_name, "net_mechanism": how}
+
     def summary(self, write_line: Callable[[str], None]) -> None:
         if not self.rows:
             return

@@ -52,6 +52,11 @@ def test_two_runs_from_different_places_pair_up_in_compare(
         result.stdout.re_match_lines([r"ztfl::test_fl\[SEC3-NET0-iid-s1\] PASSED"])
         records.append(json.loads(bench.read_text()))
     assert wire.calls == []
+    for r in records:  # the run's backend and NET mechanism, and each cell as its fields
+        assert r["machine_info"]["ztfl"]["backend"] == "local"
+        assert r["machine_info"]["ztfl"]["net_mechanism"]
+        for bench in r["benchmarks"]:
+            assert bench["params"]["ztfl_cell"]["id"] == bench["param"]
     names = [sorted(b["fullname"] for b in r["benchmarks"]) for r in records]
     assert names[0] == names[1] == sorted(
         f"ztfl::test_fl[{c.id}]" for c in mx.load(str(matrix)).cells()

@@ -237,3 +237,25 @@ def test_collect_only_leaves_the_previous_results_alone(
     assert _collect(pytester, "--ztfl-matrix=smoke")
     assert kept.read_text() == "{}"
     assert (out / "matrix.json").read_text() == '{"name": "quick"}'
+
+
+@pytest.mark.usefixtures("no_cluster")
+def test_the_report_header_says_what_runs_where(pytester: pytest.Pytester) -> None:
+    """One header line for the run (matrix, cells, backend and why, interleaving, results
+    directory) and one for how its shaped links are emulated; informing only, so nothing is
+    probed or written under --collect-only."""
+    out = pytester.path / "out"
+    result = pytester.runpytest_inprocess(
+        "--collect-only", "-p", "no:cacheprovider", "--ztfl-matrix=smoke", f"--ztfl-out={out}",
+        "--ztfl-backend=local", "--ztfl-interleave=cell",
+    )
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines([
+        f"ztfl: matrix smoke (4 cells), backend local (asked for), interleave cell, out {out}",
+        "ztfl: NET2 shaped by kernel netem where this kernel has it, else the userspace delay "
+        "line",
+    ])
+    assert not out.exists()
+    quiet = pytester.runpytest_inprocess("--collect-only", "-q", "-p", "no:cacheprovider",
+                                         "--ztfl-matrix=smoke", f"--ztfl-out={out}")
+    assert not [line for line in quiet.outlines if line.startswith("ztfl: ")]

@@ -348,9 +348,22 @@ def test_a_rate_too_low_for_the_round_deadline_warns_with_the_minimum_time(
             "at least 120.54 s") in out, out
     assert "more than the round deadline 30.00 s: 2 cell(s) with model paper" in out
     assert "profile NET0" not in out
-    strict = pytester.runpytest_inprocess(
-        *args, "-W", "error::pytest_ztfl.session.ZtflRoundBudgetWarning")
+    # every warning of the plugin under one base, as pytest's own PytestWarning
+    pytester.makeini("[pytest]\nfilterwarnings = error::pytest_ztfl.ZtflWarning\n")
+    strict = pytester.runpytest_inprocess(*args)
     assert strict.ret != pytest.ExitCode.OK
+    assert "ZtflRoundBudgetWarning: profile NET9" in strict.stdout.str() + strict.stderr.str()
+
+
+def test_every_warning_of_the_plugin_has_the_exported_base() -> None:
+    import pytest_ztfl
+    from pytest_ztfl import warning_types
+
+    classes = [c for c in vars(warning_types).values()
+               if isinstance(c, type) and issubclass(c, Warning)]
+    assert len(classes) == 7
+    for c in classes:
+        assert issubclass(c, pytest_ztfl.ZtflWarning) and getattr(pytest_ztfl, c.__name__) is c
 
 
 def test_a_custom_profiles_file_is_refused_where_the_image_shapes_the_links(
