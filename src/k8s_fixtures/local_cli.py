@@ -1,7 +1,5 @@
-"""``ztfl cluster up|status|down|clean``: inspect and clean up local clusters by hand.
-
-``register(subparsers)`` adds the ``cluster`` command to the ``ztfl`` parser and sets
-``func`` on the parsed namespace: the entry point calls ``args.func(args)`` (an exit code).
+"""``ztfl cluster up|status|down|clean``: the local clusters (network namespaces on a bridge)
+by hand: start one, list them, remove one, or remove every cluster whose harness died.
 """
 
 from __future__ import annotations
@@ -58,7 +56,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         cluster.start()
     except ClusterError as e:
-        print(f"ztfl cluster up: {e}", file=sys.stderr)
+        print(f"ztfl cluster up: error: {e}", file=sys.stderr)
         return 1
     for name, removed in cluster.cleaned.items():
         print(f"removed stale cluster {name}: {len(removed)} objects")
@@ -110,17 +108,18 @@ def cmd_down(args: argparse.Namespace) -> int:
         if e.name == args.name:
             if e.live and not args.force:
                 owner = e.record.owner_pid if e.record else "?"
-                print(f"cluster {e.name} is owned by live process {owner}; "
-                      "stop that process or use --force", file=sys.stderr)
+                print(f"ztfl cluster down: error: cluster {e.name} is owned by live process "
+                      f"{owner}; stop that process or use --force", file=sys.stderr)
                 return 1
             removed = state.purge(e.path, force=True)
             left = [r for r in removed if r.startswith(state.LEFT)]
             if left:
-                print(f"cluster {e.name}: {'; '.join(left)}", file=sys.stderr)
+                print(f"ztfl cluster down: error: cluster {e.name}: {'; '.join(left)}",
+                      file=sys.stderr)
                 return 1
             print(f"cluster {e.name} removed ({len(removed)} namespaces/cgroups)")
             return 0
-    print(f"no cluster {args.name} in {_root(args)}", file=sys.stderr)
+    print(f"ztfl cluster down: error: no cluster {args.name} in {_root(args)}", file=sys.stderr)
     return 1
 
 

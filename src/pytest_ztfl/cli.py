@@ -1,12 +1,5 @@
-"""The ``ztfl`` command line: thin dispatch to the modules that do the work.
-
-``ztfl cluster up|status|down|clean``   the local cluster (k8s_fixtures.local_cli)
-``ztfl netpol probe``                   what a set of NetworkPolicies really allows
-``ztfl calibrate NET2``                 measure a network profile on a live link
-``ztfl probe --sec SEC3``               the proofs of enforcement on a live cluster
-``ztfl render --matrix quick --out D``  every cell's Kubernetes manifests as YAML
-``ztfl report RESULTS_DIR``             report.md and figures from stored results
-"""
+"""The ``ztfl`` command line: each subcommand is registered by the module that owns it
+(``SUBCOMMANDS``), so this file only dispatches."""
 
 from __future__ import annotations
 
@@ -24,27 +17,50 @@ SUBCOMMANDS = (
 )
 
 
+DESCRIPTION = """\
+pytest-ztfl's tools beside the pytest plugin (pytest --ztfl-matrix=quick runs the measurements):
+
+  ztfl cluster up|status|down|clean   local clusters (network namespaces on a bridge)
+  ztfl netpol probe --policies P.yaml what a set of NetworkPolicies really allows
+  ztfl calibrate NET2                 measure a network profile on a private link
+  ztfl probe --sec SEC3               the proofs of enforcement on a fresh local cluster
+  ztfl render --matrix quick --out D  every cell's Kubernetes objects as YAML
+  ztfl report RESULTS_DIR             report.md and figures from stored results
+"""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         sys.exit(2)
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("pytest-ztfl")
+    except metadata.PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="ztfl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="ztfl", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=f"ztfl (pytest-ztfl) {_version()}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for module in SUBCOMMANDS:
         importlib.import_module(module).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     func = getattr(args, "func", None)
-    if func is None:
-        build_parser().print_help()
+    if func is None:  # a bare ``ztfl``: what it can do, as a usage error
+        parser.print_help(sys.stderr)
         return 2
     rc: int = func(args)
     return rc

@@ -11,10 +11,12 @@ from typing import Any
 def _render(args: argparse.Namespace) -> int:
     from pytest_ztfl import matrix as mx
     from pytest_ztfl.render import render_matrix
+    from pytest_ztfl.results import ResultsError, check_writable
 
     try:
-        m = mx.load(args.matrix)
-    except mx.MatrixError as exc:
+        m = mx.load(args.matrix, option="--matrix")
+        check_writable(Path(args.out), "--out")
+    except (mx.MatrixError, ResultsError) as exc:
         sys.stderr.write(f"ztfl render: error: {exc}\n")
         return 2
     folders = render_matrix(m, Path(args.out), args.image)

@@ -375,14 +375,16 @@ def _faults(source: str, raw: Mapping[str, Any]) -> tuple[str | None, ...]:
     return tuple(None if n == "none" else n for n in names)
 
 
-def load(spec: str, net_profiles: Iterable[str] | None = None) -> Matrix:
-    """A preset by name, or a matrix YAML file by path."""
+def load(
+    spec: str, net_profiles: Iterable[str] | None = None, option: str = "--ztfl-matrix"
+) -> Matrix:
+    """A preset by name, or a matrix YAML file by path (``option``: how the user gave it)."""
     if spec in PRESETS:
         return from_dict({"name": spec, **PRESETS[spec]}, f"preset {spec}", net_profiles)
     path = Path(spec)
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise MatrixError(
-            f"--ztfl-matrix={spec}: not a preset ({', '.join(PRESETS)}) nor a .yaml file"
+            f"{option}={spec}: not a preset ({', '.join(PRESETS)}) nor a .yaml file"
         )
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -98,6 +98,8 @@ def check_could_write(path: Path, option: str) -> None:
     p = path.absolute()
     while not p.exists() and p != p.parent:
         p = p.parent
+    if p == path.absolute() and not p.is_dir():
+        raise ResultsError(f"{option}={path}: a file, not a directory")
     if not p.is_dir():
         raise ResultsError(f"{option}={path}: not writable (Not a directory: {p})")
     if not os.access(p, os.W_OK | os.X_OK):
@@ -106,6 +108,8 @@ def check_could_write(path: Path, option: str) -> None:
 
 def check_writable(path: Path, option: str) -> None:
     """Create ``path`` if needed and write a probe file there; a one-line error if not."""
+    if path.exists() and not path.is_dir():
+        raise ResultsError(f"{option}={path}: a file, not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".ztfl-write-probe"

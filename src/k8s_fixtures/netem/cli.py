@@ -1,7 +1,8 @@
-"""``ztfl calibrate PROFILE [--json]``: the calibration command (wired into ``ztfl`` elsewhere).
+"""``ztfl calibrate PROFILE [--json]``: measure network profiles on a private link of this
+machine (a throwaway topology: two namespaces on a bridge), one table of figures each.
 
-``register(subparsers)`` adds the sub-command; it builds a private topology, applies each named
-profile, measures it and prints the table (or JSON). Exit status 0 only if every figure passed.
+Each named profile is applied, measured (loss, delay, jitter, RTT over 3 passes, rate) and
+judged PASS/FAIL against its targets. Exit status 0 only if every figure passed.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
         table = load_profiles(args.profiles_file)
         profiles = [get_profile(n, table) for n in args.profiles]
     except (ProfileError, OSError) as e:
-        print(f"ztfl calibrate: {e}", file=sys.stderr)
+        print(f"ztfl calibrate: error: {e}", file=sys.stderr)
         return 2
     if min(args.passes, args.rtt_n, args.delay_n, args.loss_n) < 1:
-        print("ztfl calibrate: --passes, --rtt-n, --delay-n and --loss-n must be >= 1",
+        print("ztfl calibrate: error: --passes, --rtt-n, --delay-n and --loss-n must be >= 1",
               file=sys.stderr)
         return 2
     sizes = Sizes(passes=args.passes, rtt_n=args.rtt_n, loss_n=args.loss_n,

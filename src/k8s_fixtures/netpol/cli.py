@@ -108,10 +108,10 @@ def run_probe(paths: Sequence[str], *, port: int = 80, protocol: Protocol = "TCP
     try:
         policies = [p for path in paths for p in load_policies(path, namespace)]
     except (PolicyError, OSError) as e:
-        print(f"ztfl netpol probe: {e}", file=err)
+        print(f"ztfl netpol probe: error: {e}", file=err)
         return 2
     if not 1 <= port <= 65535:
-        print(f"ztfl netpol probe: --port {port} is not a port number", file=err)
+        print(f"ztfl netpol probe: error: --port {port} is not a port number", file=err)
         return 2
     # The upstream model serves 80 and 81; another probed port is served (and named) as well.
     spec = ModelSpec(ports=tuple(sorted({*PORTS, port})))
@@ -122,7 +122,7 @@ def run_probe(paths: Sequence[str], *, port: int = 80, protocol: Protocol = "TCP
             model.apply(policies)
             res = model.check(protocol, port, timeout)
     except Exception as e:  # the model could not be built: say why, in one line
-        print(f"ztfl netpol probe: cannot build the probe model: {e}", file=err)
+        print(f"ztfl netpol probe: error: cannot build the probe model: {e}", file=err)
         return 2
     text = format_json(res, policies, warnings) if as_json \
         else format_text(res, policies, warnings)
