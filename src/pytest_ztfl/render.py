@@ -31,6 +31,15 @@ def cell_objects(cell: Cell, image: str, interleave: str = "round") -> list[dict
     return plan_cell(cell, platform, hold_rounds=hold).objects()
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Every object written out in full: a list shared by two containers (their volume mounts)
+    would otherwise become a YAML anchor and alias (``&id001``), valid but hard to read and
+    diff."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
 def render_matrix(matrix: Matrix, out: Path, image: str = workload.DEFAULT_IMAGE) -> list[Path]:
     """Write ``<out>/<cell-id>/<nn>-<kind>-<name>.yaml`` for every cell; returns the folders."""
     folders = []
@@ -43,6 +52,6 @@ def render_matrix(matrix: Matrix, out: Path, image: str = workload.DEFAULT_IMAGE
             meta = obj.get("metadata", {})
             assert isinstance(meta, dict)
             name = f"{i:02d}-{str(obj['kind']).lower()}-{meta.get('name')}.yaml"
-            (folder / name).write_text(yaml.safe_dump(obj, sort_keys=False))
+            (folder / name).write_text(yaml.dump(obj, Dumper=_PlainDumper, sort_keys=False))
         folders.append(folder)
     return folders

@@ -340,3 +340,18 @@ def test_a_bad_harness_certificate_stops_the_cell_before_anything_is_applied(
     with pytest.raises(ClusterError, match="harness certificate: .*" + secret["metadata"]["name"]):
         runner.deploy_and_prove(cluster, cp)
     assert cluster.applied == []
+
+
+def test_rendered_yaml_has_no_anchors_and_reads_back_as_the_objects(tmp_path: Path) -> None:
+    """A list shared by two containers (their volume mounts) is written out twice, not as a
+    YAML anchor and alias, which kubectl accepts but people diff badly."""
+    from pytest_ztfl.matrix import load
+    from pytest_ztfl.render import cell_objects, render_matrix
+
+    m = load("quick")
+    folders = render_matrix(m, tmp_path, "ghcr.io/ztfl/fl-app:0.1.0")
+    texts = {p: p.read_text() for f in folders for p in sorted(f.glob("*.yaml"))}
+    assert texts and not [p for p, t in texts.items() if "&id0" in t or "*id0" in t]
+    cell = next(c for c in m.cells() if c.sec == "SEC1" and c.net == "NET2")  # no fresh keys
+    back = [yaml.safe_load(t) for p, t in texts.items() if p.parent.name == cell.id]
+    assert back == cell_objects(cell, "ghcr.io/ztfl/fl-app:0.1.0")

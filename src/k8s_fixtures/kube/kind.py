@@ -152,10 +152,16 @@ def create_kind(name: str = "ztfl", image: str = DEFAULT_IMAGE, *, cni: CNI = "k
             _must(["kubectl", "--context", f"kind-{name}", "apply", "--server-side", "-f",
                    calico_manifest], "Calico", 300)
     _must(["kind", "load", "docker-image", image, "--name", name], f"loading {image}", 600)
-    kubeconfig = Path(tempfile.mkdtemp(prefix="ztfl-kind-")) / "kubeconfig"
-    kubeconfig.write_text(_must(["kind", "get", "kubeconfig", "--name", name], "kind", 60))
-    kubeconfig.chmod(0o600)
-    base = create_kube(f"kind-{name}", kubeconfig=kubeconfig, kind_cluster=name)
+    # The client reads the kubeconfig once (kind's holds its certificates inline): the file is
+    # removed as soon as it has, so no credentials are left in /tmp.
+    tmp = Path(tempfile.mkdtemp(prefix="ztfl-kind-"))
+    try:
+        kubeconfig = tmp / "kubeconfig"
+        kubeconfig.write_text(_must(["kind", "get", "kubeconfig", "--name", name], "kind", 60))
+        kubeconfig.chmod(0o600)
+        base = create_kube(f"kind-{name}", kubeconfig=kubeconfig, kind_cluster=name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     cluster = KindCluster(base.api, name=f"kind-{name}", kind_cluster=name)
     cluster.version = base.version
     cluster.created, cluster.delete_cluster = created, delete_cluster
