@@ -1,5 +1,7 @@
 """The environment a matrix ran in, stored with every result row: machine, kernel, versions,
-the project's git commit. A number without its environment cannot be compared."""
+the git commit of the pytest-ztfl code that measured (``git_commit``, None when installed from
+a package) and of the project that ran it (``project``: pytest's rootdir, where the matrix and
+profiles usually live). A number without its environment cannot be compared."""
 
 from __future__ import annotations
 
@@ -32,7 +34,17 @@ def _version(pkg: str) -> str | None:
 
 
 def _git_commit() -> str | None:
-    here = Path(__file__).resolve().parent
+    return git_commit(Path(__file__).resolve().parent)
+
+
+@functools.cache
+def project(rootdir: Path) -> dict[str, Any]:
+    """The project a run belongs to: its root directory and that directory's git commit."""
+    return {"rootdir": str(rootdir), "git_commit": git_commit(rootdir)}
+
+
+def git_commit(here: Path) -> str | None:
+    """HEAD of the git work tree holding ``here`` (``-dirty`` with tracked changes), or None."""
     try:
         proc = subprocess.run(
             ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5

@@ -134,7 +134,13 @@ def metadata(a: Analysis) -> list[str]:
         values = [r.environment.get(key) for r in runs]
         if key == "memory_bytes":
             values = [f"{v} ({v / 2**30:.1f} GiB)" if isinstance(v, int) else v for v in values]
-        rows.append((key.replace("_", " "), _distinct(values)))
+        label = "git commit (pytest-ztfl)" if key == "git_commit" else key.replace("_", " ")
+        rows.append((label, _distinct(values)))
+    projects = [r.environment.get("project") for r in runs]
+    if any(isinstance(p, dict) for p in projects):
+        rows.append(("project (rootdir @ git commit)", _distinct(
+            f"{p.get('rootdir')} @ {p.get('git_commit')}" if isinstance(p, dict) else None
+            for p in projects)))  # fmt: skip
     versions: dict[str, list[Any]] = {}
     for r in runs:
         v = r.environment.get("versions")

@@ -161,7 +161,11 @@ class ZtflSession:
             with lock, capman.global_and_fixture_disabled():
                 reporter.write_line(line)
 
-        return cls(s, store, progress, backend)
+        session = cls(s, store, progress, backend)
+        from pytest_ztfl import environment
+
+        session.project = environment.project(config.rootpath)
+        return session
 
     # ---- collection -------------------------------------------------------------------
     def select(self, filters: Mapping[str, Any]) -> list[mx.Cell]:
@@ -266,6 +270,7 @@ class ZtflSession:
         return self._seed
 
     _seed: int | None = None
+    project: dict[str, Any] | None = None  # environment.project of pytest's rootdir
 
     def result(self, cell: mx.Cell) -> dict[str, Any]:
         """The cell's row: from disk on --ztfl-resume, else measured now (with the rest of its
@@ -360,6 +365,8 @@ class ZtflSession:
             self._cluster, block, self._platform, self._backend_note, progress
         ):
             row["finished_wall"] = time.time()
+            if self.project is not None:
+                row["environment"]["project"] = self.project
             row["backend"]["parallel"] = self.settings.parallel
             row["overlays"]["net"]["calibration"] = calibration
             row["extra_info"]["calibration"] = calibration

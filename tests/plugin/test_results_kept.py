@@ -143,6 +143,11 @@ def test_a_subset_replaces_only_its_cells(
 ) -> None:
     before = _snapshot(earlier)
     pytester.makeini("[pytest]\nztfl_matrix = smoke\nztfl_out = out\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(pytester.path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "the user's project"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
     result = pytester.runpytest_inprocess("-k", "SEC3 and NET0")
     assert stand_ins == ["SEC3-NET0-iid-s0"], result.stdout.str()
     after = _snapshot(earlier)
@@ -150,6 +155,9 @@ def test_a_subset_replaces_only_its_cells(
     rows = _rows(earlier)
     assert len(rows) == 4  # the other three cells are the earlier run's, untouched
     assert rows["SEC3-NET0-iid-s0"]["extra_info"]["synthetic"] == "second run"
+    # the user's project (pytest's rootdir) and its commit, beside the plugin's own
+    assert rows["SEC3-NET0-iid-s0"]["environment"]["project"] == {
+        "rootdir": str(pytester.path), "git_commit": head}
     assert all("synthetic" not in r["extra_info"] for c, r in rows.items()
                if c != "SEC3-NET0-iid-s0")
     runs = [json.loads(x) for x in (earlier / "runs.jsonl").read_text().splitlines()]
