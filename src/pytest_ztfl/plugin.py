@@ -187,5 +187,6 @@ def pytest_benchmark_update_json(
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
-    if session is not None:
+    if session is not None and session.rows:
+        terminalreporter.section("ztfl", sep="=")
         session.summary(terminalreporter.write_line)

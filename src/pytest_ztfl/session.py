@@ -508,7 +508,6 @@ class ZtflSession:
             return
         from pytest_ztfl import summary_table
 
-        write_line("")
         for line in summary_table.render(list(self.rows.values())):
             write_line(line)
         if self._backend_note:

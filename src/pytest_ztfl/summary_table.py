@@ -6,6 +6,7 @@ comparison could detect (MDE, 80% power). ``path`` is the median of the particip
 (per participant, round start to the server holding its update minus its training; mean over
 participants: fl_app.summary.path_time) and its change against SEC0 in ms;
 ``CPU/round`` all of the arm's containers' CPU seconds per round (cgroups; local backend).
+``SLO`` is the cell's worst gate verdict (FAIL, INCONCLUSIVE, PASS; ``-``: not judged).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pytest_ztfl import compare, stats
 HEADER = (
     "cell",
     "ok",
+    "SLO",
     "rounds ok",
     "p50 s [95% CI]",
     "vs SEC0 p50 [95% CI] (MDE)",
@@ -72,6 +74,15 @@ def _path(row: dict[str, Any], base: dict[str, Any] | None) -> str:
     return text
 
 
+SEVERITY = ("fail", "inconclusive", "pass")
+
+
+def _slo(row: dict[str, Any]) -> str:
+    """The cell's worst SLO verdict (FAIL, then INCONCLUSIVE, then PASS); "-": not judged."""
+    seen = {v.get("verdict") for v in row.get("slo") or [] if isinstance(v, dict)}
+    return next((s.upper() for s in SEVERITY if s in seen), "-")
+
+
 def render(rows: list[dict[str, Any]]) -> list[str]:
     table: list[tuple[str, ...]] = [HEADER]
     for r in rows:
@@ -88,6 +99,7 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
             (
                 cell["id"],
                 "yes" if r["success"] else "NO",
+                _slo(r),
                 f"{len(durations)}/{m['rounds_planned']}",
                 p50,
                 _ratio(r, base),
