@@ -10,6 +10,7 @@ its row durably, judge its SLOs, and tear everything down.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import warnings
@@ -151,9 +152,14 @@ class ZtflSession:
             config.issue_config_time_warning(ZtflRoundBudgetWarning(line), stacklevel=2)
 
         lock = threading.Lock()
+        verbosity = config.get_verbosity()
 
         def progress(line: str) -> None:
-            """Live lines while a cell runs, past pytest's output capture (as live logging)."""
+            """Live lines while a cell runs, past pytest's output capture (as live logging),
+            as verbose as pytest was asked to be: -q shows blocks only, the default adds each
+            cell's milestones, -v each round."""
+            if verbosity < progress_level(line):
+                return
             reporter = config.pluginmanager.get_plugin("terminalreporter")
             capman = config.pluginmanager.get_plugin("capturemanager")
             if reporter is None or capman is None:
@@ -270,6 +276,8 @@ class ZtflSession:
         return self._seed
 
     _seed: int | None = None
+    _begun: float | None = None  # when the first block of this session started
+    _blocks_started = 0
     project: dict[str, Any] | None = None  # environment.project of pytest's rootdir
 
     def result(self, cell: mx.Cell) -> dict[str, Any]:
@@ -357,9 +365,11 @@ class ZtflSession:
         calibration = self.calibration(block.arms[0].net)
         self._record_design()
         what = "interleaved rounds" if block.mode == "round" else "one after another"
+        count, eta = self._count()
         progress(
-            f"block {block.key}: {len(block.arms)} arm(s), {what}: "
+            f"block {count} {block.key}: {len(block.arms)} arm(s), {what}: "
             + ", ".join(c.id for c in block.arms)
+            + eta
         )
         for row, events in runner.run_block(
             self._cluster, block, self._platform, self._backend_note, progress
@@ -372,6 +382,25 @@ class ZtflSession:
             row["extra_info"]["calibration"] = calibration
             self.store.save(row, events)
             self.rows[row["cell"]["id"]] = row
+
+    def _count(self) -> tuple[str, str]:
+        """``k/N`` of the blocks this session measures, and from the second on the time so
+        far and an estimate of the rest (the mean block so far, times the blocks left)."""
+        now = time.monotonic()
+        self._blocks_started += 1
+        if self._begun is None:
+            self._begun = now
+        total = 0
+        if self.design is not None:
+            total = sum(bool(self._todo(b).arms) for b in self.design.blocks)
+        total = max(total + self._blocks_started - 1, self._blocks_started)
+        done = self._blocks_started - 1
+        if not done:
+            return f"{self._blocks_started}/{total}", ""
+        spent = now - self._begun
+        left = spent / done * (total - done)
+        eta = f" ({spent / 60:.1f} min so far, about {left / 60:.1f} min left)"
+        return f"{self._blocks_started}/{total}", eta
 
     def _record_design(self) -> None:
         """``<out>/design.json``: the order seed and blocks of this run (written when the
@@ -540,6 +569,18 @@ class ZtflSession:
                     f"kept cluster {self._cluster.name}: remove it with "
                     f"`ztfl cluster down {self._cluster.name}`"
                 )
+
+
+ROUND_LINE = re.compile(r"^(\[[^\]]+\] )?\S+: round \d+: ")
+MILESTONE = re.compile(r"^(\[[^\]]+\] )?\S+: (pods ready|proofs passed|fault )")
+
+
+def progress_level(line: str) -> int:
+    """The pytest verbosity a live line needs: -1 (shown with -q): blocks, calibration, the
+    report; 0 (default): a cell's milestones; 1 (-v): every round."""
+    if ROUND_LINE.match(line):
+        return 1
+    return 0 if MILESTONE.match(line) else -1
 
 
 def _refuse_xdist(config: pytest.Config) -> None:

@@ -78,6 +78,11 @@ def test_smoke_matrix_end_to_end(
         assert f"ztfl::test_fl[{cid}] PASSED" in text, cid
     for group in ("SEC3-NET0", "SEC3-NET2"):
         assert f"ztfl::test_overhead_pooled[{group}] PASSED" in text, group
+    # live progress (-v): each block counted with an estimate of the rest, each round named
+    assert re.search(r"^block 1/2 NET\d-iid-s0: 2 arm\(s\)", text, re.M), text
+    assert re.search(r"^block 2/2 NET\d-iid-s0: .*min so far, about [\d.]+ min left", text,
+                     re.M), text
+    assert re.search(r"^SEC3-NET2-iid-s0: round 3: [\d.]+ s, 3 participants$", text, re.M), text
     cluster = backend_cluster_name(result.outlines)
     assert cluster is not None, text
 
