@@ -148,6 +148,24 @@ def test_the_documented_cluster_role_validates_and_matches_the_code() -> None:
     assert rbac_cluster_role() in blocks
 
 
+def test_the_ready_to_apply_rbac_file_grants_exactly_the_role_the_code_needs() -> None:
+    """deploy/rbac.yaml: a Namespace, a ServiceAccount, the ClusterRole of RBAC_RULES and the
+    binding of one to the other, each valid for every schema version."""
+    path = Path(__file__).parents[2] / "deploy" / "rbac.yaml"
+    docs = list(yaml.safe_load_all(path.read_text()))
+    assert [d["kind"] for d in docs] == [
+        "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"]
+    for version in VERSIONS:
+        assert [validate(d, version) for d in docs] == [None] * 4
+    ns, account, role, binding = docs
+    assert role == rbac_cluster_role()
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
+                                  "kind": "ClusterRole", "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
+                                    "namespace": ns["metadata"]["name"]}]
+    assert account["metadata"]["namespace"] == ns["metadata"]["name"]
+
+
 # ----------------------------------------------------------------------------- truth tables
 
 DNS = Pod("kube-system", "coredns", "10.96.0.10", {"k8s-app": "kube-dns"},
