@@ -200,19 +200,20 @@ class ZtflSession:
         only theirs are replaced). With nothing to measure, the results stay as they are."""
         from pytest_ztfl import backends
 
-        if self.unavailable and self.settings.backend != "auto" and cells:
-            raise pytest.UsageError(
-                f"--ztfl-backend={self.settings.backend}: {self.unavailable} (the backend was "
-                "asked for by name, so its cells are not skipped; use --ztfl-backend=auto to "
-                "take what this machine has)"
-            )
         measuring = [
             c
             for c in dict.fromkeys(cells)
             if not (self.settings.resume and self.store.done(c.id))
-            and not self.unavailable
             and backends.cell_unsupported(self.backend_name, c) is None
         ]
+        if self.unavailable and measuring:
+            if self.settings.backend != "auto":
+                raise pytest.UsageError(
+                    f"--ztfl-backend={self.settings.backend}: {self.unavailable} (the backend "
+                    "was asked for by name, so its cells are not skipped; use "
+                    "--ztfl-backend=auto to take what this machine has)"
+                )
+            measuring = []  # auto found nothing that runs here: the cells skip, saying why
         if not measuring:
             self._clean_stale()
             return

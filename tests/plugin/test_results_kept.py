@@ -208,6 +208,22 @@ def test_a_backend_named_but_unavailable_is_a_usage_error(pytester: pytest.Pytes
     assert "not skipped" in line
 
 
+@pytest.mark.usefixtures("no_cluster")
+def test_a_named_backend_that_has_nothing_to_measure_is_no_error(
+    pytester: pytest.Pytester, earlier: Path
+) -> None:
+    """Resuming a finished kind run on a machine without kind (to judge or report it again)
+    measures nothing, so the backend's absence is no usage error."""
+    pytester.makeini("[pytest]\nztfl_matrix = smoke\nztfl_out = out\n")
+    before = _rows(earlier)
+    result = pytester.runpytest_inprocess("--ztfl-backend=kind", "--ztfl-resume")
+    assert result.ret != pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 6, outcomes  # 4 cells, 2 pooled
+    assert {c: r["metrics"] for c, r in _rows(earlier).items()} == {
+        c: r["metrics"] for c, r in before.items()}
+
+
 @pytest.mark.usefixtures("earlier")
 def test_xdist_is_refused_naming_ztfl_parallel(pytester: pytest.Pytester) -> None:
     pytest.importorskip("xdist", reason="pytest-xdist is in the test extra")
