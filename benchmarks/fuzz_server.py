@@ -9,7 +9,8 @@ hang fails it) and that every refusal is logged once, and that the new model is 
 of the accepted updates. So a passing campaign of N messages is N messages with 0 crashes,
 0 hangs and every refusal logged.
 
-Run: ``python benchmarks/fuzz_server.py [--examples 1200]`` (about 9 messages per example).
+Run: ``python benchmarks/fuzz_server.py [--examples 1200] [--seed 0]`` (about 9 messages per
+example); the same seed and examples give the same messages, so the counts reproduce.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ TEST = "tests/reliability/test_fuzz_server.py"
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fuzz_server", description=__doc__.split("\n\n")[0])
     p.add_argument("--examples", type=int, default=1200, help="hypothesis examples (rounds)")
+    p.add_argument("--seed", type=int, default=0, help="hypothesis's seed (default 0)")
     p.add_argument("--json", type=Path, help="also write the counts here")
     ns = p.parse_args(argv)
     if ns.examples < 1:
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "ZTFL_FUZZ_EXAMPLES": str(ns.examples),
                "ZTFL_FUZZ_REPORT": str(report)}
         argv_ = [sys.executable, "-m", "pytest", TEST, "-q", "-p", "no:cacheprovider",
-                 "--hypothesis-show-statistics"]
+                 "--hypothesis-show-statistics", f"--hypothesis-seed={ns.seed}"]
         rc = subprocess.run(argv_, cwd=ROOT, env=env, check=False).returncode
         if not report.exists():
             print(f"fuzz_server: error: the test wrote no counts (pytest rc {rc})",
@@ -47,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         counts = json.loads(report.read_text())
     messages = counts.get("accepted", 0) + counts.get("refused", 0)
     print(
-        f"\n{counts.get('rounds', 0)} rounds ({ns.examples} examples), {messages} messages: "
+        f"\n{counts.get('rounds', 0)} rounds ({ns.examples} examples, seed {ns.seed}), "
+        f"{messages} messages: "
         f"{counts.get('accepted', 0)} accepted, {counts.get('refused', 0)} refused "
         f"(of which {counts.get('undecodable', 0)} bytes that are no Update), every refusal "
         f"logged once; {'0 crashes, 0 hangs' if rc == 0 else f'FAILED (pytest rc {rc})'}"

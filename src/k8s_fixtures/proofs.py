@@ -413,9 +413,9 @@ REACHED = ("OK", "UNIMPLEMENTED")
 
 def _certless_accepted(cluster: Cluster, plan: ProofPlan, target: str) -> Proof:
     """With mTLS off the refusal proof runs with the opposite expectation, as the netpol and
-    wire proofs do: a client without a certificate (plaintext) is answered by the server,
-    and no refusal is logged. It shows the probe able to see the hole the SEC2/SEC3 proof
-    must not find."""
+    wire proofs do: a client without a certificate (plaintext) is answered by the server at
+    the gRPC level. It shows the probe able to see the hole the SEC2/SEC3 proof must not
+    find."""
     r = probe_exec(cluster, plan, NOCERT,
                    ["grpc-call", "--target", target, "--timeout", "5"])  # fmt: skip
     code = str(r.get("code") or r.get("error"))

@@ -17,7 +17,6 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,10 @@ from k8s_fixtures.tls.sidecar import PROXY_CONTAINER
 from pytest_ztfl import faults, rows
 from pytest_ztfl.backends import Platform, cell_unsupported
 from pytest_ztfl.cellplan import HOLD_FILE, READY_TIMEOUT, CellPlan, plan_cell
+from pytest_ztfl.live import MILESTONE, ROUND, Progress, silent
 from pytest_ztfl.matrix import Cell
 from pytest_ztfl.warning_types import ZtflPolicyWarning
 
-Progress = Callable[[str], None]
 ROUND_EVENTS = ("round_hold", "round_start", "round_end")
 
 
@@ -103,7 +102,8 @@ class Follower(threading.Thread):
                     self.progress(
                         f"  round {e['round']}: {e['duration']:.3f} s, "
                         f"{len(e['participants'])} participants"
-                        f"{'' if e['ok'] else ' FAILED'}"
+                        f"{'' if e['ok'] else ' FAILED'}",
+                        ROUND,
                     )
                 key = (kind, int(e["round"])) if kind in ROUND_EVENTS else (kind, None)
                 with self._lock:
@@ -174,7 +174,7 @@ class Arm:
         cell: Cell,
         platform: Platform,
         backend_note: str,
-        progress: Progress = lambda _: None,
+        progress: Progress = silent,
         *,
         hold_rounds: bool = False,
     ) -> None:
@@ -230,7 +230,7 @@ class Arm:
         """Pods ready, proofs run; a failed proof sets ``error`` (nothing will be measured)."""
         cluster, cell, ns = self.cluster, self.cell, self.ns
         self.proofs = prove(cluster, self.cp, self._ready)
-        self.progress(f"{cell.id}: pods ready, proofs done")
+        self.progress(f"{cell.id}: pods ready, proofs done", MILESTONE)
         # the local policy overlay's lint: e.g. a podSelector that selects no pod of the cell
         lint = [
             w for w in getattr(getattr(cluster, "netpol", None), "warnings", []) if f" {ns}/" in w
@@ -302,7 +302,7 @@ class Arm:
         self.follower.start()
         self._sample_start()
         cluster.exec(ns, workload.SERVER, ["touch", HOLD_FILE], container=workload.SERVER)
-        self.progress(f"{cell.id}: proofs passed, rounds released")
+        self.progress(f"{cell.id}: proofs passed, rounds released", MILESTONE)
         fault = self.cp.fault
         if fault is not None and fault.inject is not None:
             ctx = faults.FaultContext(
@@ -310,7 +310,7 @@ class Arm:
             )
             self._injector = threading.Thread(target=fault.inject, args=(ctx,), daemon=True)
             self._injector.start()
-            self.progress(f"{cell.id}: fault {fault.name}: {fault.describe}")
+            self.progress(f"{cell.id}: fault {fault.name}: {fault.describe}", MILESTONE)
 
     def release(self, r: int) -> None:
         """Let round ``r`` start (``hold_rounds``)."""

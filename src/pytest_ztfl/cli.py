@@ -8,6 +8,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from pytest_ztfl import environment
+
 # Subcommands registered by the package that owns them: module -> register(subparsers).
 SUBCOMMANDS = (
     "k8s_fixtures.local_cli",
@@ -35,20 +37,12 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("pytest-ztfl")
-    except metadata.PackageNotFoundError:  # run from a source tree without installing
-        return "unknown"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ztfl", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--version", action="version", version=f"ztfl (pytest-ztfl) {_version()}")
+    version = environment.package_version("pytest-ztfl") or "unknown"  # a bare source tree
+    parser.add_argument("--version", action="version", version=f"ztfl (pytest-ztfl) {version}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for module in SUBCOMMANDS:
         importlib.import_module(module).register(sub)

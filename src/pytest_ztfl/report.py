@@ -14,20 +14,13 @@ check arms kept apart), report_figures, report_md.
 from __future__ import annotations
 
 import sys
-from importlib import metadata
 from pathlib import Path
 
+from pytest_ztfl import environment
 from pytest_ztfl.report_load import ReportError
 from pytest_ztfl.results import ResultsError, atomic_write
 
 __all__ = ["ReportError", "main_report", "write"]
-
-
-def _version() -> str:
-    try:
-        return metadata.version("pytest-ztfl")
-    except metadata.PackageNotFoundError:
-        return "(not installed)"
 
 
 def write(results_dir: Path, report_dir: Path) -> Path:
@@ -54,7 +47,8 @@ def write(results_dir: Path, report_dir: Path) -> Path:
         except OSError as exc:
             raise ReportError(f"{report_dir}: cannot write a figure ({exc.strerror})") from None
     path = report_dir / "report.md"
-    text = document(analysis, figures, loaded.notes, _version())
+    version = environment.package_version("pytest-ztfl") or "(not installed)"
+    text = document(analysis, figures, loaded.notes, version)
     try:
         atomic_write(path, text.encode("utf-8"))
     except OSError as exc:

@@ -98,9 +98,9 @@ def check_could_write(path: Path, option: str) -> None:
     p = path.absolute()
     while not p.exists() and p != p.parent:
         p = p.parent
-    if p == path.absolute() and not p.is_dir():
-        raise ResultsError(f"{option}={path}: a file, not a directory")
     if not p.is_dir():
+        if p == path.absolute():
+            raise ResultsError(f"{option}={path}: a file, not a directory")
         raise ResultsError(f"{option}={path}: not writable (Not a directory: {p})")
     if not os.access(p, os.W_OK | os.X_OK):
         raise ResultsError(f"{option}={path}: not writable (Permission denied: {p})")
@@ -134,15 +134,19 @@ class ResultStore:
         """What can be known before anything runs, touching nothing: the directory could be
         written, and a resumed run's stored matrix is this one."""
         check_could_write(self.out, "--ztfl-out")
+        self._stored_matrix(matrix, resume)
+
+    def _stored_matrix(self, matrix: dict[str, Any], resume: bool) -> Any:
+        """The matrix the directory holds (None: none); a resumed run's must be ``matrix``."""
         stored = self.out / "matrix.json"
-        if resume and stored.is_file():
-            previous = _read_json(stored)
-            if previous != matrix:
-                name = previous.get("name") if isinstance(previous, dict) else None
-                raise ResultsError(
-                    f"--ztfl-resume: {stored} holds a different matrix ({name}); "
-                    "use another --ztfl-out or drop --ztfl-resume"
-                )
+        previous = _read_json(stored) if stored.is_file() else None
+        if resume and previous is not None and previous != matrix:
+            name = previous.get("name") if isinstance(previous, dict) else None
+            raise ResultsError(
+                f"--ztfl-resume: {stored} holds a different matrix ({name}); "
+                "use another --ztfl-out or drop --ztfl-resume"
+            )
+        return previous
 
     def prepare(
         self,
@@ -160,10 +164,8 @@ class ResultStore:
         now) are removed; every other cell's results stay. Fresh, with another matrix (or
         none) stored: the previous results are moved whole to ``<out>.prev/`` (replacing an
         older one), so no run loses another's results by accident."""
-        self.check(matrix, resume)
         check_writable(self.out, "--ztfl-out")
-        stored = self.out / "matrix.json"
-        previous = _read_json(stored) if stored.is_file() else None
+        previous = self._stored_matrix(matrix, resume)
         with self._lock:
             if not resume and previous == matrix:
                 for cid in measuring:
@@ -176,7 +178,8 @@ class ResultStore:
             for d in (self.cells_dir, self.events_dir):
                 d.mkdir(exist_ok=True)
             self._rows = None
-            atomic_write(stored, json.dumps(matrix, indent=1, sort_keys=True).encode())
+            text = json.dumps(matrix, indent=1, sort_keys=True)
+            atomic_write(self.out / "matrix.json", text.encode())
             if any(self.cells_dir.glob("*.json")) or any(
                 (self.out / n).exists() for n in DERIVED
             ):

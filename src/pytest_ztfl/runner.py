@@ -20,12 +20,12 @@ from pytest_ztfl.arm import Arm, deploy_and_prove
 from pytest_ztfl.backends import Platform
 from pytest_ztfl.cellplan import READY_TIMEOUT, namespace_for
 from pytest_ztfl.design import Block
+from pytest_ztfl.live import BLOCK, Progress, silent
 from pytest_ztfl.matrix import Cell
 from pytest_ztfl.warning_types import ZtflPolicyWarning
 
 __all__ = ["ZtflPolicyWarning", "deploy_and_prove", "namespace_for", "run_block", "run_cell"]
 
-Progress = Callable[[str], None]
 Row = dict[str, Any]
 
 
@@ -34,7 +34,7 @@ def run_cell(
     cell: Cell,
     platform: Platform,
     backend_note: str,
-    progress: Progress = lambda _: None,
+    progress: Progress = silent,
     design: dict[str, Any] | None = None,
 ) -> tuple[Row, bytes]:
     """Measure one cell on its own (its rounds back to back); returns its row and the
@@ -59,8 +59,8 @@ def run_cell(
 def _tagged(progress: Progress, cell: Cell) -> Progress:
     """A block's arms interleave: each live line names its cell."""
 
-    def out(line: str) -> None:
-        progress(line if line.startswith(cell.id) else f"{cell.id}: {line.strip()}")
+    def out(line: str, level: int = BLOCK) -> None:
+        progress(line if line.startswith(cell.id) else f"{cell.id}: {line.strip()}", level)
 
     return out
 
@@ -70,7 +70,7 @@ def run_block(
     block: Block,
     platform: Platform,
     backend_note: str,
-    progress: Progress = lambda _: None,
+    progress: Progress = silent,
 ) -> list[tuple[Row, bytes]]:
     """Measure a block's arms with their rounds interleaved (``block.mode == "round"``) or
     one after another in the block's order (``"cell"``); rows in the block's arm order."""

@@ -10,7 +10,6 @@ its row durably, judge its SLOs, and tear everything down.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 import warnings
@@ -24,6 +23,7 @@ import pytest
 from pytest_ztfl import design, options
 from pytest_ztfl import matrix as mx
 from pytest_ztfl.design import Design
+from pytest_ztfl.live import BLOCK, Progress, silent
 from pytest_ztfl.replay import ReplayClock
 from pytest_ztfl.results import ResultsError, ResultStore, atomic_write, check_could_write
 from pytest_ztfl.warning_types import ZtflCalibrationWarning, ZtflRoundBudgetWarning
@@ -80,7 +80,7 @@ class ZtflSession:
         self,
         settings: options.Settings,
         store: ResultStore,
-        progress: Callable[[str], None] = lambda _: None,
+        progress: Progress = silent,
         backend: tuple[str, str] | None = None,  # (name, why) when already resolved
     ) -> None:
         self.progress = progress
@@ -154,11 +154,11 @@ class ZtflSession:
         lock = threading.Lock()
         verbosity = config.get_verbosity()
 
-        def progress(line: str) -> None:
+        def progress(line: str, level: int = BLOCK) -> None:
             """Live lines while a cell runs, past pytest's output capture (as live logging),
-            as verbose as pytest was asked to be: -q shows blocks only, the default adds each
-            cell's milestones, -v each round."""
-            if verbosity < progress_level(line):
+            as verbose as pytest was asked to be (pytest_ztfl.live: -q shows blocks only, the
+            default adds each cell's milestones, -v each round)."""
+            if verbosity < level:
                 return
             reporter = config.pluginmanager.get_plugin("terminalreporter")
             capman = config.pluginmanager.get_plugin("capturemanager")
@@ -217,6 +217,9 @@ class ZtflSession:
         if not measuring:
             self._clean_stale()
             return
+        ids = {c.id for c in measuring}
+        blocks = self.design.blocks if self.design is not None else ()
+        self._blocks_total = sum(any(a.id in ids for a in b.arms) for b in blocks)
         _ensure_data(self.settings.data)
         try:
             self.store.prepare(
@@ -279,6 +282,7 @@ class ZtflSession:
     _seed: int | None = None
     _begun: float | None = None  # when the first block of this session started
     _blocks_started = 0
+    _blocks_total = 0  # the planned blocks with a cell to measure (begin())
     project: dict[str, Any] | None = None  # environment.project of pytest's rootdir
 
     def result(self, cell: mx.Cell) -> dict[str, Any]:
@@ -352,12 +356,12 @@ class ZtflSession:
     def _measure_tagged(self, block: design.Block) -> None:
         """Measure in a pool thread; its live lines carry the block's key (blocks overlap)."""
 
-        def progress(line: str) -> None:
-            self.progress(f"[{block.key}] {line.strip()}")
+        def progress(line: str, level: int = BLOCK) -> None:
+            self.progress(f"[{block.key}] {line.strip()}", level)
 
         self._measure(block, progress)
 
-    def _measure(self, block: design.Block, progress: Callable[[str], None]) -> None:
+    def _measure(self, block: design.Block, progress: Progress) -> None:
         """Run one block on the session's cluster and store its rows (events first)."""
         from pytest_ztfl import runner
 
@@ -388,20 +392,17 @@ class ZtflSession:
         """``k/N`` of the blocks this session measures, and from the second on the time so
         far and an estimate of the rest (the mean block so far, times the blocks left)."""
         now = time.monotonic()
+        self._begun = self._begun or now
         self._blocks_started += 1
-        if self._begun is None:
-            self._begun = now
-        total = 0
-        if self.design is not None:
-            total = sum(bool(self._todo(b).arms) for b in self.design.blocks)
-        total = max(total + self._blocks_started - 1, self._blocks_started)
         done = self._blocks_started - 1
+        # a block no collected test announced runs too (ZtflSession._block): count it
+        total = max(self._blocks_total, self._blocks_started)
+        count = f"{self._blocks_started}/{total}"
         if not done:
-            return f"{self._blocks_started}/{total}", ""
+            return count, ""
         spent = now - self._begun
         left = spent / done * (total - done)
-        eta = f" ({spent / 60:.1f} min so far, about {left / 60:.1f} min left)"
-        return f"{self._blocks_started}/{total}", eta
+        return count, f" ({spent / 60:.1f} min so far, about {left / 60:.1f} min left)"
 
     def _record_design(self) -> None:
         """``<out>/design.json``: the order seed and blocks of this run (written when the
@@ -570,18 +571,6 @@ class ZtflSession:
                     f"kept cluster {self._cluster.name}: remove it with "
                     f"`ztfl cluster down {self._cluster.name}`"
                 )
-
-
-ROUND_LINE = re.compile(r"^(\[[^\]]+\] )?\S+: round \d+: ")
-MILESTONE = re.compile(r"^(\[[^\]]+\] )?\S+: (pods ready|proofs passed|fault )")
-
-
-def progress_level(line: str) -> int:
-    """The pytest verbosity a live line needs: -1 (shown with -q): blocks, calibration, the
-    report; 0 (default): a cell's milestones; 1 (-v): every round."""
-    if ROUND_LINE.match(line):
-        return 1
-    return 0 if MILESTONE.match(line) else -1
 
 
 def _refuse_xdist(config: pytest.Config) -> None:

@@ -32,7 +32,7 @@ class Live:
         (visible with ``-s``)."""
         if cell not in self.results:
             self.results[cell] = runner.run_cell(
-                self.cluster, cell, self.platform, self.note, progress=print
+                self.cluster, cell, self.platform, self.note, progress=_print
             )
         return self.results[cell]
 
@@ -55,6 +55,10 @@ class Live:
             return results
         finally:
             self.cluster.delete(namespace=cp.run.namespace)
+
+
+def _print(line: str, level: int = 0) -> None:
+    print(line)
 
 
 def events_of(log: bytes, kind: str) -> list[dict[str, Any]]:

@@ -260,20 +260,3 @@ def test_the_report_header_says_what_runs_where(pytester: pytest.Pytester) -> No
                                          "--ztfl-matrix=smoke", f"--ztfl-out={out}")
     assert not [line for line in quiet.outlines if line.startswith("ztfl: ")]
 
-
-@pytest.mark.parametrize(
-    ("line", "level"),
-    [
-        ("block 2/8 NET2-iid-s0: 4 arm(s), interleaved rounds: SEC0-NET2-iid-s0, ...", -1),
-        ("calibrating NET2 (once per run, stored in calibration/NET2.json)", -1),
-        ("SEC3-NET2-iid-s0: pods ready, proofs done", 0),
-        ("[NET0-iid-s1] SEC1-NET0-iid-s1: proofs passed, rounds released", 0),
-        ("SEC3-NET2-iid-s0: round 7: 0.951 s, 5 participants", 1),
-        ("[NET0-iid-s1] SEC1-NET0-iid-s1: round 1: 0.951 s, 3 participants FAILED", 1),
-    ],
-)
-def test_live_lines_follow_pytest_verbosity(line: str, level: int) -> None:
-    """-q shows the blocks, the default adds each cell's milestones, -v every round."""
-    from pytest_ztfl.session import progress_level
-
-    assert progress_level(line) == level

@@ -111,9 +111,14 @@ def stand_ins(
     report_synth().build_results(second, _smoke())
     measured: list[str] = []
 
-    def run_block(_cluster: Any, block: Any, *_a: Any) -> Iterator[tuple[dict[str, Any], bytes]]:
+    def run_block(_cluster: Any, block: Any, *a: Any) -> Iterator[tuple[dict[str, Any], bytes]]:
+        from pytest_ztfl.live import MILESTONE, ROUND
+
+        progress = a[-1]
         for cell in block.arms:
             measured.append(cell.id)
+            progress(f"{cell.id}: pods ready, proofs done", MILESTONE)
+            progress(f"{cell.id}: round 1: 0.500 s, 3 participants", ROUND)
             row = json.loads((second / "cells" / f"{cell.id}.json").read_text())
             row["extra_info"]["synthetic"] = "second run"
             yield row, (second / "events" / f"{cell.id}.jsonl").read_bytes()
@@ -166,6 +171,21 @@ def test_a_subset_replaces_only_its_cells(
     assert not (earlier / "calibration" / "NET0.json").exists()
     assert after["calibration/NET2.json"] == before["calibration/NET2.json"]
     assert not (pytester.path / "out.prev").exists()
+
+
+@pytest.mark.parametrize(("flag", "shown"), [("-q", ()), ("-rA", ("pods",)),
+                                             ("-v", ("pods", "round"))])
+def test_live_lines_follow_pytest_verbosity(
+    pytester: pytest.Pytester, earlier: Path, stand_ins: list[str], flag: str,
+    shown: tuple[str, ...],
+) -> None:
+    """-q shows the blocks, the default adds each cell's milestones, -v every round."""
+    pytester.makeini("[pytest]\nztfl_matrix = smoke\nztfl_out = out\n")
+    text = pytester.runpytest_inprocess("-k", "SEC3 and NET0", flag).stdout.str()
+    assert stand_ins == ["SEC3-NET0-iid-s0"]
+    assert "block 1/1 NET0-iid-s0: 1 arm(s)" in text, text
+    assert ("SEC3-NET0-iid-s0: pods ready, proofs done" in text) == ("pods" in shown), text
+    assert ("SEC3-NET0-iid-s0: round 1: 0.500 s" in text) == ("round" in shown), text
 
 
 def test_last_failed_replaces_only_the_failed_cell(
@@ -226,7 +246,7 @@ def test_a_named_backend_that_has_nothing_to_measure_is_no_error(
 
 @pytest.mark.usefixtures("earlier")
 def test_xdist_is_refused_naming_ztfl_parallel(pytester: pytest.Pytester) -> None:
-    pytest.importorskip("xdist", reason="pytest-xdist is in the test extra")
+    import xdist  # noqa: F401 - in the test extra: missing, this test fails (never skips)
     result = pytester.runpytest_subprocess("-n", "2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str() + result.stderr.str()
     (line,) = error_lines(result.errlines)
