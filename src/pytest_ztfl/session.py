@@ -165,6 +165,7 @@ class ZtflSession:
             if reporter is None or capman is None:
                 return
             with lock, capman.global_and_fixture_disabled():
+                reporter.ensure_newline()  # -q's progress dots share the line otherwise
                 reporter.write_line(line)
 
         session = cls(s, store, progress, backend)
