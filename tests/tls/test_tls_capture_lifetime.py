@@ -93,8 +93,29 @@ def test_flush_fails_when_the_marker_cannot_be_captured(lo_netns: str, tmp_path:
     cap = WireCapture(lo_netns, "lo", marker_to="127.0.0.1", workdir=tmp_path, bpf="tcp",
                       timeout=1.0).start()
     try:
-        with pytest.raises(CaptureError, match=r"marker to 127\.0\.0\.1 never captured"):
+        with pytest.raises(CaptureError, match=r"marker to 127\.0\.0\.1 never captured "
+                           r"\(\d+ sent in 1 s; tcpdump running, \d+ bytes written"):
             cap.flush()
     finally:
         cap.stop()
     assert cap.proc is not None and cap.proc.poll() is not None
+
+
+@pytest.mark.privileged
+def test_flush_survives_a_lost_marker(lo_netns: str, tmp_path: Path) -> None:
+    """The first marker datagram is dropped before the wire (nft, output hook: its send fails):
+    the flush sends another and returns; without the resend it would fail."""
+    drop_first = ("table inet lose {\nchain o {\ntype filter hook output priority 0;\n"
+                  "udp dport 9 numgen inc mod 1000000 0 counter drop\n}\n}\n")
+    subprocess.run(["ip", "netns", "exec", lo_netns, "nft", "-f", "-"], input=drop_first,
+                   text=True, check=True)
+    cap = WireCapture(lo_netns, "lo", marker_to="127.0.0.1", workdir=tmp_path,
+                      timeout=5.0).start()
+    try:
+        cap.flush()
+    finally:
+        cap.stop()
+    listed = subprocess.run(["ip", "netns", "exec", lo_netns, "nft", "list", "table", "inet",
+                             "lose"], capture_output=True, text=True, check=True).stdout
+    assert "counter packets 1 " in listed, listed
+    assert cap.path.read_bytes().count(b"ztfl-capture-marker-") == 1

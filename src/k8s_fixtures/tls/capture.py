@@ -34,6 +34,7 @@ from k8s_fixtures.proc import die_with_parent
 from .pcap import Packet, Stream, contains, read_packets, tcp_streams, tls_view
 
 MARKER_PORT = 9  # discard
+RESEND = 1.0  # s between markers of one flush
 
 
 class CaptureError(RuntimeError):
@@ -88,12 +89,26 @@ def judge(pcap: bytes, pattern: bytes, *, ignore_ports: tuple[int, ...] = ()) ->
         packets=len(pkts), flows=tuple(flows))
 
 
-def _send_marker(netns: str, dst: str, token: bytes) -> None:
+def _send_marker(netns: str, dst: str, token: bytes) -> str | None:
+    """Send one marker datagram; the reason it could not be sent, or None."""
     # bash's /dev/udp: a datagram for a few ms of CPU (a Python child costs ~50 ms, and this
     # runs while a measured round goes on)
-    subprocess.run(["ip", "netns", "exec", netns, "bash", "-c",
-                    f'printf %s "$1" > "/dev/udp/$2/{MARKER_PORT}"', "marker", token.decode(),
-                    dst], check=True, capture_output=True, timeout=30)
+    proc = subprocess.run(["ip", "netns", "exec", netns, "bash", "-c",
+                           f'printf %s "$1" > "/dev/udp/$2/{MARKER_PORT}"', "marker",
+                           token.decode(), dst], capture_output=True, text=True, timeout=30)
+    if proc.returncode == 0:
+        return None
+    return (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+
+
+def _neighbour(netns: str, ip: str) -> str:
+    """``; neighbour <ip neigh line>`` for the error message (empty when unknown)."""
+    try:
+        out = subprocess.run(["ip", "netns", "exec", netns, "ip", "neigh", "show", ip],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"; neighbour {out or 'none'}"
 
 
 class WireCapture:
@@ -136,12 +151,19 @@ class WireCapture:
 
         Only the bytes written since the last look are searched, raw: the capture can be tens
         of MB by now and this runs while a measured round goes on, so it is never parsed here.
+        The marker is sent again every ``RESEND`` s: one UDP datagram can be lost before it
+        reaches the wire (its send refused, or dropped while the node resolves the address's
+        neighbour entry), and a lost marker says nothing about the capture.
         """
         token = b"ztfl-capture-marker-" + secrets.token_hex(8).encode()
-        _send_marker(self.netns, self.marker_to, token)
         deadline = time.monotonic() + self.timeout
-        offset, tail = 0, b""
+        offset, tail, sent, next_send = 0, b"", 0, 0.0
+        refused: str | None = None
         while True:
+            now = time.monotonic()
+            if now >= next_send:
+                refused = _send_marker(self.netns, self.marker_to, token) or refused
+                sent, next_send = sent + 1, now + RESEND
             if self.path.exists():
                 with self.path.open("rb") as f:
                     f.seek(offset)
@@ -150,9 +172,14 @@ class WireCapture:
                 if token in tail + new:
                     return
                 tail = (tail + new)[-len(token):]
-            if time.monotonic() > deadline or (self.proc and self.proc.poll() is not None):
-                raise CaptureError(f"capture on {self.iface} in {self.netns}: marker to "
-                                   f"{self.marker_to} never captured (wrong interface/route?)")
+            exited = self.proc.poll() if self.proc is not None else None
+            if time.monotonic() > deadline or exited is not None:
+                state = "running" if exited is None else f"exited with {exited}"
+                raise CaptureError(
+                    f"capture on {self.iface} in {self.netns}: marker to {self.marker_to} "
+                    f"never captured ({sent} sent in {self.timeout:g} s; tcpdump {state}, "
+                    f"{offset} bytes written{_neighbour(self.netns, self.marker_to)}"
+                    f"{f'; a send failed: {refused}' if refused else ''})")
             time.sleep(0.01)
 
     def stop(self) -> None:
