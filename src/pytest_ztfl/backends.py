@@ -171,6 +171,8 @@ def create(
             from k8s_fixtures.kube import kind
 
             cluster = kind.create_kind(image=image)
+            how = "created" if cluster.created else "reused"
+            why = f"{why}; cluster {cluster.kind_cluster} {how} through {cluster.driver}"
         else:
             from k8s_fixtures.kube import create_kube
 

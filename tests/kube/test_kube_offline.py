@@ -255,26 +255,3 @@ def test_auto_takes_kind_only_when_docker_kind_and_the_image_are_there(
         argv, 0, "[]", ""))
     assert backends.choose("auto", None, "ztfl/workload:dev")[0] == "kind"
     assert backends.choose("kind", None, "x") == ("kind", "asked for")  # named: no probing
-
-
-def test_kind_leaves_no_kubeconfig_behind(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The kind backend writes the cluster's kubeconfig (certificates inline) for the client
-    to read once, then removes it: no credentials left in the temporary directory. kind and
-    the API client are stood in for (no Docker here)."""
-    seen: list[Path] = []
-
-    def must(argv: list[str], what: str, timeout: float) -> str:
-        return "ztfl\n" if argv[:3] == ["kind", "get", "clusters"] else "apiVersion: v1\n"
-
-    def create_kube(context: str, *, kubeconfig: Path, kind_cluster: str) -> SimpleNamespace:
-        assert kubeconfig.read_text() == "apiVersion: v1\n"  # there while the client reads it
-        seen.append(kubeconfig)
-        return SimpleNamespace(api=SimpleNamespace(context=context), version={"minor": "31"})
-
-    monkeypatch.setattr(kind, "available", lambda: (True, "kind v0.27"))
-    monkeypatch.setattr(kind, "image_problem", lambda image: None)
-    monkeypatch.setattr(kind, "_must", must)
-    monkeypatch.setattr(kind, "create_kube", create_kube)
-    cluster = kind.create_kind("ztfl")
-    assert cluster.kind_cluster == "ztfl" and seen
-    assert not seen[0].exists() and not seen[0].parent.exists()

@@ -12,7 +12,7 @@ uses. Modules, one job each:
 * :mod:`.config`    kubeconfig discovery without contacting a server (``available``);
 * :mod:`.client`    the only module that imports ``kubernetes``: a small typed wrapper;
 * :mod:`.backend`   :class:`KubeCluster`, the thin layer over the wrapper;
-* :mod:`.kind`      the kind CLI: create or reuse a cluster, load the image.
+* :mod:`.kind`      kind clusters (pytest-kind-ng, else the kind CLI): create, reuse, load.
 
 Selection helpers (what ``--ztfl-backend`` calls): :func:`available`, :func:`create_kube`,
 :func:`k8s_fixtures.kube.kind.available`, :func:`k8s_fixtures.kube.kind.create_kind`.
