@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,11 @@ from k8s_fixtures.kube import errors
 
 FIELD_MANAGER = "pytest-ztfl"
 ERROR_CHANNEL = 3
+GONE = 410  # a watch's resourceVersion is older than the server keeps: list again
+
+
+class WatchExpired(ClusterError):
+    """The resourceVersion a watch started from has expired (410 Gone): list again."""
 
 
 def _k8s(name: str) -> Any:
@@ -41,6 +47,11 @@ def split_lines(chunks: Iterator[bytes]) -> Iterator[str]:
             yield ln.decode("utf-8", "replace").rstrip("\r")
     if buf:
         yield buf.decode("utf-8", "replace").rstrip("\r")
+
+
+def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, str]:
+    kw = {"label_selector": label_selector, "field_selector": field_selector}
+    return {k: v for k, v in kw.items() if v}
 
 
 def exec_exit_code(status: Any) -> int:
@@ -137,11 +148,45 @@ class KubeApi:
             return self._raw(self._core.read_namespaced_pod, name, namespace)
 
     def list_pods(self, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        return self.list_pods_at(namespace, label_selector)[0]
+
+    def list_pods_at(self, namespace: str, label_selector: str | None = None,
+                     field_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
+        """The pods and the list's resourceVersion, where a watch of them starts."""
         with self._call("list", "pods", namespace):
-            kw = {"label_selector": label_selector} if label_selector else {}
-            doc = self._raw(self._core.list_namespaced_pod, namespace, **kw) or {}
+            doc = self._raw(self._core.list_namespaced_pod, namespace,
+                            **_selectors(label_selector, field_selector)) or {}
         items: list[dict[str, Any]] = doc.get("items") or []
-        return items
+        return items, str((doc.get("metadata") or {}).get("resourceVersion") or "")
+
+    def watch_pods(self, namespace: str, resource_version: str, timeout: float, *,
+                   label_selector: str | None = None, field_selector: str | None = None
+                   ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(type, pod document)`` for every change after ``resource_version`` (``ADDED``,
+        ``MODIFIED``, ``DELETED``, ``BOOKMARK``), as the API server sends it, until the server
+        ends the watch after ``timeout`` seconds (rounded up: the API counts whole seconds).
+        Raises :class:`WatchExpired` when ``resource_version`` is too old (410 Gone)."""
+        w = _k8s("kubernetes.watch").Watch()
+        seconds = max(1, math.ceil(timeout))
+        with self._call("watch", "pods", namespace):
+            stream = w.stream(self._core.list_namespaced_pod, namespace,
+                              resource_version=resource_version or None,
+                              timeout_seconds=seconds, allow_watch_bookmarks=True,
+                              _request_timeout=(10, seconds + 10),
+                              **_selectors(label_selector, field_selector))
+            try:
+                for event in stream:
+                    yield str(event.get("type")), dict(event.get("raw_object") or {})
+            except Exception as e:
+                # With timeout_seconds the client does not retry: an ERROR event with code
+                # 410 (or a 410 answer to the request) comes here as ApiException(410).
+                if getattr(e, "status", None) == GONE:
+                    raise WatchExpired(f"watch pods -n {namespace}: resourceVersion "
+                                       f"{resource_version} expired (410 Gone)") from None
+                raise
+            finally:
+                w.stop()
+                stream.close()  # the response is released now, not when collected
 
     def read_namespace(self, name: str) -> dict[str, Any] | None:
         with self._call("get", "namespaces", None, name):
