@@ -32,6 +32,7 @@ from typing import Any, Literal
 import yaml
 
 from k8s_fixtures.cluster import Obj
+from k8s_fixtures.manifests import cpu_millis, memory_bytes
 from k8s_fixtures.policies import policy_path
 from k8s_fixtures.tls import mesh
 from k8s_fixtures.tls.ca import (
@@ -98,6 +99,8 @@ class FLRun:
     net_profile: str | None = None
     server_resources: Mapping[str, str] = field(default_factory=dict)  # limits
     client_resources: Mapping[str, str] = field(default_factory=dict)
+    server_requests: Mapping[str, str] = field(default_factory=dict)  # default: the limits
+    client_requests: Mapping[str, str] = field(default_factory=dict)
     overrides: Mapping[int, ClientOverride] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     netem_init: Sequence[str] | None = None  # argv of a tc init container (Kubernetes only)
@@ -125,8 +128,25 @@ def _env(env: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in env.items()]
 
 
-def _resources(limits: Mapping[str, str]) -> dict[str, Any]:
-    return {"limits": dict(limits), "requests": dict(limits)} if limits else {}
+def _resources(limits: Mapping[str, str],
+               requests: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A container's ``resources``. A limit without its request gets the limit as request,
+    which is what Kubernetes defaults it to, written out so the object says what runs."""
+    requests = {**limits, **(requests or {})}
+    if not requests:
+        return {}
+    return {"limits": dict(limits), "requests": requests} if limits else {"requests": requests}
+
+
+def _within(requests: Mapping[str, str], limits: Mapping[str, str]) -> dict[str, str]:
+    """``requests`` lowered to any limit below them (a client's override may set a limit
+    under the role's request, which Kubernetes would refuse)."""
+    amount = {"cpu": cpu_millis, "memory": memory_bytes}
+    out = dict(requests)
+    for name, limit in limits.items():
+        if name in out and name in amount and amount[name](out[name]) > amount[name](limit):
+            out[name] = limit
+    return out
 
 
 def _tls_volumes(secret: str, sidecar_cm: str | None) -> list[dict[str, Any]]:
@@ -308,7 +328,7 @@ def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
         "ports": [{"name": "grpc", "containerPort": PORT, "protocol": "TCP"}],
         "env": _env(server_env(BASE_ENV)),
         "readinessProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 1},
-        "resources": _resources(run.server_resources),
+        "resources": _resources(run.server_resources, run.server_requests),
     }
     if run.hold_dir:
         server["volumeMounts"] = [{"name": "hold", "mountPath": run.hold_dir}]
@@ -351,7 +371,7 @@ def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
             "command": [*run.python],
             "args": args,
             "env": _env(BASE_ENV),
-            "resources": _resources(limits),
+            "resources": _resources(limits, _within(run.client_requests, limits)),
         }
         sa = o.service_account or CLIENT
         name = f"{CLIENT}-{i}"

@@ -58,6 +58,7 @@ def fl_run(cell: Cell, platform: Platform, hold_rounds: bool = False) -> workloa
     if hold_rounds:
         server_flags += ("--hold-rounds",)
     tls = cell.mtls if cell.tls and cell.mtls else "none"
+    res = wl.resources  # the matrix's workload.resources (none: BestEffort pods)
     return workload.FLRun(
         namespace=namespace_for(cell),
         run_id=cell.id,
@@ -78,6 +79,10 @@ def fl_run(cell: Cell, platform: Platform, hold_rounds: bool = False) -> workloa
         netpol=cell.netpol,
         net_profile=None if cell.net == "NET0" else cell.net,
         hold_dir=str(Path(HOLD_FILE).parent),
+        server_resources=res.server.limits.to_dict(),
+        server_requests=res.server.requests.to_dict(),
+        client_resources=res.client.limits.to_dict(),
+        client_requests=res.client.requests.to_dict(),
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from fl_app.model_sizes import MODELS
+from k8s_fixtures.manifests import cpu_millis, memory_bytes
 
 SEC_LEVELS = ("SEC0", "SEC1", "SEC2", "SEC3")
 MTLS_MODES = ("sidecar", "native", "mesh")
@@ -34,6 +35,102 @@ CHECK_RE = re.compile(r"aa|delay(0*[1-9][0-9]*(?:\.[0-9]+)?|0*\.[0-9]*[1-9][0-9]
 
 class MatrixError(ValueError):
     """A matrix name, file or field is invalid; the message names the source and field."""
+
+
+RESOURCE_ROLES = ("server", "client")
+RESOURCE_KINDS = ("requests", "limits")
+_QUANTITY_OF = {"cpu": cpu_millis, "memory": memory_bytes}  # each raises ValueError when bad
+
+
+@dataclass(frozen=True)
+class Quantities:
+    """CPU and memory as Kubernetes quantities (``500m``, ``1``; ``512Mi``, ``1G``)."""
+
+    cpu: str | None = None
+    memory: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        return {k: v for k, v in (("cpu", self.cpu), ("memory", self.memory)) if v is not None}
+
+
+@dataclass(frozen=True)
+class ContainerResources:
+    """``resources`` of one role's FL container: requests and limits, as Kubernetes has them."""
+
+    requests: Quantities = Quantities()
+    limits: Quantities = Quantities()
+
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        """The Kubernetes form (``{requests: {cpu: ..}, limits: {..}}``), only what is set."""
+        out = {"requests": self.requests.to_dict(), "limits": self.limits.to_dict()}
+        return {k: v for k, v in out.items() if v}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """``workload.resources``: requests and limits of the server's and of every client's FL
+    container. Unset (the default) leaves the pods BestEffort, as they always were."""
+
+    server: ContainerResources = ContainerResources()
+    client: ContainerResources = ContainerResources()
+
+    def __bool__(self) -> bool:
+        return bool(self.to_dict())
+
+    def to_dict(self) -> dict[str, dict[str, dict[str, str]]]:
+        out = {"server": self.server.to_dict(), "client": self.client.to_dict()}
+        return {k: v for k, v in out.items() if v}
+
+
+def _mapping(source: str, value: Any, path: str, known: tuple[str, ...]) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise MatrixError(f"{source}: field '{path}' must be a mapping ({', '.join(known)})")
+    unknown = sorted(set(map(str, value)) - set(known))
+    if unknown:
+        raise MatrixError(
+            f"{source}: unknown field '{path}.{unknown[0]}' (known: {', '.join(known)})"
+        )
+    return value
+
+
+def _quantity(source: str, value: Any, path: str, name: str) -> str:
+    """``value`` as the quantity string written into the pod spec (numbers as YAML gave them)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise MatrixError(f"{source}: {path}={value!r}: expected a quantity (e.g. "
+                          f"{'500m or 2' if name == 'cpu' else '512Mi or 1G'})")
+    text = str(value)
+    try:
+        _QUANTITY_OF[name](text)
+    except ValueError as exc:
+        why = str(exc).removeprefix(f"{text!r} is ").removeprefix(f"{text!r} ")
+        raise MatrixError(f"{source}: {path}={value!r}: {why}") from None
+    return text
+
+
+def parse_resources(source: str, raw: Any) -> Resources:
+    """``workload.resources`` from its YAML form, every field checked; one line naming the
+    field when a value is bad (``workload.resources.client.limits.cpu='abc': not a CPU
+    quantity ...``) or a request exceeds its limit (which Kubernetes refuses)."""
+    roles = _mapping(source, raw, "workload.resources", RESOURCE_ROLES)
+    parsed: dict[str, ContainerResources] = {}
+    for role, role_raw in roles.items():
+        base = f"workload.resources.{role}"
+        kinds = _mapping(source, role_raw, base, RESOURCE_KINDS)
+        q: dict[str, Quantities] = {}
+        for kind, kind_raw in kinds.items():
+            values = _mapping(source, kind_raw, f"{base}.{kind}", tuple(_QUANTITY_OF))
+            q[kind] = Quantities(**{n: _quantity(source, v, f"{base}.{kind}.{n}", n)
+                                    for n, v in values.items()})
+        res = ContainerResources(**q)
+        for name, amount in _QUANTITY_OF.items():
+            req, lim = getattr(res.requests, name), getattr(res.limits, name)
+            if req is not None and lim is not None and amount(req) > amount(lim):
+                raise MatrixError(
+                    f"{source}: {base}.requests.{name}={req!r}: more than "
+                    f"limits.{name}={lim!r} (Kubernetes requires requests <= limits)"
+                )
+        parsed[role] = res
+    return Resources(**parsed)
 
 
 @dataclass(frozen=True)
@@ -51,6 +148,16 @@ class Workload:
     target_accuracy: float = 0.95
     min_participants: int = 0  # 0: ceil(0.6 x clients)
     round_deadline: float = 60.0
+    resources: Resources = Resources()  # requests/limits of the FL containers (none: BestEffort)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML form; ``resources`` only when set, so rows and stored matrices of runs
+        without it read as they always did."""
+        d = asdict(self)
+        del d["resources"]
+        if self.resources:
+            d["resources"] = self.resources.to_dict()
+        return d
 
     def validate(self, source: str) -> Workload:
         checks = [
@@ -143,6 +250,7 @@ class Cell:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("show_mtls")
+        d["workload"] = self.workload.to_dict()
         d["id"] = self.id
         return d
 
@@ -185,7 +293,7 @@ class Matrix:
             "seeds": list(self.seeds),
             "mtls": list(self.mtls),
             "faults": [f or "none" for f in self.faults],  # the YAML form: from_dict reads it
-            "workload": asdict(self.workload),
+            "workload": self.workload.to_dict(),
             **({"checks": list(self.checks)} if self.checks else {}),
         }
 
@@ -295,12 +403,16 @@ def from_dict(raw: Any, source: str, net_profiles: Iterable[str] | None = None) 
     bad = sorted(set(wl_raw) - fields)
     if bad:
         raise MatrixError(f"{source}: unknown field 'workload.{bad[0]}'")
+    wl_raw = dict(wl_raw)
+    resources = parse_resources(source, wl_raw.pop("resources", {}))
     try:
-        workload = Workload(**wl_raw)
+        workload = Workload(**wl_raw, resources=resources)
     except TypeError as exc:
         raise MatrixError(f"{source}: workload: {exc}") from None
     types: dict[str, type] = {"int": int, "float": float, "str": str}
     for name, f in Workload.__dataclass_fields__.items():
+        if name == "resources":
+            continue
         value, want = getattr(workload, name), types[str(f.type)]
         ok = isinstance(value, want) or (want is float and isinstance(value, int))
         if not ok or isinstance(value, bool):

@@ -67,6 +67,17 @@ def _utc(t: float | None) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _resources_text(res: dict[str, Any]) -> str:
+    """``workload.resources`` in one line: ``server requests cpu=500m memory=512Mi, limits
+    cpu=1; client limits memory=1Gi``."""
+    roles = []
+    for role, kinds in sorted(res.items()):
+        parts = [f"{kind} " + " ".join(f"{n}={v}" for n, v in sorted(q.items()))
+                 for kind, q in sorted(kinds.items(), reverse=True)]  # requests before limits
+        roles.append(f"{role} {', '.join(parts)}")
+    return "; ".join(roles)
+
+
 def _matrix_rows(a: Analysis) -> list[tuple[str, str]]:
     m, loaded = a.loaded.matrix, a.loaded
     present = {r.id for r in loaded.runs}
@@ -82,7 +93,10 @@ def _matrix_rows(a: Analysis) -> list[tuple[str, str]]:
                 f"mTLS modes {', '.join(m.get('mtls', []))}",
             )
         )
-        out.append(("workload", ", ".join(f"{k}={v}" for k, v in sorted(wl.items()))))
+        out.append(("workload", ", ".join(f"{k}={v}" for k, v in sorted(wl.items())
+                                          if k != "resources")))
+        if isinstance(wl.get("resources"), dict):
+            out.append(("resources", _resources_text(wl["resources"])))
         missing = [c for c in loaded.expected if c not in present]
         extra = sorted(present - set(loaded.expected))
         text = f"{len(loaded.expected) - len(missing)} of {len(loaded.expected)} have a result"

@@ -116,6 +116,10 @@ def test_bad_option_is_a_usage_error(
         (SEC01.replace("[SEC0, SEC1]", "[SEC0, SEC9]"), "sec[1]='SEC9'"),
         (SEC01.replace("[iid]", "[dirichlet-0]"), "data[0]='dirichlet-0'"),
         (SEC01.replace("[NET0]", "[NET0, NET9]"), "net[1]='NET9': no such network profile"),
+        (
+            SEC01.replace("rounds: 2}", "rounds: 2, resources: {client: {limits: {cpu: abc}}}}"),
+            "workload.resources.client.limits.cpu='abc': not a CPU quantity (e.g. 500m, 0.5, 2)",
+        ),
     ],
     ids=[
         "syntax",
@@ -127,6 +131,7 @@ def test_bad_option_is_a_usage_error(
         "sec-value",
         "data-value",
         "net-profile",
+        "resources-quantity",
     ],
 )
 def test_malformed_matrix_file_is_a_usage_error(
