@@ -145,14 +145,23 @@ PROBE = "import signal; print(open('/proc/self/cgroup').read().replace('\\n', ';
     "; signal.pause()"
 
 
-def cgroup_file(paths: dict[str, str], controller: str, name: str) -> int:
-    """``name`` of the v1 ``controller`` hierarchy's cgroup in ``paths`` (/proc/PID/cgroup)."""
-    [key] = [k for k in paths if controller in k.split(",")]
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        _dev, mnt, fstype, opts, *_ = line.split()
-        if fstype == "cgroup" and controller in opts.split(","):
-            return int(Path(f"{mnt}{paths[key]}/{name}").read_text())
-    raise AssertionError(f"no cgroup v1 {controller} hierarchy is mounted")
+def cgroup_limits(paths: dict[str, str]) -> tuple[int, int, int]:
+    """(memory limit, CPU quota, CPU period) of the cgroups in ``paths`` (/proc/PID/cgroup:
+    hierarchy -> path), read from cgroup v1 (as on the CI machine) or v2 files."""
+    mounts = [line.split()[1:4] for line in Path("/proc/self/mounts").read_text().splitlines()]
+
+    def v1(controller: str, name: str) -> int:
+        [key] = [k for k in paths if controller in k.split(",")]
+        [mnt] = [m for m, fs, opts in mounts if fs == "cgroup" and controller in opts.split(",")]
+        return int(Path(f"{mnt}{paths[key]}/{name}").read_text())
+
+    if "memory" in ",".join(paths):
+        return (v1("memory", "memory.limit_in_bytes"), v1("cpu", "cpu.cfs_quota_us"),
+                v1("cpu", "cpu.cfs_period_us"))
+    [mnt] = [m for m, fs, _ in mounts if fs == "cgroup2"]
+    d = Path(f"{mnt}{paths['']}")
+    quota, period = (d / "cpu.max").read_text().split()
+    return int((d / "memory.max").read_text()), int(quota), int(period)
 
 
 @pytest.mark.privileged
@@ -160,7 +169,7 @@ def test_matrix_limits_reach_the_containers_cgroups_on_the_local_backend(
         tmp_path: Path) -> None:
     """The cell's rendered server and client Pods, their programs swapped for a probe that
     says which cgroups it runs in, applied to a local cluster: the limits of the matrix are in
-    those cgroups' files (cgroup v1, as on the CI machine)."""
+    those cgroups' files."""
     from k8s_fixtures.local.backend import LocalCluster
 
     if os.geteuid() != 0:
@@ -187,9 +196,7 @@ def test_matrix_limits_reach_the_containers_cgroups_on_the_local_backend(
         for pod in pods:
             line = next(iter(cluster.logs(ns, pod, follow=True, timeout=30)))
             paths = dict(e.split(":", 2)[1:] for e in line.strip().split(";") if e)
-            seen[pod] = (cgroup_file(paths, "memory", "memory.limit_in_bytes"),
-                         cgroup_file(paths, "cpu", "cpu.cfs_quota_us"),
-                         cgroup_file(paths, "cpu", "cpu.cfs_period_us"))
+            seen[pod] = cgroup_limits(paths)
     assert seen == {"fl-server": (1 << 30, 100_000, 100_000),
                     "fl-client-0": (768 << 20, 50_000, 100_000),
                     "fl-client-1": (768 << 20, 50_000, 100_000)}
