@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -72,3 +73,17 @@ def state_root(tmp_path: Path) -> Path:
     d.mkdir()
     d.chmod(0o755)
     return d
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The failure taxonomy's confusion matrix over this session's live runs (if any ran)."""
+    import taxonomy_record
+
+    if not taxonomy_record.RECORDS:
+        return
+    text = taxonomy_record.markdown()
+    terminalreporter.write_sep("=", "ztfl failure taxonomy: confusion matrix (blind)")
+    terminalreporter.write_line(text)
+    out = os.environ.get("ZTFL_CONFUSION_OUT")
+    if out:
+        Path(out).write_text(text + "\n")

@@ -144,11 +144,48 @@ class ExecResult:
 
 @dataclass(frozen=True)
 class ContainerUsage:
-    """One container's resource use so far, from its cgroup: CPU time, and the most memory it
-    has held at once (None: this backend or kernel cannot tell)."""
+    """One container's resource use so far, from its cgroup: CPU time, the most memory it
+    has held at once, and the time its CPU limit held it back (None: this backend or kernel
+    cannot tell)."""
 
     cpu_ns: int | None
     memory_peak_bytes: int | None
+    throttled_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class NetnsCounters:
+    """Counters of one pod's network namespace so far: packets its NetworkPolicy refused
+    (the deny rules' counters, by direction), TCP segments retransmitted and retransmission
+    timeouts (the kernel's ``RetransSegs``, ``TCPTimeouts``), and packets dropped by nft rules
+    that are not its policy (``dropped_other``: an emulated link's impairment)."""
+
+    denied_ingress: int
+    denied_egress: int
+    tcp_retrans: int
+    tcp_timeouts: int
+    dropped_other: int
+
+    def __sub__(self, other: NetnsCounters) -> NetnsCounters:
+        return NetnsCounters(*(a - b for a, b in zip(self.values(), other.values(),
+                                                      strict=True)))
+
+    def __add__(self, other: NetnsCounters) -> NetnsCounters:
+        return NetnsCounters(*(a + b for a, b in zip(self.values(), other.values(),
+                                                      strict=True)))
+
+    def values(self) -> tuple[int, int, int, int, int]:
+        return (self.denied_ingress, self.denied_egress, self.tcp_retrans, self.tcp_timeouts,
+                self.dropped_other)
+
+
+@runtime_checkable
+class ReadsNetnsCounters(Protocol):
+    """A backend that can read its pods' network namespaces (the local backend)."""
+
+    def netns_counters(self, namespace: str) -> dict[str, NetnsCounters]:
+        """pod -> counters so far, for every pod of ``namespace`` with a network namespace."""
+        ...
 
 
 @runtime_checkable

@@ -28,7 +28,7 @@ from k8s_fixtures.cluster import ClusterError, ContainerUsage, MeasuresUsage
 from k8s_fixtures.proc import cpu_seconds, machine_cpu_seconds
 from k8s_fixtures.tls.secret import SECRET_TYPE, validate_secret
 from k8s_fixtures.tls.sidecar import PROXY_CONTAINER
-from pytest_ztfl import faults, rows
+from pytest_ztfl import evidence, faults, rows, taxonomy
 from pytest_ztfl.backends import Platform, cell_unsupported
 from pytest_ztfl.cellplan import HOLD_FILE, READY_TIMEOUT, CellPlan, plan_cell
 from pytest_ztfl.live import MILESTONE, ROUND, Progress, silent
@@ -214,6 +214,8 @@ class Arm:
         self.resources: dict[str, Any] = {}
         self.design: dict[str, Any] = {}
         self._ready: list[str] | None = None
+        # the taxonomy's evidence: pods ready, rounds released, run over (pytest_ztfl.evidence)
+        self._evidence: dict[str, evidence.Snapshot] = {}
 
     # ---- set-up ------------------------------------------------------------------------
     @property
@@ -229,7 +231,9 @@ class Arm:
     def prove(self) -> None:
         """Pods ready, proofs run; a failed proof sets ``error`` (nothing will be measured)."""
         cluster, cell, ns = self.cluster, self.cell, self.ns
-        self.proofs = prove(cluster, self.cp, self._ready)
+        cluster.wait_ready(ns, names=self._ready, timeout=READY_TIMEOUT)
+        self._evidence["ready"] = evidence.snapshot(cluster, ns)
+        self.proofs = pf.run_proofs(cluster, self.cp.proofs)
         self.progress(f"{cell.id}: pods ready, proofs done", MILESTONE)
         # the local policy overlay's lint: e.g. a podSelector that selects no pod of the cell
         lint = [
@@ -301,6 +305,7 @@ class Arm:
         self._pattern = _pattern(cell) if self._cap is not None else b""
         self.follower.start()
         self._sample_start()
+        self._evidence["released"] = evidence.snapshot(cluster, ns)
         cluster.exec(ns, workload.SERVER, ["touch", HOLD_FILE], container=workload.SERVER)
         self.progress(f"{cell.id}: proofs passed, rounds released", MILESTONE)
         fault = self.cp.fault
@@ -420,6 +425,8 @@ class Arm:
     def collect(self) -> None:
         """Pod states and the proxies' accepted identities (before the namespace goes)."""
         self.pods = _pod_states(self.cluster, self.ns)
+        if "released" in self._evidence:
+            self._evidence["end"] = evidence.snapshot(self.cluster, self.ns)
         if self.cell.tls and self.cp.run.tls == "sidecar":
             subjects = _accepted(self.cluster, self.ns)
             self.overlays["mtls"]["accepted_subjects"] = subjects
@@ -525,15 +532,7 @@ class Arm:
         """The cell's row (rows.build) and the server's raw event log."""
         cell, fault, ns = self.cell, self.cp.fault, self.ns
         error = self.error
-        evidence = {
-            int(p["name"].rsplit("-", 1)[1]): "resource"
-            for p in self.pods
-            if p["name"].startswith("fl-client-") and p.get("reason") == "OOMKilled"
-        }
-        harness_failures: dict[str, int] = {}
-        # The fault's attribution: evidence per client, and clients it kept from ever joining
-        # (the server has no event of them: one failure each, of the class that kept them out).
-        att = faults.observe(fault, self.cp.run, self.log, self.pods, self.server_log)
+        labels: list[taxonomy.Label] = []
         if fault is not None:
             done = faults.actions(ns)
             self.overlays["fault"] = {"name": fault.name, "actions": [asdict(a) for a in done]}
@@ -546,15 +545,26 @@ class Arm:
             if broken and error is None:
                 # a fault that was not injected as planned: the cell measured something else
                 error = f"fault {fault.name}: not injected as planned: {broken[0]}"
-        evidence.update(att.evidence)
-        for cls in att.absent.values():
-            harness_failures[cls] = harness_failures.get(cls, 0) + 1
         if self.net_failures:
             # The emulation stopped during the run: nothing measured after that is at this NET.
             msg = self.net_failures[0]
             error = msg if msg.startswith("netem:") else f"netem: {msg}"
-            evidence = dict.fromkeys(range(cell.workload.clients), "netem")
-            harness_failures["netem"] = 1
+        seen: dict[str, Any] = {}
+        if "released" in self._evidence:
+            # Blind: the taxonomy sees the evidence, never which fault was injected.
+            ev = evidence.run_evidence(
+                self.cp.run.clients,
+                self.log,
+                self.pods,
+                self._evidence.get("ready"),
+                self._evidence["released"],
+                self._evidence.get("end"),
+                self.net_failures[0] if self.net_failures else None,
+            )
+            labels = taxonomy.classify(ev)
+            seen = evidence.summary(ev)
+        if fault is not None:
+            self.overlays["fault"].update(faults.agreement(fault, labels))
         row = rows.build(
             cell,
             self.log,
@@ -566,8 +576,8 @@ class Arm:
                 "name": getattr(self.cluster, "backend_name", "local"),
                 "note": self.backend_note,
             },
-            evidence=evidence,
-            harness_failures=harness_failures,
+            labels=labels,
+            evidence=seen,
             error=error,
             round_extra=self.round_extra,
             resources=self.resources,

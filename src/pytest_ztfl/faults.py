@@ -9,14 +9,10 @@ a thread once the rounds are released). Every action an injector takes is record
 (:func:`record`, :func:`actions`) with its wall-clock window, so the classification can tie a
 failure to what was really done.
 
-Classification (:func:`attribute`) works from what the harness observed, never from the
-scenario's name alone: pod termination reasons (``OOMKilled``), the server's own failure events
-(``mtls``/``identity_not_allowed``, ``invalid_update``), the server's gRPC handshake refusals
-(``certificate has expired``, ``unable to get local issuer``), in-pod probes the injector ran
-(DNS lookup failed, TCP connect refused by policy) and the recorded injection windows
-(partition, loss bursts, SIGKILL). It yields ``evidence`` (client -> harness class, for
-:func:`pytest_ztfl.rows.classify`) and ``absent`` (clients the fault kept from ever joining:
-the server has no event for them, so each counts one failure of its class).
+Classification is not here: the taxonomy (:mod:`pytest_ztfl.taxonomy`) labels every failure
+from the harness's evidence, blind to which scenario ran. A scenario only says which class its
+failures must get (``expect``); :func:`agreement` compares the two for the row, and a matrix
+run fails a fault cell whose failures the taxonomy labels otherwise.
 
 Scenarios that reach into the local backend (nft rules in a pod's network namespace, the delay
 line's process) say so with ``local_only``; ``requires`` names what the cell must have
@@ -32,16 +28,16 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from k8s_fixtures import workload
 
 if TYPE_CHECKING:
-    from fl_app.events import ParsedLog
     from k8s_fixtures.tls.ca import CertificateAuthority
     from pytest_ztfl.matrix import Cell
+    from pytest_ztfl.taxonomy import Label
 
 Obj = dict[str, Any]
 TARGET = 1  # the client most scenarios hit
@@ -75,30 +71,7 @@ class Action:
         return self.start - slack <= wall <= self.end + slack
 
 
-@dataclass(frozen=True)
-class Observation:
-    """What the harness saw of one run, as the classification needs it."""
-
-    clients: int  # client pods of the run
-    log: ParsedLog  # the server's parsed event log
-    pods: Sequence[Mapping[str, Any]]  # runner._pod_states(): name, phase, restarts, reason ...
-    server_log: str = ""  # the server container's whole output (gRPC INFO lines included)
-    actions: Sequence[Action] = ()
-    run: workload.FLRun | None = None
-
-
-@dataclass(frozen=True)
-class Attribution:
-    evidence: dict[int, str]  # client -> harness class (rows.classify's ``evidence``)
-    absent: dict[int, str]  # clients that never joined because of the fault -> class
-
-
-Attribute = Callable[[Observation], Attribution]
 ObjectsHook = Callable[[list[Obj], workload.FLRun, "CertificateAuthority | None"], list[Obj]]
-
-
-def _no_attribution(_: Observation) -> Attribution:
-    return Attribution({}, {})
 
 
 @dataclass(frozen=True)
@@ -109,7 +82,6 @@ class Fault:
     prepare: Callable[[workload.FLRun], workload.FLRun] = lambda run: run
     inject: Callable[[FaultContext], None] | None = None
     objects: ObjectsHook | None = None  # rewrite the rendered objects (runner: faults.render)
-    attribute: Attribute = _no_attribution
     requires: frozenset[str] = frozenset()  # "tls" (native mTLS), "netpol", "net"
     local_only: bool = False
     continues: bool = True  # the run must go on with the remaining clients
@@ -156,7 +128,7 @@ def _guarded(inject: Callable[[FaultContext], None]) -> Callable[[FaultContext],
     def run(ctx: FaultContext) -> None:
         try:
             inject(ctx)
-        except Exception as exc:  # recorded: the attribution then finds nothing
+        except Exception as exc:  # recorded: the row then names the injector as broken
             t = time.time()
             record(ctx.namespace, Action("error", None, t, t, {"error": repr(exc)}))
 
@@ -237,54 +209,17 @@ def ready_names(fault: Fault | None, objs: Sequence[Obj]) -> list[str] | None:
     ]
 
 
-# ---------------------------------------------------------------------------- observation
+# ---------------------------------------------------------------------------- agreement
 
 
-def observe(
-    fault: Fault | None,
-    run: workload.FLRun,
-    log: ParsedLog,
-    pods: Sequence[Mapping[str, Any]],
-    server_log: str = "",
-) -> Attribution:
-    """The fault's attribution of this run's failures (empty without a fault)."""
-    if fault is None:
-        return Attribution({}, {})
-    obs = Observation(run.clients, log, pods, server_log, actions(run.namespace), run)
-    return fault.attribute(obs)
-
-
-def classify(log: ParsedLog, att: Attribution) -> dict[str, int]:
-    """Failure counts by harness class: the events (with evidence) plus absent clients."""
-    from pytest_ztfl import rows
-
-    out = Counter(rows.classify(log, att.evidence))
-    for cls in att.absent.values():
-        out[cls] += 1
-    return dict(out)
-
-
-def joined(log: ParsedLog) -> set[int]:
-    return {int(e["client"]) for e in log.of("client_joined")}
-
-
-def failed_clients(log: ParsedLog) -> set[int]:
-    return {int(e["client"]) for e in log.of("failure") if e["client"] is not None}
-
-
-def _pod(obs: Observation, client: int) -> Mapping[str, Any]:
-    name = f"{workload.CLIENT}-{client}"
-    return next((p for p in obs.pods if p.get("name") == name), {})
-
-
-def _failure_walls(obs: Observation, client: int) -> list[float]:
-    return [float(e["wall"]) for e in obs.log.of("failure") if e["client"] == client]
-
-
-def _refusals(obs: Observation, reason: str) -> int:
-    from k8s_fixtures.tls.grpc_log import grpc_handshake_failures
-
-    return sum(f.reason == reason for f in grpc_handshake_failures(obs.server_log))
+def agreement(fault: Fault, labels: Sequence[Label]) -> dict[str, Any]:
+    """The blind taxonomy's labels of a fault cell's failures against the class the scenario
+    must produce: ``agrees`` True when there are failures and all are of ``expect``, False when
+    any is not, None when the fault caused no failure (nothing to judge: e.g. loss bursts that
+    TCP rode out)."""
+    classes = dict(Counter(lb.cls for lb in labels))
+    agrees = None if not labels else set(classes) == {fault.expect}
+    return {"expect": fault.expect, "classified": classes, "agrees": agrees}
 
 
 # ---------------------------------------------------------------------------- workload
@@ -306,17 +241,6 @@ def _restart_on_failure(objs: list[Obj], run: workload.FLRun, ca: Any) -> list[O
     return objs
 
 
-def _attr_kill(obs: Observation) -> Attribution:
-    kills = [a for a in obs.actions if a.kind == "sigkill"]
-    if not kills:
-        return Attribution({}, {})
-    # The kill's disconnect (and nothing else of that client) is the workload fault.
-    return Attribution({a.client: "workload" for a in kills if a.client is not None}, {})
-
-
-# A hostile peer: joins with a client id of its own and answers its first TRAIN task with a
-# malformed update (the first tensor one element short, and NaN). Runs inside a client pod
-# (its network, mounts, certificates) through cluster.exec; prints one JSON line.
 HOSTILE = r"""
 import json, os, sys
 import grpc
@@ -396,12 +320,6 @@ def _hostile(ctx: FaultContext) -> None:
     record(ctx.namespace, Action("hostile", cid, t, time.time(), detail))
 
 
-def _attr_hostile(obs: Observation) -> Attribution:
-    ids = {a.client for a in obs.actions if a.kind == "hostile" and a.client is not None}
-    bad = {int(e["client"]) for e in obs.log.of("failure") if e["class"] == "invalid_update"}
-    return Attribution({c: "workload" for c in ids & bad}, {})
-
-
 # ---------------------------------------------------------------------------- resource
 
 
@@ -412,32 +330,11 @@ def _oom_prepare(run: workload.FLRun) -> workload.FLRun:
 OOM_LIMIT = "64Mi"  # below any Python + torch process: killed while starting, before joining
 
 
-def _attr_oom(obs: Observation) -> Attribution:
-    p = _pod(obs, TARGET)
-    if p.get("reason") != "OOMKilled":
-        return Attribution({}, {})
-    never = TARGET not in joined(obs.log) and TARGET not in failed_clients(obs.log)
-    return Attribution({TARGET: "resource"}, {TARGET: "resource"} if never else {})
-
-
-# A tenth of a core: start-up (~3 CPU-s) takes ~30 s (the server waits for it to join), each
-# round's training 10x longer than on an idle core: with a deadline below that, it straggles.
 CPU_LIMIT = "100m"
 
 
 def _cpu_prepare(run: workload.FLRun) -> workload.FLRun:
     return _override(run, TARGET, cpu_limit=CPU_LIMIT)
-
-
-def _attr_cpu(obs: Observation) -> Attribution:
-    """Deadline misses of a client the harness limited to a small CPU share: resource."""
-    limit = obs.run.overrides.get(TARGET) if obs.run is not None else None
-    timeouts = [
-        e for e in obs.log.of("failure") if e["client"] == TARGET and e["class"] == "timeout"
-    ]
-    if limit is None or not limit.cpu_limit or not timeouts:
-        return Attribution({}, {})
-    return Attribution({TARGET: "resource"}, {})
 
 
 # ---------------------------------------------------------------------------- mTLS
@@ -474,37 +371,11 @@ def _tls_objects(expired: bool) -> ObjectsHook:
     return hook
 
 
-def _attr_tls(reason: str, minimum: int) -> Attribute:
-    """A client that never joined while the server refused handshakes for ``reason``.
-
-    The proofs of enforcement cause one ``unknown_ca`` refusal of their own (the other-CA probe),
-    hence ``minimum``; the refused client retries, so it causes many more."""
-
-    def attr(obs: Observation) -> Attribution:
-        never = TARGET not in joined(obs.log)
-        if never and _refusals(obs, reason) >= minimum:
-            return Attribution({TARGET: "mtls"}, {TARGET: "mtls"})
-        return Attribution({}, {})
-
-    return attr
-
-
 ROGUE_SA = "fl-rogue"
 
 
 def _spiffe_prepare(run: workload.FLRun) -> workload.FLRun:
     return short_join(_override(run, TARGET, service_account=ROGUE_SA))
-
-
-def _attr_spiffe(obs: Observation) -> Attribution:
-    refused = {
-        int(e["client"])
-        for e in obs.log.of("failure")
-        if e["class"] == "mtls"
-        and e["reason"] == "identity_not_allowed"
-        and e["client"] is not None
-    }
-    return Attribution(dict.fromkeys(refused, "mtls"), {})
 
 
 # ---------------------------------------------------------------------------- NetworkPolicy
@@ -529,60 +400,6 @@ def _deny_port_objects(objs: list[Obj], run: workload.FLRun, ca: Any) -> list[Ob
     return objs
 
 
-PROBE = r"""
-import json, socket, sys
-host, port = sys.argv[1], int(sys.argv[2])
-out = {}
-try:
-    addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0]
-    out["resolved"] = addr
-except OSError as e:
-    out["resolve_error"] = str(e)
-    print(json.dumps(out)); sys.exit(0)
-s = socket.socket(); s.settimeout(3)
-try:
-    s.connect((addr, port)); out["connected"] = True
-except OSError as e:
-    out["connect_error"] = str(e) or type(e).__name__
-print(json.dumps(out))
-"""
-
-
-def _probe_target(ctx: FaultContext) -> None:
-    """From inside client 1 (its network and resolv.conf): resolve the server, connect to it.
-    The result is the evidence that the policy, not the app, kept the client out."""
-    t = time.time()
-    argv = [*ctx.run.python, "-c", PROBE, workload.SERVER, str(workload.PORT)]
-    try:
-        rc, out, err = ctx.cluster.exec(
-            ctx.namespace,
-            f"{workload.CLIENT}-{TARGET}",
-            argv,
-            container=workload.CLIENT,
-            timeout=30,
-        )
-    except Exception as exc:
-        rc, out, err = -1, "", str(exc)
-    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-    detail: dict[str, Any] = json.loads(lines[-1]) if lines else {"rc": rc, "err": err[-300:]}
-    record(ctx.namespace, Action("probe", TARGET, t, time.time(), detail))
-
-
-def _attr_netpol(kind: str) -> Attribute:
-    def attr(obs: Observation) -> Attribution:
-        probes = [a.detail for a in obs.actions if a.kind == "probe" and a.client == TARGET]
-        if kind == "dns":
-            hit = any("resolve_error" in d for d in probes)
-        else:
-            hit = any("resolved" in d and "connect_error" in d for d in probes)
-        if not hit:
-            return Attribution({}, {})
-        never = TARGET not in joined(obs.log)
-        return Attribution({TARGET: "netpol"}, {TARGET: "netpol"} if never else {})
-
-    return attr
-
-
 # ---------------------------------------------------------------------------- network faults
 
 
@@ -605,33 +422,40 @@ def _nft(ctx: FaultContext, script: str) -> None:
 
 
 def _nft_dropped(ctx: FaultContext) -> int:
+    """The impairment table's ``dropped`` counter so far (0 when there is none)."""
     rc, out, _ = ctx.cluster.exec(
         ctx.namespace,
         f"{workload.CLIENT}-{TARGET}",
-        ["nft", "-j", "list", "table", "inet", "ztfl_fault"],
+        ["nft", "-j", "list", "counters", "table", "inet", "ztfl_fault"],
         container=workload.CLIENT,
     )
     if rc != 0:
         return 0
-    total = 0
-    for item in json.loads(out).get("nftables", []):
-        for expr in item.get("rule", {}).get("expr", []):
-            if "counter" in expr:
-                total += int(expr["counter"]["packets"])
-    return total
+    return sum(
+        int(item["counter"]["packets"])
+        for item in json.loads(out).get("nftables", [])
+        if item.get("counter", {}).get("name") == "dropped"
+    )
 
 
 def _drop_rules(server_ip: str, percent: int | None) -> str:
-    """A table that drops (all, or ``percent`` % at random of) packets to/from the server."""
+    """A table that drops (all, or ``percent`` % at random of) packets to/from the server,
+    counting into the table's ``dropped`` counter (read as evidence by the harness, which
+    does not know about this table: k8s_fixtures.local.netns_counters)."""
     cond = "" if percent is None else f"numgen random mod 100 < {percent} "
     return (
         "table inet ztfl_fault {\n"
+        "  counter dropped {\n  }\n"
         "  chain out { type filter hook output priority -10; policy accept;\n"
-        f"    ip daddr {server_ip} {cond}counter drop\n  }}\n"
+        f'    ip daddr {server_ip} {cond}counter name "dropped" drop\n  }}\n'
         "  chain in { type filter hook input priority -10; policy accept;\n"
-        f"    ip saddr {server_ip} {cond}counter drop\n  }}\n"
+        f'    ip saddr {server_ip} {cond}counter name "dropped" drop\n  }}\n'
         "}\n"
     )
+
+
+# Healing removes the chains and keeps the counter: what was dropped stays visible.
+HEAL = "delete chain inet ztfl_fault out\ndelete chain inet ztfl_fault in\n"
 
 
 def _windowed(
@@ -663,14 +487,15 @@ def _windowed(
             if not any(c.name == workload.CLIENT and c.state == "running" for c in st.containers):
                 record(ctx.namespace, Action("target-gone", TARGET, t, t, {"burst": i}))
                 return
+            before = _nft_dropped(ctx)
             _nft(ctx, _drop_rules(ip, percent))
             try:
                 # the fault's duration, not a race workaround
                 (ctx.round_started(first + span) if every else ctx.stop).wait(seconds)
-                dropped = _nft_dropped(ctx)
+                dropped = _nft_dropped(ctx) - before
             finally:
                 try:
-                    _nft(ctx, "delete table inet ztfl_fault\n")
+                    _nft(ctx, HEAL)
                 except RuntimeError:
                     if not ctx.stop.is_set():  # after the run the pod may be gone with it
                         raise
@@ -682,25 +507,6 @@ def _windowed(
             )
 
     return inject
-
-
-def _attr_window(kind: str, slack_of: Callable[[Observation], float]) -> Attribute:
-    """Failures of the target client during (or within a round deadline after) a recorded
-    network fault window are the network emulation's: class ``netem``."""
-
-    def attr(obs: Observation) -> Attribution:
-        wins = [a for a in obs.actions if a.kind == kind and a.client == TARGET]
-        slack = slack_of(obs)
-        if any(a.covers(w, slack) for a in wins for w in _failure_walls(obs, TARGET)):
-            return Attribution({TARGET: "netem"}, {})
-        return Attribution({}, {})
-
-    return attr
-
-
-def _deadline(obs: Observation) -> float:
-    v = _flag(obs.run.server_flags, "--round-deadline") if obs.run is not None else None
-    return float(v) if v else 60.0
 
 
 PARTITION_SECONDS = 8.0
@@ -721,12 +527,6 @@ def _kill_delayline(ctx: FaultContext) -> None:
     record(ctx.namespace, Action("delayline-kill", None, t, time.time(), {"pid": pid}))
 
 
-def _attr_delayline(obs: Observation) -> Attribution:
-    if not any(a.kind == "delayline-kill" and "pid" in a.detail for a in obs.actions):
-        return Attribution({}, {})
-    return Attribution(dict.fromkeys(range(obs.clients), "netem"), {})
-
-
 # ---------------------------------------------------------------------------- registry
 
 FAULTS: dict[str, Fault] = {
@@ -738,7 +538,6 @@ FAULTS: dict[str, Fault] = {
             "client 1 SIGKILLed during round 2, restarted (restartPolicy OnFailure)",
             inject=_guarded(_kill_client),
             objects=_restart_on_failure,
-            attribute=_attr_kill,
             # on Kubernetes the client is its container's PID 1, which ignores a SIGKILL sent
             # from inside its own PID namespace (and the image ships no kill(1))
             local_only=True,
@@ -749,14 +548,12 @@ FAULTS: dict[str, Fault] = {
             "a hostile peer joins with an extra client id and submits a malformed update",
             prepare=_hostile_prepare,
             inject=_guarded(_hostile),
-            attribute=_attr_hostile,
         ),
         Fault(
             "client-oom",
             "resource",
             f"client 1 limited to {OOM_LIMIT} memory (OOMKilled)",
             prepare=lambda run: short_join(_oom_prepare(run)),
-            attribute=_attr_oom,
             unready=frozenset({f"{workload.CLIENT}-{TARGET}"}),
         ),
         Fault(
@@ -764,7 +561,6 @@ FAULTS: dict[str, Fault] = {
             "resource",
             f"client 1 limited to {CPU_LIMIT} CPU (straggler: round deadline misses)",
             prepare=_cpu_prepare,
-            attribute=_attr_cpu,
         ),
         Fault(
             "mtls-expired",
@@ -772,7 +568,6 @@ FAULTS: dict[str, Fault] = {
             "client 1 presents an expired certificate",
             prepare=short_join,
             objects=_tls_objects(expired=True),
-            attribute=_attr_tls("expired", 1),
             requires=frozenset({"tls"}),
         ),
         Fault(
@@ -781,7 +576,6 @@ FAULTS: dict[str, Fault] = {
             "client 1 presents a certificate of another CA",
             prepare=short_join,
             objects=_tls_objects(expired=False),
-            attribute=_attr_tls("unknown_ca", 2),
             requires=frozenset({"tls"}),
         ),
         Fault(
@@ -789,7 +583,6 @@ FAULTS: dict[str, Fault] = {
             "mtls",
             f"client 1 runs as ServiceAccount {ROGUE_SA} (SPIFFE id not on the allow-list)",
             prepare=_spiffe_prepare,
-            attribute=_attr_spiffe,
             requires=frozenset({"tls"}),
             unready=frozenset({f"{workload.CLIENT}-{TARGET}"}),
         ),
@@ -799,8 +592,6 @@ FAULTS: dict[str, Fault] = {
             "client 1 is not selected by the allow-dns policy (cannot resolve the server)",
             prepare=short_join,
             objects=_no_dns_objects,
-            inject=_guarded(_probe_target),
-            attribute=_attr_netpol("dns"),
             requires=frozenset({"netpol"}),
         ),
         Fault(
@@ -809,8 +600,6 @@ FAULTS: dict[str, Fault] = {
             "client 1 is not allowed to the server's gRPC port",
             prepare=short_join,
             objects=_deny_port_objects,
-            inject=_guarded(_probe_target),
-            attribute=_attr_netpol("connect"),
             requires=frozenset({"netpol"}),
         ),
         Fault(
@@ -819,7 +608,6 @@ FAULTS: dict[str, Fault] = {
             "3 bursts of 30 % packet loss between client 1 and the server, from rounds 2, 8 "
             "and 14, each over 2 rounds (2 s at most)",
             inject=_guarded(_windowed("loss", 30, bursts=3, seconds=2.0, every=6, span=2)),
-            attribute=_attr_window("loss", _deadline),
             local_only=True,
         ),
         Fault(
@@ -829,7 +617,6 @@ FAULTS: dict[str, Fault] = {
             inject=_guarded(
                 _windowed("partition", None, bursts=1, seconds=PARTITION_SECONDS, gap=0)
             ),
-            attribute=_attr_window("partition", _deadline),
             local_only=True,
         ),
         Fault(
@@ -837,7 +624,6 @@ FAULTS: dict[str, Fault] = {
             "netem",
             "the delay line is SIGKILLed during round 2",
             inject=_guarded(_kill_delayline),
-            attribute=_attr_delayline,
             local_only=True,
             requires=frozenset({"net"}),
             continues=False,

@@ -74,6 +74,16 @@ def test_fl(ztfl_cell: Any, ztfl_session: Any, ztfl_result: dict[str, Any], benc
     row = ztfl_result
     if row.get("error"):
         pytest.fail(f"{ztfl_cell.id}: {row['error']}", pytrace=False)
+    fault = (row.get("overlays") or {}).get("fault") or {}
+    if fault.get("agrees") is False:
+        wrong = [f for f in row.get("failures", []) if f.get("class") != fault["expect"]]
+        pytest.fail(
+            f"{ztfl_cell.id}: fault {fault.get('name')} must be classified {fault['expect']}; "
+            f"the taxonomy (blind to the fault) said {fault['classified']}"
+            + (f", e.g. {wrong[0]['event']} of client {wrong[0]['client']}: {wrong[0]['why']}"
+               if wrong else ""),
+            pytrace=False,
+        )
     # completed rounds, the sample the SLO gates and the report use
     durations = [r["duration"] for r in row["metrics"]["rounds"] if r["ok"]]
     benchmark.extra_info.update(row["extra_info"])

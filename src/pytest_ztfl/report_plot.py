@@ -19,7 +19,7 @@ FAILURE_COLOURS = {
     "resource": "#8c564b",
     "netem": "#ff7f0e",
     "workload": "#1f77b4",
-    "timeout": "#7f7f7f",
+    "unclassified": "#7f7f7f",
 }
 
 

@@ -5,7 +5,10 @@ Row fields:
     schema, cell{id, sec, net, data, seed, mtls, workload}, success, success_reason, error,
     metrics{rounds[...], rounds_planned, durations, final_accuracy, accuracy_by_round,
     tta_seconds, target, failures_by_class, identities, ...} (fl_app.summary.RunSummary),
-    failures_by_class (the harness's taxonomy: netpol, mtls, resource, netem, workload...),
+    failures_by_class (the harness's taxonomy: netpol, mtls, resource, netem, workload,
+    unclassified: pytest_ztfl.taxonomy), failures[{round, client, event, class, why}],
+    evidence{client{denied_egress, tcp_timeouts, dropped_other, throttled_seconds, ...},
+    server{handshake_refusals}} (what the taxonomy looked at, outside the proofs),
     proofs[{name, control, passed, detail}], overlays{netpol, mtls, net}, pods[...],
     backend{name, note, parallel}, resources{source, window, pods{pod{container{cpu_seconds,
     memory_peak_bytes}}}, delayline_cpu_seconds}, design{block, mode, order_seed, arms,
@@ -24,27 +27,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
 from statistics import median
 from typing import Any
 
 from fl_app.events import ParsedLog
 from fl_app.summary import RunSummary, summarize
-from pytest_ztfl import environment
+from pytest_ztfl import environment, taxonomy
 from pytest_ztfl.matrix import Cell
+from pytest_ztfl.taxonomy import Label
 
 SCHEMA = "ztfl.run/1"
-
-# fl_app's classes -> the harness taxonomy when no better evidence exists.
-WORKLOAD_CLASSES = {
-    "invalid_update": "workload",
-    "protocol": "workload",
-    "client_error": "workload",
-    "mtls": "mtls",
-    "disconnect": "workload",
-    "timeout": "timeout",
-}
-
 
 def success(summary: RunSummary, pods: list[dict[str, Any]]) -> tuple[bool, str]:
     """The seed study's definition: every round done with >= min participants, no pod
@@ -62,16 +54,6 @@ def success(summary: RunSummary, pods: list[dict[str, Any]]) -> tuple[bool, str]
     if timeouts:
         return False, f"{timeouts} client updates timed out"
     return True, "all rounds completed with enough participants"
-
-
-def classify(log: ParsedLog, evidence: dict[int, str]) -> dict[str, int]:
-    """Failure counts by harness class; ``evidence`` maps client -> class from pod status or
-    overlays (e.g. OOMKilled -> resource, delay line dead -> netem)."""
-    out: Counter[str] = Counter()
-    for e in log.of("failure"):
-        cls = evidence.get(e["client"]) if e["client"] is not None else None
-        out[cls or WORKLOAD_CLASSES.get(e["class"], e["class"])] += 1
-    return dict(out)
 
 
 def _medians(rounds: list[dict[str, Any]]) -> dict[str, float | None]:
@@ -95,15 +77,16 @@ def build(
     overlays: dict[str, Any],
     pods: list[dict[str, Any]],
     backend: dict[str, Any],
-    evidence: dict[int, str] | None = None,
-    harness_failures: dict[str, int] | None = None,
+    labels: list[Label] | None = None,
+    evidence: dict[str, Any] | None = None,
     error: str | None = None,
     round_extra: dict[int, dict[str, Any]] | None = None,
     resources: dict[str, Any] | None = None,
     design: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One cell's row. ``harness_failures`` counts failures the harness itself observed that
-    no client event carries (e.g. the delay line dying: class netem); ``round_extra`` what the
+    """One cell's row. ``labels``: every failure labelled by the taxonomy from the harness's
+    evidence (None: from the server's log alone, as a run without evidence); ``round_extra``
+    what the
     harness saw of each round (its position in the block's order, CPU by part), merged into
     ``metrics.rounds``; ``resources`` the pods' CPU and peak memory; ``design`` the block,
     its mode and orders (pytest_ztfl.design)."""
@@ -115,9 +98,9 @@ def build(
     for rd in metrics["rounds"]:
         rd.update((round_extra or {}).get(rd["round"], {}))
     metrics["accuracy_by_round"] = {str(k): v for k, v in summary.accuracy_by_round.items()}
-    failures = classify(log, evidence or {})
-    for cls, n in (harness_failures or {}).items():
-        failures[cls] = failures.get(cls, 0) + n
+    if labels is None:
+        labels = taxonomy.classify(taxonomy.RunEvidence(cell.workload.clients, log, {}))
+    failures = taxonomy.counts(labels)
     extra = {
         "cell": cell.id,
         "sec": cell.sec,
@@ -147,6 +130,8 @@ def build(
         "error": error,
         "metrics": metrics,
         "failures_by_class": failures,
+        "failures": [lb.to_dict() for lb in labels],
+        "evidence": evidence or {},
         "proofs": proofs,
         "overlays": overlays,
         "pods": pods,

@@ -17,6 +17,7 @@ from k8s_fixtures.netpol.nft import (
     apply_ruleset,
     compile_cluster,
     compile_pod,
+    denied,
     remove_ruleset,
 )
 from k8s_fixtures.netpol.parse import parse_documents
@@ -121,3 +122,45 @@ def test_nft_apply_is_atomic_idempotent_and_removable(model: NetnsModel) -> None
         assert tables() == []
     finally:
         remove_ruleset(ns)
+
+
+def _denied(ns: str) -> dict[str, int]:
+    out = subprocess.run(netns_exec(ns, "nft", "-j", "list", "counters", "table", "inet", TABLE),
+                         capture_output=True, text=True)
+    return denied(out.stdout if out.returncode == 0 else "")
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("action", [DenyAction.REJECT, DenyAction.DROP])
+def test_deny_rules_count_and_the_count_survives_a_changed_ruleset(
+    model: NetnsModel, action: DenyAction
+) -> None:
+    """Every refusal counts into the pod's denied_<direction> counter, in both deny modes, and
+    a peer change (which re-applies the table) or a direction no longer isolated keeps it."""
+    model.set_deny_action(action)
+    ns_a = model.netns_of("x/a")
+    model.apply(parse_documents([np("deny", "x", pod("a"), types=["Ingress", "Egress"])]))
+    assert _denied(ns_a) == {"ingress": 0, "egress": 0}
+    model.probe_pairs([("x/a", "x/b"), ("x/b", "x/a")], "TCP", 80, 0.5)
+    first = _denied(ns_a)
+    assert first["egress"] >= 1 and first["ingress"] >= 1, first
+    # a new rule: x/a's table changes (re-applied), its counters must not start again at 0
+    model.apply(parse_documents([
+        np("deny", "x", pod("a"), types=["Ingress", "Egress"]),
+        np("to-b", "x", pod("a"), types=["Egress"], egress=[{"to": [{"podSelector": pod("b")}]}]),
+    ]))
+    assert _denied(ns_a) == first
+    res = model.probe_pairs([("x/a", "x/b"), ("x/a", "y/c")], "TCP", 80, 0.5)
+    assert res[("x/a", "x/b")]["ok"] and not res[("x/a", "y/c")]["ok"], res
+    second = _denied(ns_a)
+    assert second["egress"] > first["egress"] and second["ingress"] == first["ingress"], second
+    # egress no longer isolated: its chain goes, the counters stay
+    model.apply(parse_documents([np("deny", "x", pod("a"), types=["Ingress"])]))
+    listed = subprocess.run(netns_exec(ns_a, "nft", "list", "table", "inet", TABLE),
+                            capture_output=True, text=True, check=True).stdout
+    assert "hook output" not in listed and "hook input" in listed, listed
+    assert _denied(ns_a) == second
+
+
+def test_denied_reads_nothing_from_no_table() -> None:
+    assert denied("") == {"ingress": 0, "egress": 0}

@@ -276,3 +276,55 @@ def test_an_overhead_gate_without_its_baseline_is_inconclusive_not_a_silent_pass
         r"no SEC0 baseline", text), text
     stored_slo = _cells(out)["SEC2-NET0-iid-s0"]["slo"]
     assert [v["verdict"] for v in stored_slo] == ["pass", "inconclusive"]
+
+
+FAULT_YAML = """\
+name: faulty
+sec: [SEC0]
+net: [NET0]
+data: [iid]
+seeds: [0]
+faults: [client-oom, cpu-throttle]
+workload: {clients: 3, rounds: 10, eval_every: 5, target_accuracy: 0.9}
+"""
+
+
+def test_a_fault_cell_whose_blind_labels_disagree_with_its_class_fails(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, data_dir: Path, tmp_path: Path
+) -> None:
+    """The stored rows say what the taxonomy (blind) labelled: the OOM cell's failure as
+    resource (agrees), the throttled cell's as unclassified (disagrees: its test fails, naming
+    the fault, the expected class, what was said and why)."""
+    synth = report_synth()
+    path = pytester.path / "faulty.yaml"
+    path.write_text(FAULT_YAML)
+    out = tmp_path / "out"
+    synth.build_results(out, mx.load(str(path)))
+    said = {
+        "client-oom": ("resource", "its pod was OOM-killed"),
+        "cpu-throttle": ("unclassified", "timeout (x); looked at: throttled 0.00 s"),
+    }
+    for file in (out / "cells").glob("*.json"):
+        row = json.loads(file.read_text())
+        name = row["cell"]["fault"]
+        cls, why = said[name]
+        expect = "resource"
+        row["failures"] = [{"round": 2, "client": 1, "event": "timeout", "class": cls,
+                            "why": why}]
+        row["overlays"]["fault"] = {"name": name, "actions": [], "expect": expect,
+                                    "classified": {cls: 1}, "agrees": cls == expect}
+        file.write_text(json.dumps(row))
+    apply_env(monkeypatch, subprocess_env(data_dir, tmp_path / "state"))
+    wire = Tripwire(monkeypatch)
+    result = pytester.runpytest_inprocess(
+        f"--ztfl-matrix={path}", f"--ztfl-out={out}", "--ztfl-resume", "-p", "no:cacheprovider"
+    )
+    assert wire.calls == []
+    reports = _outcomes(result)
+    outcome = {k: r.outcome for k, r in reports.items()}
+    oom = next(k for k in outcome if k.endswith("client-oom"))
+    cpu = next(k for k in outcome if k.endswith("cpu-throttle"))
+    assert outcome[oom] == "passed" and outcome[cpu] == "failed", result.stdout.str()
+    text = reports[cpu].longreprtext
+    assert ("fault cpu-throttle must be classified resource; the taxonomy (blind to the fault) "
+            "said {'unclassified': 1}, e.g. timeout of client 1: timeout (x)") in text, text

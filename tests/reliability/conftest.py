@@ -2,8 +2,9 @@
 local cluster for every fault scenario, and :func:`run_fault`, which measures a cell through
 ``runner.run_cell`` and returns what the fault scenario tests assert on.
 
-The classes are the row's (the runner attributes the fault itself); the injector's actions
-come from ``faults.actions``; the server's whole log is kept by a thin cluster wrapper as the
+The classes are the row's (the taxonomy labels them blind, from evidence; each run is recorded
+for the session's confusion matrix, tests/taxonomy_record.py); the injector's actions come
+from ``faults.actions``; the server's whole log is kept by a thin cluster wrapper as the
 runner reads it.
 """
 
@@ -20,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "fl_app"))  # fl_testlib, test_server_protocol helpers
 sys.path.insert(0, str(Path(__file__).parent))
 
+import taxonomy_record  # noqa: E402
 from reliability_support import FaultRun, LogTap  # noqa: E402
 
 
@@ -51,6 +53,7 @@ def run_fault(ztfl_cluster: tuple[Any, str, Any]) -> Any:
         row, raw = runner.run_cell(tap, cell, platform, note)
         acts = faults.actions(ns)
         faults.forget(ns)
+        taxonomy_record.record(row, fault.name, fault.expect)
         log = parse_events(raw.decode().splitlines(), ns)
         return FaultRun(row, log.events, row["failures_by_class"], acts, tap.server_log)
 

@@ -1,5 +1,6 @@
 """The fault scenarios' pure parts, without a cluster: what each one changes in the rendered
-Kubernetes objects, and how it attributes failures from observations (and only from them)."""
+Kubernetes objects, and how a cell's blind labels are judged against the class it expects
+(the labels themselves: test_taxonomy.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 import yaml
 from cryptography import x509
 
-from fl_app.events import ParsedLog
 from k8s_fixtures import workload
 from k8s_fixtures.tls.ca import CertificateAuthority
 from pytest_ztfl import faults
@@ -115,41 +115,13 @@ def test_prepare_rewrites_flags_and_overrides() -> None:
     assert faults.ready_names(faults.FAULTS["client-kill"], []) is None
 
 
-def _log(*events: dict[str, Any]) -> ParsedLog:
-    return ParsedLog([{"event": e.pop("event"), "wall": e.pop("wall", 0.0), **e}
-                      for e in events])
+def test_agreement_judges_the_blind_labels_against_the_expected_class() -> None:
+    from pytest_ztfl.taxonomy import Label
 
-
-def _fail(client: int, cls: str, reason: str = "r", wall: float = 0.0) -> dict[str, Any]:
-    return {"event": "failure", "round": 2, "client": client, "class": cls, "reason": reason,
-            "wall": wall}
-
-
-def test_attribution_needs_observed_evidence() -> None:
-    run = _run()
     oom = faults.FAULTS["client-oom"]
-    pods_ok = [{"name": "fl-client-1", "reason": None}]
-    pods_oom = [{"name": "fl-client-1", "reason": "OOMKilled"}]
-    assert faults.observe(oom, run, _log(), pods_ok) == faults.Attribution({}, {})
-    att = faults.observe(oom, run, _log(), pods_oom)
-    assert att == faults.Attribution({1: "resource"}, {1: "resource"})
-    assert faults.classify(_log(), att) == {"resource": 1}
-    # a partition: only failures inside the recorded window (plus a deadline) count as netem
-    part = faults.FAULTS["netem-partition"]
-    faults.forget(run.namespace)
-    faults.record(run.namespace, faults.Action("partition", 1, 100.0, 108.0))
-    try:
-        inside = _log(_fail(1, "timeout", wall=105.0))
-        outside = _log(_fail(1, "timeout", wall=500.0))
-        assert faults.observe(part, run, inside, []).evidence == {1: "netem"}
-        assert faults.observe(part, run, outside, []).evidence == {}
-    finally:
-        faults.forget(run.namespace)
-    # mTLS: refusals in the server's gRPC log with the right reason, and the client never joined
-    exp = faults.FAULTS["mtls-expired"]
-    line = ("I1127 ssl_transport_security.cc:1] Handshake failed with error SSL_ERROR_SSL: "
-            "CERTIFICATE_VERIFY_FAILED: certificate has expired")
-    assert faults.observe(exp, run, _log(), [], line).absent == {1: "mtls"}
-    assert faults.observe(exp, run, _log(), [], "").absent == {}
-    joined = _log({"event": "client_joined", "client": 1})
-    assert faults.observe(exp, run, joined, [], line).absent == {}
+    right = [Label(None, 1, "never_joined", "resource", "its pod was OOM-killed")]
+    wrong = [*right, Label(2, 0, "timeout", "unclassified", "...")]
+    assert faults.agreement(oom, right) == {"expect": "resource", "classified": {"resource": 1},
+                                            "agrees": True}
+    assert faults.agreement(oom, wrong)["agrees"] is False
+    assert faults.agreement(oom, [])["agrees"] is None

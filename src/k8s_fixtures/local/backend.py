@@ -28,18 +28,25 @@ from k8s_fixtures.cluster import (
     ClusterError,
     ContainerUsage,
     ExecResult,
+    NetnsCounters,
     Obj,
     ObjectRef,
     Objects,
     PodStatus,
     ReadyTimeout,
 )
-from k8s_fixtures.local import dns, state
+from k8s_fixtures.local import dns, netns_counters, state
 from k8s_fixtures.local.admission import Key, NewPod, Plan, admit, key_of, order
 from k8s_fixtures.local.cgroups import CgroupRoot, remove_dir
 from k8s_fixtures.local.pods import DEFAULT_PATH, ContainerRun, PodRun, Supervisor
 from k8s_fixtures.local.privileges import Holder, Mode, detect, tool
-from k8s_fixtures.local.topology import BRIDGE, Node, TopologyError, host_route_overlap
+from k8s_fixtures.local.topology import (
+    BRIDGE,
+    Node,
+    TopologyError,
+    host_route_overlap,
+    netns_exec,
+)
 from k8s_fixtures.local.view import NAMESPACE_NAME_LABEL, ClusterView, Overlay, PodInfo
 from k8s_fixtures.local.volumes import materialize
 from k8s_fixtures.manifests import Container, config_data, load, ref, selector_matches
@@ -586,6 +593,21 @@ class LocalCluster:
         c = self._container(self._pod(namespace, pod), container)
         return c.cgroup.cpu_usage_ns() if c.cgroup else None
 
+    def netns_counters(self, namespace: str) -> dict[str, NetnsCounters]:
+        """Every pod's network namespace counters so far (policy refusals, TCP retransmissions
+        and timeouts, impairment drops: :mod:`k8s_fixtures.local.netns_counters`)."""
+        with self._lock:
+            pods = [(p.name, p.link.netns) for p in self._pods.values()
+                    if p.namespace == namespace]
+        out = {}
+        for name, ns in pods:
+            try:
+                text = self.run(netns_exec(ns, "sh", "-c", netns_counters.SCRIPT))
+            except (ClusterError, subprocess.TimeoutExpired):  # its namespace went meanwhile
+                continue
+            out[name] = netns_counters.parse(text)
+        return out
+
     def usage(self, namespace: str) -> dict[str, dict[str, ContainerUsage]]:
         """Every pod's containers' CPU time and peak memory so far, from their cgroups (the
         harness reads it between rounds; None values without cgroups, e.g. rootless)."""
@@ -595,14 +617,15 @@ class LocalCluster:
         for p in pods:
             per: dict[str, ContainerUsage] = {}
             for c in p.all_containers:
-                cpu = peak = None
+                cpu = peak = throttled = None
                 if c.cgroup is not None:
                     try:
                         cpu = c.cgroup.cpu_usage_ns()
+                        throttled = c.cgroup.throttled_ns()
                     except (OSError, ValueError):  # removed with its pod meanwhile
-                        cpu = None
+                        cpu = throttled = None
                     peak = c.cgroup.memory_peak_bytes()
-                per[c.spec.name] = ContainerUsage(cpu, peak)
+                per[c.spec.name] = ContainerUsage(cpu, peak, throttled)
             out[p.name] = per
         return out
 

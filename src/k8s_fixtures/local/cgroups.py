@@ -133,14 +133,26 @@ class ContainerCgroup:
             pass
         return 0
 
+    def _cpu_stat(self) -> dict[str, int]:
+        d = self.dirs[1 if self.version == 1 else 0]
+        out = {}
+        for line in (d / "cpu.stat").read_text().splitlines():
+            key, _, val = line.partition(" ")
+            out[key] = int(val)
+        return out
+
     def cpu_usage_ns(self) -> int:
         """CPU time used by the container so far (cpuacct in v1, cpu.stat in v2)."""
         if self.version == 1:
             return int((self.dirs[2] / "cpuacct.usage").read_text())
-        for line in (self.dirs[0] / "cpu.stat").read_text().splitlines():
-            if line.startswith("usage_usec "):
-                return int(line.split()[1]) * 1000
-        return 0
+        return self._cpu_stat().get("usage_usec", 0) * 1000
+
+    def throttled_ns(self) -> int:
+        """Time the container's CPU limit held it back so far (cpu.stat: v1 ``throttled_time``
+        in ns, v2 ``throttled_usec``); 0 without a limit."""
+        st = self._cpu_stat()
+        return st.get("throttled_time", 0) if self.version == 1 else \
+            st.get("throttled_usec", 0) * 1000
 
     def memory_peak_bytes(self) -> int | None:
         """The most memory the container's processes have held at once (v1

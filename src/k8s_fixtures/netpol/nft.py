@@ -7,7 +7,10 @@ For each pod the compiler emits ``table inet ztfl_netpol`` with
 
 each with ``policy drop``, then ``ct state established,related accept``, loopback accept, (for
 ingress) the node's addresses, then one accept rule per (policy rule, peer, port) with the peer
-pods resolved to their current IPs, and finally, in ``reject`` mode, explicit rejects. A pod
+pods resolved to their current IPs, and finally the deny rules (explicit rejects, or in ``drop``
+mode one drop), which count the TCP, UDP and SCTP packets they refuse into the table's named
+counter ``denied_ingress`` or ``denied_egress``: what the policy refused a workload is evidence
+(the failure taxonomy reads it). A pod
 selected by no policy gets no table at all (zero overhead, as under SEC0). Peers are resolved
 from the cluster view, so the backend must re-sync whenever pods, namespaces or policies change
 (:class:`Enforcer` re-applies only the namespaces whose ruleset changed).
@@ -23,8 +26,10 @@ destination (``net.ipv4.icmp_ratemask``/``icmp_ratelimit``, per network namespac
 
 Rules are applied atomically with ``ip netns exec NS nft -f -`` using the idiom
 ``table inet T; delete table inet T; table inet T {...}`` in one transaction, which is
-idempotent and never leaves a pod without rules in between. Established connections survive a
-policy change (conntrack), as with most CNIs.
+idempotent and never leaves a pod without rules in between. A table this enforcer applied before
+is changed with ``flush table`` instead (rules go, named counters stay), so the deny counters
+count over the pod's life although peers come and go (each one re-applies the table).
+Established connections survive a policy change (conntrack), as with most CNIs.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from k8s_fixtures.netpol.model import (
 )
 
 TABLE = "ztfl_netpol"
+DENIED = {Direction.INGRESS: "denied_ingress", Direction.EGRESS: "denied_egress"}
 
 
 class DenyAction(StrEnum):
@@ -80,9 +86,41 @@ class PodRuleset:
         """The atomic nft script that replaces (or, when ``table`` is empty, removes) it."""
         return removal_script() + self.table
 
+    def update_script(self, old: PodRuleset) -> str:
+        """The atomic nft script that turns ``old`` (applied by this enforcer) into this
+        ruleset and keeps the deny counters' values (a fresh table would zero them)."""
+        if not self.table or not old.table:
+            return self.script
+        gone = [name for name, was, now in (("input", old.ingress_isolated,
+                                              self.ingress_isolated),
+                                             ("output", old.egress_isolated,
+                                              self.egress_isolated)) if was and not now]
+        return (f"table inet {TABLE} {{\n{_counters()}}}\nflush table inet {TABLE}\n"
+                + "".join(f"delete chain inet {TABLE} {c}\n" for c in gone) + self.table)
+
 
 def removal_script() -> str:
     return f"table inet {TABLE}\ndelete table inet {TABLE}\n"
+
+
+def _counters() -> str:
+    return "".join(f"\tcounter {name} {{\n\t}}\n" for name in DENIED.values())
+
+
+def denied(listing: str) -> dict[str, int]:
+    """``{"ingress": packets, "egress": packets}`` refused by the deny rules, from the JSON of
+    ``nft -j list counters table inet ztfl_netpol`` (empty text: no table, nothing refused)."""
+    import json
+
+    out = {"ingress": 0, "egress": 0}
+    if not listing.strip():
+        return out
+    names = {v: k.value.lower() for k, v in DENIED.items()}
+    for item in json.loads(listing).get("nftables", []):
+        c = item.get("counter")
+        if c and c.get("table") == TABLE and c.get("name") in names:
+            out[names[c["name"]]] = int(c["packets"])
+    return out
 
 
 def _family(ip: ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -190,9 +228,16 @@ def _chain(cluster: ClusterView, pod: Pod, direction: Direction, policies: list[
     for pol in policies:
         for i, rule in enumerate(pol.rules(direction)):
             body.extend(_rule_lines(cluster, pod, pol, i, rule, direction))
+    # Counted: what a workload sends (TCP, UDP, SCTP). Not counted: the network's own control
+    # traffic (ICMPv6 router solicitations, MLD and IGMP reports a fresh interface sends),
+    # which is denied as well but says nothing about a workload.
+    count = f'counter name "{DENIED[direction]}"'
     if deny is DenyAction.REJECT:
-        body.append("meta l4proto tcp reject with tcp reset")
+        body.append(f"meta l4proto tcp {count} reject with tcp reset")
+        body.append(f"meta l4proto {{ udp, sctp }} {count} reject with icmpx admin-prohibited")
         body.append("reject with icmpx admin-prohibited")
+    else:  # the policy's own drop counts nothing: one rule that does
+        body.append(f"meta l4proto {{ tcp, udp, sctp }} {count} drop")
     inner = "\n".join(f"\t\t{b}" for b in body)
     return f"\tchain {name} {{\n{inner}\n\t}}\n"
 
@@ -207,7 +252,7 @@ def compile_pod(cluster: ClusterView, pod: Pod, deny_action: DenyAction = DEFAUL
         chains += _chain(cluster, pod, Direction.INGRESS, ing, deny_action)
     if egr:
         chains += _chain(cluster, pod, Direction.EGRESS, egr, deny_action)
-    table = f"table inet {TABLE} {{\n{chains}}}\n" if chains else ""
+    table = f"table inet {TABLE} {{\n{_counters()}{chains}}}\n" if chains else ""
     return PodRuleset(pod.key, pod.netns, bool(ing), bool(egr), deny_action, table)
 
 
@@ -229,11 +274,13 @@ def run_nft(netns: str, script: str) -> None:
         raise NftError(f"nft in netns {netns}: {first}")
 
 
-def apply_ruleset(rs: PodRuleset, runner: Runner = run_nft) -> None:
-    """Replace (or remove) the pod's table atomically; idempotent."""
+def apply_ruleset(rs: PodRuleset, runner: Runner = run_nft, old: PodRuleset | None = None
+                  ) -> None:
+    """Replace (or remove) the pod's table atomically; idempotent. ``old``: the ruleset this
+    enforcer applied in the same namespace before (its deny counters are kept)."""
     if rs.netns is None:
         raise NftError(f"pod {rs.pod}: no network namespace to apply rules in")
-    runner(rs.netns, rs.script)
+    runner(rs.netns, rs.script if old is None else rs.update_script(old))
 
 
 def remove_ruleset(netns: str, runner: Runner = run_nft) -> None:
@@ -270,7 +317,8 @@ class Enforcer:
             if old is not None and old.netns == rs.netns and old.table == rs.table:
                 report.unchanged.append(key)
                 continue
-            apply_ruleset(rs, self.runner)
+            apply_ruleset(rs, self.runner, old if old is not None and old.netns == rs.netns
+                          else None)
             self.applied[key] = rs
             report.applied.append(key)
         for key in [k for k in self.applied if k not in wanted]:
