@@ -90,6 +90,43 @@ def test_client_sigkill_mid_round_is_a_workload_failure_and_the_client_rejoins(
     assert fr.row["success"] is False and "pod restarts" in fr.row["success_reason"]
 
 
+def test_a_client_killed_by_a_stranger_is_classified_workload_without_a_scenario(
+    ztfl_cluster: tuple[Any, str, Any],
+) -> None:
+    """No fault scenario runs: the test, a stranger to the harness, SIGKILLs client 1 through
+    the cluster once round 1 has ended. The taxonomy, which never hears of it, labels the
+    failure from the pod's exit alone."""
+    import signal
+    import threading
+
+    import taxonomy_record
+
+    from k8s_fixtures import workload
+    from pytest_ztfl import runner
+
+    cluster, note, platform = ztfl_cluster
+    c = Cell("SEC0", "NET0", "iid", 0, replace(BASE, rounds=10, eval_every=10))
+    ns = runner.namespace_for(c)
+    killers: list[threading.Thread] = []
+
+    def progress(line: str, level: int = 0) -> None:
+        if line.startswith("  round 1:") and not killers:
+            killers.append(threading.Thread(target=cluster.signal, args=(
+                ns, f"{workload.CLIENT}-{TARGET}", workload.CLIENT, signal.SIGKILL)))
+            killers[0].start()
+
+    row, _ = runner.run_cell(cluster, c, platform, note, progress=progress)
+    assert killers, "round 1 never ended"
+    killers[0].join(30)
+    taxonomy_record.record(row, "(stranger) SIGKILL", "workload")
+    assert row["error"] is None, row["error"]
+    mine = [f for f in row["failures"] if f["client"] == TARGET]
+    assert [f["class"] for f in mine] == ["workload"], row["failures"]
+    assert "exited with 137" in mine[0]["why"] or "restarted" in mine[0]["why"], mine
+    assert row["failures_by_class"] == {"workload": 1}, row["failures"]
+    assert "fault" not in row["overlays"]
+
+
 def test_malformed_update_from_a_hostile_peer_is_refused_and_not_aggregated(
     run_fault: Any,
 ) -> None:
