@@ -73,19 +73,19 @@ def main() -> int:
     cell = Cell(sec="SEC0", net=args.net, data="iid", seed=0, workload=wl)
     machine = machine_info()
     load_before = [round(x, 2) for x in os.getloadavg()]
-    cluster, note, platform = backends.create("local", data_dir=args.data_dir)
+    backend = backends.create("local", data_dir=args.data_dir)
     runs: list[dict[str, float]] = []
     try:
         for rep in range(args.n):
             t = time.monotonic()
-            row, _ = runner.run_cell(cluster, cell, platform, note)
+            row, _ = runner.run_cell(backend, cell)
             if not row["success"] or "emulation" not in row["overlays"]["net"]:
                 print(f"[{rep + 1}/{args.n}] {cell.id}: FAILED: {row['success_reason']}")
                 continue
             runs.append(account(row))
             print(f"[{rep + 1}/{args.n}] {cell.id}: {time.monotonic() - t:.1f} s", flush=True)
     finally:
-        cluster.teardown()
+        backend.cluster.teardown()
     load_after = [round(x, 2) for x in os.getloadavg()]
     if not runs:
         print("no successful run")

@@ -161,7 +161,8 @@ def main() -> int:
         sys.exit("set ZTFL_DATA_DIR or --data-dir to the MNIST directory")
     machine = machine_info()
     machine["load_before"] = [round(x, 2) for x in os.getloadavg()]
-    cluster, note, platform = backends.create("local", data_dir=args.data_dir)
+    backend = backends.create("local", data_dir=args.data_dir)
+    note = backend.note
     results = [CellResult(c) for c in cells(args.clients, args.rounds, args.model)]
     t0 = time.monotonic()
     try:
@@ -170,7 +171,7 @@ def main() -> int:
                 for r in results:
                     rec.take()
                     t = time.monotonic()
-                    row, _ = runner.run_cell(cluster, r.cell, platform, note)
+                    row, _ = runner.run_cell(backend, r.cell)
                     r.wall_s.append(time.monotonic() - t)
                     syncs = rec.take()
                     if row["success"]:
@@ -184,7 +185,7 @@ def main() -> int:
                         flush=True,
                     )
     finally:
-        cluster.teardown()
+        backend.cluster.teardown()
     machine["load_after"] = [round(x, 2) for x in os.getloadavg()]
     print()
     print(report(results, args.n, args.rounds, machine))

@@ -12,7 +12,7 @@ Run as root::
         --rounds 200 --clients 5 --sec SEC3 --net NET2 --json soak.json
 
 The server's pid is found through the pod (its network namespace's processes running
-``fl_app.server``); the delay line's through ``cluster.netem.handle(ns).status().pid``. Memory
+``fl_app.server``); the delay line's through ``backend.netem.handle(ns).status().pid``. Memory
 growth is judged on the second half of the run against the first (warm-up excluded): the bound
 ``--rss-growth-mib`` (default 50 MiB) is checked and printed as PASS/FAIL, as is the failure-rate
 bound ``--max-failure-rate`` (default 0.02, the issue's).
@@ -68,9 +68,10 @@ def server_pid(cluster: Any, ns: str) -> int | None:
 class Sampler(threading.Thread):
     """Samples the server's and the delay line's VmRSS once a second while the run goes."""
 
-    def __init__(self, cluster: Any, ns: str, interval: float = 1.0) -> None:
+    def __init__(self, backend: Any, ns: str, interval: float = 1.0) -> None:
         super().__init__(daemon=True)
-        self.cluster, self.ns, self.interval = cluster, ns, interval
+        self.cluster, self.netem = backend.cluster, backend.netem
+        self.ns, self.interval = ns, interval
         self.samples: list[dict[str, Any]] = []
         self.stop = threading.Event()
         self.released = threading.Event()  # set when the harness releases the rounds
@@ -82,8 +83,7 @@ class Sampler(threading.Thread):
             if spid is None or rss_kib(spid) is None:
                 spid = server_pid(self.cluster, self.ns)
             dpid = None
-            netem = getattr(self.cluster, "netem", None)
-            handle = netem.handle(self.ns) if netem is not None else None
+            handle = self.netem.handle(self.ns) if self.netem is not None else None
             if handle is not None:
                 try:
                     dpid = handle.status(check_rules=False).pid
@@ -161,15 +161,16 @@ def main(argv: list[str] | None = None) -> int:
                   target_accuracy=0.99)
     tls = a.sec in ("SEC2", "SEC3")
     cell = Cell(a.sec, a.net, "iid", 0, wl, mtls=a.mtls if tls else None)
-    cluster, note, platform = backends.create("local", data_dir=a.data_dir)
+    backend = backends.create("local", data_dir=a.data_dir)
+    cluster = backend.cluster
     name = cluster.name
     ns = runner.namespace_for(cell)
-    sampler = Sampler(cluster, ns)
+    sampler = Sampler(backend, ns)
     t0 = time.monotonic()
     try:
         sampler.start()
         row, events = runner.run_cell(
-            cluster, cell, platform, note, progress=lambda s: _progress(s, sampler)
+            backend, cell, progress=lambda s, level=0: _progress(s, sampler)
         )
     finally:
         sampler.stop.set()

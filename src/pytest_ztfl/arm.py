@@ -17,23 +17,28 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fl_app.events import ParsedLog, parse_events
 from k8s_fixtures import proofs as pf
 from k8s_fixtures import workload
-from k8s_fixtures.cluster import ClusterError, ContainerUsage, MeasuresUsage
+from k8s_fixtures.cluster import Cluster, ClusterError, ContainerUsage, MeasuresUsage
 from k8s_fixtures.proc import cpu_seconds, machine_cpu_seconds
 from k8s_fixtures.tls.secret import SECRET_TYPE, validate_secret
 from k8s_fixtures.tls.sidecar import PROXY_CONTAINER
 from pytest_ztfl import evidence, faults, rows, taxonomy
-from pytest_ztfl.backends import Platform, cell_unsupported
+from pytest_ztfl.backends import Backend, cell_unsupported
 from pytest_ztfl.cellplan import HOLD_FILE, READY_TIMEOUT, CellPlan, plan_cell
 from pytest_ztfl.live import MILESTONE, ROUND, Progress, silent
 from pytest_ztfl.matrix import Cell
 from pytest_ztfl.warning_types import ZtflPolicyWarning
+
+if TYPE_CHECKING:
+    from k8s_fixtures.netem.overlay import NetemHandle
+    from k8s_fixtures.tls.capture import WireCapture
 
 ROUND_EVENTS = ("round_hold", "round_start", "round_end")
 
@@ -53,7 +58,7 @@ class Follower(threading.Thread):
     """Streams the server's log while the run goes: progress lines, and an event per
     (event type, round) seen, so the schedule can wait for a round's hold, start and end."""
 
-    def __init__(self, cluster: Any, ns: str, progress: Progress) -> None:
+    def __init__(self, cluster: Cluster, ns: str, progress: Progress) -> None:
         super().__init__(daemon=True)
         self.cluster, self.ns, self.progress = cluster, ns, progress
         self._seen: dict[tuple[str, int | None], threading.Event] = {}
@@ -120,7 +125,7 @@ class Follower(threading.Thread):
                     ev.set()
 
 
-def deploy(cluster: Any, cp: CellPlan) -> list[str] | None:
+def deploy(cluster: Cluster, cp: CellPlan) -> list[str] | None:
     """Apply the cell's objects (as its fault rewrites them) and probe pods; return the pods
     to wait for (None: all). The harness's own certificates are checked first (expired, not
     yet valid, key not matching, not from the CA): a bad one is the harness's error, not a
@@ -142,14 +147,22 @@ def deploy(cluster: Any, cp: CellPlan) -> list[str] | None:
     return faults.ready_names(cp.fault, objs)
 
 
-def prove(cluster: Any, cp: CellPlan, names: list[str] | None) -> list[pf.Proof]:
+def prove(
+    cluster: Cluster,
+    cp: CellPlan,
+    names: list[str] | None,
+    ready: Callable[[], None] | None = None,
+) -> list[pf.Proof]:
     """Wait until the pods ``names`` (None: all; a fault may make one fail on purpose) are
-    ready, then run the proofs of what the cell claims."""
+    ready, call ``ready`` (e.g. to read counters before the proofs), then run the proofs of
+    what the cell claims."""
     cluster.wait_ready(cp.run.namespace, names=names, timeout=READY_TIMEOUT)
+    if ready is not None:
+        ready()
     return pf.run_proofs(cluster, cp.proofs)
 
 
-def deploy_and_prove(cluster: Any, cp: CellPlan) -> list[pf.Proof]:
+def deploy_and_prove(cluster: Cluster, cp: CellPlan) -> list[pf.Proof]:
     """:func:`deploy` then :func:`prove` (``ztfl probe``)."""
     return prove(cluster, cp, deploy(cluster, cp))
 
@@ -170,23 +183,21 @@ class Arm:
 
     def __init__(
         self,
-        cluster: Any,
+        backend: Backend,
         cell: Cell,
-        platform: Platform,
-        backend_note: str,
         progress: Progress = silent,
         *,
         hold_rounds: bool = False,
     ) -> None:
-        self.cluster, self.cell, self.progress = cluster, cell, progress
-        self.backend_note = backend_note
+        self.backend = backend
+        self.cluster, self.cell, self.progress = backend.cluster, cell, progress
         self.hold_rounds = hold_rounds
         # What the cell claims, not what was rendered: a rendering or fault that drops a
         # control must fail its proof before any round is measured (cellplan.CellPlan.proofs).
-        self.cp = plan_cell(cell, platform, hold_rounds=hold_rounds)
+        self.cp = plan_cell(cell, backend.platform, hold_rounds=hold_rounds)
         self.ns = self.cp.run.namespace
         self.started = time.time()
-        faults.forget(self.ns)  # injector records of an earlier run of this cell
+        self.actions = faults.ActionLog()  # what this run's fault injector did
         self.proofs: list[pf.Proof] = []
         self.net_failures: list[str] = []
         self.error: str | None = None
@@ -195,14 +206,14 @@ class Arm:
         self.server_log = ""
         self.pods: list[dict[str, Any]] = []
         self.overlays: dict[str, Any] = {
-            "netpol": _netpol_meta(cluster, cell.netpol),
+            "netpol": {"enabled": cell.netpol, **backend.netpol_metadata()},
             "mtls": {"mode": self.cp.run.tls if cell.tls else None},
             "net": {"profile": cell.net},
         }
-        self.handle: Any = None
+        self.handle: NetemHandle | None = None
         self._net_before: dict[str, Any] = {}
         self.follower: Follower | None = None
-        self._cap: Any = None
+        self._cap: WireCapture | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.wire: pf.Proof | None = None
         self._stop = threading.Event()
@@ -223,7 +234,7 @@ class Arm:
         return self.error is None
 
     def deploy(self) -> None:
-        refusal = cell_unsupported(getattr(self.cluster, "backend_name", "local"), self.cell)
+        refusal = cell_unsupported(self.backend.name, self.cell)
         if refusal is not None:  # normally refused before any cluster exists
             raise ClusterError(refusal)
         self._ready = deploy(self.cluster, self.cp)
@@ -231,19 +242,23 @@ class Arm:
     def prove(self) -> None:
         """Pods ready, proofs run; a failed proof sets ``error`` (nothing will be measured)."""
         cluster, cell, ns = self.cluster, self.cell, self.ns
-        cluster.wait_ready(ns, names=self._ready, timeout=READY_TIMEOUT)
-        self._evidence["ready"] = evidence.snapshot(cluster, ns)
-        self.proofs = pf.run_proofs(cluster, self.cp.proofs)
+
+        def ready() -> None:
+            self._evidence["ready"] = evidence.snapshot(cluster, ns)
+
+        self.proofs = prove(cluster, self.cp, self._ready, ready)
         self.progress(f"{cell.id}: pods ready, proofs done", MILESTONE)
         # the local policy overlay's lint: e.g. a podSelector that selects no pod of the cell
         lint = [
-            w for w in getattr(getattr(cluster, "netpol", None), "warnings", []) if f" {ns}/" in w
+            w
+            for w in (self.backend.netpol.warnings if self.backend.netpol is not None else [])
+            if f" {ns}/" in w
         ]
         if lint:
             self.overlays["netpol"]["warnings"] = lint
             for w in lint:
                 warnings.warn(ZtflPolicyWarning(f"{cell.id}: {w}"), stacklevel=1)
-        netem = getattr(cluster, "netem", None)
+        netem = self.backend.netem
         self.handle = netem.handle(ns) if netem is not None else None
         run = self.cp.run
         if self.handle is not None:
@@ -265,7 +280,7 @@ class Arm:
             error = "proof of enforcement failed: " + "; ".join(
                 f"{p.name} (expected {p.expect}): {p.detail}" for p in failed
             )
-            backend = getattr(cluster, "backend_name", "local")
+            backend = self.backend.name
             if backend in ("kind", "kube"):
                 from k8s_fixtures.kube.errors import cni_not_enforcing
 
@@ -287,14 +302,16 @@ class Arm:
         self._net_before = self.handle.usage() if self.handle is not None else {}
         self.follower = Follower(cluster, ns, self.progress)
         server_ip = next(p.ip for p in cluster.pods(ns) if p.name == workload.SERVER)
-        node_ns, bridge = getattr(cluster, "node_netns", None), getattr(cluster, "bridge", None)
+        if server_ip is None:
+            raise ClusterError(f"{ns}/{workload.SERVER} has no IP")
+        capture = self.backend.capture
         expect = "tls-only" if cell.tls else "plaintext"
-        if node_ns and bridge:
+        if capture is not None:
             self._tmp = tempfile.TemporaryDirectory(prefix="ztfl-capture-")
             try:
                 self._cap = WireCapture(
-                    node_ns,
-                    bridge,
+                    capture.netns,
+                    capture.iface,
                     marker_to=server_ip,
                     workdir=Path(self._tmp.name),
                     # this cell's server only: other cells share the node's bridge
@@ -311,7 +328,13 @@ class Arm:
         fault = self.cp.fault
         if fault is not None and fault.inject is not None:
             ctx = faults.FaultContext(
-                cluster, ns, self.cp.run, self.follower.round_started, self._stop
+                cluster,
+                self.backend.netem,
+                ns,
+                self.cp.run,
+                self.follower.round_started,
+                self._stop,
+                self.actions,
             )
             self._injector = threading.Thread(target=fault.inject, args=(ctx,), daemon=True)
             self._injector.start()
@@ -376,8 +399,8 @@ class Arm:
                 self._injector.join(timeout=30)
                 if self._injector.is_alive():
                     t = time.time()
-                    faults.record(
-                        ns, faults.Action("error", None, t, t, {"error": "injector still running"})
+                    self.actions.record(
+                        faults.Action("error", None, t, t, {"error": "injector still running"})
                     )
         self._sample_end()
         assert self.follower is not None
@@ -530,11 +553,11 @@ class Arm:
     # ---- the row -----------------------------------------------------------------------
     def row(self) -> tuple[dict[str, Any], bytes]:
         """The cell's row (rows.build) and the server's raw event log."""
-        cell, fault, ns = self.cell, self.cp.fault, self.ns
+        cell, fault = self.cell, self.cp.fault
         error = self.error
         labels: list[taxonomy.Label] = []
         if fault is not None:
-            done = faults.actions(ns)
+            done = self.actions.all()
             self.overlays["fault"] = {"name": fault.name, "actions": [asdict(a) for a in done]}
             # an injector's own failure (a probe's "error" is its finding, not a failure)
             broken = [
@@ -573,8 +596,8 @@ class Arm:
             overlays=self.overlays,
             pods=self.pods,
             backend={
-                "name": getattr(self.cluster, "backend_name", "local"),
-                "note": self.backend_note,
+                "name": self.backend.name,
+                "note": self.backend.note,
             },
             labels=labels,
             evidence=seen,
@@ -610,7 +633,9 @@ def _sum_rounds(extra: dict[int, dict[str, Any]]) -> dict[str, dict[str, float]]
     return out
 
 
-def _wait_container_done(cluster: Any, ns: str, pod: str, container: str, timeout: float) -> None:
+def _wait_container_done(
+    cluster: Cluster, ns: str, pod: str, container: str, timeout: float
+) -> None:
     """Wait until one container of a pod has terminated (a sidecar keeps the pod Running)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -626,12 +651,7 @@ def _wait_container_done(cluster: Any, ns: str, pod: str, container: str, timeou
         time.sleep(0.05)
 
 
-def _netpol_meta(cluster: Any, enabled: bool) -> dict[str, Any]:
-    meta = dict(getattr(cluster, "netpol_metadata", {}) or {})
-    return {"enabled": enabled, **meta}
-
-
-def _pod_states(cluster: Any, ns: str) -> list[dict[str, Any]]:
+def _pod_states(cluster: Cluster, ns: str) -> list[dict[str, Any]]:
     return [
         {
             "name": p.name,
@@ -657,7 +677,7 @@ def _identities(run: workload.FLRun, subjects: list[str]) -> list[str]:
     return sorted(known.get(s, f"unknown subject {s}") for s in subjects)
 
 
-def _accepted(cluster: Any, ns: str) -> list[str]:
+def _accepted(cluster: Cluster, ns: str) -> list[str]:
     from k8s_fixtures.tls.stunnel_log import stunnel_accepted_subjects
 
     text = "\n".join(cluster.logs(ns, workload.SERVER, container=PROXY_CONTAINER))

@@ -13,14 +13,18 @@ the backend was named explicitly.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from k8s_fixtures.cluster import Cluster
 from k8s_fixtures.workload import DEFAULT_IMAGE
 
 if TYPE_CHECKING:
+    from k8s_fixtures.local.backend import LocalCluster
+    from k8s_fixtures.netem.local_overlay import NetemOverlay
+    from k8s_fixtures.netpol.overlay import NetpolOverlay
     from pytest_ztfl.matrix import Cell
 
 IMAGE_DATA_DIR = "/data/mnist"
@@ -37,6 +41,35 @@ class Platform:
     data_dir: str
     image: str = DEFAULT_IMAGE
     netem_init: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class CapturePoint:
+    """Where the wire proof captures: a network namespace and the interface every pod's
+    traffic crosses there (the local node's bridge)."""
+
+    netns: str
+    iface: str
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The cluster a matrix runs on and what the harness may use of it, created once by
+    :func:`create` and handed to whoever needs it. The overlays and the capture point are the
+    local backend's (None on kind/kube: there the CNI and the init containers do that work)."""
+
+    name: str  # local | kind | kube
+    cluster: Cluster
+    platform: Platform
+    note: str
+    netpol: NetpolOverlay | None = None
+    netem: NetemOverlay | None = None
+    capture: CapturePoint | None = None
+    detach: Callable[[], None] | None = None  # leave the cluster running (--ztfl-keep-cluster)
+
+    def netpol_metadata(self) -> dict[str, str]:
+        """How NetworkPolicy is enforced, for the row (empty: by the cluster's CNI)."""
+        return self.netpol.metadata() if self.netpol is not None else {}
 
 
 def choose(name: str, context: str | None, image: str | None = None) -> tuple[str, str]:
@@ -118,7 +151,7 @@ def matrix_unsupported(backend_option: str, cells: Iterable[Cell]) -> str | None
     return None
 
 
-def _local(data_dir: str, net_profiles: str | Path | None) -> tuple[Any, Platform]:
+def _local(data_dir: str, net_profiles: str | Path | None, why: str) -> Backend:
     from k8s_fixtures.cluster import ClusterError
     from k8s_fixtures.local.backend import LocalCluster
     from k8s_fixtures.netem import load_profiles
@@ -138,11 +171,22 @@ def _local(data_dir: str, net_profiles: str | Path | None) -> tuple[Any, Platfor
     except BaseException:
         cluster.teardown()
         raise
-    cluster.backend_name = "local"  # type: ignore[attr-defined]
-    cluster.netpol_metadata = netpol.metadata()  # type: ignore[attr-defined]
-    cluster.netem = netem  # type: ignore[attr-defined]
-    cluster.netpol = netpol  # type: ignore[attr-defined]
-    return cluster, Platform(python=(sys.executable,), data_dir=data_dir)
+    note = f"local ({cluster.mode}, cluster {cluster.name}): {why}"
+    return Backend(
+        "local",
+        cluster,
+        Platform(python=(sys.executable,), data_dir=data_dir),
+        # e.g. "resources.limits are not enforced": every row's backend note carries it
+        "; ".join([note, *cluster.warnings]),
+        netpol=netpol,
+        netem=netem,
+        capture=_capture(cluster),
+        detach=cluster.detach,
+    )
+
+
+def _capture(cluster: LocalCluster) -> CapturePoint:
+    return CapturePoint(cluster.node_netns, cluster.bridge)
 
 
 def create(
@@ -152,31 +196,30 @@ def create(
     image: str = DEFAULT_IMAGE,
     context: str | None = None,
     net_profiles: str | Path | None = None,
-) -> tuple[Any, str, Platform]:
-    """Create the cluster; returns (cluster, note, platform). ``net_profiles``: a user's
-    profiles file (``--ztfl-net-profiles``), which the local backend shapes links with."""
+) -> Backend:
+    """Create the cluster and its overlays. ``net_profiles``: a user's profiles file
+    (``--ztfl-net-profiles``), which the local backend shapes links with."""
     backend, why = choose(name, context, image)
     if backend == "local":
-        cluster, platform = _local(data_dir, net_profiles)
-        note = f"local ({cluster.mode}, cluster {cluster.name}): {why}"
-        # e.g. "resources.limits are not enforced": every row's backend note carries it
-        return cluster, "; ".join([note, *getattr(cluster, "warnings", [])]), platform
+        return _local(data_dir, net_profiles, why)
     from k8s_fixtures.cluster import ClusterError
 
     kube_platform = Platform(
         python=("python",), data_dir=IMAGE_DATA_DIR, image=image, netem_init=NETEM_INIT
     )
+    cluster: Cluster
     try:
         if backend == "kind":
             from k8s_fixtures.kube import kind
 
-            cluster = kind.create_kind(image=image)
-            how = "created" if cluster.created else "reused"
-            why = f"{why}; cluster {cluster.kind_cluster} {how} through {cluster.driver}"
+            made = kind.create_kind(image=image)
+            cluster = made
+            how = "created" if made.created else "reused"
+            why = f"{why}; cluster {made.kind_cluster} {how} through {made.driver}"
         else:
             from k8s_fixtures.kube import create_kube
 
             cluster = create_kube(context)
     except ClusterError as exc:
         raise BackendError(f"--ztfl-backend={backend}: {exc}") from None
-    return cluster, f"{backend}: {why}", kube_platform
+    return Backend(backend, cluster, kube_platform, f"{backend}: {why}")

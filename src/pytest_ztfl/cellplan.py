@@ -77,7 +77,7 @@ def fl_run(cell: Cell, platform: Platform, hold_rounds: bool = False) -> workloa
         netem_init=platform.netem_init,
         tls=tls,  # type: ignore[arg-type]
         netpol=cell.netpol,
-        net_profile=None if cell.net == "NET0" else cell.net,
+        net_profile=cell.net if cell.shaped else None,
         hold_dir=str(Path(HOLD_FILE).parent),
         server_resources=res.server.limits.to_dict(),
         server_requests=res.server.requests.to_dict(),

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pytest_ztfl.sec import SEC_LEVELS
+
 
 def _render(args: argparse.Namespace) -> int:
     from pytest_ztfl import matrix as mx
@@ -49,7 +51,7 @@ def register(sub: Any) -> None:
     q = sub.add_parser(
         "probe", help="run the proofs of enforcement of a SEC level on a fresh local cluster"
     )
-    q.add_argument("--sec", required=True, choices=["SEC0", "SEC1", "SEC2", "SEC3"])
+    q.add_argument("--sec", required=True, choices=list(SEC_LEVELS))
     q.add_argument("--mtls", default="sidecar", choices=["sidecar", "native"])
     q.add_argument("--data-dir", default=None)
     q.add_argument("--json", action="store_true")

@@ -18,6 +18,7 @@ from typing import Any
 from fl_app.events import ParsedLog
 from k8s_fixtures import workload
 from k8s_fixtures.cluster import (
+    Cluster,
     ClusterError,
     MeasuresUsage,
     NetnsCounters,
@@ -35,7 +36,7 @@ class Snapshot:
     refusals: Mapping[str, int] | None  # the server's handshake refusals so far, by reason
 
 
-def _refusals(cluster: Any, ns: str) -> Counter[str] | None:
+def _refusals(cluster: Cluster, ns: str) -> Counter[str] | None:
     from k8s_fixtures.tls.grpc_log import grpc_handshake_failures
     from k8s_fixtures.tls.sidecar import PROXY_CONTAINER
     from k8s_fixtures.tls.stunnel_log import stunnel_handshake_failures
@@ -52,7 +53,7 @@ def _refusals(cluster: Any, ns: str) -> Counter[str] | None:
     return out
 
 
-def snapshot(cluster: Any, ns: str) -> Snapshot:
+def snapshot(cluster: Cluster, ns: str) -> Snapshot:
     netns = cluster.netns_counters(ns) if isinstance(cluster, ReadsNetnsCounters) else None
     throttled = None
     if isinstance(cluster, MeasuresUsage):

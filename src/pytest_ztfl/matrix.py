@@ -24,8 +24,9 @@ import yaml
 
 from fl_app.model_sizes import MODELS
 from k8s_fixtures.manifests import cpu_millis, memory_bytes
+from k8s_fixtures.netem.profiles import NULL_PROFILE
+from pytest_ztfl.sec import SEC_LEVELS, Sec
 
-SEC_LEVELS = ("SEC0", "SEC1", "SEC2", "SEC3")
 MTLS_MODES = ("sidecar", "native", "mesh")
 # The instrument's own checks, arms added to every block beside its SEC0 arm: ``aa`` (the SEC0
 # arm again: an A/A comparison, whose true ratio is 1) and ``delay<MS>ms`` (the SEC0 arm with a
@@ -226,24 +227,33 @@ class Cell:
         return f"{base}-{self.fault}" if self.fault else base
 
     @property
+    def shaped(self) -> bool:
+        """Whether the cell's links are emulated (any NET profile but the null one)."""
+        return self.net != NULL_PROFILE
+
+    @property
+    def level(self) -> Sec:
+        return Sec(self.sec)
+
+    @property
     def netpol(self) -> bool:
-        return self.sec in ("SEC1", "SEC3")
+        return self.level.netpol
 
     @property
     def tls(self) -> bool:
-        return self.sec in ("SEC2", "SEC3")
+        return self.level.mtls
 
     def baseline(self, cells: Iterable[Cell]) -> Cell | None:
         """The SEC0 cell this cell's overhead is measured against: same NET, data, seed and
         fault, else (a fault SEC0 cannot carry, e.g. an mTLS one) the unfaulted one. A check
         arm's baseline is its block's plain SEC0 arm; the SEC0 arm itself has none."""
-        if self.sec == "SEC0" and self.check is None:
+        if self.level.baseline and self.check is None:
             return None
         same = {
             c.fault: c
             for c in cells
             if (c.sec, c.net, c.data, c.seed, c.check)
-            == ("SEC0", self.net, self.data, self.seed, None)
+            == (Sec.SEC0, self.net, self.data, self.seed, None)
         }
         return same.get(self.fault, same.get(None))
 
@@ -273,7 +283,7 @@ class Matrix:
         for sec, net, data, seed, fault in itertools.product(
             self.sec, self.net, self.data, self.seeds, self.faults
         ):
-            modes: Iterable[str | None] = self.mtls if sec in ("SEC2", "SEC3") else (None,)
+            modes: Iterable[str | None] = self.mtls if Sec(sec).mtls else (None,)
             for mode in modes:
                 c = Cell(sec, net, data, seed, self.workload, mode, both, fault)
                 if fault is None or _fault_fits(c):
@@ -281,7 +291,8 @@ class Matrix:
         # Check arms go with the unfaulted blocks (a fault's cells are reliability runs).
         for net, data, seed in itertools.product(self.net, self.data, self.seeds):
             for check in self.checks:
-                out.append(Cell("SEC0", net, data, seed, self.workload, None, both, None, check))
+                out.append(Cell(Sec.SEC0.value, net, data, seed, self.workload, None, both, None,
+                                check))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -553,7 +564,7 @@ def override(
     if model is not None:
         wl = replace(wl, model=model)
     if mtls is not None:
-        if not any(s in ("SEC2", "SEC3") for s in m.sec):
+        if not any(Sec(s).mtls for s in m.sec):
             raise MatrixError(
                 f"--ztfl-mtls={mtls}: matrix {m.name} has no SEC2/SEC3 cell that uses mTLS"
             )

@@ -16,6 +16,7 @@ from pytest_ztfl import options
 from pytest_ztfl.matrix import Cell
 
 if TYPE_CHECKING:
+    from k8s_fixtures.cluster import Cluster
     from pytest_ztfl.session import ZtflSession
 
 MATRIX_TESTS = Path(__file__).with_name("matrix_tests.py")
@@ -149,7 +150,7 @@ def ztfl_session(pytestconfig: pytest.Config) -> Iterator[ZtflSession]:
 
 
 @pytest.fixture(scope="session")
-def ztfl_cluster(ztfl_session: ZtflSession) -> Any:
+def ztfl_cluster(ztfl_session: ZtflSession) -> Cluster:
     """The session's cluster (created on first use, reused by every cell)."""
     return ztfl_session.cluster()
 

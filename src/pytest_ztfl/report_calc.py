@@ -28,6 +28,7 @@ from scipy import stats as sps
 from pytest_ztfl import compare, paired, stats
 from pytest_ztfl.report_load import Loaded
 from pytest_ztfl.report_model import Run, natural_key, sec_sort_key
+from pytest_ztfl.sec import Sec
 
 QUANTILES = (0.5, 0.95, 0.99)
 RATIO_QUANTILES = (0.5, 0.95)  # of comparisons between arms (p99: descriptive only)
@@ -185,9 +186,9 @@ def pairing(pairs: Sequence[Pair]) -> str:
 def baseline_of(run: Run, runs: Iterable[Run]) -> Run | None:
     """The run's block's SEC0 arm (matrix.Cell.baseline): never a check arm; None for the
     SEC0 arm itself."""
-    if run.sec == "SEC0" and run.check is None:
+    if run.sec == Sec.SEC0 and run.check is None:
         return None
-    sec0 = [r for r in runs if r.sec == "SEC0" and r.check is None and r.net == run.net]
+    sec0 = [r for r in runs if r.sec == Sec.SEC0 and r.check is None and r.net == run.net]
     found = pair_with([run], sec0)
     return found[0][1] if found else None
 
@@ -375,7 +376,7 @@ def _group(key: GroupKey, cells: list[CellStats], loaded: Loaded) -> GroupStats:
     pairs = sorted(
         ((c.run, c.baseline) for c in cells if c.baseline is not None), key=lambda p: p[0].id
     )
-    if key[0] == "SEC0":
+    if key[0] == Sec.SEC0:
         rs: tuple[stats.RatioCI, ...] = ()
         why = "baseline"
     elif not pairs:
@@ -453,11 +454,11 @@ def _checks(
 def analyse(loaded: Loaded) -> Analysis:
     runs = [r for r in loaded.runs if r.check is None]
     check_runs = [r for r in loaded.runs if r.check is not None]
-    show_mtls = len({r.mtls for r in runs if r.sec in ("SEC2", "SEC3") and r.mtls}) > 1
+    show_mtls = len({r.mtls for r in runs if r.sec in (Sec.SEC2, Sec.SEC3) and r.mtls}) > 1
     cells = []
     for r in runs:
         base = baseline_of(r, runs)
-        if r.sec == "SEC0":
+        if r.sec == Sec.SEC0:
             rs: tuple[stats.RatioCI, ...] = ()
             why = "baseline"
         elif base is None:

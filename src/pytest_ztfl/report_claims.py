@@ -28,6 +28,7 @@ from pytest_ztfl.report_calc import (
 )
 from pytest_ztfl.report_fmt import UNRELIABLE, ci_text, ratio_text
 from pytest_ztfl.report_model import Run
+from pytest_ztfl.sec import Sec
 
 NOT_MEASURED = "not measured in this run"
 RATIO_RULE = (
@@ -131,7 +132,7 @@ def _interaction(a: Analysis, sec3: str, q: float, scale: stats.Scale) -> Claim:
         if scale == "abs"
         else "0 inside the CI: the overhead ratios multiply (same relative cost with NET2)"
     )
-    cells = [(s, n) for s in ("SEC0", sec3) for n in ("NET0", "NET2")]
+    cells = [(s, n) for s in (Sec.SEC0, sec3) for n in ("NET0", "NET2")]
     arms = [a.runs(s, n) for s, n in cells]
     if not all(arms):
         absent = [f"{s} x {n}" for (s, n), arm in zip(cells, arms, strict=True) if not arm]
@@ -184,7 +185,7 @@ def _failure_claim(a: Analysis, sec: str | None) -> Claim:
 
 
 def claims(a: Analysis) -> list[Claim]:
-    sec3s = [s for s in a.secs if s.split("-")[0] == "SEC3"] or ["SEC3"]
+    sec3s = [s for s in a.secs if s.split("-")[0] == Sec.SEC3] or [Sec.SEC3]
     out = []
     for s3 in sec3s:
         for net in a.nets or ("NET0",):
@@ -194,7 +195,7 @@ def claims(a: Analysis) -> list[Claim]:
                         a,
                         f"{s3} vs SEC0 {stats.quantile_label(q)} round-duration overhead at {net}",
                         (s3, net),
-                        ("SEC0", net),
+                        (Sec.SEC0, net),
                         q,
                     )
                 )
@@ -203,8 +204,8 @@ def claims(a: Analysis) -> list[Claim]:
             _ratio_claim(
                 a,
                 f"NET2 vs NET0 {stats.quantile_label(q)} round-duration overhead at SEC0",
-                ("SEC0", "NET2"),
-                ("SEC0", "NET0"),
+                (Sec.SEC0, "NET2"),
+                (Sec.SEC0, "NET0"),
                 q,
             )
         )

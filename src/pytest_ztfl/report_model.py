@@ -14,8 +14,9 @@ from typing import Any
 
 from pytest_ztfl.compare import ArmRounds
 from pytest_ztfl.rows import SCHEMA
+from pytest_ztfl.sec import SEC_LEVELS
 
-SEC_ORDER = ("SEC0", "SEC1", "SEC2", "SEC3")
+SEC_ORDER = SEC_LEVELS
 
 
 class RowError(ValueError):

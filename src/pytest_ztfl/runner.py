@@ -17,7 +17,7 @@ from typing import Any
 
 from k8s_fixtures.cluster import ClusterError
 from pytest_ztfl.arm import Arm, deploy_and_prove
-from pytest_ztfl.backends import Platform
+from pytest_ztfl.backends import Backend
 from pytest_ztfl.cellplan import READY_TIMEOUT, namespace_for
 from pytest_ztfl.design import Block
 from pytest_ztfl.live import BLOCK, Progress, silent
@@ -30,16 +30,14 @@ Row = dict[str, Any]
 
 
 def run_cell(
-    cluster: Any,
+    backend: Backend,
     cell: Cell,
-    platform: Platform,
-    backend_note: str,
     progress: Progress = silent,
     design: dict[str, Any] | None = None,
 ) -> tuple[Row, bytes]:
     """Measure one cell on its own (its rounds back to back); returns its row and the
     server's raw event log."""
-    arm = Arm(cluster, cell, platform, backend_note, progress)
+    arm = Arm(backend, cell, progress)
     try:
         arm.deploy()
         arm.prove()
@@ -66,10 +64,8 @@ def _tagged(progress: Progress, cell: Cell) -> Progress:
 
 
 def run_block(
-    cluster: Any,
+    backend: Backend,
     block: Block,
-    platform: Platform,
-    backend_note: str,
     progress: Progress = silent,
 ) -> list[tuple[Row, bytes]]:
     """Measure a block's arms with their rounds interleaved (``block.mode == "round"``) or
@@ -80,17 +76,15 @@ def run_block(
         # no comparison pairs their rounds (pytest_ztfl.compare); ``block`` still groups them.
         return [
             run_cell(
-                cluster,
+                backend,
                 c,
-                platform,
-                backend_note,
                 progress,
                 {**block.to_dict(c), "block_run": f"{run_id}.{i}"},
             )
             for i, c in enumerate(block.arms)
         ]
     arms = [
-        Arm(cluster, c, platform, backend_note, _tagged(progress, c), hold_rounds=True)
+        Arm(backend, c, _tagged(progress, c), hold_rounds=True)
         for c in block.arms
     ]
     by_id = {a.cell.id: a for a in arms}

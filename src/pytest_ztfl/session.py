@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -27,6 +27,10 @@ from pytest_ztfl.live import BLOCK, Progress, silent
 from pytest_ztfl.replay import ReplayClock
 from pytest_ztfl.results import ResultsError, ResultStore, atomic_write, check_could_write
 from pytest_ztfl.warning_types import ZtflCalibrationWarning, ZtflRoundBudgetWarning
+
+if TYPE_CHECKING:
+    from k8s_fixtures.cluster import Cluster
+    from pytest_ztfl.backends import Backend
 
 
 def _net_profile_names(config: pytest.Config) -> list[str] | None:
@@ -94,9 +98,7 @@ class ZtflSession:
         self._prefetch: Any = None  # pytest_ztfl.prefetch.Prefetcher with --ztfl-parallel > 1
         self._calibrated: dict[str, dict[str, Any]] = {}  # NET -> its calibration reference
         self._clocks: dict[str, ReplayClock] = {}
-        self._cluster: Any = None
-        self._backend_note = ""
-        self._platform: Any = None
+        self._backend: Backend | None = None
         from pytest_ztfl import backends
 
         name, why = backend or backends.choose(
@@ -117,7 +119,7 @@ class ZtflSession:
         if refused is not None:
             raise pytest.UsageError(refused)
         backend = backends.choose(s.backend, s.kube_context, s.image)
-        shaped = sorted({c.net for c in cells if c.net != "NET0"})
+        shaped = sorted({c.net for c in cells if c.shaped})
         if s.parallel > 1 and backend[0] == "local" and shaped:
             raise pytest.UsageError(
                 f"--ztfl-parallel={s.parallel}: on the local backend parallel blocks share one "
@@ -242,12 +244,13 @@ class ZtflSession:
         for name, removed in state.clean_stale().items():
             self.progress(f"removed stale local cluster {name}: {', '.join(removed)}")
 
-    def cluster(self) -> Any:
-        if self._cluster is None:
+    def backend(self) -> Backend:
+        """The session's backend, created on first use."""
+        if self._backend is None:
             from pytest_ztfl import backends
 
             try:
-                self._cluster, self._backend_note, self._platform = backends.create(
+                self._backend = backends.create(
                     self.settings.backend,
                     data_dir=self.settings.data,
                     image=self.settings.image,
@@ -259,7 +262,10 @@ class ZtflSession:
                 # the cluster could not be made or reached: a failure, once, for every cell.
                 self.broken = str(exc)
                 pytest.fail(self.broken, pytrace=False)
-        return self._cluster
+        return self._backend
+
+    def cluster(self) -> Cluster:
+        return self.backend().cluster
 
     def plan(self, cells: list[mx.Cell]) -> list[mx.Cell]:
         """The cells of the collected (and not deselected) tests: group them into blocks and
@@ -378,7 +384,7 @@ class ZtflSession:
             + eta
         )
         for row, events in runner.run_block(
-            self._cluster, block, self._platform, self._backend_note, progress
+            self.backend(), block, progress
         ):
             row["finished_wall"] = time.time()
             if self.project is not None:
@@ -479,7 +485,7 @@ class ZtflSession:
         has a SEC0 baseline, e.g. ``SEC3-NET2``."""
         seen: dict[str, None] = {}
         for c in self.cells:
-            if c.sec != "SEC0" and c.check is None and c.baseline(self.cells) is not None:
+            if not c.level.baseline and c.check is None and c.baseline(self.cells) is not None:
                 seen[group_key(c)] = None
         return list(seen)
 
@@ -493,7 +499,7 @@ class ZtflSession:
 
         pairs = []
         for c in self.planned:
-            if c.check is None and c.sec != "SEC0" and group_key(c) == group:
+            if c.check is None and not c.level.baseline and group_key(c) == group:
                 b = c.baseline(self.cells)
                 t, base = row(c), None if b is None else row(b)
                 if t is not None and base is not None:
@@ -512,7 +518,7 @@ class ZtflSession:
             f"{self.backend_name} ({self.backend_why}), interleave {s.interleave}, "
             f"out {s.out}{' (resumed)' if s.resume else ''}"
         ]
-        shaped = sorted({c.net for c in self.cells if c.net != "NET0"})
+        shaped = sorted({c.net for c in self.cells if c.shaped})
         if shaped:
             lines.append(f"ztfl: {', '.join(shaped)} shaped by {self.net_mechanism(probe)}")
         return lines
@@ -531,7 +537,7 @@ class ZtflSession:
     def machine_info(self) -> dict[str, str]:
         """pytest-benchmark's ``machine_info`` entry: its ``compare`` warns when two runs'
         machine_info differ, so runs on different backends or NET mechanisms are told apart."""
-        shaped = any(c.net != "NET0" for c in self.cells)
+        shaped = any(c.shaped for c in self.cells)
         how = self.net_mechanism(True) if shaped else "none (NET0 only)"
         return {"backend": self.backend_name, "net_mechanism": how}
 
@@ -542,8 +548,8 @@ class ZtflSession:
 
         for line in summary_table.render(list(self.rows.values())):
             write_line(line)
-        if self._backend_note:
-            write_line(f"backend: {self._backend_note}")
+        if self._backend is not None:
+            write_line(f"backend: {self._backend.note}")
         write_line(f"results: {self.store.out}/runs.jsonl, rounds.csv, events/")
 
     def close(self) -> None:
@@ -561,16 +567,17 @@ class ZtflSession:
                     # the run asked for a report: its absence fails the session's teardown
                     pytest.fail(f"ztfl report: error: {exc}", pytrace=False)
         finally:
-            if self._cluster is not None and not self.settings.keep_cluster:
-                self._cluster.teardown()
-                self._cluster = None
-            elif self._cluster is not None and hasattr(self._cluster, "detach"):
+            b = self._backend
+            if b is not None and not self.settings.keep_cluster:
+                b.cluster.teardown()
+                self._backend = None
+            elif b is not None and b.detach is not None:
                 # a local cluster is owned by this process: hand it over, or the next start
                 # would purge it as stale
-                self._cluster.detach()
+                b.detach()
                 self.progress(
-                    f"kept cluster {self._cluster.name}: remove it with "
-                    f"`ztfl cluster down {self._cluster.name}`"
+                    f"kept cluster {b.cluster.name}: remove it with "
+                    f"`ztfl cluster down {b.cluster.name}`"
                 )
 
 

@@ -16,6 +16,7 @@ from statistics import median
 from typing import Any
 
 from pytest_ztfl import compare, stats
+from pytest_ztfl.sec import Sec
 
 HEADER = (
     "cell",
@@ -39,12 +40,12 @@ def baseline_of(row: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
     """The row's block's SEC0 arm (same NET, data, seed; its fault, else none); None for that
     arm itself."""
     cell = row["cell"]
-    if cell["sec"] == "SEC0" and not cell.get("check"):
+    if cell["sec"] == Sec.SEC0 and not cell.get("check"):
         return None
     found: dict[Any, dict[str, Any]] = {}
     for r in rows:
         c = r["cell"]
-        if c["sec"] == "SEC0" and not c.get("check") and (c["net"], c["data"], c["seed"]) == (
+        if c["sec"] == Sec.SEC0 and not c.get("check") and (c["net"], c["data"], c["seed"]) == (
             cell["net"],
             cell["data"],
             cell["seed"],

@@ -104,8 +104,15 @@ def test_rounds_start_only_when_released_and_held_time_is_not_run_time(
         assert DELAY_MS / 1000 <= r.path_seconds <= r.duration - r.aggregation_seconds
     (reached,) = log.of("target_reached")
     span = reached["t"] - starts[1]["t"]
-    assert reached["tta_seconds"] == pytest.approx(span - summary.held_seconds, abs=0.01)
-    assert reached["held_seconds"] == pytest.approx(summary.held_seconds, abs=0.001)
+    # held until the target was reached: a later round's hold (its harness's release takes a
+    # few ms on a loaded machine) is not the target's. The events bracket the server's own
+    # count (round_hold is logged just before its wait starts, round_start a little after it
+    # ends), so they agree to a few ms, against a 1 s hold.
+    held_before = sum(starts[r]["t"] - holds[r]["t"] for r in (2, 3)
+                      if starts[r]["t"] <= reached["t"])
+    assert reached["tta_seconds"] == pytest.approx(span - held_before, abs=0.01)
+    assert reached["held_seconds"] == pytest.approx(held_before, abs=0.005)
+    assert reached["held_seconds"] <= held_before
 
 
 def test_hold_rounds_without_a_hold_file_is_refused(data_dir: Path, tmp_path: Path) -> None:

@@ -16,10 +16,10 @@ from pytest_ztfl import backends
 @pytest.fixture(scope="session")
 def live(data_dir: Path) -> Iterator[Live]:
     try:
-        cluster, note, platform = backends.create("local", data_dir=str(data_dir))
+        backend = backends.create("local", data_dir=str(data_dir))
     except backends.BackendError as exc:
         pytest.fail(f"local backend: {exc}", pytrace=False)
     try:
-        yield Live(cluster, note, platform)
+        yield Live(backend)
     finally:
-        cluster.teardown()
+        backend.cluster.teardown()

@@ -12,7 +12,7 @@ import taxonomy_record
 
 from k8s_fixtures import proofs as pf
 from pytest_ztfl import cellplan, runner
-from pytest_ztfl.backends import Platform
+from pytest_ztfl.backends import Backend, Platform
 from pytest_ztfl.matrix import Cell
 
 Row = dict[str, Any]
@@ -23,19 +23,27 @@ class Live:
     """The session's local cluster and the cell runs made on it (memoised per cell, so tests
     that look at the same run from different angles pay for it once)."""
 
-    cluster: Any
-    note: str
-    platform: Platform
+    backend: Backend
     results: dict[Cell, tuple[Row, bytes]] = field(default_factory=dict)
     memo: dict[str, Any] = field(default_factory=dict)  # other shared, expensive results
+
+    @property
+    def cluster(self) -> Any:  # the local cluster (tests reach its namespaces directly)
+        return self.backend.cluster
+
+    @property
+    def platform(self) -> Platform:
+        return self.backend.platform
+
+    @property
+    def note(self) -> str:
+        return self.backend.note
 
     def run(self, cell: Cell) -> tuple[Row, bytes]:
         """``runner.run_cell`` for ``cell``, once per session; live round progress is printed
         (visible with ``-s``)."""
         if cell not in self.results:
-            self.results[cell] = runner.run_cell(
-                self.cluster, cell, self.platform, self.note, progress=_print
-            )
+            self.results[cell] = runner.run_cell(self.backend, cell, progress=_print)
             row = self.results[cell][0]
             if cell.fault is None and row["error"] is None:
                 taxonomy_record.record(row)  # a no-fault run for the confusion matrix

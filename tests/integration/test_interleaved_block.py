@@ -38,8 +38,7 @@ def _block(live: Live) -> list[tuple[dict[str, Any], bytes]]:
             Cell("SEC0", "NET0", "iid", 0, WORKLOAD, check=f"delay{DELAY_MS:g}ms"),
         ]
         (block,) = design.plan(cells, "round", 20261205).blocks
-        live.memo["block"] = (block, runner.run_block(live.cluster, block, live.platform,
-                                                      live.note, print))
+        live.memo["block"] = (block, runner.run_block(live.backend, block, print))
     out: list[tuple[dict[str, Any], bytes]] = live.memo["block"][1]
     return out
 

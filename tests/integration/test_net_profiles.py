@@ -161,7 +161,9 @@ class RoundTwoKiller(threading.Thread):
                 e = json.loads(line)
                 if e["event"] == "round_start" and e["round"] == 2:
                     self.round2 = True
-                    handle = self.live.cluster.netem.handle(self.ns)
+                    assert self.live.backend.netem is not None
+                    handle = self.live.backend.netem.handle(self.ns)
+                    assert handle is not None
                     pid = handle.status().pid
                     assert pid is not None, "no delay line process"
                     os.kill(pid, signal.SIGKILL)
@@ -191,7 +193,7 @@ def netem_run_killed_in_round_2(
 
         monkeypatch.setattr(arm, "prove", prove)
         try:
-            row, events = runner.run_cell(live.cluster, c, live.platform, live.note, print)
+            row, events = runner.run_cell(live.backend, c, print)
         finally:
             for k in killers:
                 k.join(timeout=30)
@@ -220,7 +222,7 @@ def test_delay_line_dying_mid_run_fails_the_run(
     assert row["overlays"]["net"]["mechanism"] == "delayline"
     assert row["overlays"]["net"]["delayline_pid"] == pid
     ns = runner.namespace_for(cell("NET2", DEATH))
-    assert live.cluster.netem.handle(ns) is None
+    assert live.backend.netem is not None and live.backend.netem.handle(ns) is None
     assert rules.chains(live.cluster.node_netns) == []  # no netem chain of any handle left
     # round 1 ran before the kill, through the live delay line: at least the NET2 floor
     first = rounds_with_floor(row, events, get_profile("NET2"))[0]

@@ -56,7 +56,7 @@ def test_proofs_pass(live: Live, sec: str, mtls: str | None) -> None:
     ``run_cell`` runs the same ``deploy_and_prove``: not deployed a second time here."""
     cell = prove.probe_cell(sec, mtls or "sidecar")
     assert cell.mtls == mtls
-    results = prove.prove(live.cluster, cell, live.platform)
+    results = prove.prove(live.backend, cell)
     assert {p.name: p.expect for p in results} == EXPECTED[sec], explain(results)
     assert all(p.passed for p in results), explain(results)
     got = by_name(results)
@@ -231,7 +231,7 @@ def test_cell_with_failed_proofs_is_never_measured(
 
     monkeypatch.setattr(cellplan, "fl_run", fl_run_with(netpol=False))
     monkeypatch.setattr(live.cluster, "delete", delete)
-    row, events = runner.run_cell(live.cluster, cell, live.platform, live.note)
+    row, events = runner.run_cell(live.backend, cell)
 
     assert row["success"] is False
     assert row["error"].startswith("proof of enforcement failed: "), row["error"]
@@ -264,7 +264,7 @@ def test_wire_proof_fails_when_tls_is_left_off(
     real_run_proofs = pf.run_proofs
     monkeypatch.setattr(pf, "run_proofs",
                         lambda cluster, plan: real_run_proofs(cluster, replace(plan, tls="none")))
-    row, events = runner.run_cell(live.cluster, cell, live.platform, live.note)
+    row, events = runner.run_cell(live.backend, cell)
 
     wire = row_proofs(row)["wire"]
     assert wire["expect"] == "tls-only" and wire["passed"] is False, wire

@@ -267,12 +267,14 @@ def test_the_backend_note_names_the_driver(machine: Machine,
     from pytest_ztfl import backends
 
     needs_library()
-    _cluster, note, platform = backends.create("kind", data_dir="/d", image=IMAGE)
+    made = backends.create("kind", data_dir="/d", image=IMAGE)
+    note, platform = made.note, made.platform
+    assert made.name == "kind"
     assert note == (f"kind: asked for; cluster ztfl created through pytest-kind-ng "
                     f"{kind.library_version()}")
     assert platform.image == IMAGE
     without_library(monkeypatch)
-    note = backends.create("kind", data_dir="/d", image=IMAGE)[1]
+    note = backends.create("kind", data_dir="/d", image=IMAGE).note
     assert note == ("kind: asked for; cluster ztfl reused through the kind CLI (pytest-kind-ng "
                     "not installed: pip install 'pytest-ztfl[kind]')")
 

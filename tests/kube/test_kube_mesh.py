@@ -324,7 +324,7 @@ def test_the_local_backend_refuses_mesh_cells_naming_the_field_and_the_fix() -> 
 
 
 def test_run_cell_on_the_local_backend_refuses_a_mesh_cell_before_touching_the_cluster() -> None:
-    from pytest_ztfl.backends import Platform
+    from pytest_ztfl.backends import Backend, Platform
     from pytest_ztfl.runner import run_cell
 
     class LocalStandIn:
@@ -348,7 +348,8 @@ def test_run_cell_on_the_local_backend_refuses_a_mesh_cell_before_touching_the_c
 
     cell = next(c for c in mx.from_dict(MATRIX, "m").cells() if c.mtls == "mesh")
     cluster = LocalStandIn()
-    row, events = run_cell(cluster, cell, Platform(python=("python",), data_dir="/d"), "local")
+    row, events = run_cell(
+        Backend("local", cluster, Platform(python=("python",), data_dir="/d"), "local"), cell)
     assert row["error"] == f"cluster: {backends.MESH_NEEDS_KUBE}"
     assert "apply" not in cluster.calls and events == b""
 

@@ -19,7 +19,7 @@ from proof_expectations import EXPECTED
 from k8s_fixtures import proofs as pf
 from k8s_fixtures.cluster import ClusterError, ContainerStatus, PodStatus
 from pytest_ztfl import arm, backends, cellplan, faults, prove, runner
-from pytest_ztfl.backends import Platform
+from pytest_ztfl.backends import Backend, Platform
 from pytest_ztfl.cli import main
 from pytest_ztfl.matrix import Cell, Workload
 
@@ -157,7 +157,7 @@ def test_probe_expects_what_the_cell_claims(sec: str, mtls: str | None) -> None:
     applied next to the FL pods, and the namespace is deleted."""
     cell = prove.probe_cell(sec, mtls or "sidecar")
     cluster = FakeCluster()
-    results = prove.prove(cluster, cell, PLATFORM)
+    results = prove.prove(Backend("local", cluster, PLATFORM, "fake"), cell)
     assert {p.name: p.expect for p in results} == EXPECTED[sec]
     pods = _by(cluster.applied, "Pod")
     assert {pf.ROGUE, pf.PEER, pf.OPEN, "fl-server", "fl-client-0"} <= set(pods)
@@ -183,7 +183,8 @@ def test_probe_proves_the_claim_even_when_the_rendering_drops_the_controls(
 
     monkeypatch.setattr(cellplan, "fl_run", dropped)
     cluster = FakeCluster()
-    results = prove.prove(cluster, prove.probe_cell("SEC3", "native"), PLATFORM)
+    results = prove.prove(Backend("local", cluster, PLATFORM, "fake"),
+                          prove.probe_cell("SEC3", "native"))
     assert {p.name: p.expect for p in results} == EXPECTED["SEC3"]
     probes = (pf.ROGUE_EGRESS, pf.OPEN_INGRESS)  # the proofs' own policies
     fl_policies = [n for n in _by(cluster.applied, "NetworkPolicy") if n not in probes]
@@ -224,9 +225,8 @@ def test_a_netpol_proof_failing_on_a_real_cluster_names_the_cni(backend: str) ->
     CNI that does not enforce policies; the cell's error says so and names the fix. The local
     backend enforces policies itself: no such hint there."""
     cluster = FakeCluster()  # every probe connects: the policies block nothing
-    cluster.backend_name = backend  # type: ignore[attr-defined]
-    row, _ = runner.run_cell(cluster, Cell("SEC1", "NET0", "iid", 0, Workload(clients=2)),
-                             PLATFORM, "fake")
+    row, _ = runner.run_cell(Backend(backend, cluster, PLATFORM, "fake"),
+                             Cell("SEC1", "NET0", "iid", 0, Workload(clients=2)))
     assert row["error"].startswith("proof of enforcement failed: "), row["error"]
     hint = "this cluster's CNI does not enforce NetworkPolicy (rogue-to-server: "
     if backend == "local":
@@ -248,9 +248,8 @@ def test_a_kube_net_cell_records_the_init_containers_netem(
     monkeypatch.setattr(arm.Arm, "start", no_rounds)
     kube = replace(PLATFORM, netem_init=("python", "-m", "k8s_fixtures.netem.init"))
     cluster = FakeCluster()
-    cluster.backend_name = "kube"  # type: ignore[attr-defined]
-    row, _ = runner.run_cell(cluster, Cell("SEC0", "NET2", "iid", 0, Workload(clients=2)),
-                             kube, "fake")
+    row, _ = runner.run_cell(Backend("kube", cluster, kube, "fake"),
+                             Cell("SEC0", "NET2", "iid", 0, Workload(clients=2)))
     assert row["overlays"]["net"]["mechanism"] == "netem", row["overlays"]["net"]
     assert "rounds not run by this test" in row["error"], row["error"]
     inits = [i for o in cluster.applied if o["kind"] == "Pod"
@@ -267,10 +266,14 @@ def test_the_local_backend_shapes_links_with_the_users_profiles_file(
     class NoKernelCluster:
         """LocalCluster's surface that backends._local uses, without namespaces."""
 
-        mode, name = "root", "fake"
+        mode, name, node_netns, bridge = "root", "fake", "fake-node", "br0"
 
         def __init__(self, **_: Any) -> None:
             self.overlays: list[Any] = []
+            self.warnings: list[str] = []
+
+        def detach(self) -> None:
+            pass
 
         def start(self) -> None:
             pass
@@ -285,9 +288,10 @@ def test_the_local_backend_shapes_links_with_the_users_profiles_file(
     path = tmp_path / "mine.yaml"
     path.write_text("profiles:\n  NET9:\n    description: mine\n"
                     "    up: {delay_ms: 7}\n    down: {delay_ms: 9}\n")
-    cluster, _note, _platform = backends.create("local", data_dir="/d", net_profiles=path)
-    assert cluster.netem.profiles["NET9"].down.delay_ms == 9
-    default, _, _ = backends.create("local", data_dir="/d")
+    mine = backends.create("local", data_dir="/d", net_profiles=path)
+    assert mine.netem is not None and mine.netem.profiles["NET9"].down.delay_ms == 9
+    default = backends.create("local", data_dir="/d")
+    assert default.netem is not None
     assert "NET9" not in default.netem.profiles and "NET2" in default.netem.profiles
 
 
@@ -299,10 +303,11 @@ def test_keep_cluster_detaches_the_local_cluster_instead_of_leaving_it_stale(kee
 
     calls: list[str] = []
     lines: list[str] = []
-    cluster = SimpleNamespace(name="ztfl-abc123", detach=lambda: calls.append("detach"),
-                              teardown=lambda: calls.append("teardown"))
+    cluster = SimpleNamespace(name="ztfl-abc123", teardown=lambda: calls.append("teardown"))
     s = ZtflSession.__new__(ZtflSession)
-    s._prefetch, s.rows, s._cluster = None, {}, cluster
+    s._prefetch, s.rows = None, {}
+    s._backend = Backend("local", cluster, PLATFORM, "local",  # type: ignore[arg-type]
+                         detach=lambda: calls.append("detach"))
     s.settings = SimpleNamespace(report=None, keep_cluster=keep)  # type: ignore[assignment]
     s.progress = lines.append
     s.close()

@@ -124,7 +124,8 @@ def stand_ins(
             row["extra_info"]["synthetic"] = "second run"
             yield row, (second / "events" / f"{cell.id}.jsonl").read_bytes()
 
-    monkeypatch.setattr(backends, "create", lambda *_a, **_k: (_Cluster(), "stand-in", None))
+    monkeypatch.setattr(backends, "create", lambda *_a, **_k: backends.Backend(
+        "local", _Cluster(), backends.Platform(python=("python",), data_dir="/d"), "stand-in"))
     monkeypatch.setattr(runner, "run_block", run_block)
     monkeypatch.setattr(ZtflSession, "calibration", lambda _s, _net: {"ref": None, "passed": None})
     apply_env(monkeypatch, subprocess_env(data_dir, tmp_path / "state"))

@@ -4,14 +4,15 @@ local cluster for every fault scenario, and :func:`run_fault`, which measures a 
 
 The classes are the row's (the taxonomy labels them blind, from evidence; each run is recorded
 for the session's confusion matrix, tests/taxonomy_record.py); the injector's actions come
-from ``faults.actions``; the server's whole log is kept by a thin cluster wrapper as the
-runner reads it.
+from the row (``overlays.fault.actions``); the server's whole log is kept by a thin cluster
+wrapper as the runner reads it.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,33 +27,31 @@ from reliability_support import FaultRun, LogTap  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def ztfl_cluster(data_dir: Path) -> Iterator[tuple[Any, str, Any]]:
+def ztfl_backend(data_dir: Path) -> Iterator[Any]:
     from pytest_ztfl import backends
 
-    cluster, note, platform = backends.create("local", data_dir=str(data_dir))
+    backend = backends.create("local", data_dir=str(data_dir))
     try:
-        yield cluster, note, platform
+        yield backend
     finally:
-        cluster.teardown()
+        backend.cluster.teardown()
 
 
 @pytest.fixture
-def run_fault(ztfl_cluster: tuple[Any, str, Any]) -> Any:
+def run_fault(ztfl_backend: Any) -> Any:
     from fl_app.events import parse_events
     from pytest_ztfl import faults, runner
     from pytest_ztfl.matrix import Cell
 
-    cluster, note, platform = ztfl_cluster
 
     def run(cell: Cell) -> FaultRun:
         fault = faults.get(cell.fault)
         assert fault is not None
         assert fault.unsupported(cell) is None, fault.unsupported(cell)
-        tap = LogTap(cluster)
+        tap = LogTap(ztfl_backend.cluster)
         ns = runner.namespace_for(cell)
-        row, raw = runner.run_cell(tap, cell, platform, note)
-        acts = faults.actions(ns)
-        faults.forget(ns)
+        row, raw = runner.run_cell(replace(ztfl_backend, cluster=tap), cell)
+        acts = [faults.Action(**a) for a in row["overlays"]["fault"]["actions"]]
         taxonomy_record.record(row, fault.name, fault.expect)
         log = parse_events(raw.decode().splitlines(), ns)
         return FaultRun(row, log.events, row["failures_by_class"], acts, tap.server_log)

@@ -91,7 +91,7 @@ def test_client_sigkill_mid_round_is_a_workload_failure_and_the_client_rejoins(
 
 
 def test_a_client_killed_by_a_stranger_is_classified_workload_without_a_scenario(
-    ztfl_cluster: tuple[Any, str, Any],
+    ztfl_backend: Any,
 ) -> None:
     """No fault scenario runs: the test, a stranger to the harness, SIGKILLs client 1 through
     the cluster once round 1 has ended. The taxonomy, which never hears of it, labels the
@@ -104,7 +104,7 @@ def test_a_client_killed_by_a_stranger_is_classified_workload_without_a_scenario
     from k8s_fixtures import workload
     from pytest_ztfl import runner
 
-    cluster, note, platform = ztfl_cluster
+    cluster = ztfl_backend.cluster
     c = Cell("SEC0", "NET0", "iid", 0, replace(BASE, rounds=10, eval_every=10))
     ns = runner.namespace_for(c)
     killers: list[threading.Thread] = []
@@ -115,7 +115,7 @@ def test_a_client_killed_by_a_stranger_is_classified_workload_without_a_scenario
                 ns, f"{workload.CLIENT}-{TARGET}", workload.CLIENT, signal.SIGKILL)))
             killers[0].start()
 
-    row, _ = runner.run_cell(cluster, c, platform, note, progress=progress)
+    row, _ = runner.run_cell(ztfl_backend, c, progress=progress)
     assert killers, "round 1 never ended"
     killers[0].join(30)
     taxonomy_record.record(row, "(stranger) SIGKILL", "workload")

@@ -42,9 +42,9 @@ def _until(what: str, probe: Any, timeout: float = 20.0) -> Any:
 
 @pytest.mark.privileged
 def test_local_signal_hits_only_the_containers_main_process(
-    ztfl_cluster: tuple[Any, str, Any],
+    ztfl_backend: Any,
 ) -> None:
-    cluster = ztfl_cluster[0]
+    cluster = ztfl_backend.cluster
     cluster.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
                    _pod("restarts", "OnFailure"), _pod("ends", "Never"), _pod("twin", "Never")])
     try:

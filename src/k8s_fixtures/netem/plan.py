@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .profiles import Profile, ProfileError, get_profile
+from .profiles import NULL_PROFILE, Profile, ProfileError, get_profile
 
 
 @dataclass(frozen=True)
@@ -101,5 +101,5 @@ def parse_plan(raw: Any, profiles: Mapping[str, Profile]) -> NetPlan:
                           if s.get("default") else None, clients_of(s.get("clients"))))
     if [s.at_s for s in steps] != sorted(s.at_s for s in steps):
         raise ProfileError("profile plan: field schedule: steps are not in time order")
-    return NetPlan(get_profile(str(raw.get("default", "NET0")), profiles),
+    return NetPlan(get_profile(str(raw.get("default", NULL_PROFILE)), profiles),
                    clients_of(raw.get("clients")), tuple(steps))

@@ -36,6 +36,9 @@ DIRECTION_KEYS = frozenset(
 PROFILE_KEYS = frozenset({"description", "up", "down", "extends", "seed"})
 
 
+NULL_PROFILE = "NET0"  # the profile that changes nothing: a cell at it has no NET overlay
+
+
 class ProfileError(ValueError):
     """Bad profile input; the message is one line naming the profile and the field."""
 

@@ -1,0 +1,32 @@
+"""The security levels, as one vocabulary: which controls each level has.
+
+``Sec`` is a ``StrEnum``: a level compares, hashes and serialises as its name ("SEC2"), so
+rows, matrix files and cell ids keep their text while code asks ``Sec(level).mtls`` instead of
+spelling out which levels have mTLS.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Sec(StrEnum):
+    SEC0 = "SEC0"  # no control: the baseline every other level is compared with
+    SEC1 = "SEC1"  # NetworkPolicy micro-segmentation
+    SEC2 = "SEC2"  # mutual TLS
+    SEC3 = "SEC3"  # both
+
+    @property
+    def netpol(self) -> bool:
+        return self in (Sec.SEC1, Sec.SEC3)
+
+    @property
+    def mtls(self) -> bool:
+        return self in (Sec.SEC2, Sec.SEC3)
+
+    @property
+    def baseline(self) -> bool:
+        return self is Sec.SEC0
+
+
+SEC_LEVELS = tuple(s.value for s in Sec)
