@@ -12,13 +12,12 @@ schedule releases it (``release``): a block's arms then take their rounds in tur
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,22 +25,21 @@ from fl_app.events import ParsedLog, parse_events
 from k8s_fixtures import proofs as pf
 from k8s_fixtures import workload
 from k8s_fixtures.cluster import Cluster, ClusterError, ContainerUsage, MeasuresUsage
+from k8s_fixtures.netem.account import between
 from k8s_fixtures.proc import cpu_seconds, machine_cpu_seconds
+from k8s_fixtures.tls.capture import CaptureError, WireCapture
 from k8s_fixtures.tls.secret import SECRET_TYPE, validate_secret
-from k8s_fixtures.tls.sidecar import PROXY_CONTAINER
-from pytest_ztfl import evidence, faults, rows, taxonomy
+from pytest_ztfl import evidence, faults, observe, rows, taxonomy, usage
 from pytest_ztfl.backends import Backend, cell_unsupported
 from pytest_ztfl.cellplan import HOLD_FILE, READY_TIMEOUT, CellPlan, plan_cell
-from pytest_ztfl.live import MILESTONE, ROUND, Progress, silent
+from pytest_ztfl.follower import Follower
+from pytest_ztfl.live import MILESTONE, Progress, silent
 from pytest_ztfl.matrix import Cell
+from pytest_ztfl.usage import Sample
 from pytest_ztfl.warning_types import ZtflPolicyWarning
 
 if TYPE_CHECKING:
     from k8s_fixtures.netem.overlay import NetemHandle
-    from k8s_fixtures.tls.capture import WireCapture
-
-ROUND_EVENTS = ("round_hold", "round_start", "round_end")
-
 
 def _pattern(cell: Cell) -> bytes:
     """48 bytes of the initial global model: round 1 sends them to every client."""
@@ -52,77 +50,6 @@ def _pattern(cell: Cell) -> bytes:
         iter(state_to_arrays(build_model(cell.workload.model, cell.seed).state_dict()).values())
     )
     return first.tobytes()[:48]
-
-
-class Follower(threading.Thread):
-    """Streams the server's log while the run goes: progress lines, and an event per
-    (event type, round) seen, so the schedule can wait for a round's hold, start and end."""
-
-    def __init__(self, cluster: Cluster, ns: str, progress: Progress) -> None:
-        super().__init__(daemon=True)
-        self.cluster, self.ns, self.progress = cluster, ns, progress
-        self._seen: dict[tuple[str, int | None], threading.Event] = {}
-        self._logged: set[tuple[str, int | None]] = set()
-        self._done = False
-        self._lock = threading.Lock()
-
-    def event(self, kind: str, r: int | None = None) -> threading.Event:
-        """Set once the server logged ``kind`` (of round ``r``), or its log ended without."""
-        with self._lock:
-            ev = self._seen.setdefault((kind, r), threading.Event())
-            if self._done:
-                ev.set()
-            return ev
-
-    def round_started(self, n: int) -> threading.Event:
-        return self.event("round_start", n)
-
-    @property
-    def round1_done(self) -> threading.Event:
-        return self.event("round_end", 1)
-
-    def saw(self, kind: str, r: int | None = None) -> bool:
-        """Whether the server really logged ``kind`` (of round ``r``)."""
-        with self._lock:
-            return (kind, r) in self._logged
-
-    @property
-    def ended(self) -> bool:
-        """The log ended (run_end, or the server is gone)."""
-        return self._done
-
-    def run(self) -> None:
-        try:
-            for line in self.cluster.logs(
-                self.ns, workload.SERVER, container=workload.SERVER, follow=True
-            ):
-                if not line.startswith("{"):
-                    continue
-                try:
-                    e = json.loads(line)
-                except ValueError:
-                    continue
-                kind = e.get("event")
-                if kind == "round_end":
-                    self.progress(
-                        f"  round {e['round']}: {e['duration']:.3f} s, "
-                        f"{len(e['participants'])} participants"
-                        f"{'' if e['ok'] else ' FAILED'}",
-                        ROUND,
-                    )
-                key = (kind, int(e["round"])) if kind in ROUND_EVENTS else (kind, None)
-                with self._lock:
-                    self._logged.add(key)
-                self.event(*key).set()
-                if kind == "run_end":
-                    break
-        except ClusterError:
-            pass
-        finally:
-            with self._lock:
-                self._done = True
-                for ev in self._seen.values():
-                    ev.set()
 
 
 def deploy(cluster: Cluster, cp: CellPlan) -> list[str] | None:
@@ -165,17 +92,6 @@ def prove(
 def deploy_and_prove(cluster: Cluster, cp: CellPlan) -> list[pf.Proof]:
     """:func:`deploy` then :func:`prove` (``ztfl probe``)."""
     return prove(cluster, cp, deploy(cluster, cp))
-
-
-@dataclass(frozen=True)
-class Sample:
-    """Counters read around a round: the arm's cgroups (None: no access), the delay line's
-    CPU time, the machine's busy and stolen CPU time (seconds since boot)."""
-
-    usage: dict[str, dict[str, ContainerUsage]] | None
-    delayline: float | None
-    machine: float
-    steal: float
 
 
 class Arm:
@@ -296,8 +212,6 @@ class Arm:
     def start(self) -> None:
         """Start the wire capture and the log follower, release the proofs' hold, start the
         fault's injector. Without ``hold_rounds`` the rounds run from here on."""
-        from k8s_fixtures.tls.capture import CaptureError, WireCapture
-
         cluster, cell, ns = self.cluster, self.cell, self.ns
         self._net_before = self.handle.usage() if self.handle is not None else {}
         self.follower = Follower(cluster, ns, self.progress)
@@ -350,8 +264,6 @@ class Arm:
         """After round 1: stop the capture (judged after the run: parsing it while rounds go on
         would steal CPU from the workload being measured), or, in mesh mode, read the server
         proxy's counters while the server still runs."""
-        from k8s_fixtures.tls.capture import CaptureError
-
         assert self.follower is not None
         expect = "tls-only" if self.cell.tls else "plaintext"
         if self._cap is not None:
@@ -364,7 +276,7 @@ class Arm:
                 self._cap.stop()
         elif self.cp.run.tls == "mesh" and self.wire is None:
             self.follower.round1_done.wait(timeout)
-            from k8s_fixtures.proofs_mesh import mesh_round
+            from k8s_fixtures.proofs_mesh import mesh_round  # Kubernetes-only: loaded when used
 
             self.wire, admitted = mesh_round(self.cluster, replace(self.cp.proofs, tls="mesh"))
             self.overlays["mtls"]["accepted_identities"] = admitted
@@ -383,16 +295,16 @@ class Arm:
         for pod, container in names:
             # a client that never ran (a fault) or is slow: finish() judges the run
             with contextlib.suppress(ClusterError):
-                _wait_container_done(self.cluster, self.ns, pod, container, timeout)
+                observe.wait_container_done(self.cluster, self.ns, pod, container, timeout)
 
     def finish(self) -> None:
         """Wait for the run's end, stop the injector, judge the capture, read the logs."""
-        from k8s_fixtures.tls.capture import CaptureError
-
         cluster, cell, ns = self.cluster, self.cell, self.ns
         expect = "tls-only" if cell.tls else "plaintext"
         try:
-            _wait_container_done(cluster, ns, workload.SERVER, workload.SERVER, self.run_timeout)
+            observe.wait_container_done(
+                cluster, ns, workload.SERVER, workload.SERVER, self.run_timeout
+            )
         finally:
             self._stop.set()
             if self._injector is not None:
@@ -439,21 +351,19 @@ class Arm:
             line + "\n" for line in text.splitlines() if line.startswith("{")
         ).encode()
         if after:
-            from k8s_fixtures.netem.account import between
-
             self.overlays["net"]["emulation"] = between(
                 self._net_before, after, len(self.log.of("round_end"))
             )
 
     def collect(self) -> None:
         """Pod states and the proxies' accepted identities (before the namespace goes)."""
-        self.pods = _pod_states(self.cluster, self.ns)
+        self.pods = observe.pod_states(self.cluster, self.ns)
         if "released" in self._evidence:
             self._evidence["end"] = evidence.snapshot(self.cluster, self.ns)
         if self.cell.tls and self.cp.run.tls == "sidecar":
-            subjects = _accepted(self.cluster, self.ns)
+            subjects = observe.accepted(self.cluster, self.ns)
             self.overlays["mtls"]["accepted_subjects"] = subjects
-            self.overlays["mtls"]["accepted_identities"] = _identities(self.cp.run, subjects)
+            self.overlays["mtls"]["accepted_identities"] = observe.identities(self.cp.run, subjects)
 
     def cleanup(self) -> None:
         """Delete the namespace (whatever happened) and the capture's work directory."""
@@ -490,65 +400,19 @@ class Arm:
         self._usage_start, self._delayline_start = s.usage, s.delayline
 
     def _sample_end(self) -> None:
-        """The cell's resources over its rounds: CPU seconds by pod and container (the TLS
-        proxies apart), peak memory, the delay line's CPU."""
+        """The cell's resources over its rounds (usage.resources)."""
         s = self.sample()
-        use, dl = s.usage, s.delayline
-        if use is None:
-            self.resources = {"source": None, "note": "this backend gives no access to cgroups"}
-            return
-        if self.hold_rounds and self.round_extra:
-            window = "the arm's own rounds (summed between release and the next hold)"
-            cpu = _sum_rounds(self.round_extra)
-            dl_s = sum(x.get("cpu_delayline_seconds") or 0.0 for x in self.round_extra.values())
-        else:
-            window = "from the release of round 1 to the run's end"
-            cpu = _cpu_between(self._usage_start or {}, use)
-            dl_s = (
-                (dl - self._delayline_start) if dl is not None and self._delayline_start else None
-            )
-        pods = {
-            pod: {
-                c: {
-                    "cpu_seconds": cpu.get(pod, {}).get(c),
-                    "memory_peak_bytes": u.memory_peak_bytes,
-                }
-                for c, u in per.items()
-            }
-            for pod, per in use.items()
-        }
-        self.resources = {
-            "source": "cgroup",
-            "window": window,
-            "pods": pods,
-            "delayline_cpu_seconds": dl_s if self.handle is not None else None,
-        }
+        self.resources = usage.resources(
+            s,
+            self._usage_start,
+            self._delayline_start,
+            self.round_extra if self.hold_rounds else {},
+            has_delayline=self.handle is not None,
+        )
 
     def record_round(self, r: int, position: int, before: Sample, after: Sample) -> None:
-        """Round ``r`` of this arm ran at ``position`` of its round's order; keep its CPU, and
-        the machine's: what was not this arm's (``cpu_other_seconds``: the harness, the other
-        arms' idle pods, any other job) is the load the round met."""
-        extra: dict[str, Any] = {"position": position}
-        machine = after.machine - before.machine
-        extra["cpu_machine_seconds"] = round(machine, 6)
-        extra["steal_seconds"] = round(after.steal - before.steal, 6)
-        if before.usage is not None and after.usage is not None:
-            per = _cpu_between(before.usage, after.usage)
-            extra["cpu_by_container"] = per
-            total = proxy = 0.0
-            for pod in per.values():
-                for c, s in pod.items():
-                    total += s
-                    proxy += s if c == PROXY_CONTAINER else 0.0
-            extra["cpu_seconds"] = round(total, 6)
-            extra["cpu_proxy_seconds"] = round(proxy, 6)
-        if before.delayline is not None and after.delayline is not None:
-            extra["cpu_delayline_seconds"] = round(after.delayline - before.delayline, 6)
-        if "cpu_seconds" in extra:
-            own = extra["cpu_seconds"] + extra.get("cpu_delayline_seconds", 0.0)
-            # clock ticks (10 ms) against cgroup nanoseconds: a small negative is rounding
-            extra["cpu_other_seconds"] = round(max(machine - own, 0.0), 6)
-        self.round_extra[r] = extra
+        """Round ``r`` of this arm ran at ``position`` of its round's order (usage.round_extra)."""
+        self.round_extra[r] = usage.round_extra(position, before, after)
 
     # ---- the row -----------------------------------------------------------------------
     def row(self) -> tuple[dict[str, Any], bytes]:
@@ -607,78 +471,3 @@ class Arm:
             design=self.design,
         )
         return row, self.events
-
-
-def _cpu_between(
-    a: dict[str, dict[str, ContainerUsage]], b: dict[str, dict[str, ContainerUsage]]
-) -> dict[str, dict[str, float]]:
-    """CPU seconds each container used from sample ``a`` to sample ``b`` (containers in both
-    with a reading; a restarted container's counter starts again at its new cgroup)."""
-    out: dict[str, dict[str, float]] = {}
-    for pod, per in b.items():
-        for c, u in per.items():
-            u0 = a.get(pod, {}).get(c)
-            if u.cpu_ns is None or u0 is None or u0.cpu_ns is None:
-                continue
-            out.setdefault(pod, {})[c] = round(max(u.cpu_ns - u0.cpu_ns, 0) / 1e9, 6)
-    return out
-
-
-def _sum_rounds(extra: dict[int, dict[str, Any]]) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for x in extra.values():
-        for pod, per in x.get("cpu_by_container", {}).items():
-            for c, s in per.items():
-                out.setdefault(pod, {})[c] = round(out.get(pod, {}).get(c, 0.0) + s, 6)
-    return out
-
-
-def _wait_container_done(
-    cluster: Cluster, ns: str, pod: str, container: str, timeout: float
-) -> None:
-    """Wait until one container of a pod has terminated (a sidecar keeps the pod Running)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        st = cluster.pod_status(ns, pod)
-        if st.phase in ("Succeeded", "Failed") or any(
-            c.name == container and c.state == "terminated" for c in st.containers
-        ):
-            return
-        if time.monotonic() > deadline:
-            raise ClusterError(
-                f"pod {ns}/{pod}: container {container} still running after {timeout:.0f} s"
-            )
-        time.sleep(0.05)
-
-
-def _pod_states(cluster: Cluster, ns: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": p.name,
-            "phase": p.phase,
-            "restarts": p.restart_count,
-            "reason": p.reason,
-            "exit_code": p.exit_code,
-        }
-        for p in cluster.pods(ns)
-    ]
-
-
-def _identities(run: workload.FLRun, subjects: list[str]) -> list[str]:
-    """Map the proxy's accepted certificate subjects back to SPIFFE ids. stunnel logs only the
-    subject, whose CN is the identity's DNS form cut to 64 characters (X.520), so compare cut
-    forms; an unknown subject is kept as is, flagged."""
-    from k8s_fixtures.tls.sidecar import identity_dns_from_spiffe
-
-    known = {}
-    for sa in (workload.SERVER, workload.CLIENT):
-        sid = run.spiffe_id(sa)
-        known[f"CN={identity_dns_from_spiffe(sid)[:64]}"] = sid
-    return sorted(known.get(s, f"unknown subject {s}") for s in subjects)
-
-
-def _accepted(cluster: Cluster, ns: str) -> list[str]:
-    from k8s_fixtures.tls.stunnel_log import stunnel_accepted_subjects
-
-    text = "\n".join(cluster.logs(ns, workload.SERVER, container=PROXY_CONTAINER))
-    return sorted(set(stunnel_accepted_subjects(text)))
