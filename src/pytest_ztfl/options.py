@@ -36,7 +36,7 @@ OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
     (
         "faults",
         "fault scenarios as an extra axis, e.g. none,client-kill,mtls-expired "
-        "(pytest_ztfl/faults.py)",
+        "(pytest_ztfl/faults/)",
         "str",
         None,
     ),
