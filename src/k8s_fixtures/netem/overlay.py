@@ -14,236 +14,55 @@ live handle of that node namespace uses and an iptables chain of its own
 unless the caller reserved it (``slot=``) and so releases it itself. The allocator also
 reference-counts the handles that need ``net.bridge.bridge-nf-call-iptables=1`` in a node
 namespace, so the sysctl goes back to its old value only when the last of them stops.
+
+The parts: :mod:`.state` (errors, links, status), :mod:`.queues` (queue slots and the
+allocator), :mod:`.classes` (profiles as delay-line classes); their names are importable from
+here as before.
 """
 
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from k8s_fixtures.proc import cpu_seconds
 
 from . import rules, tc
+from .classes import DELAYLINE_MAX_PPS, class_spec, queue_max_len
 from .detect import netem_available, probe_netem
-from .models import ClassSpec
 from .plan import NetPlan, Step
 from .process import ClassConfig, DelayLineError, DelayLineProcess
 from .profiles import Profile
-from .rules import RuleError
+from .queues import ALLOCATOR, QUEUE_FIRST, QUEUE_LAST, QueueAllocator, QueueSlot
+from .state import LinkLike, LinkState, NetemError, NetemFailure, NetemStatus
+
+# The names this module has always offered; most live in .state, .queues and .classes.
+__all__ = [
+    "ALLOCATOR",
+    "DELAYLINE_MAX_PPS",
+    "MECHANISMS",
+    "QUEUE_FIRST",
+    "QUEUE_LAST",
+    "LinkLike",
+    "LinkState",
+    "NetemError",
+    "NetemFailure",
+    "NetemHandle",
+    "NetemStatus",
+    "QueueAllocator",
+    "QueueSlot",
+    "apply",
+    "choose_mechanism",
+    "class_spec",
+    "queue_max_len",
+]
 
 MECHANISMS = ("auto", "netem", "delayline")
-DELAYLINE_MAX_PPS = 150_000  # one core, measured (PLATFORM_NOTES): the cap for unrated links
-QUEUE_FIRST = 100  # the lowest NFQUEUE number handed out (below: left to other users)
-QUEUE_LAST = 65535  # NFQUEUE numbers are 16 bits
-
-
-class LinkLike(Protocol):
-    """What we need of a pod link (``k8s_fixtures.local.topology.PodLink`` fits)."""
-
-    netns: str
-    host_if: str
-    pod_if: str
-
-
-class NetemError(RuntimeError):
-    """Applying, changing or removing the NET overlay failed."""
-
-
-class NetemFailure(NetemError):
-    """The emulation stopped being in force during a run: the run must fail with class netem."""
-
-    failure_class = "netem"
-
-
-@dataclass
-class LinkState:
-    """One client link: its hops, its queues, and the profile currently applied."""
-
-    client: LinkLike
-    server: LinkLike
-    profile: Profile
-    up_queue: int
-    down_queue: int
-
-    def up_hop(self) -> tc.Hop:  # client -> server leaves through the client's eth0
-        return tc.Hop(self.client.netns, self.client.pod_if)
-
-    def down_hop(self, node_netns: str) -> tc.Hop:  # server -> client leaves the node's veth
-        return tc.Hop(node_netns, self.client.host_if)
-
-
-@dataclass(frozen=True)
-class NetemStatus:
-    """A snapshot: mechanism, liveness, per-client profile, and the delay line's counters."""
-
-    mechanism: str
-    alive: bool
-    reason: str
-    pid: int | None
-    heartbeat_age_s: float | None
-    profiles: dict[str, str]
-    classes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    kernel_queue_drops: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class QueueSlot:
-    """NFQUEUE numbers ``first .. first + count - 1`` and iptables chain ``chain`` of node
-    namespace ``node_netns``, reserved for one handle by :meth:`QueueAllocator.reserve`."""
-
-    node_netns: str
-    chain: str
-    first: int
-    count: int
-
-    @property
-    def queues(self) -> range:
-        return range(self.first, self.first + self.count)
-
-
-class QueueAllocator:
-    """Queue ranges, chains and the bridge-nf sysctl of the node namespaces this process shapes.
-
-    Slots alive at the same time in one node namespace never share a queue number or a chain
-    (different node namespaces may: NFQUEUE numbers and iptables chains are per network
-    namespace). Besides its own live slots, :meth:`reserve` avoids every ``ZTFL-NETEM*`` chain
-    and queue number it finds in the node namespace's rules (another process's handles, or
-    what a failed stop left), so a clash there is skipped instead of failing ``iptables -N``
-    or the delay line's queue bind.
-
-    ``net.bridge.bridge-nf-call-iptables`` is one value per node namespace that every delay
-    line there needs at 1. Saving and restoring it per handle breaks as soon as two overlap
-    (the first to stop would restore 0 under the other, whose packets would then bypass
-    iptables and go undelayed while its rules still look installed), so it is reference
-    counted here: the first :meth:`bridge_acquire` records the old value, the last
-    :meth:`bridge_release` restores it, and then only if no ``ZTFL-NETEM*`` chain remains in
-    the namespace (another process's handle would still need it; leaving 1 behind is the safe
-    error, restoring 0 under live rules is not).
-    """
-
-    def __init__(self, first: int = QUEUE_FIRST, last: int = QUEUE_LAST) -> None:
-        self.first, self.last = first, last
-        self._lock = threading.Lock()
-        self._slots: dict[str, list[QueueSlot]] = {}
-        self._bridge: dict[str, tuple[int, int]] = {}  # node netns -> (old value, users)
-
-    def live(self, node_netns: str) -> list[QueueSlot]:
-        """The slots reserved and not yet released in ``node_netns``."""
-        with self._lock:
-            return list(self._slots.get(node_netns, ()))
-
-    def reserve(self, node_netns: str, count: int, *, first: int | None = None,
-                chain: str | None = None) -> QueueSlot:
-        """Reserve ``count`` consecutive queue numbers (the lowest free range, or from
-        ``first``) and a chain (``ZTFL-NETEM-<first>``, or ``chain``) in ``node_netns``.
-        Raises NetemError when the range or the chain is taken or no range is free."""
-        if count < 1:
-            raise NetemError(f"reserve: {count} queues")
-        in_kernel = rules.present(node_netns)  # a subprocess: outside the lock
-        with self._lock:
-            live = self._slots.get(node_netns, [])
-            busy = [(s.first, s.first + s.count) for s in live]
-            busy += [(q, q + 1) for qs in in_kernel.values() for q in qs]
-            names = {s.chain for s in live} | set(in_kernel)
-
-            def clash(at: int) -> list[int]:
-                return [end for start, end in busy if start < at + count and at < end]
-
-            if first is None:
-                at = self.first
-                while at + count - 1 <= self.last:
-                    ends = clash(at)
-                    if ends:
-                        at = max(ends)
-                    elif chain is None and rules.chain_name(str(at)) in names:
-                        at += 1
-                    else:
-                        break
-                else:
-                    raise NetemError(f"no {count} free NFQUEUE numbers in {node_netns} "
-                                     f"({len(live)} handles live)")
-                first = at
-            elif first < 0 or first + count - 1 > QUEUE_LAST or clash(first):
-                raise NetemError(f"NFQUEUE {first}..{first + count - 1} in {node_netns}: "
-                                 "taken or out of range 0..65535")
-            name = chain if chain is not None else rules.chain_name(str(first))
-            if not rules.is_ours(name) or len(name) > rules.CHAIN_MAX_LEN:
-                raise NetemError(f"chain {name!r}: not a netem chain name (rules.chain_name)")
-            if name in names:
-                raise NetemError(f"chain {name} already exists in {node_netns}")
-            slot = QueueSlot(node_netns, name, first, count)
-            self._slots.setdefault(node_netns, []).append(slot)
-            return slot
-
-    def release(self, slot: QueueSlot) -> None:
-        """Free ``slot`` (its queues must be unbound and its chain removed by then)."""
-        with self._lock:
-            live = self._slots.get(slot.node_netns, [])
-            if slot in live:
-                live.remove(slot)
-            if not live:
-                self._slots.pop(slot.node_netns, None)
-
-    def bridge_acquire(self, node_netns: str) -> None:
-        """Set bridge-nf-call-iptables to 1 in ``node_netns`` for one more user."""
-        with self._lock:
-            old = rules.bridge_nf(node_netns, 1)  # set again even if counted: cheap, robust
-            saved, users = self._bridge.get(node_netns, (old, 0))
-            self._bridge[node_netns] = (saved, users + 1)
-
-    def bridge_release(self, node_netns: str) -> list[str]:
-        """One user fewer; the last one restores the old value (see the class docstring).
-        Returns the problems (empty if none)."""
-        with self._lock:
-            if node_netns not in self._bridge:
-                return []
-            saved, users = self._bridge.pop(node_netns)
-            if users > 1:
-                self._bridge[node_netns] = (saved, users - 1)
-                return []
-            if saved == 1 or rules.chains(node_netns):
-                return []
-            try:
-                rules.bridge_nf(node_netns, saved)
-            except RuleError as e:
-                return [str(e)]
-            return []
-
-
-ALLOCATOR = QueueAllocator()
-"""The process-wide allocator :func:`apply` and the local backend's overlay reserve from."""
-
-
-def class_spec(profile: Profile, direction: str) -> ClassSpec:
-    d = profile.direction(direction)
-    return ClassSpec(delay_ms=d.delay_ms, jitter_ms=d.jitter_ms, jitter_dist=d.jitter_dist,
-                     loss_pct=d.loss_pct, loss_model=d.loss_model, loss_burst=d.loss_burst,
-                     reorder=d.reorder, seed=profile.seed)
-
-
-def queue_max_len(profiles: Sequence[Profile], direction: str) -> int:
-    """NFQUEUE length from the bandwidth-delay product: packets held at the highest packet
-    rate (this direction's data, or the ACKs of the other's) for the longest hold, x2."""
-    need = 1024
-    other = "down" if direction == "up" else "up"
-    for p in profiles:
-        d, o = p.direction(direction), p.direction(other)
-        rates = [r for r in (d.rate_mbit, o.rate_mbit) if r is not None]
-        pps = (DELAYLINE_MAX_PPS if len(rates) < 2 else
-               max(rates) * 1e6 / 8 / tc.MTU_FRAME)
-        hold_s = (d.delay_ms + 4 * d.jitter_std_ms) / 1e3
-        need = max(need, math.ceil(2 * pps * hold_s) + 64)
-    return need
 
 
 def choose_mechanism(plan: NetPlan, requested: str) -> tuple[str, str]:
