@@ -6,6 +6,11 @@ objects :mod:`.admission` admits, keeps them, and calls registered overlays (:mo
 whenever pods, namespaces or overlay objects change. Everything it creates is recorded in a
 state directory first (:mod:`.state`), so a killed harness leaves nothing that the next start
 does not remove.
+
+This module is the cluster's API and its bookkeeping; the parts live in :mod:`.podbuild`
+(admitted pod -> runnable pod), :mod:`.snapshot` (the view overlays get), :mod:`.services`
+(Service DNS records), :mod:`.waiting` (ready/finished polling), :mod:`.logfiles` (reading and
+following logs) and :mod:`.accounting` (cgroup usage, namespace counters).
 """
 
 from __future__ import annotations
@@ -15,14 +20,12 @@ import ipaddress
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from k8s_fixtures.cluster import (
     ClusterError,
@@ -33,25 +36,25 @@ from k8s_fixtures.cluster import (
     ObjectRef,
     Objects,
     PodStatus,
-    ReadyTimeout,
 )
-from k8s_fixtures.local import dns, netns_counters, state
-from k8s_fixtures.local.admission import Key, NewPod, Plan, admit, key_of, order
+from k8s_fixtures.local import (
+    accounting,
+    dns,
+    logfiles,
+    podbuild,
+    services,
+    snapshot,
+    state,
+    waiting,
+)
+from k8s_fixtures.local.admission import Key, Plan, admit, key_of, order
 from k8s_fixtures.local.cgroups import CgroupRoot, remove_dir
-from k8s_fixtures.local.pods import DEFAULT_PATH, ContainerRun, PodRun, Supervisor
+from k8s_fixtures.local.pods import ContainerRun, PodRun, Supervisor
 from k8s_fixtures.local.privileges import Holder, Mode, detect, tool
-from k8s_fixtures.local.topology import (
-    BRIDGE,
-    Node,
-    TopologyError,
-    host_route_overlap,
-    netns_exec,
-)
-from k8s_fixtures.local.view import NAMESPACE_NAME_LABEL, ClusterView, Overlay, PodInfo
-from k8s_fixtures.local.volumes import materialize
-from k8s_fixtures.manifests import Container, config_data, load, ref, selector_matches
-
-POLL = 0.02  # status polling interval of the wait_* methods
+from k8s_fixtures.local.topology import BRIDGE, Node, TopologyError, host_route_overlap
+from k8s_fixtures.local.view import ClusterView, Overlay, PodInfo
+from k8s_fixtures.local.waiting import POLL as POLL  # re-exported: it was defined here
+from k8s_fixtures.manifests import load, ref, selector_matches
 
 
 def _ns_obj(name: str) -> Obj:
@@ -262,21 +265,9 @@ class LocalCluster:
         """A snapshot of namespaces, pods (netns, IP, labels, annotations, ports) and overlay
         objects."""
         with self._lock:
-            ns_labels = {k[2]: {**(o["metadata"].get("labels") or {}), NAMESPACE_NAME_LABEL: k[2]}
-                         for k, o in self._objects.items() if k[0] == "Namespace"}
-            pods = tuple(
-                PodInfo(p.namespace, p.name, p.link.ip, p.link.netns, p.link.host_if,
-                        dict(p.labels), ns_labels.get(p.namespace, {}),
-                        tuple(port for c in p.spec.containers for port in c.ports),
-                        p.phase(), dict(p.annotations))
-                for p in self._pods.values() if not p.deleting
-            )
-            kinds = {k for o in self._overlays for k in o.kinds}
-            objs = {kind: tuple(o for k, o in self._objects.items() if k[0] == kind)
-                    for kind in kinds}
             assert self._node is not None
-            return ClusterView(self.node_netns, BRIDGE, self._node.gateway, self.cidr,
-                               ns_labels, pods, objs)
+            return snapshot.snapshot(self.node_netns, self._node.gateway, self.cidr,
+                                     self._objects, self._pods, self._overlays)
 
     def _sync_overlays(self) -> None:
         if self._overlays:
@@ -314,7 +305,9 @@ class LocalCluster:
                 self._objects[k] = plan.store[k]
             links = self._node.add_pods([f"{p.namespace}.{p.name}" for p in plan.new_pods])
             for new, link in zip(plan.new_pods, links, strict=True):
-                pod = self._pod_run(new, link)
+                assert self._state is not None
+                pod = podbuild.pod_run(new, link, self._state, self._objects, self._pods,
+                                       self._cgroups)
                 self._pods[pod.key] = pod
                 created.append(pod)
             self._sync_overlays()
@@ -328,53 +321,6 @@ class LocalCluster:
                 self._sync_overlays()
                 self._refresh_dns()
             raise
-
-    def _lookup(self, namespace: str) -> Any:
-        def lookup(kind: str, name: str) -> dict[str, bytes] | None:
-            obj = self._objects.get((kind, namespace, name))
-            return None if obj is None else config_data(obj)
-        return lookup
-
-    def _pod_run(self, new: NewPod, link: Any) -> PodRun:
-        assert self._state is not None
-        d = self._state.path / "pods" / f"{new.namespace}.{new.name}"
-        d.mkdir(parents=True)
-        (d / "resolv.conf").write_text(dns.resolv_conf(new.namespace, self._dns_ip_for(link)))
-        (d / "hosts").write_text(dns.pod_hosts(new.name, link.ip))
-        lookup = self._lookup(new.namespace)
-        vols = materialize(d, new.spec, lookup)
-        files = [(str(d / "resolv.conf"), "/etc/resolv.conf"), (str(d / "hosts"), "/etc/hosts")]
-
-        def run(c: Container, init: bool) -> ContainerRun:
-            assert self._state is not None
-            env = {"PATH": DEFAULT_PATH, "HOME": "/root", "HOSTNAME": new.name,
-                   state.MARKER: self._state.marker}
-            for e in c.env:
-                if e.value is not None:
-                    env[e.name] = e.value
-                elif e.source is not None:
-                    data = lookup("Secret" if e.source[0] == "secretKeyRef" else "ConfigMap",
-                                  e.source[1])
-                    if data is not None and e.source[2] in data:
-                        env[e.name] = data[e.source[2]].decode(errors="replace")
-            mounts: list[dict[str, object]] = [
-                {"src": str(vols[m.name]), "dst": m.mount_path, "ro": m.read_only}
-                for m in c.volume_mounts
-            ]
-            cg = self._cgroups.container(f"{new.namespace}.{new.name}.{c.name}") \
-                if self._cgroups else None
-            log = d / f"{c.name}.log"
-            log.touch()  # exists before the container starts: logs(follow=True) can wait on it
-            return ContainerRun(c, env, mounts, files, d / f"{c.name}.json", log, cg, init=init)
-
-        return PodRun(new.namespace, new.name, new.labels, new.spec, link, d,
-                      [run(c, False) for c in new.spec.containers], new.owner,
-                      init=[run(c, True) for c in new.spec.init_containers],
-                      annotations=dict(new.annotations))
-
-    def _dns_ip_for(self, link: Any) -> str:
-        pod = self._pods.get((dns.NAMESPACE, dns.POD))
-        return pod.link.ip if pod is not None else str(link.ip)
 
     def _stop_pods(self, pods: list[PodRun]) -> None:
         assert self._node is not None and self._sup is not None
@@ -416,28 +362,12 @@ class LocalCluster:
             self._refresh_dns()
 
     def _refresh_dns(self) -> None:
-        records = []
-        for (kind, ns, name), svc in self._objects.items():
-            if kind != "Service":
-                continue
-            sel = (svc.get("spec") or {}).get("selector") or {}
-            if not sel:
-                continue
-            fqdn = dns.service_name(name, ns)
-            records += [(fqdn, p.link.ip) for p in self._pods.values()
-                        if p.namespace == ns and not p.deleting and selector_matches(sel, p.labels)]
-        text = dns.render_hosts(records)
+        text = services.hosts_text(self._objects, self._pods)
         if text == self._hosts_text:
             return
-        tmp = self._hosts_file.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(self._hosts_file)
+        services.write_hosts(self._hosts_file, text)
         self._hosts_text = text
-        dns_pod = self._pods.get((dns.NAMESPACE, dns.POD))
-        pid = dns_pod.containers[0].pid if dns_pod else None
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGHUP)
+        services.reload(self._pods)
 
     # ------------------------------------------------------------------ reading
 
@@ -469,59 +399,25 @@ class LocalCluster:
                    selector: Mapping[str, str] | None = None,
                    timeout: float = 60.0) -> list[PodStatus]:
         wanted = list(names) if names is not None else None
-        deadline = time.monotonic() + timeout
-        while True:
-            if wanted is not None:
-                with self._lock:
-                    missing = [n for n in wanted if (namespace, n) not in self._pods]
-                if missing:
-                    raise ClusterError(f"no pod {namespace}/{missing[0]} in cluster {self.name}")
-                sts = [self.pod_status(namespace, n) for n in wanted]
-            else:
-                sts = self.pods(namespace, selector=selector)
-            for s in sts:
-                if s.phase in ("Failed", "Succeeded") or any(
-                    c.reason == "StartError" for c in (*s.init_containers, *s.containers)
-                ):
-                    raise ClusterError(f"pod {namespace}/{s.name} will not become ready: "
-                                       f"{self._describe(s)}")
-            if sts and all(s.ready for s in sts):
-                return sts
-            if time.monotonic() > deadline:
-                desc = "; ".join(f"{s.name}: {self._describe(s)}" for s in sts if not s.ready)
-                raise ReadyTimeout(f"pods in {namespace} not ready after {timeout}s: "
-                                   f"{desc or 'no matching pods'}")
-            time.sleep(POLL)
+
+        def statuses() -> list[PodStatus]:
+            if wanted is None:
+                return self.pods(namespace, selector=selector)
+            with self._lock:
+                missing = [n for n in wanted if (namespace, n) not in self._pods]
+            if missing:
+                raise ClusterError(f"no pod {namespace}/{missing[0]} in cluster {self.name}")
+            return [self.pod_status(namespace, n) for n in wanted]
+
+        return waiting.until_ready(namespace, statuses, self._describe, timeout)
 
     def _describe(self, s: PodStatus) -> str:
-        parts: list[str] = [s.phase if s.display == s.phase else f"{s.phase} ({s.display})"]
-        failed_init = None
-        for c in (*s.init_containers, *s.containers):
-            if c.exit_code is not None and (c.exit_code != 0 or c in s.containers):
-                parts.append(f"{c.name} exit {c.exit_code} {c.reason}"
-                             + (f" ({c.message})" if c.message else ""))
-                if c in s.init_containers and failed_init is None:
-                    failed_init = c.name
-            if c.restart_count:
-                parts.append(f"{c.name} restarts {c.restart_count}")
-        try:
-            lines = list(self.logs(s.namespace, s.name, container=failed_init))
-        except ClusterError:  # the pod went away meanwhile
-            lines = []
-        last = [line for line in lines if line.strip()][-1:]
-        if last:
-            parts.append(f"last log line: {last[0].strip()[:200]}")
-        return ", ".join(parts)
+        return waiting.describe(
+            s, lambda container: self.logs(s.namespace, s.name, container=container))
 
     def wait_finished(self, namespace: str, pod: str, *, timeout: float = 60.0) -> PodStatus:
-        deadline = time.monotonic() + timeout
-        while True:
-            s = self.pod_status(namespace, pod)
-            if s.phase in ("Succeeded", "Failed"):
-                return s
-            if time.monotonic() > deadline:
-                raise ReadyTimeout(f"pod {namespace}/{pod} still {s.phase} after {timeout}s")
-            time.sleep(POLL)
+        return waiting.until_finished(
+            namespace, pod, lambda: self.pod_status(namespace, pod), timeout)
 
     def _container(self, p: PodRun, container: str | None) -> ContainerRun:
         """The named container (init containers included), by default the first regular one."""
@@ -542,35 +438,7 @@ class LocalCluster:
         with self._lock:
             p = self._pod(namespace, pod)
             c = self._container(p, container)
-        return self._follow(p, c, follow, timeout)
-
-    def _follow(self, p: PodRun, c: ContainerRun, follow: bool,
-                timeout: float | None) -> Iterator[str]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            f = open(c.log, errors="replace")  # noqa: SIM115 (closed in finally)
-        except FileNotFoundError:
-            return
-        try:
-            buf = ""
-            while True:
-                buf += f.read()
-                *lines, buf = buf.split("\n")
-                yield from (line + "\n" for line in lines)
-                done = (c.state == "terminated" or p.deleting or p.key not in self._pods
-                        or (c.pid is None and p.phase() in ("Succeeded", "Failed")))
-                timed_out = deadline is not None and time.monotonic() > deadline
-                if not follow or timed_out or done:
-                    # one more read: the container may have written just before it ended
-                    buf += f.read()
-                    *lines, buf = buf.split("\n")
-                    yield from (line + "\n" for line in lines)
-                    if buf:
-                        yield buf
-                    return
-                time.sleep(POLL)
-        finally:
-            f.close()
+        return logfiles.read_log(p, c, follow, timeout, self._pods)
 
     def exec(self, namespace: str, pod: str, argv: list[str], *, container: str | None = None,
              timeout: float = 30.0, input: str | None = None) -> ExecResult:
@@ -599,33 +467,12 @@ class LocalCluster:
         with self._lock:
             pods = [(p.name, p.link.netns) for p in self._pods.values()
                     if p.namespace == namespace]
-        out = {}
-        for name, ns in pods:
-            try:
-                text = self.run(netns_exec(ns, "sh", "-c", netns_counters.SCRIPT))
-            except (ClusterError, subprocess.TimeoutExpired):  # its namespace went meanwhile
-                continue
-            out[name] = netns_counters.parse(text)
-        return out
+        return accounting.counters_of(pods, self.run)
 
     def usage(self, namespace: str) -> dict[str, dict[str, ContainerUsage]]:
         """Every pod's containers' CPU time and peak memory so far, from their cgroups (the
         harness reads it between rounds; None values without cgroups, e.g. rootless)."""
         with self._lock:
             pods = [p for p in self._pods.values() if p.namespace == namespace]
-        out: dict[str, dict[str, ContainerUsage]] = {}
-        for p in pods:
-            per: dict[str, ContainerUsage] = {}
-            for c in p.all_containers:
-                cpu = peak = throttled = None
-                if c.cgroup is not None:
-                    try:
-                        cpu = c.cgroup.cpu_usage_ns()
-                        throttled = c.cgroup.throttled_ns()
-                    except (OSError, ValueError):  # removed with its pod meanwhile
-                        cpu = throttled = None
-                    peak = c.cgroup.memory_peak_bytes()
-                per[c.spec.name] = ContainerUsage(cpu, peak, throttled)
-            out[p.name] = per
-        return out
+        return accounting.usage_of(pods)
 
