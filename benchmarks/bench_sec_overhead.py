@@ -9,10 +9,10 @@ repeat so slow drift of a shared machine spreads over all of them.
 
 Reported per cell: round-1 median and steady-state median round duration (rounds 2..R of all
 repeats pooled), and the median ratio vs SEC0 with a 95% bootstrap CI
-(``pytest_ztfl.stats.overhead_ratio``; rounds of one run are not independent, so read the CI as
-indicative). For SEC1/SEC3: the NetworkPolicy overlay's compile and apply time (nft.SyncReport
-``compile_s``/``apply_s``) summed over every sync the cell's objects caused, the number of
-syncs, and the largest single sync (the FL policy set compiled for all pods of the run and
+(``pytest_ztfl.analysis.ratios.overhead_ratio``; rounds of one run are not independent, so read
+the CI as indicative). For SEC1/SEC3: the NetworkPolicy overlay's compile and apply time
+(nft.SyncReport ``compile_s``/``apply_s``) summed over every sync the cell's objects caused, the
+number of syncs, and the largest single sync (the FL policy set compiled for all pods of the run and
 applied to every pod whose ruleset changed). Prints n and the machine, with its load average
 before and after (these machines are shared: a high load inflates every number).
 """
@@ -30,7 +30,8 @@ from typing import Any
 
 from k8s_fixtures.netem.calibrate import machine_info
 from k8s_fixtures.netpol import nft
-from pytest_ztfl import backends, runner, stats
+from pytest_ztfl import backends, runner
+from pytest_ztfl.analysis.ratios import overhead_ratio
 from pytest_ztfl.matrix import Cell, Workload
 
 LEVELS: tuple[tuple[str, str | None], ...] = (
@@ -119,7 +120,7 @@ def report(results: list[CellResult], n: int, rounds: int, machine: dict[str, An
         ok = f"{len(r.durations)}/{len(r.durations) + len(r.errors)}"
         ratio = "-"
         if r is not base and r.steady and base.steady:
-            rc = stats.overhead_ratio(r.steady, base.steady, 0.5)
+            rc = overhead_ratio(r.steady, base.steady, 0.5)
             ratio = f"{rc.estimate:.3f} [{rc.ci_low:.3f}, {rc.ci_high:.3f}]"
         elif r is base:
             ratio = "1"

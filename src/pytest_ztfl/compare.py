@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_ztfl import paired
-from pytest_ztfl.stats import RatioCI
+from pytest_ztfl.analysis import paired
+from pytest_ztfl.analysis.ratios import RatioCI
 
 Row = dict[str, Any]
 METRICS = ("duration", "compute_seconds", "comm_seconds", "path_seconds", "cpu_seconds")

@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 from scipy import stats as sps
 
-from pytest_ztfl.stats import DEFAULT_CONFIDENCE, RatioCI
+from pytest_ztfl.analysis.base import DEFAULT_CONFIDENCE
+from pytest_ztfl.analysis.ratios import RatioCI
 
 __all__ = [
     "DEFAULT_FAILURE_RATE_LIMIT",
@@ -198,8 +199,8 @@ def failure_rate_gate(
 def overhead_gate(ratio: RatioCI, limit: float, *, metric: str | None = None) -> GateResult:
     """Gate "overhead ratio <= limit" (e.g. SEC3/SEC0 p99 round duration <= 1.5).
 
-    ``ratio`` comes from :func:`pytest_ztfl.stats.overhead_ratio`; an unreliable ratio CI (too
-    few rounds for that quantile) can give at worst INCONCLUSIVE.
+    ``ratio`` comes from :func:`pytest_ztfl.analysis.ratios.overhead_ratio`; an unreliable
+    ratio CI (too few rounds for that quantile) can give at worst INCONCLUSIVE.
     """
     if not limit > 0:
         raise ValueError(f"overhead limit must be > 0, not {limit}")

@@ -5,8 +5,8 @@ block's SEC0 arm (rounds paired; pytest_ztfl.compare), and with ``--ztfl-baselin
 the same cell of a stored run. Per group of cells (one SEC level, mTLS mode and NET, pooled
 over data splits and seeds: the pooled tests at the end of a matrix): median and p95 round
 duration against SEC0, with an interval that resamples blocks and rounds. A p95 from too few
-rounds for an honest interval can warn but never fail (pytest_ztfl.stats); pooling gives the
-tail gate the rounds it needs (72 per arm at 95%).
+rounds for an honest interval can warn but never fail (pytest_ztfl.analysis); pooling gives
+the tail gate the rounds it needs (72 per arm at 95%).
 
 Check arms (``aa``, ``delay<MS>ms``) are the instrument's own: they are not gated against a
 limit; their findings are warnings (pytest_ztfl.matrix_tests) and a report section.

@@ -15,7 +15,8 @@ import math
 from statistics import median
 from typing import Any
 
-from pytest_ztfl import compare, stats
+from pytest_ztfl import compare
+from pytest_ztfl.analysis.quantiles import QuantileCI, quantile_cis
 from pytest_ztfl.sec import Sec
 
 HEADER = (
@@ -32,7 +33,7 @@ HEADER = (
 )
 
 
-def _fmt_q(q: stats.QuantileCI) -> str:
+def _fmt_q(q: QuantileCI) -> str:
     return f"{q.estimate:.3f} [{q.ci_low:.3f},{q.ci_high:.3f}]" + ("" if q.reliable else "*")
 
 
@@ -91,7 +92,7 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
         durations = [x["duration"] for x in m["rounds"] if x["ok"]]
         p50 = "n/a"
         if durations:
-            p50 = _fmt_q(stats.quantile_cis(durations, (0.5,), seed=cell["seed"]).get(0.5))
+            p50 = _fmt_q(quantile_cis(durations, (0.5,), seed=cell["seed"]).get(0.5))
         base = baseline_of(r, rows)
         cpu = list(compare.values(r, "cpu_seconds").values())
         tta = m.get("tta_seconds")

@@ -20,16 +20,11 @@ WARM = (
     "pytest_ztfl.gates",
     "pytest_ztfl.matrix_tests",
     "pytest_ztfl.report",
-    "pytest_ztfl.report_calc",
-    "pytest_ztfl.report_figures",
-    "pytest_ztfl.report_load",
-    "pytest_ztfl.report_md",
     "pytest_ztfl.results",
     "pytest_ztfl.rows",
     "pytest_ztfl.runner",
     "pytest_ztfl.session",
     "pytest_ztfl.slo",
-    "pytest_ztfl.stats",
     "pytest_ztfl.summary_table",
 )
 

@@ -22,6 +22,7 @@ from k8s_fixtures import workload
 from pytest_ztfl import cellplan, matrix
 from pytest_ztfl.backends import Platform
 from pytest_ztfl.render import render_matrix
+from pytest_ztfl.report.md.meta import _resources_text
 
 REPO = Path(__file__).resolve().parents[2]
 RESOURCES = {
@@ -203,8 +204,6 @@ def test_matrix_limits_reach_the_containers_cgroups_on_the_local_backend(
 
 
 def test_the_reports_metadata_shows_the_resources_in_one_line() -> None:
-    from pytest_ztfl.report_md import _resources_text
-
     assert _resources_text({"server": SERVER, "client": CLIENT}) == (
         "client limits cpu=0.5 memory=768Mi; "
         "server requests cpu=500m memory=512Mi, limits cpu=1 memory=1Gi")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -43,44 +45,90 @@ def test_import_contract_catches_a_violation(tmp_path: Path) -> None:
     assert "k8s_fixtures._contract_probe -> fl_app" in proc.stdout
 
 
-@pytest.mark.parametrize(
-    ("module", "line", "contract"),
-    [
-        ("netpol.py", "from pytest_ztfl.faults import mtls", "never import each other"),
-        ("base.py", "from pytest_ztfl.faults import network", "build on base"),
-    ],
-)
-def test_fault_layer_contracts_catch_a_violation(
-    tmp_path: Path, module: str, line: str, contract: str
-) -> None:
-    """The faults package's contracts are live: on a copy of pytest_ztfl with one import that
-    breaks them (a family importing another, base importing a family), lint-imports fails
-    naming the contract; the unmodified copy passes."""
-    import shutil
-    import tomllib
+# Every contract inside a package of pytest_ztfl, by its name's prefix, with an import that
+# breaks it: (module under src/pytest_ztfl, the line appended to it, the contract's name).
+PACKAGE_CONTRACTS = ("faults:", "analysis:", "report:")
+VIOLATIONS = [
+    pytest.param("faults/netpol.py", "from pytest_ztfl.faults import mtls",
+                 "faults: the fault families never import each other", id="faults-independent"),
+    pytest.param("faults/base.py", "from pytest_ztfl.faults import network",
+                 "faults: the families build on base, base on none of them", id="faults-layers"),
+    pytest.param("analysis/base.py", "from pytest_ztfl.analysis import paired",
+                 "analysis: paired over the one-sample estimators, each on base alone",
+                 id="analysis-layers"),
+    pytest.param("analysis/ratios.py", "from pytest_ztfl.analysis import tta",
+                 "analysis: paired over the one-sample estimators, each on base alone",
+                 id="analysis-layers-independent"),
+    pytest.param("analysis/tta.py", "from pytest_ztfl.report import fmt",
+                 "analysis: pure numbers, never imports the report", id="analysis-no-report"),
+    pytest.param("report/model.py", "from pytest_ztfl.report import calc",
+                 "report: md and figures over claims and plot, over calc, over arms, load and "
+                 "fmt, over model", id="report-layers"),
+    pytest.param("report/figures.py", "from pytest_ztfl.report.md import document",
+                 "report: md and figures over claims and plot, over calc, over arms, load and "
+                 "fmt, over model", id="report-layers-independent"),
+    pytest.param("report/md/common.py", "from pytest_ztfl.report.md import meta",
+                 "report: md's document over its sections, the sections over common alone",
+                 id="report-md-layers"),
+    pytest.param("report/md/cells.py", "from pytest_ztfl.report.md import checks",
+                 "report: md's document over its sections, the sections over common alone",
+                 id="report-md-sections-independent"),
+]
 
+
+def _package_contracts(prefix: str) -> list[dict[str, object]]:
+    conf = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    return [c for c in conf["contracts"] if c["name"].startswith(prefix)]
+
+
+def _copy_with_contracts(tmp_path: Path, prefix: str) -> None:
+    """src/pytest_ztfl copied to ``tmp_path`` with an .importlinter config holding only the
+    contracts whose name starts with ``prefix``."""
     shutil.copytree(REPO / "src" / "pytest_ztfl", tmp_path / "pytest_ztfl",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    conf = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
-    faults_contracts = [c for c in conf["contracts"] if c["name"].startswith("faults:")]
     lines = ["[importlinter]", "root_packages =\n    pytest_ztfl",
              "exclude_type_checking_imports = true"]
-    for i, c in enumerate(faults_contracts):
+    for i, c in enumerate(_package_contracts(prefix)):
         lines.append(f"\n[importlinter:contract:{i}]")
         for k, v in c.items():
             lines.append(f"{k} =" + "".join(f"\n    {x}" for x in v) if isinstance(v, list)
                          else f"{k} = {v}")
     (tmp_path / ".importlinter").write_text("\n".join(lines) + "\n")
 
-    def lint() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(BIN / "lint-imports"), "--config", ".importlinter"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                              env={"PATH": str(BIN), "PYTHONPATH": str(tmp_path)})
 
-    ok = lint()
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    target = tmp_path / "pytest_ztfl" / "faults" / module
+def _lint_copy(tmp_path: Path) -> tuple[int, str]:
+    """lint-imports on the copy: its status and its output, whitespace normalised (it wraps
+    long contract names)."""
+    proc = subprocess.run([str(BIN / "lint-imports"), "--config", ".importlinter"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={"PATH": str(BIN), "PYTHONPATH": str(tmp_path)})
+    return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
+
+
+def test_every_package_contract_is_shown_failing() -> None:
+    """Each contract inside a package has a case below that breaks it."""
+    shown = {p.values[2] for p in VIOLATIONS}
+    for prefix in PACKAGE_CONTRACTS:
+        names = {str(c["name"]) for c in _package_contracts(prefix)}
+        assert names, f"no contract named {prefix}..."
+        assert names <= shown, f"never shown failing: {sorted(names - shown)}"
+
+
+@pytest.mark.parametrize(("module", "line", "contract"), VIOLATIONS)
+def test_package_contracts_catch_a_violation(
+    tmp_path: Path, module: str, line: str, contract: str
+) -> None:
+    """A package's contracts are live: on a copy of pytest_ztfl with one import that breaks
+    one of them (a fault family importing another, base importing a family, a lower layer of
+    analysis or the report importing a higher one, analysis importing the report),
+    lint-imports fails naming that contract; the unmodified copy passes."""
+    prefix = contract.split(":", 1)[0] + ":"
+    _copy_with_contracts(tmp_path, prefix)
+    status, out = _lint_copy(tmp_path)
+    assert status == 0, out
+    assert f"{contract} KEPT" in out, out
+    target = tmp_path / "pytest_ztfl" / module
     target.write_text(target.read_text() + f"\n{line}  # noqa\n")
-    bad = lint()
-    assert bad.returncode != 0
-    assert f"{contract}" in bad.stdout and "BROKEN" in bad.stdout, bad.stdout
+    status, out = _lint_copy(tmp_path)
+    assert status != 0
+    assert f"{contract} BROKEN" in out, out

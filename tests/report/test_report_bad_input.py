@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from report_synth import build_results, matrix
 
-from pytest_ztfl import report_load
-from pytest_ztfl.report import ReportError, main_report, write
-from pytest_ztfl.report_model import RowError, from_row
+from pytest_ztfl.report import ReportError, load, main_report, write
+from pytest_ztfl.report.calc import analyse
+from pytest_ztfl.report.model import RowError, from_row
 
 SMALL = {"net": ("NET0", "NET2"), "data": ("iid",), "seeds": (0,)}
 
@@ -116,9 +116,7 @@ def test_runs_jsonl_alone_is_enough_and_bad_lines_are_named(results: Path) -> No
 
 def test_a_one_run_group_has_its_cells_interval_to_the_last_digit(pristine: Path) -> None:
     """One seed per group: the group's bootstrap uses the cell's seed, as the cell row does."""
-    from pytest_ztfl.report_calc import analyse
-
-    a = analyse(report_load.load(pristine))
+    a = analyse(load.load(pristine))
     assert a.groups and all(len(g.runs) == 1 for g in a.groups.values())
     by_id = {c.run.id: c for c in a.cells}
     for g in a.groups.values():
@@ -200,7 +198,7 @@ def test_any_mutation_of_a_row_is_accepted_or_rejected_cleanly(
 
 
 def test_load_reads_cells_and_checks_events(pristine: Path) -> None:
-    loaded = report_load.load(pristine)
+    loaded = load.load(pristine)
     assert len(loaded.runs) == 4 and loaded.notes == ()
     assert {e.status for e in loaded.events.values()} == {"ok"}
     assert all(e.elapsed and e.elapsed > 0 for e in loaded.events.values())

@@ -15,10 +15,10 @@ from report_synth import HOLD_S, LOAD, build_results, matrix
 
 from fl_app.events import read_events
 from fl_app.summary import held_seconds
-from pytest_ztfl import compare, report_load
-from pytest_ztfl.report import write
-from pytest_ztfl.report_calc import Analysis, analyse
-from pytest_ztfl.report_fmt import num
+from pytest_ztfl import compare
+from pytest_ztfl.report import load, write
+from pytest_ztfl.report.calc import Analysis, analyse
+from pytest_ztfl.report.fmt import num
 from pytest_ztfl.results import ResultStore
 
 # 4 blocks (NET0 x iid/noniid x seeds 0/1), each: SEC0, SEC3, an A/A arm, a 50 ms delay arm
@@ -40,7 +40,7 @@ def _make(root: Path, **kw: Any) -> Made:
     results = root / "results"
     build_results(results, matrix(**CHECKED), design=True, **kw)
     text = write(results, root / "report").read_text(encoding="utf-8")
-    return results, text, analyse(report_load.load(results))
+    return results, text, analyse(load.load(results))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from report_synth import build_results, matrix
 from pytest_ztfl import compare
 from pytest_ztfl.matrix import Cell
 from pytest_ztfl.report import main_report, write
-from pytest_ztfl.report_fmt import UNRELIABLE
+from pytest_ztfl.report.fmt import UNRELIABLE
 from pytest_ztfl.results import ResultStore
 
 FIGURES = ("p99_heatmap.png", "round_duration_ecdf.png", "tta.png", "convergence.png",

@@ -11,6 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
+from pytest_ztfl.analysis.ratios import RatioCI, overhead_ratio
 from pytest_ztfl.gates import (
     GateResult,
     Verdict,
@@ -19,7 +20,6 @@ from pytest_ztfl.gates import (
     overhead_gate,
     upper_limit_gate,
 )
-from pytest_ztfl.stats import RatioCI, overhead_ratio
 
 SEVERITY = {Verdict.PASS: 0, Verdict.INCONCLUSIVE: 1, Verdict.FAIL: 2}
 

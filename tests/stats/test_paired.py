@@ -1,4 +1,4 @@
-"""The two-level (blocks, then paired rounds) bootstrap of pytest_ztfl.paired.
+"""The two-level (blocks, then paired rounds) bootstrap of pytest_ztfl.analysis.paired.
 
 Simulated blocks with the structure the harness meets: a drift shared by both arms of a block
 (the machine getting slower or faster), a level that differs between blocks (data split, seed),
@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pytest
 
-from pytest_ztfl import paired
-from pytest_ztfl.stats import min_n_for_quantile_ci
+from pytest_ztfl.analysis import paired
+from pytest_ztfl.analysis.base import min_n_for_quantile_ci
 
 
 def _blocks(

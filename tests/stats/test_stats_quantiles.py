@@ -12,13 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from pytest_ztfl.stats import (
-    min_n_for_quantile_ci,
-    pool_seeds,
-    quantile_cis,
-    quantile_label,
-    summarize_seeds,
-)
+from pytest_ztfl.analysis.base import min_n_for_quantile_ci, quantile_label
+from pytest_ztfl.analysis.quantiles import pool_seeds, quantile_cis, summarize_seeds
 
 SIGMA = 0.5  # lognormal(0, SIGMA): the true q-quantile is exp(SIGMA * z_q)
 

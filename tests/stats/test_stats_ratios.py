@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from pytest_ztfl.stats import interaction_contrast, overhead_ratio, overhead_ratios
+from pytest_ztfl.analysis.ratios import interaction_contrast, overhead_ratio, overhead_ratios
 
 
 def lognormal(seed: int, n: int, scale: float = 1.0) -> np.ndarray:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from pytest_ztfl.stats import tta_mean
+from pytest_ztfl.analysis.tta import tta_mean
 
 
 def test_none_censored_is_the_plain_mean_with_a_t_interval() -> None:

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from pytest_ztfl.report_calc import Analysis, GroupStats
-from pytest_ztfl.report_fmt import UNRELIABLE, num
-from pytest_ztfl.report_model import Run
-from pytest_ztfl.report_plot import colour, failure_colour, linestyle, new_figure, save, title
+from pytest_ztfl.report.calc import Analysis, GroupStats
+from pytest_ztfl.report.fmt import UNRELIABLE, num
+from pytest_ztfl.report.model import Run
+from pytest_ztfl.report.plot import colour, failure_colour, linestyle, new_figure, save, title
 
 
 def _all_runs(a: Analysis) -> list[Run]:

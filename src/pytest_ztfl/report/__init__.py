@@ -6,9 +6,13 @@ A damaged results directory gives a partial report: unreadable files are named i
 the top and their cells left out. Input with nothing to report raises :class:`ReportError`
 (one line naming the cause), which ``main_report`` turns into exit status 2.
 
-The work is split by job: report_load (files -> validated rows), report_calc and
-report_claims (statistics: pytest_ztfl.stats for one sample, pytest_ztfl.compare for two arms;
-check arms kept apart), report_figures, report_md.
+The package is split by job, in layers (import-linter contracts "report: ..."): ``model`` (a
+stored row as a typed ``Run``); ``load`` (files -> validated rows), ``fmt`` (numbers and
+intervals as text) and ``arms`` (which arm compares with which, by pytest_ztfl.compare);
+``calc`` (the numbers behind tables and figures: pytest_ztfl.analysis for one sample, ``arms``
+for two; check arms kept apart); ``claims`` (the seed study's headline claims) and ``plot``
+(the figures' canvas); ``figures`` and ``md`` (report.md, one module per group of sections,
+assembled by ``md.document``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ import sys
 from pathlib import Path
 
 from pytest_ztfl import environment
-from pytest_ztfl.report_load import ReportError
+from pytest_ztfl.report import load
+from pytest_ztfl.report.calc import analyse
+from pytest_ztfl.report.figures import FIGURES
+from pytest_ztfl.report.load import ReportError
+from pytest_ztfl.report.md.document import document
 from pytest_ztfl.results import ResultsError, atomic_write
 
 __all__ = ["ReportError", "main_report", "write"]
@@ -25,12 +33,7 @@ __all__ = ["ReportError", "main_report", "write"]
 
 def write(results_dir: Path, report_dir: Path) -> Path:
     """Write ``report_dir/report.md`` and its figures from ``results_dir``; return its path."""
-    from pytest_ztfl import report_load
-    from pytest_ztfl.report_calc import analyse
-    from pytest_ztfl.report_figures import FIGURES
-    from pytest_ztfl.report_md import document
-
-    loaded = report_load.load(Path(results_dir))
+    loaded = load.load(Path(results_dir))
     report_dir = Path(report_dir)
     try:
         report_dir.mkdir(parents=True, exist_ok=True)

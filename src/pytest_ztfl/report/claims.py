@@ -7,7 +7,7 @@ seed) that holds both, by pytest_ztfl.compare: rounds paired within a block run,
 rounds resampled (the pooled SLO gate's comparison). Its tail is p95, not the seed study's p99:
 an honest interval for a p99 needs 368 rounds per arm. The interaction contrast is a contrast
 of four pooled samples, each resampled on its own (unpaired), and says so. Check arms never
-enter (report_calc keeps them apart).
+enter (report.calc keeps them apart).
 """
 
 from __future__ import annotations
@@ -16,18 +16,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pytest_ztfl import gates, stats
-from pytest_ztfl.report_calc import (
-    GROUP_SEED,
-    RATIO_QUANTILES,
-    Analysis,
-    Pair,
-    arm_ratios,
-    pair_with,
-    pairing,
-)
-from pytest_ztfl.report_fmt import UNRELIABLE, ci_text, ratio_text
-from pytest_ztfl.report_model import Run
+from pytest_ztfl import gates
+from pytest_ztfl.analysis.base import quantile_label
+from pytest_ztfl.analysis.ratios import RatioCI, Scale, interaction_contrast
+from pytest_ztfl.report.arms import RATIO_QUANTILES, Pair, arm_ratios, pair_with, pairing
+from pytest_ztfl.report.calc import GROUP_SEED, Analysis
+from pytest_ztfl.report.fmt import UNRELIABLE, ci_text, ratio_text
+from pytest_ztfl.report.model import Run
 from pytest_ztfl.sec import Sec
 
 NOT_MEASURED = "not measured in this run"
@@ -74,7 +69,7 @@ def _absent(topic: str, rule: str, why: str) -> Claim:
     return Claim(topic, NOT_MEASURED, "-", "-", rule, why)
 
 
-def _pairs_n(names: Sequence[str], pairs: Sequence[Pair], r: stats.RatioCI | None) -> str:
+def _pairs_n(names: Sequence[str], pairs: Sequence[Pair], r: RatioCI | None) -> str:
     """``SEC3/NET0: 48 rounds / 4 cells vs SEC0/NET0: 48 rounds / 4 cells; 4 blocks, paired``
     (rounds: those the comparison used: a paired block's rounds both arms completed)."""
     treat = {t.id: t for t, _ in pairs}
@@ -121,10 +116,10 @@ def _ratio_claim(
     )
 
 
-def _interaction(a: Analysis, sec3: str, q: float, scale: stats.Scale) -> Claim:
+def _interaction(a: Analysis, sec3: str, q: float, scale: Scale) -> Claim:
     what = "seconds" if scale == "abs" else "log ratio"
     topic = (
-        f"{sec3} and NET2 costs are additive ({stats.quantile_label(q)}, {what}: "
+        f"{sec3} and NET2 costs are additive ({quantile_label(q)}, {what}: "
         f"(SEC3+NET2) - SEC3 - NET2 + baseline)"
     )
     rule = (
@@ -147,7 +142,7 @@ def _interaction(a: Analysis, sec3: str, q: float, scale: stats.Scale) -> Claim:
         "in NET, so no rounds pair); seconds-scale contrasts of p99 are descriptive"
     )
     try:
-        ic = stats.interaction_contrast(base, a_only, b_only, both, q, scale=scale, seed=GROUP_SEED)
+        ic = interaction_contrast(base, a_only, b_only, both, q, scale=scale, seed=GROUP_SEED)
     except ValueError as exc:
         return Claim(topic, NOT_MEASURED, n_text, source, rule, f"{exc}; {unpaired}")
     unit = " s" if scale == "abs" else ""
@@ -193,7 +188,7 @@ def claims(a: Analysis) -> list[Claim]:
                 out.append(
                     _ratio_claim(
                         a,
-                        f"{s3} vs SEC0 {stats.quantile_label(q)} round-duration overhead at {net}",
+                        f"{s3} vs SEC0 {quantile_label(q)} round-duration overhead at {net}",
                         (s3, net),
                         (Sec.SEC0, net),
                         q,
@@ -203,7 +198,7 @@ def claims(a: Analysis) -> list[Claim]:
         out.append(
             _ratio_claim(
                 a,
-                f"NET2 vs NET0 {stats.quantile_label(q)} round-duration overhead at SEC0",
+                f"NET2 vs NET0 {quantile_label(q)} round-duration overhead at SEC0",
                 (Sec.SEC0, "NET2"),
                 (Sec.SEC0, "NET0"),
                 q,

@@ -5,13 +5,13 @@ they never enter the cells' comparisons, the groups, the claims or the figures, 
 check arm is never anyone's baseline. Their comparisons with their block's SEC0 arm are
 ``Analysis.checks`` (per arm) and ``Analysis.check_pools`` (per check, pooled over blocks).
 
-Per cell: p50/p95/p99 of completed rounds with bootstrap CIs (descriptive, pytest_ztfl.stats),
-and the p50/p95 ratio against its block's SEC0 arm (same NET, data, seed and fault, else the
-unfaulted one: the gate's rule) by pytest_ztfl.compare: rounds paired when both arms ran in
-the same block run, bootstrap seed the cell's, so the p50 ratio is the SLO gate's to the last
-digit. The round's parts (compute, communication, CPU by cgroup) likewise. Per group (SEC x NET x
-data, pooled over seeds): quantiles, the p50/p95 ratio over the group's blocks, censored TTA,
-accuracy by round with a band over seeds, failures by class.
+Per cell: p50/p95/p99 of completed rounds with bootstrap CIs (descriptive,
+pytest_ztfl.analysis), and the p50/p95 ratio against its block's SEC0 arm (same NET, data, seed
+and fault, else the unfaulted one: the gate's rule) by pytest_ztfl.compare: rounds paired when
+both arms ran in the same block run, bootstrap seed the cell's, so the p50 ratio is the SLO
+gate's to the last digit. The round's parts (compute, communication, CPU by cgroup) likewise.
+Per group (SEC x NET x data, pooled over seeds): quantiles, the p50/p95 ratio over the group's
+blocks, censored TTA, accuracy by round with a band over seeds, failures by class.
 """
 
 from __future__ import annotations
@@ -25,17 +25,20 @@ from statistics import median
 import numpy as np
 from scipy import stats as sps
 
-from pytest_ztfl import compare, paired, stats
-from pytest_ztfl.report_load import Loaded
-from pytest_ztfl.report_model import Run, natural_key, sec_sort_key
+from pytest_ztfl.analysis.base import DEFAULT_CONFIDENCE
+from pytest_ztfl.analysis.paired import DiffCI
+from pytest_ztfl.analysis.quantiles import SampleSummary, quantile_cis
+from pytest_ztfl.analysis.ratios import RatioCI
+from pytest_ztfl.analysis.tta import TTAEstimate, tta_mean
+from pytest_ztfl.report.arms import Pair, arm_difference, arm_ratios, baseline_of
+from pytest_ztfl.report.load import Loaded
+from pytest_ztfl.report.model import Run, natural_key, sec_sort_key
 from pytest_ztfl.sec import Sec
 
 QUANTILES = (0.5, 0.95, 0.99)
-RATIO_QUANTILES = (0.5, 0.95)  # of comparisons between arms (p99: descriptive only)
 GROUP_SEED = 0  # bootstrap seed for pooled samples (cells, and one-run groups, use the cell's)
 
 GroupKey = tuple[str, str, str]  # (SEC label, NET, data)
-Pair = tuple[Run, Run]  # (treatment, baseline)
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,8 @@ class Parts:
     proxy: float | None
     delayline: float | None
     memory: tuple[int, int, int] | None  # per-pod peak bytes: (max over pods, sum, pods)
-    path_diff: paired.DiffCI | None = None  # p50 path_seconds minus the SEC0 arm's
-    cpu_ratio: stats.RatioCI | None = None  # p50 cpu_seconds over the SEC0 arm's
+    path_diff: DiffCI | None = None  # p50 path_seconds minus the SEC0 arm's
+    cpu_ratio: RatioCI | None = None  # p50 cpu_seconds over the SEC0 arm's
     note: str = ""  # why a comparison is missing
 
 
@@ -60,8 +63,8 @@ class Parts:
 class CellStats:
     run: Run
     sec: str  # SEC label (with the mTLS mode when the run holds both modes)
-    summary: stats.SampleSummary | None
-    ratios: tuple[stats.RatioCI, ...]  # p50, p95 vs SEC0; empty when not computable
+    summary: SampleSummary | None
+    ratios: tuple[RatioCI, ...]  # p50, p95 vs SEC0; empty when not computable
     ratio_note: str
     baseline: Run | None = None
     parts: Parts | None = None
@@ -77,12 +80,12 @@ class CheckStats:
     check: str
     runs: tuple[Run, ...]
     baselines: tuple[Run, ...]
-    ratio: stats.RatioCI | None
-    duration_diff: paired.DiffCI | None
-    path_diff: paired.DiffCI | None
+    ratio: RatioCI | None
+    duration_diff: DiffCI | None
+    path_diff: DiffCI | None
     note: str = ""
-    path_ratio: stats.RatioCI | None = None
-    tail: stats.RatioCI | None = None  # p95 ratio (pooled A/A arms only: the tail's noise)
+    path_ratio: RatioCI | None = None
+    tail: RatioCI | None = None  # p95 ratio (pooled A/A arms only: the tail's noise)
 
     @property
     def pairs(self) -> list[Pair]:
@@ -111,15 +114,15 @@ class GroupStats:
     key: GroupKey
     runs: tuple[Run, ...]
     durations: tuple[float, ...]
-    summary: stats.SampleSummary | None
-    tta: stats.TTAEstimate | None
+    summary: SampleSummary | None
+    tta: TTAEstimate | None
     tta_note: str
     target: float | None
     convergence: tuple[ConvergencePoint, ...]
     failures: dict[str, int]
     failed_rounds: int
     rounds_total: int
-    ratios: tuple[stats.RatioCI, ...] = ()  # p50, p95 vs SEC0 over the group's blocks
+    ratios: tuple[RatioCI, ...] = ()  # p50, p95 vs SEC0 over the group's blocks
     ratio_note: str = ""
 
     @property
@@ -152,100 +155,14 @@ def sec_label(run: Run, show_mtls: bool) -> str:
     return f"{run.sec}-{run.mtls}" if show_mtls and run.mtls else run.sec
 
 
-def quantiles(sample: Sequence[float], seed: int) -> stats.SampleSummary | None:
-    return stats.quantile_cis(sample, QUANTILES, seed=seed) if sample else None
-
-
-def pair_with(treat: Iterable[Run], base: Iterable[Run]) -> list[Pair]:
-    """Each treatment run with the baseline run of its block: same data split, seed and fault,
-    else (a fault the baseline cannot carry) the unfaulted one; in treatment-id order. The
-    caller chooses the NET and SEC of each side."""
-    index = {(b.data, b.seed, b.fault): b for b in base}
-    out = []
-    for t in sorted(treat, key=lambda r: r.id):
-        b = index.get((t.data, t.seed, t.fault)) or index.get((t.data, t.seed, None))
-        if b is not None:
-            out.append((t, b))
-    return out
-
-
-def is_paired(pair: Pair) -> bool:
-    """The two arms ran in one block run: their rounds pair (pytest_ztfl.compare)."""
-    t, b = pair
-    return t.block_run is not None and t.block_run == b.block_run
-
-
-def pairing(pairs: Sequence[Pair]) -> str:
-    """``paired``, ``unpaired`` or ``3 of 4 blocks paired``."""
-    n = sum(map(is_paired, pairs))
-    if n == len(pairs):
-        return "paired"
-    return "unpaired" if n == 0 else f"{n} of {len(pairs)} blocks paired"
-
-
-def baseline_of(run: Run, runs: Iterable[Run]) -> Run | None:
-    """The run's block's SEC0 arm (matrix.Cell.baseline): never a check arm; None for the
-    SEC0 arm itself."""
-    if run.sec == Sec.SEC0 and run.check is None:
-        return None
-    sec0 = [r for r in runs if r.sec == Sec.SEC0 and r.check is None and r.net == run.net]
-    found = pair_with([run], sec0)
-    return found[0][1] if found else None
-
-
-def arm_ratios(
-    pairs: Sequence[Pair],
-    seed: int,
-    qs: Sequence[float] = RATIO_QUANTILES,
-    metric: str = "duration",
-) -> tuple[tuple[stats.RatioCI, ...], str]:
-    """compare.arm_ratio of ``metric`` over ``pairs`` (one block each) at every q; or why not.
-    A pair with a row that had a harness error or failed proofs is left out (and said)."""
-    use, left = _usable(pairs)
-    arms = [(t.arm(metric), b.arm(metric)) for t, b in use]
-    if not any(t.values and b.values for t, b in arms):
-        why = "no completed rounds to compare" if metric == "duration" else "not recorded"
-        return (), _and(why, left)
-    try:
-        rs = tuple(compare.arm_ratio(arms, q, seed) for q in qs)
-    except ValueError as exc:  # e.g. a zero duration: a ratio is undefined
-        return (), _and(str(exc), left)
-    return (rs, left) if not left else (tuple(replace(r, note=_and(r.note, left)) for r in rs), "")
-
-
-def _usable(pairs: Sequence[Pair]) -> tuple[list[Pair], str]:
-    """The pairs whose rows may be compared; a row with a harness error or failed proofs is
-    left out and said (one with no completed rounds just has nothing to give)."""
-    use = [(t, b) for t, b in pairs if t.sound and b.sound]
-    n = len(pairs) - len(use)
-    return use, f"{n} pair(s) left out: a row with an error or failed proofs" if n else ""
-
-
-def _and(*parts: str) -> str:
-    return "; ".join(p for p in parts if p)
-
-
-def arm_difference(
-    pairs: Sequence[Pair], seed: int, metric: str = "duration", q: float = 0.5
-) -> tuple[paired.DiffCI | None, str]:
-    """compare.arm_difference of ``metric`` (seconds) over ``pairs``; or why not (unusable
-    pairs are left out, as in :func:`arm_ratios`)."""
-    use, left = _usable(pairs)
-    arms = [(t.arm(metric), b.arm(metric)) for t, b in use]
-    if not any(t.values and b.values for t, b in arms):
-        why = "no completed rounds to compare" if metric == "duration" else "not recorded"
-        return None, _and(why, left)
-    try:
-        d = compare.arm_difference(arms, q, seed)
-    except ValueError as exc:
-        return None, _and(str(exc), left)
-    return (replace(d, note=_and(d.note, left)), "") if left else (d, "")
+def quantiles(sample: Sequence[float], seed: int) -> SampleSummary | None:
+    return quantile_cis(sample, QUANTILES, seed=seed) if sample else None
 
 
 def mean_ci(
-    values: Sequence[float], confidence: float = stats.DEFAULT_CONFIDENCE
+    values: Sequence[float], confidence: float = DEFAULT_CONFIDENCE
 ) -> tuple[float, float, float]:
-    """Mean with a Student-t CI (stats has no plain-mean interval; scipy supplies it)."""
+    """Mean with a Student-t CI (analysis has no plain-mean interval; scipy supplies it)."""
     x = np.asarray(values, dtype=np.float64)
     m = float(x.mean())
     if x.size < 2:
@@ -258,7 +175,7 @@ def mean_ci(
 
 def censoring_time(run: Run, elapsed: float | None) -> tuple[float, bool]:
     """(time, exact): the run's observed span for TTA censoring (its own: time held between
-    interleaved rounds left out, report_load); falls back to the sum of its round durations
+    interleaved rounds left out, report.load); falls back to the sum of its round durations
     (a lower bound: it omits evaluation time) when the event log is unusable."""
     if elapsed is not None and elapsed >= 0:
         return elapsed, True
@@ -329,7 +246,7 @@ def load_fractions(runs: Iterable[Run]) -> list[float]:
     ]
 
 
-def _tta(runs: Iterable[Run], loaded: Loaded) -> tuple[stats.TTAEstimate | None, str]:
+def _tta(runs: Iterable[Run], loaded: Loaded) -> tuple[TTAEstimate | None, str]:
     times, reached, approx = [], [], 0
     for r in runs:
         if r.tta_seconds is not None:
@@ -346,7 +263,7 @@ def _tta(runs: Iterable[Run], loaded: Loaded) -> tuple[stats.TTAEstimate | None,
         else ""
     )
     try:
-        return stats.tta_mean(times, reached), note
+        return tta_mean(times, reached), note
     except ValueError as exc:
         return None, str(exc)
 
@@ -377,7 +294,7 @@ def _group(key: GroupKey, cells: list[CellStats], loaded: Loaded) -> GroupStats:
         ((c.run, c.baseline) for c in cells if c.baseline is not None), key=lambda p: p[0].id
     )
     if key[0] == Sec.SEC0:
-        rs: tuple[stats.RatioCI, ...] = ()
+        rs: tuple[RatioCI, ...] = ()
         why = "baseline"
     elif not pairs:
         rs, why = (), "no block has a SEC0 arm"
@@ -459,7 +376,7 @@ def analyse(loaded: Loaded) -> Analysis:
     for r in runs:
         base = baseline_of(r, runs)
         if r.sec == Sec.SEC0:
-            rs: tuple[stats.RatioCI, ...] = ()
+            rs: tuple[RatioCI, ...] = ()
             why = "baseline"
         elif base is None:
             rs, why = (), f"no SEC0 cell with {r.net}, {r.data}, seed {r.seed}"

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pytest_ztfl.report_model import Run
+from pytest_ztfl.report.model import Run
 
 DPI = 120
 FAILURE_COLOURS = {
@@ -25,6 +25,8 @@ FAILURE_COLOURS = {
 
 def new_figure(width: float, height: float) -> Any:
     """A Figure on the Agg canvas, independent of pyplot's global state and backend."""
+    # deferred on purpose: matplotlib is heavy, and importing the report (the plugin, the CLI)
+    # must not import it (tests/report/test_report_write.py checks); only drawing needs it
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -18,7 +18,7 @@ from typing import Any
 from fl_app.events import EventLogError, read_events
 from fl_app.summary import held_seconds, summarize
 from pytest_ztfl import matrix as mx
-from pytest_ztfl.report_model import RowError, Run, from_row, run_sort_key
+from pytest_ztfl.report.model import RowError, Run, from_row, run_sort_key
 from pytest_ztfl.results import ResultsError
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from pytest_ztfl import paired, stats
+from pytest_ztfl.analysis.paired import DiffCI
+from pytest_ztfl.analysis.quantiles import QuantileCI
+from pytest_ztfl.analysis.ratios import RatioCI
+from pytest_ztfl.analysis.tta import TTAEstimate
 
 UNRELIABLE = "\u2020"  # dagger: unambiguous in Markdown, unlike *
 
@@ -24,7 +27,7 @@ def ci_text(lo: float, hi: float, fmt: str = "{:.3g}") -> str:
     return f"[{fmt.format(lo)}, {fmt.format(hi)}]"
 
 
-def q_text(q: stats.QuantileCI) -> str:
+def q_text(q: QuantileCI) -> str:
     mark = "" if q.reliable else UNRELIABLE
     return f"{num(q.estimate)} {ci_text(q.ci_low, q.ci_high)}{mark}"
 
@@ -36,7 +39,7 @@ def mde_text(mde: float, unit: str = "%") -> str:
     return f" (MDE {mde:.1%})" if unit == "%" else f" (MDE {mde * 1000:.1f} ms)"
 
 
-def ratio_text(r: stats.RatioCI, mde: bool = True) -> str:
+def ratio_text(r: RatioCI, mde: bool = True) -> str:
     """``1.021x [0.995, 1.046] (MDE 2.6%)``; a dagger after the interval when unreliable."""
     mark = "" if r.reliable else UNRELIABLE
     f = "{:.3f}"
@@ -44,7 +47,7 @@ def ratio_text(r: stats.RatioCI, mde: bool = True) -> str:
     return text + (mde_text(r.mde) if mde else "")
 
 
-def ms_text(d: paired.DiffCI, mde: bool = False) -> str:
+def ms_text(d: DiffCI, mde: bool = False) -> str:
     """A difference in seconds shown in ms: ``+50.0 ms [+49.1, +50.8]``."""
     mark = "" if d.reliable else UNRELIABLE
     f = "{:+.1f}"
@@ -52,7 +55,7 @@ def ms_text(d: paired.DiffCI, mde: bool = False) -> str:
     return text + (mde_text(d.mde, "s") if mde else "")
 
 
-def tta_text(t: stats.TTAEstimate | None) -> str:
+def tta_text(t: TTAEstimate | None) -> str:
     if t is None:
         return "n/a"
     if not math.isfinite(t.estimate):

@@ -30,13 +30,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
-from pytest_ztfl.stats import (
+from pytest_ztfl.analysis.base import (
     DEFAULT_CONFIDENCE,
     DEFAULT_N_RESAMPLES,
-    RatioCI,
     min_n_for_quantile_ci,
     quantile_label,
 )
+from pytest_ztfl.analysis.ratios import RatioCI
 
 FloatArray = npt.NDArray[np.float64]
 Pool = Literal["blocks", "rounds"]

@@ -1,0 +1,8 @@
+"""report.md: one module per group of sections, by what each is for, assembled by
+``document`` in the report's order. Every table names its source files and n.
+
+``meta`` (run metadata), ``design`` (the measurement design and the NET emulation during the
+runs), ``checks`` (the instrument's own checks: A/A and known delays), ``cells`` (per-cell
+table and where a round's time goes), ``outcomes`` (cell groups, SLO verdicts, the seed study's
+headline claims next to this run's values); ``common`` holds what they share.
+"""
