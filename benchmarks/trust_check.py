@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pytest_ztfl import compare
+from pytest_ztfl.analysis import compare
 
 LIMIT = 1.05  # the gate limit the A/A must pass at
 # What is judged as an A/A: the SEC0 arm again, and SEC1 at NET0 (its real cost, nftables

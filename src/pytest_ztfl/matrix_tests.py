@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from pytest_ztfl import compare
-from pytest_ztfl.gates import Verdict
+from pytest_ztfl.analysis import compare
+from pytest_ztfl.analysis.gates import Verdict
 from pytest_ztfl.warning_types import (
     ZtflInconclusiveWarning,
     ZtflInstrumentWarning,

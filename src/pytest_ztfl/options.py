@@ -222,7 +222,7 @@ def settings(config: pytest.Config, net_profile_names: list[str] | None) -> Sett
     if net_profiles is not None and not Path(net_profiles).is_file():
         raise pytest.UsageError(f"--ztfl-net-profiles={net_profiles}: no such file")
     failure_rate = _number(config, "slo-failure-rate", float, 0.0, 1.0)
-    if failure_rate >= 1.0:  # the gate needs a limit below 1 (pytest_ztfl.gates)
+    if failure_rate >= 1.0:  # the gate needs a limit below 1 (pytest_ztfl.analysis.gates)
         raise pytest.UsageError(
             f"--ztfl-slo-failure-rate={_get(config, 'slo-failure-rate')}: must be below 1"
         )

@@ -73,7 +73,7 @@ def run_block(
     run_id = uuid.uuid4().hex[:12]
     if block.mode == "cell":
         # Arms one after another did not meet the same moments: each its own block run, so
-        # no comparison pairs their rounds (pytest_ztfl.compare); ``block`` still groups them.
+        # no comparison pairs their rounds (analysis.compare); ``block`` still groups them.
         return [
             run_cell(
                 backend,

@@ -1,7 +1,7 @@
-"""The SLO gates. Verdict rules: pytest_ztfl.gates.
+"""The SLO gates. Verdict rules: pytest_ztfl.analysis.gates.
 
 Per cell (its test): the per-round failure rate, and the median round duration against its
-block's SEC0 arm (rounds paired; pytest_ztfl.compare), and with ``--ztfl-baseline`` against
+block's SEC0 arm (rounds paired; pytest_ztfl.analysis.compare), and with ``--ztfl-baseline`` against
 the same cell of a stored run. Per group of cells (one SEC level, mTLS mode and NET, pooled
 over data splits and seeds: the pooled tests at the end of a matrix): median and p95 round
 duration against SEC0, with an interval that resamples blocks and rounds. A p95 from too few
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from pytest_ztfl import compare, gates
+from pytest_ztfl.analysis import compare, gates
 from pytest_ztfl.matrix import Cell
 from pytest_ztfl.options import Settings
 

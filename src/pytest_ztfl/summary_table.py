@@ -1,7 +1,7 @@
 """The terminal summary at the end of a matrix run: one line per cell, in run order.
 
 ``vs SEC0`` is the cell's median round duration over its block's SEC0 arm's (rounds paired when
-they ran interleaved; pytest_ztfl.compare), with its 95% interval and the smallest change the
+they ran interleaved; analysis.compare), with its 95% interval and the smallest change the
 comparison could detect (MDE, 80% power). ``path`` is the median of the participants' path time
 (per participant, round start to the server holding its update minus its training; mean over
 participants: fl_app.summary.path_time) and its change against SEC0 in ms;
@@ -15,7 +15,7 @@ import math
 from statistics import median
 from typing import Any
 
-from pytest_ztfl import compare
+from pytest_ztfl.analysis import compare
 from pytest_ztfl.analysis.quantiles import QuantileCI, quantile_cis
 from pytest_ztfl.sec import Sec
 

@@ -20,7 +20,8 @@ from integration_support import Live
 
 from fl_app.events import parse_events
 from fl_app.summary import summarize
-from pytest_ztfl import compare, design, runner
+from pytest_ztfl import design, runner
+from pytest_ztfl.analysis import compare
 from pytest_ztfl.matrix import Cell, Workload
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]

@@ -17,7 +17,7 @@ WARM = (
     "k8s_fixtures.netem.profiles",
     "pytest_ztfl.backends",
     "pytest_ztfl.cellplan",
-    "pytest_ztfl.gates",
+    "pytest_ztfl.analysis.gates",
     "pytest_ztfl.matrix_tests",
     "pytest_ztfl.report",
     "pytest_ztfl.results",

@@ -15,7 +15,7 @@ from report_synth import HOLD_S, LOAD, build_results, matrix
 
 from fl_app.events import read_events
 from fl_app.summary import held_seconds
-from pytest_ztfl import compare
+from pytest_ztfl.analysis import compare
 from pytest_ztfl.report import load, write
 from pytest_ztfl.report.calc import Analysis, analyse
 from pytest_ztfl.report.fmt import num

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from report_synth import build_results, matrix
 
-from pytest_ztfl import compare
+from pytest_ztfl.analysis import compare
 from pytest_ztfl.matrix import Cell
 from pytest_ztfl.report import main_report, write
 from pytest_ztfl.report.fmt import UNRELIABLE
@@ -112,7 +112,7 @@ def test_headline_table_matches_compare_on_the_same_rows(
     assert "p99 round-duration overhead" not in head  # a tail ratio is a p95 now
     assert "not measured in this run" not in head
     assert "seed study claimed" not in head  # no invented published values
-    # Traceable: recompute from the stored rows with pytest_ztfl.compare, one pair of rows per
+    # Traceable: recompute from the stored rows with analysis.compare, one pair of rows per
     # block (same data split and seed) in treatment-id order, bootstrap seed 0.
     rows = ResultStore(results).rows()
 

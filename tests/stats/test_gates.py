@@ -11,8 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from pytest_ztfl.analysis.ratios import RatioCI, overhead_ratio
-from pytest_ztfl.gates import (
+from pytest_ztfl.analysis.gates import (
     GateResult,
     Verdict,
     bonferroni_confidence,
@@ -20,6 +19,7 @@ from pytest_ztfl.gates import (
     overhead_gate,
     upper_limit_gate,
 )
+from pytest_ztfl.analysis.ratios import RatioCI, overhead_ratio
 
 SEVERITY = {Verdict.PASS: 0, Verdict.INCONCLUSIVE: 1, Verdict.FAIL: 2}
 

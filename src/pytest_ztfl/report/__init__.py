@@ -8,7 +8,7 @@ the top and their cells left out. Input with nothing to report raises :class:`Re
 
 The package is split by job, in layers (import-linter contracts "report: ..."): ``model`` (a
 stored row as a typed ``Run``); ``load`` (files -> validated rows), ``fmt`` (numbers and
-intervals as text) and ``arms`` (which arm compares with which, by pytest_ztfl.compare);
+intervals as text) and ``arms`` (which arm compares with which, by pytest_ztfl.analysis.compare);
 ``calc`` (the numbers behind tables and figures: pytest_ztfl.analysis for one sample, ``arms``
 for two; check arms kept apart); ``claims`` (the seed study's headline claims) and ``plot``
 (the figures' canvas); ``figures`` and ``md`` (report.md, one module per group of sections,

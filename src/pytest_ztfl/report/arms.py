@@ -1,5 +1,5 @@
 """The report's comparisons of two arms: which run is a run's baseline (its block's SEC0 arm),
-whether two arms' rounds pair (one block run), and pytest_ztfl.compare's ratio or difference
+whether two arms' rounds pair (one block run), and analysis.compare's ratio or difference
 over the usable pairs, with what was left out and why."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from pytest_ztfl import compare
+from pytest_ztfl.analysis import compare
 from pytest_ztfl.analysis.paired import DiffCI
 from pytest_ztfl.analysis.ratios import RatioCI
 from pytest_ztfl.report.model import Run
@@ -32,7 +32,7 @@ def pair_with(treat: Iterable[Run], base: Iterable[Run]) -> list[Pair]:
 
 
 def is_paired(pair: Pair) -> bool:
-    """The two arms ran in one block run: their rounds pair (pytest_ztfl.compare)."""
+    """The two arms ran in one block run: their rounds pair (pytest_ztfl.analysis.compare)."""
     t, b = pair
     return t.block_run is not None and t.block_run == b.block_run
 

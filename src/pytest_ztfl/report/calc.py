@@ -7,7 +7,7 @@ check arm is never anyone's baseline. Their comparisons with their block's SEC0 
 
 Per cell: p50/p95/p99 of completed rounds with bootstrap CIs (descriptive,
 pytest_ztfl.analysis), and the p50/p95 ratio against its block's SEC0 arm (same NET, data, seed
-and fault, else the unfaulted one: the gate's rule) by pytest_ztfl.compare: rounds paired when
+and fault, else the unfaulted one: the gate's rule) by analysis.compare: rounds paired when
 both arms ran in the same block run, bootstrap seed the cell's, so the p50 ratio is the SLO
 gate's to the last digit. The round's parts (compute, communication, CPU by cgroup) likewise.
 Per group (SEC x NET x data, pooled over seeds): quantiles, the p50/p95 ratio over the group's

@@ -3,7 +3,7 @@
 The claimed values themselves are not reproduced here (the harness does not hold the paper);
 each row gives the measured value with its CI, n, the rows it comes from, and the rule for
 comparing a published value with it. A ratio pools its arms over every block (data split and
-seed) that holds both, by pytest_ztfl.compare: rounds paired within a block run, blocks and
+seed) that holds both, by pytest_ztfl.analysis.compare: rounds paired within a block run, blocks and
 rounds resampled (the pooled SLO gate's comparison). Its tail is p95, not the seed study's p99:
 an honest interval for a p99 needs 368 rounds per arm. The interaction contrast is a contrast
 of four pooled samples, each resampled on its own (unpaired), and says so. Check arms never
@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pytest_ztfl import gates
+from pytest_ztfl.analysis import gates
 from pytest_ztfl.analysis.base import quantile_label
 from pytest_ztfl.analysis.ratios import RatioCI, Scale, interaction_contrast
 from pytest_ztfl.report.arms import RATIO_QUANTILES, Pair, arm_ratios, pair_with, pairing

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_ztfl.compare import ArmRounds
+from pytest_ztfl.analysis.compare import ArmRounds
 from pytest_ztfl.rows import SCHEMA
 from pytest_ztfl.sec import SEC_LEVELS
 
@@ -89,7 +89,7 @@ class Run:
     @property
     def sound(self) -> bool:
         """No harness error and every proof passed: its rounds may enter a comparison
-        (pytest_ztfl.compare.usable, which also wants completed rounds)."""
+        (pytest_ztfl.analysis.compare.usable, which also wants completed rounds)."""
         return self.error is None and all(ok for _, ok in self.proofs)
 
     @property
@@ -98,7 +98,7 @@ class Run:
         return run if isinstance(run, str) else None
 
     def arm(self, metric: str = "duration") -> ArmRounds:
-        """This run's completed rounds of ``metric`` for pytest_ztfl.compare."""
+        """This run's completed rounds of ``metric`` for pytest_ztfl.analysis.compare."""
         vals = {r.round: v for r in self.rounds if r.ok and (v := r.value(metric)) is not None}
         return ArmRounds(self.id, self.block_run, vals)
 

@@ -74,7 +74,7 @@ def cells(a: Analysis) -> list[str]:
         "describe the cell's own rounds. *vs SEC0* divides the cell's quantile by its block's "
         "SEC0 arm's (same NET, data, seed and fault): rounds paired when the two ran in one "
         "block run, else unpaired; the two-level bootstrap and bootstrap seed of the SLO gate "
-        "(pytest_ztfl.compare), so the p50 ratio is the gate's. MDE: the smallest change the "
+        "(analysis.compare), so the p50 ratio is the gate's. MDE: the smallest change the "
         "comparison detects with 80% power. "
         f"n = {len(a.cells)} cells{checks}.",
         "",

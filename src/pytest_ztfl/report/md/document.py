@@ -73,13 +73,13 @@ def method() -> list[str]:
         "same numbers). A pooled sample concatenates its cells in cell-id order, rounds in "
         "round order (bootstrap seed: the cell's for a cell and a one-cell group, 0 otherwise).",
         "- Comparisons of two arms (a SEC level vs its block's SEC0 arm, a check arm vs it): "
-        "pytest_ztfl.compare, as the SLO gates use it, one pair of arms per block: for the "
+        "analysis.compare, as the SLO gates use it, one pair of arms per block: for the "
         "median each block's ratio (or difference) of medians, averaged over blocks (log "
         "scale); for the p95 the quantile of all rounds of all blocks. Interval: two-level "
         "percentile bootstrap (pytest_ztfl.analysis.paired: blocks drawn with replacement, then "
         "rounds within each, the same round indices for both arms when they ran in one block run; "
         f"{DEFAULT_N_RESAMPLES} resamples; seed: the cell's for one block, 0 pooled). "
-        "Recomputing with pytest_ztfl.compare over the pairs in treatment-id order reproduces "
+        "Recomputing with analysis.compare over the pairs in treatment-id order reproduces "
         "every interval. MDE: the smallest true change detected with 80% power at 95%, from "
         "the bootstrap spread. The interaction contrast stays an independent bootstrap of four "
         "pooled samples (unpaired).",
