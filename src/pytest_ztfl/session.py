@@ -12,71 +12,26 @@ from __future__ import annotations
 import json
 import threading
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_ztfl import design, options
+from pytest_ztfl import calibration, design, options, preflight, slo
 from pytest_ztfl import matrix as mx
 from pytest_ztfl.design import Design
-from pytest_ztfl.live import BLOCK, Progress, silent
+from pytest_ztfl.live import BLOCK, BlockCount, Progress, silent
 from pytest_ztfl.replay import ReplayClock
 from pytest_ztfl.results import ResultsError, ResultStore, atomic_write, check_could_write
-from pytest_ztfl.warning_types import ZtflCalibrationWarning, ZtflRoundBudgetWarning
+from pytest_ztfl.warning_types import ZtflRoundBudgetWarning
 
 if TYPE_CHECKING:
     from k8s_fixtures.cluster import Cluster
     from pytest_ztfl.backends import Backend
 
 
-def _net_profile_names(config: pytest.Config) -> list[str] | None:
-    from k8s_fixtures.netem import profiles
-
-    path = options._get(config, "net-profiles")
-    try:
-        return sorted(profiles.load_profiles(path).keys())
-    except (OSError, ValueError) as exc:
-        raise pytest.UsageError(f"--ztfl-net-profiles={path}: {exc}") from None
-
-
 DESIGN_FILE = "design.json"
-
-
-def group_key(cell: mx.Cell) -> str:
-    """The pooled comparison a cell belongs to: SEC level (with its mTLS mode when the matrix
-    shows modes), NET, fault."""
-    sec = f"{cell.sec}-{cell.mtls}" if cell.show_mtls and cell.mtls else cell.sec
-    key = f"{sec}-{cell.net}"
-    return f"{key}-{cell.fault}" if cell.fault else key
-
-
-NOT_CALIBRATED = (
-    "not measured: on kind/kube each client pod's tc netem applies the profile, and a "
-    "calibration here would measure this machine's links, not the cluster's"
-)
-
-
-def round_budget_warnings(cells: list[mx.Cell], profiles_path: str | Path | None) -> list[str]:
-    """One line per (NET, model, deadline) of the matrix whose round cannot fit: the minimum
-    transfer time (delay + serialisation at the profile's rates, each way) beats the deadline."""
-    from fl_app.model_sizes import model_bytes
-    from k8s_fixtures.netem import load_profiles, round_budget_warning
-
-    table = load_profiles(profiles_path)
-    by_key: dict[tuple[str, str, float], int] = {}
-    for c in cells:
-        key = (c.net, c.workload.model, c.workload.round_deadline)
-        by_key[key] = by_key.get(key, 0) + 1
-    out = []
-    for (net, model, deadline), n in sorted(by_key.items()):
-        line = round_budget_warning(table[net], model_bytes(model), deadline)
-        if line is not None:
-            out.append(f"{line}: {n} cell(s) with model {model} will miss it in every round")
-    return out
 
 
 class ZtflSession:
@@ -98,6 +53,7 @@ class ZtflSession:
         self._prefetch: Any = None  # pytest_ztfl.prefetch.Prefetcher with --ztfl-parallel > 1
         self._calibrated: dict[str, dict[str, Any]] = {}  # NET -> its calibration reference
         self._clocks: dict[str, ReplayClock] = {}
+        self.blocks = BlockCount()  # k/N and the time left, for the live lines (begin() sets N)
         self._backend: Backend | None = None
         from pytest_ztfl import backends
 
@@ -110,7 +66,7 @@ class ZtflSession:
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> ZtflSession:
-        s = options.settings(config, _net_profile_names(config))
+        s = options.settings(config, preflight.net_profile_names(config))
         assert s is not None
         from pytest_ztfl import backends
 
@@ -142,7 +98,7 @@ class ZtflSession:
                 f"--ztfl-baseline={s.baseline_dir}: the same directory as --ztfl-out, whose "
                 "results a new run replaces; store the new run elsewhere"
             )
-        _refuse_xdist(config)
+        preflight.refuse_xdist(config)
         store = ResultStore(s.out)
         try:  # checks that write nothing: the results are touched by begin(), if ever
             store.check(s.matrix.to_dict(), s.resume)
@@ -150,7 +106,7 @@ class ZtflSession:
                 check_could_write(s.report, "--ztfl-report")
         except ResultsError as exc:
             raise pytest.UsageError(str(exc)) from None
-        for line in round_budget_warnings(cells, s.net_profiles):
+        for line in preflight.round_budget_warnings(cells, s.net_profiles):
             config.issue_config_time_warning(ZtflRoundBudgetWarning(line), stacklevel=2)
 
         lock = threading.Lock()
@@ -222,8 +178,8 @@ class ZtflSession:
             return
         ids = {c.id for c in measuring}
         blocks = self.design.blocks if self.design is not None else ()
-        self._blocks_total = sum(any(a.id in ids for a in b.arms) for b in blocks)
-        _ensure_data(self.settings.data)
+        self.blocks.total = sum(any(a.id in ids for a in b.arms) for b in blocks)
+        preflight.ensure_data(self.settings.data)
         try:
             self.store.prepare(
                 self.settings.matrix.to_dict(),
@@ -287,9 +243,6 @@ class ZtflSession:
         return self._seed
 
     _seed: int | None = None
-    _begun: float | None = None  # when the first block of this session started
-    _blocks_started = 0
-    _blocks_total = 0  # the planned blocks with a cell to measure (begin())
     project: dict[str, Any] | None = None  # environment.project of pytest's rootdir
 
     def result(self, cell: mx.Cell) -> dict[str, Any]:
@@ -377,7 +330,7 @@ class ZtflSession:
         calibration = self.calibration(block.arms[0].net)
         self._record_design()
         what = "interleaved rounds" if block.mode == "round" else "one after another"
-        count, eta = self._count()
+        count, eta = self.blocks.next()
         progress(
             f"block {count} {block.key}: {len(block.arms)} arm(s), {what}: "
             + ", ".join(c.id for c in block.arms)
@@ -395,22 +348,6 @@ class ZtflSession:
             self.store.save(row, events)
             self.rows[row["cell"]["id"]] = row
 
-    def _count(self) -> tuple[str, str]:
-        """``k/N`` of the blocks this session measures, and from the second on the time so
-        far and an estimate of the rest (the mean block so far, times the blocks left)."""
-        now = time.monotonic()
-        self._begun = self._begun or now
-        self._blocks_started += 1
-        done = self._blocks_started - 1
-        # a block no collected test announced runs too (ZtflSession._block): count it
-        total = max(self._blocks_total, self._blocks_started)
-        count = f"{self._blocks_started}/{total}"
-        if not done:
-            return count, ""
-        spent = now - self._begun
-        left = spent / done * (total - done)
-        return count, f" ({spent / 60:.1f} min so far, about {left / 60:.1f} min left)"
-
     def _record_design(self) -> None:
         """``<out>/design.json``: the order seed and blocks of this run (written when the
         first block is measured, so commands that measure nothing leave results alone)."""
@@ -422,35 +359,11 @@ class ZtflSession:
             atomic_write(path, data)
 
     def calibration(self, net: str) -> dict[str, Any]:
-        """Calibrate profile ``net`` once per results directory (``calibration/<NET>.json``)
-        on a private link of this machine; every cell of that NET references it."""
-        if net in self._calibrated:
-            return self._calibrated[net]
-        if self.backend_name != "local":
-            # the pods' own tc netem shapes these links; a link on this machine says nothing
-            self._calibrated[net] = {"ref": None, "passed": None, "note": NOT_CALIBRATED}
-            return self._calibrated[net]
-        ref = f"calibration/{net}.json"
-        path = self.store.out / ref
-        if not path.exists():
-            from k8s_fixtures.netem import load_profiles
-            from k8s_fixtures.netem.calibrate import calibrate
-
-            profiles = load_profiles(self.settings.net_profiles)
-            self.progress(f"calibrating {net} (once per run, stored in {ref})")
-            result = calibrate(profiles[net])
-            path.parent.mkdir(exist_ok=True)
-            atomic_write(path, result.to_json().encode())
-            if not result.passed:
-                failed = [f.name for f in result.figures if f.passed is False]
-                warnings.warn(
-                    ZtflCalibrationWarning(
-                        f"{net}: calibration misses its targets ({', '.join(failed)}); see {path}"
-                    ),
-                    stacklevel=1,
-                )
-        passed = bool(json.loads(path.read_text()).get("passed"))
-        self._calibrated[net] = {"ref": ref, "passed": passed}
+        """Profile ``net``'s calibration reference, calibrated once per results directory."""
+        if net not in self._calibrated:
+            self._calibrated[net] = calibration.once(
+                net, self.store.out, self.backend_name, self.settings.net_profiles, self.progress
+            )
         return self._calibrated[net]
 
     def baseline(self, cell: mx.Cell) -> dict[str, Any] | None:
@@ -470,8 +383,6 @@ class ZtflSession:
 
     def gates(self, cell: mx.Cell, row: dict[str, Any]) -> list[Any]:
         """The cell's SLO verdicts, also stored in its row (``slo``) for reports."""
-        from pytest_ztfl import slo
-
         verdicts = slo.evaluate(
             cell, row, self.baseline(cell), self.settings, self.stored_baseline(cell)
         )
@@ -486,20 +397,18 @@ class ZtflSession:
         seen: dict[str, None] = {}
         for c in self.cells:
             if not c.level.baseline and c.check is None and c.baseline(self.cells) is not None:
-                seen[group_key(c)] = None
+                seen[slo.group_key(c)] = None
         return list(seen)
 
     def pooled_gates(self, group: str) -> list[Any]:
         """The group's gates over every block of it (its cells are measured if not yet)."""
-        from pytest_ztfl import slo
-
         def row(c: mx.Cell) -> dict[str, Any] | None:
             # rows of this run (their tests ran first) or stored: a pooled test measures nothing
             return self.rows.get(c.id) or self.store.done(c.id)
 
         pairs = []
         for c in self.planned:
-            if c.check is None and not c.level.baseline and group_key(c) == group:
+            if c.check is None and not c.level.baseline and slo.group_key(c) == group:
                 b = c.baseline(self.cells)
                 t, base = row(c), None if b is None else row(b)
                 if t is not None and base is not None:
@@ -579,33 +488,3 @@ class ZtflSession:
                     f"kept cluster {b.cluster.name}: remove it with "
                     f"`ztfl cluster down {b.cluster.name}`"
                 )
-
-
-def _refuse_xdist(config: pytest.Config) -> None:
-    """pytest-xdist would give every worker its own cluster, results and order: a matrix's
-    concurrency is --ztfl-parallel's (blocks that may overlap, on one cluster)."""
-    workers = getattr(config.option, "numprocesses", None)
-    if hasattr(config, "workerinput") or (workers not in (None, 0, "0")):
-        raise pytest.UsageError(
-            f"-n {workers if workers is not None else '(xdist worker)'}: pytest-xdist cannot "
-            "run a matrix (each worker would build its own cluster and results); use "
-            "--ztfl-parallel=N to measure N blocks at once"
-        )
-
-
-def _ensure_data(path: str) -> None:
-    """Make sure MNIST is in ``path`` (downloading it when absent); a usage error otherwise."""
-    import os
-
-    from fl_app.data import DataError, check_mnist
-
-    try:
-        os.makedirs(path, exist_ok=True)
-        check_mnist(path, download=True)
-    except (OSError, DataError) as exc:
-        raise pytest.UsageError(f"--ztfl-data={path}: {exc}") from None
-    except Exception as exc:  # torchvision raises URLError/RuntimeError when offline
-        raise pytest.UsageError(
-            f"--ztfl-data={path}: no MNIST there and the download failed ({exc}); "
-            "point --ztfl-data or ZTFL_DATA_DIR at a directory holding MNIST/raw/*.gz"
-        ) from None

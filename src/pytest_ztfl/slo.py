@@ -120,3 +120,11 @@ def pooled(
             continue
         out.append(ratio_gate(metric, use, q, limit, seed, note))
     return out
+
+
+def group_key(cell: Cell) -> str:
+    """The pooled comparison a cell belongs to: SEC level (with its mTLS mode when the matrix
+    shows modes), NET, fault."""
+    sec = f"{cell.sec}-{cell.mtls}" if cell.show_mtls and cell.mtls else cell.sec
+    key = f"{sec}-{cell.net}"
+    return f"{key}-{cell.fault}" if cell.fault else key
