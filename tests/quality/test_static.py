@@ -21,7 +21,8 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     "argv",
     [
-        pytest.param([str(BIN / "ruff"), "check", "src", "tests", "benchmarks"], id="ruff"),
+        pytest.param([str(BIN / "ruff"), "check", "fl_app", "k8s_fixtures", "pytest_ztfl",
+                      "tests", "benchmarks", "conftest.py"], id="ruff"),
         pytest.param([str(BIN / "mypy")], id="mypy"),
         pytest.param([str(BIN / "lint-imports")], id="import-linter"),
     ],
@@ -33,7 +34,7 @@ def test_static_check(argv: list[str]) -> None:
 
 def test_import_contract_catches_a_violation(tmp_path: Path) -> None:
     """The contract is live: a k8s_fixtures module importing fl_app is reported."""
-    bad = REPO / "src" / "k8s_fixtures" / "_contract_probe.py"
+    bad = REPO / "k8s_fixtures" / "_contract_probe.py"
     bad.write_text(
         '"""Temporary: must be rejected by import-linter."""\nimport fl_app  # noqa: F401\n'
     )
@@ -46,7 +47,7 @@ def test_import_contract_catches_a_violation(tmp_path: Path) -> None:
 
 
 # Every contract inside a package of pytest_ztfl, by its name's prefix, with an import that
-# breaks it: (module under src/pytest_ztfl, the line appended to it, the contract's name).
+# breaks it: (module under pytest_ztfl, the line appended to it, the contract's name).
 PACKAGE_CONTRACTS = ("faults:", "analysis:", "report:")
 VIOLATIONS = [
     pytest.param("faults/netpol.py", "from pytest_ztfl.faults import mtls",
@@ -82,9 +83,9 @@ def _package_contracts(prefix: str) -> list[dict[str, object]]:
 
 
 def _copy_with_contracts(tmp_path: Path, prefix: str) -> None:
-    """src/pytest_ztfl copied to ``tmp_path`` with an .importlinter config holding only the
+    """pytest_ztfl copied to ``tmp_path`` with an .importlinter config holding only the
     contracts whose name starts with ``prefix``."""
-    shutil.copytree(REPO / "src" / "pytest_ztfl", tmp_path / "pytest_ztfl",
+    shutil.copytree(REPO / "pytest_ztfl", tmp_path / "pytest_ztfl",
                     ignore=shutil.ignore_patterns("__pycache__"))
     lines = ["[importlinter]", "root_packages =\n    pytest_ztfl",
              "exclude_type_checking_imports = true"]

@@ -25,7 +25,7 @@ import pytest
 
 pytestmark = pytest.mark.privileged
 HERE = Path(__file__).parent
-SRC = Path(__file__).resolve().parents[3] / "src"
+SRC = Path(__file__).resolve().parents[3]  # the repository: the packages are at its top
 PY = "/usr/bin/python3"
 
 

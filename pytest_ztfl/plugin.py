@@ -53,7 +53,7 @@ MATRIX_NODEID = "ztfl"  # the matrix tests' module, wherever the plugin is insta
 
 def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> Any:
     """The matrix tests' node ids do not depend on where the plugin lives (a dev checkout's
-    ``src/pytest_ztfl/matrix_tests.py`` vs site-packages, outside the rootdir): they read
+    ``pytest_ztfl/matrix_tests.py`` vs site-packages, outside the rootdir): they read
     ``ztfl::test_fl[SEC3-NET2-iid-s0]`` everywhere, so ``--lf`` and pytest-benchmark's
     comparisons (keyed by node id) match runs made from different places."""
     if module_path == MATRIX_TESTS:
