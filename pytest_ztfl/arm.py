@@ -276,9 +276,7 @@ class Arm:
                 self._cap.stop()
         elif self.cp.run.tls == "mesh" and self.wire is None:
             self.follower.round1_done.wait(timeout)
-            from k8s_fixtures.proofs_mesh import mesh_round  # Kubernetes-only: loaded when used
-
-            self.wire, admitted = mesh_round(self.cluster, replace(self.cp.proofs, tls="mesh"))
+            self.wire, admitted = pf.mesh_round(self.cluster, replace(self.cp.proofs, tls="mesh"))
             self.overlays["mtls"]["accepted_identities"] = admitted
             self.overlays["mtls"]["wire_proof"] = "not run: no pod network capture on this backend"
 

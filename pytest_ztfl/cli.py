@@ -12,7 +12,7 @@ from pytest_ztfl import environment
 
 # Subcommands registered by the package that owns them: module -> register(subparsers).
 SUBCOMMANDS = (
-    "k8s_fixtures.local_cli",
+    "k8s_fixtures.local.cli",
     "k8s_fixtures.netpol.cli",
     "k8s_fixtures.netem.cli",
     "pytest_ztfl.commands",

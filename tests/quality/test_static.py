@@ -133,3 +133,18 @@ def test_package_contracts_catch_a_violation(
     status, out = _lint_copy(tmp_path)
     assert status != 0
     assert f"{contract} BROKEN" in out, out
+
+
+def test_no_import_cycles() -> None:
+    """No module of the three packages reaches itself through imports, function-level imports
+    included (grimp, the graph import-linter builds; imports for annotations only left out)."""
+    import grimp
+
+    graph = grimp.build_graph("fl_app", "k8s_fixtures", "pytest_ztfl",
+                              exclude_type_checking_imports=True)
+    cycles = sorted(
+        m for m in graph.modules
+        if any(graph.chain_exists(importer=dep, imported=m)
+               for dep in graph.find_modules_directly_imported_by(m) if dep in graph.modules)
+    )
+    assert cycles == [], f"modules on an import cycle: {cycles}"

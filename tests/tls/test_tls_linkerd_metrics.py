@@ -26,7 +26,7 @@ import pytest
 
 from k8s_fixtures.cluster import ContainerStatus, ExecResult, PodStatus
 from k8s_fixtures.proofs import IDENTITY, NOCERT, ProofPlan
-from k8s_fixtures.proofs_mesh import METRICS_SCRIPT, judge_mesh_round, mesh_proofs
+from k8s_fixtures.proofs.mesh import METRICS_SCRIPT, judge_mesh_round, mesh_proofs
 from k8s_fixtures.tls import linkerd_metrics as lm
 from k8s_fixtures.tls import mesh
 

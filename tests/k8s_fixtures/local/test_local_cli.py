@@ -1,4 +1,4 @@
-"""``ztfl cluster up|status|down|clean`` (through ``k8s_fixtures.local_cli``)."""
+"""``ztfl cluster up|status|down|clean`` (through ``k8s_fixtures.local.cli``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from ztlc_support import leaks, netns_named
 
-from k8s_fixtures import local_cli
+from k8s_fixtures.local import cli as local_cli
 
 pytestmark = pytest.mark.privileged
 
@@ -53,14 +53,14 @@ def test_up_detach_status_down(state_root: Path, capsys: pytest.CaptureFixture[s
 
 def test_up_in_foreground_stops_on_ctrl_c(state_root: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "k8s_fixtures.local_cli", "cluster", "--state-dir",
+        [sys.executable, "-m", "k8s_fixtures.local.cli", "cluster", "--state-dir",
          str(state_root), "up", "--name", "ztlc-fg"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     assert "cluster ztlc-fg up" in proc.stdout.readline()
     assert proc.stdout.readline().startswith("Ctrl-C")
     rc, out = subprocess.run(
-        [sys.executable, "-m", "k8s_fixtures.local_cli", "cluster", "--state-dir",
+        [sys.executable, "-m", "k8s_fixtures.local.cli", "cluster", "--state-dir",
          str(state_root), "down", "ztlc-fg"], capture_output=True, text=True).returncode, ""
     assert rc == 1  # a live owner: refused without --force
     proc.send_signal(signal.SIGINT)

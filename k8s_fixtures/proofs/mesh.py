@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 
 from k8s_fixtures.cluster import Cluster, ClusterError
-from k8s_fixtures.proofs import (
+from k8s_fixtures.proofs.base import (
     CLIENT_SA,
     IDENTITY,
     IDENTITY_SA,

@@ -135,7 +135,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m k8s_fixtures.local_cli cluster ...``)."""
+    """Standalone entry (``python -m k8s_fixtures.local.cli cluster ...``)."""
     parser = argparse.ArgumentParser(prog="ztfl")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
