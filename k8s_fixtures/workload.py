@@ -33,6 +33,7 @@ import yaml
 
 from k8s_fixtures.cluster import Obj
 from k8s_fixtures.manifests import cpu_millis, memory_bytes
+from k8s_fixtures.netem.profiles import NET_ANNOTATION
 from k8s_fixtures.policies import policy_path
 from k8s_fixtures.tls import mesh
 from k8s_fixtures.tls.ca import (
@@ -56,7 +57,6 @@ SERVER, CLIENT = "fl-server", "fl-client"
 TLS_DIR = "/var/run/ztfl/tls"
 SIDECAR_DIR = "/var/run/ztfl/sidecar"
 DEFAULT_IMAGE = "ghcr.io/ztfl/fl-app:0.1.0"
-NET_ANNOTATION = "ztfl.io/net-profile"
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 COMPONENT = "app.kubernetes.io/component"
 ROLE = "ztfl.io/fl-role"

@@ -13,7 +13,7 @@ the backend was named explicitly.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +24,7 @@ from k8s_fixtures.workload import DEFAULT_IMAGE
 if TYPE_CHECKING:
     from k8s_fixtures.local.backend import LocalCluster
     from k8s_fixtures.netem.local_overlay import NetemOverlay
+    from k8s_fixtures.netem.profiles import Profile
     from k8s_fixtures.netpol.overlay import NetpolOverlay
     from pytest_ztfl.matrix import Cell
 
@@ -151,7 +152,10 @@ def matrix_unsupported(backend_option: str, cells: Iterable[Cell]) -> str | None
     return None
 
 
-def _local(data_dir: str, net_profiles: str | Path | None, why: str) -> Backend:
+def _local(
+    data_dir: str, net_profiles: str | Path | None, profiles: Mapping[str, Profile] | None,
+    why: str,
+) -> Backend:
     from k8s_fixtures.cluster import ClusterError
     from k8s_fixtures.local.backend import LocalCluster
     from k8s_fixtures.netem import load_profiles
@@ -166,7 +170,8 @@ def _local(data_dir: str, net_profiles: str | Path | None, why: str) -> Backend:
     try:
         netpol = NetpolOverlay()
         cluster.add_overlay(netpol)
-        netem = NetemOverlay(load_profiles(net_profiles))  # the user's file, if given
+        # the session's parsed profiles, else the user's file (if given) or the built-in ones
+        netem = NetemOverlay(profiles if profiles is not None else load_profiles(net_profiles))
         cluster.add_overlay(netem)
     except BaseException:
         cluster.teardown()
@@ -196,12 +201,13 @@ def create(
     image: str = DEFAULT_IMAGE,
     context: str | None = None,
     net_profiles: str | Path | None = None,
+    profiles: Mapping[str, Profile] | None = None,
 ) -> Backend:
     """Create the cluster and its overlays. ``net_profiles``: a user's profiles file
     (``--ztfl-net-profiles``), which the local backend shapes links with."""
     backend, why = choose(name, context, image)
     if backend == "local":
-        return _local(data_dir, net_profiles, why)
+        return _local(data_dir, net_profiles, profiles, why)
     from k8s_fixtures.cluster import ClusterError
 
     kube_platform = Platform(

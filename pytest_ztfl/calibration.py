@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from k8s_fixtures.netem import load_profiles
 from k8s_fixtures.netem.calibrate import calibrate
+from k8s_fixtures.netem.profiles import Profile
 from pytest_ztfl.results import atomic_write
 from pytest_ztfl.warning_types import ZtflCalibrationWarning
 
@@ -25,7 +25,7 @@ def once(
     net: str,
     out: Path,
     backend: str,
-    net_profiles: str | Path | None,
+    profiles: Mapping[str, Profile],
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
     """The reference to ``net``'s calibration in ``out`` (calibrated now if it is not there)."""
@@ -34,7 +34,6 @@ def once(
     ref = f"calibration/{net}.json"
     path = out / ref
     if not path.exists():
-        profiles = load_profiles(net_profiles)
         progress(f"calibrating {net} (once per run, stored in {ref})")
         result = calibrate(profiles[net])
         path.parent.mkdir(exist_ok=True)

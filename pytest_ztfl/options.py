@@ -8,12 +8,14 @@ Every option is also an ini setting (``ztfl_matrix = quick`` in pytest.ini / pyp
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from k8s_fixtures.netem.profiles import Profile
 from pytest_ztfl import matrix as mx
 
 BACKENDS = ("auto", "local", "kind", "kube")
@@ -193,9 +195,11 @@ class Settings:
     slo_overhead_median: float
     slo_overhead_tail: float
     baseline_dir: Path | None = None
+    # parsed once per session (a new dict per Settings: no shared mutable default)
+    profiles: Mapping[str, Profile] = field(default_factory=dict)
 
 
-def settings(config: pytest.Config, net_profile_names: list[str] | None) -> Settings | None:
+def settings(config: pytest.Config, profiles: Mapping[str, Profile]) -> Settings | None:
     """Validated settings, or None when no matrix was asked for."""
     spec = _get(config, "matrix")
     if spec is None:
@@ -204,7 +208,7 @@ def settings(config: pytest.Config, net_profile_names: list[str] | None) -> Sett
     if backend not in BACKENDS:
         raise pytest.UsageError(f"--ztfl-backend={backend}: expected one of {', '.join(BACKENDS)}")
     try:
-        m = mx.load(str(spec), net_profile_names)
+        m = mx.load(str(spec), sorted(profiles))
         seeds = _get(config, "seeds")
         m = mx.override(
             m,
@@ -241,6 +245,7 @@ def settings(config: pytest.Config, net_profile_names: list[str] | None) -> Sett
         report=Path(report) if report else None,
         data=str(data),
         net_profiles=Path(net_profiles) if net_profiles else None,
+        profiles=dict(profiles),
         resume=bool(_get(config, "resume")),
         keep_cluster=bool(_get(config, "keep-cluster")),
         parallel=_number(config, "parallel", int, 1, 256),

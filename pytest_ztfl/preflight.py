@@ -5,30 +5,31 @@ and that the data is there (fetched only when a cell is about to be measured).""
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from collections.abc import Mapping
 
 import pytest
 
 from fl_app.data import DataError, check_mnist
 from fl_app.model_sizes import model_bytes
-from k8s_fixtures.netem import load_profiles, profiles, round_budget_warning
+from k8s_fixtures.netem import load_profiles, round_budget_warning
+from k8s_fixtures.netem.profiles import Profile
 from pytest_ztfl import matrix as mx
 from pytest_ztfl import options
 
 
-def net_profile_names(config: pytest.Config) -> list[str] | None:
-    """The NET profile names a matrix may use (the built-in ones, or ``--ztfl-net-profiles``)."""
+def net_profiles(config: pytest.Config) -> dict[str, Profile]:
+    """The NET profiles a matrix may use (the built-in ones, or ``--ztfl-net-profiles``),
+    parsed once per session and handed to whoever needs them."""
     path = options._get(config, "net-profiles")
     try:
-        return sorted(profiles.load_profiles(path).keys())
+        return load_profiles(path)
     except (OSError, ValueError) as exc:
         raise pytest.UsageError(f"--ztfl-net-profiles={path}: {exc}") from None
 
 
-def round_budget_warnings(cells: list[mx.Cell], profiles_path: str | Path | None) -> list[str]:
+def round_budget_warnings(cells: list[mx.Cell], table: Mapping[str, Profile]) -> list[str]:
     """One line per (NET, model, deadline) of the matrix whose round cannot fit: the minimum
     transfer time (delay + serialisation at the profile's rates, each way) beats the deadline."""
-    table = load_profiles(profiles_path)
     by_key: dict[tuple[str, str, float], int] = {}
     for c in cells:
         key = (c.net, c.workload.model, c.workload.round_deadline)

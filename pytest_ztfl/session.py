@@ -66,7 +66,7 @@ class ZtflSession:
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> ZtflSession:
-        s = options.settings(config, preflight.net_profile_names(config))
+        s = options.settings(config, preflight.net_profiles(config))
         assert s is not None
         from pytest_ztfl import backends
 
@@ -106,7 +106,7 @@ class ZtflSession:
                 check_could_write(s.report, "--ztfl-report")
         except ResultsError as exc:
             raise pytest.UsageError(str(exc)) from None
-        for line in preflight.round_budget_warnings(cells, s.net_profiles):
+        for line in preflight.round_budget_warnings(cells, s.profiles):
             config.issue_config_time_warning(ZtflRoundBudgetWarning(line), stacklevel=2)
 
         lock = threading.Lock()
@@ -211,7 +211,7 @@ class ZtflSession:
                     data_dir=self.settings.data,
                     image=self.settings.image,
                     context=self.settings.kube_context,
-                    net_profiles=self.settings.net_profiles,
+                    profiles=self.settings.profiles,
                 )
             except backends.BackendError as exc:
                 # The machine can run this backend (else `unavailable` skipped the cells), but
@@ -362,7 +362,7 @@ class ZtflSession:
         """Profile ``net``'s calibration reference, calibrated once per results directory."""
         if net not in self._calibrated:
             self._calibrated[net] = calibration.once(
-                net, self.store.out, self.backend_name, self.settings.net_profiles, self.progress
+                net, self.store.out, self.backend_name, self.settings.profiles, self.progress
             )
         return self._calibrated[net]
 

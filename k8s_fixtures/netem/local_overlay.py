@@ -31,9 +31,9 @@ from k8s_fixtures.local.view import ClusterView, PodInfo
 
 from .overlay import ALLOCATOR, NetemError, NetemHandle, QueueSlot, apply
 from .plan import NetPlan
-from .profiles import Profile, ProfileError, load_profiles
+from .profiles import NET_ANNOTATION, Profile, ProfileError, load_profiles
 
-ANNOTATION = "ztfl.io/net-profile"
+ANNOTATION = NET_ANNOTATION  # the pod annotation this overlay acts on
 SERVER_LABEL = ("app.kubernetes.io/component", "fl-server")
 
 

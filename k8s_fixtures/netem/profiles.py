@@ -37,6 +37,7 @@ PROFILE_KEYS = frozenset({"description", "up", "down", "extends", "seed"})
 
 
 NULL_PROFILE = "NET0"  # the profile that changes nothing: a cell at it has no NET overlay
+NET_ANNOTATION = "ztfl.io/net-profile"  # the pod annotation naming its NET profile
 
 
 class ProfileError(ValueError):
