@@ -46,34 +46,44 @@ def test_import_contract_catches_a_violation(tmp_path: Path) -> None:
     assert "k8s_fixtures._contract_probe -> fl_app" in proc.stdout
 
 
-# Every contract inside a package of pytest_ztfl, by its name's prefix, with an import that
-# breaks it: (module under pytest_ztfl, the line appended to it, the contract's name).
-PACKAGE_CONTRACTS = ("faults:", "analysis:", "report:")
+# Every contract inside a package, by its name's prefix, with an import that breaks it:
+# (module under the repository, the line appended to it, the contract's name).
+PACKAGE_CONTRACTS = ("faults:", "analysis:", "report:", "matrix:", "proofs:", "platform:")
+PACKAGES = ("fl_app", "k8s_fixtures", "pytest_ztfl")
 VIOLATIONS = [
-    pytest.param("faults/netpol.py", "from pytest_ztfl.faults import mtls",
+    pytest.param("pytest_ztfl/faults/netpol.py", "from pytest_ztfl.faults import mtls",
                  "faults: the fault families never import each other", id="faults-independent"),
-    pytest.param("faults/base.py", "from pytest_ztfl.faults import network",
+    pytest.param("pytest_ztfl/faults/base.py", "from pytest_ztfl.faults import network",
                  "faults: the families build on base, base on none of them", id="faults-layers"),
-    pytest.param("analysis/base.py", "from pytest_ztfl.analysis import paired",
+    pytest.param("pytest_ztfl/analysis/base.py", "from pytest_ztfl.analysis import paired",
                  "analysis: paired over the one-sample estimators, each on base alone",
                  id="analysis-layers"),
-    pytest.param("analysis/ratios.py", "from pytest_ztfl.analysis import tta",
+    pytest.param("pytest_ztfl/analysis/ratios.py", "from pytest_ztfl.analysis import tta",
                  "analysis: paired over the one-sample estimators, each on base alone",
                  id="analysis-layers-independent"),
-    pytest.param("analysis/tta.py", "from pytest_ztfl.report import fmt",
+    pytest.param("pytest_ztfl/analysis/tta.py", "from pytest_ztfl.report import fmt",
                  "analysis: pure numbers, never imports the report", id="analysis-no-report"),
-    pytest.param("report/model.py", "from pytest_ztfl.report import calc",
+    pytest.param("pytest_ztfl/report/model.py", "from pytest_ztfl.report import calc",
                  "report: md and figures over claims and plot, over calc, over arms, load and "
                  "fmt, over model", id="report-layers"),
-    pytest.param("report/figures.py", "from pytest_ztfl.report.md import document",
+    pytest.param("pytest_ztfl/report/figures.py", "from pytest_ztfl.report.md import document",
                  "report: md and figures over claims and plot, over calc, over arms, load and "
                  "fmt, over model", id="report-layers-independent"),
-    pytest.param("report/md/common.py", "from pytest_ztfl.report.md import meta",
+    pytest.param("pytest_ztfl/report/md/common.py", "from pytest_ztfl.report.md import meta",
                  "report: md's document over its sections, the sections over common alone",
                  id="report-md-layers"),
-    pytest.param("report/md/cells.py", "from pytest_ztfl.report.md import checks",
+    pytest.param("pytest_ztfl/report/md/cells.py", "from pytest_ztfl.report.md import checks",
                  "report: md's document over its sections, the sections over common alone",
                  id="report-md-sections-independent"),
+    pytest.param("pytest_ztfl/matrix/errors.py", "from pytest_ztfl.matrix import model",
+                 "matrix: parsing over the model, the model over resources, all over errors",
+                 id="matrix-layers"),
+    pytest.param("k8s_fixtures/proofs/base.py", "from k8s_fixtures.proofs import mesh",
+                 "proofs: running the proofs over the mesh's, both over the base",
+                 id="proofs-layers"),
+    pytest.param("k8s_fixtures/tls/ca.py", "import k8s_fixtures.local.topology",
+                 "platform: TLS and the policies know no backend, overlay or proof",
+                 id="platform-tls-leaf"),
 ]
 
 
@@ -83,11 +93,11 @@ def _package_contracts(prefix: str) -> list[dict[str, object]]:
 
 
 def _copy_with_contracts(tmp_path: Path, prefix: str) -> None:
-    """pytest_ztfl copied to ``tmp_path`` with an .importlinter config holding only the
+    """The three packages copied to ``tmp_path`` with an .importlinter config holding only the
     contracts whose name starts with ``prefix``."""
-    shutil.copytree(REPO / "pytest_ztfl", tmp_path / "pytest_ztfl",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    lines = ["[importlinter]", "root_packages =\n    pytest_ztfl",
+    for pkg in PACKAGES:
+        shutil.copytree(REPO / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    lines = ["[importlinter]", "root_packages =" + "".join(f"\n    {p}" for p in PACKAGES),
              "exclude_type_checking_imports = true"]
     for i, c in enumerate(_package_contracts(prefix)):
         lines.append(f"\n[importlinter:contract:{i}]")
@@ -119,16 +129,17 @@ def test_every_package_contract_is_shown_failing() -> None:
 def test_package_contracts_catch_a_violation(
     tmp_path: Path, module: str, line: str, contract: str
 ) -> None:
-    """A package's contracts are live: on a copy of pytest_ztfl with one import that breaks
+    """A package's contracts are live: on a copy of the packages with one import that breaks
     one of them (a fault family importing another, base importing a family, a lower layer of
-    analysis or the report importing a higher one, analysis importing the report),
+    analysis, the report, the matrix or the proofs importing a higher one, analysis importing
+    the report, TLS importing the local backend),
     lint-imports fails naming that contract; the unmodified copy passes."""
     prefix = contract.split(":", 1)[0] + ":"
     _copy_with_contracts(tmp_path, prefix)
     status, out = _lint_copy(tmp_path)
     assert status == 0, out
     assert f"{contract} KEPT" in out, out
-    target = tmp_path / "pytest_ztfl" / module
+    target = tmp_path / module
     target.write_text(target.read_text() + f"\n{line}  # noqa\n")
     status, out = _lint_copy(tmp_path)
     assert status != 0
@@ -148,3 +159,15 @@ def test_no_import_cycles() -> None:
                for dep in graph.find_modules_directly_imported_by(m) if dep in graph.modules)
     )
     assert cycles == [], f"modules on an import cycle: {cycles}"
+
+
+def test_no_module_is_over_500_lines() -> None:
+    """Small modules with one job: none of the three packages' modules (generated protobuf code
+    aside) is over 500 lines."""
+    long = {
+        str(p.relative_to(REPO)): n
+        for pkg in PACKAGES
+        for p in sorted((REPO / pkg).rglob("*.py"))
+        if "_pb2" not in p.name and (n := len(p.read_text().splitlines())) > 500
+    }
+    assert long == {}, long
