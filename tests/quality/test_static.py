@@ -48,7 +48,8 @@ def test_import_contract_catches_a_violation(tmp_path: Path) -> None:
 
 # Every contract inside a package, by its name's prefix, with an import that breaks it:
 # (module under the repository, the line appended to it, the contract's name).
-PACKAGE_CONTRACTS = ("faults:", "analysis:", "report:", "matrix:", "proofs:", "platform:")
+PACKAGE_CONTRACTS = ("faults:", "analysis:", "report:", "matrix:", "proofs:", "platform:",
+                     "workload:", "local:", "netem:", "netpol:", "kube:", "tls:")
 PACKAGES = ("fl_app", "k8s_fixtures", "pytest_ztfl")
 VIOLATIONS = [
     pytest.param("pytest_ztfl/faults/netpol.py", "from pytest_ztfl.faults import mtls",
@@ -84,6 +85,24 @@ VIOLATIONS = [
     pytest.param("k8s_fixtures/tls/ca.py", "import k8s_fixtures.local.topology",
                  "platform: TLS and the policies know no backend, overlay or proof",
                  id="platform-tls-leaf"),
+    pytest.param("fl_app/tensors.py", "import fl_app.servicer",
+                 "workload: the processes over the servicer, over the round's parts, over the "
+                 "data model", id="workload-layers"),
+    pytest.param("k8s_fixtures/local/pods.py", "import k8s_fixtures.local.backend",
+                 "local: the CLI over the cluster, over its parts, over pods, over the plumbing",
+                 id="local-layers"),
+    pytest.param("k8s_fixtures/netem/profiles.py", "import k8s_fixtures.netem.overlay",
+                 "netem: the CLI over calibration and the overlay, over shaping, over profiles",
+                 id="netem-layers"),
+    pytest.param("k8s_fixtures/netpol/model.py", "import k8s_fixtures.netpol.nft",
+                 "netpol: the CLI over the overlay and the prober, over the compilers, over the "
+                 "model", id="netpol-layers"),
+    pytest.param("k8s_fixtures/kube/status.py", "import k8s_fixtures.kube.client",
+                 "kube: kind over the factory, over the cluster, over its API and readiness, "
+                 "over status", id="kube-layers"),
+    pytest.param("k8s_fixtures/tls/ca.py", "import k8s_fixtures.tls.secret",
+                 "tls: the probe over the TLS modes, over certificates and logs, over parsing",
+                 id="tls-layers"),
 ]
 
 
