@@ -104,10 +104,12 @@ class Arm:
         progress: Progress = silent,
         *,
         hold_rounds: bool = False,
+        context: rows.Context | None = None,
     ) -> None:
         self.backend = backend
         self.cluster, self.cell, self.progress = backend.cluster, cell, progress
         self.hold_rounds = hold_rounds
+        self.context = context  # the session's part of the row (project, calibration ...)
         # What the cell claims, not what was rendered: a rendering or fault that drops a
         # control must fail its proof before any round is measured (cellplan.CellPlan.proofs).
         self.cp = plan_cell(cell, backend.platform, hold_rounds=hold_rounds)
@@ -467,5 +469,6 @@ class Arm:
             round_extra=self.round_extra,
             resources=self.resources,
             design=self.design,
+            context=self.context,
         )
         return row, self.events

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
@@ -37,6 +38,29 @@ from pytest_ztfl.matrix import Cell
 from pytest_ztfl.taxonomy import Label
 
 SCHEMA = "ztfl.run/1"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the session knows of a run that the cell's arm does not, handed down so the row is
+    whole when it is built: the user's project (``environment.project``), the parallelism, the
+    NET calibration the cell's links were checked against."""
+
+    project: dict[str, Any] | None = None
+    parallel: int | None = None
+    calibration: dict[str, Any] | None = None
+
+    def fill(self, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` (being built) with the session's part in it."""
+        if self.project is not None:
+            row["environment"]["project"] = self.project
+        if self.parallel is not None:
+            row["backend"]["parallel"] = self.parallel
+        if self.calibration is not None:
+            row["overlays"].setdefault("net", {})["calibration"] = self.calibration
+            row["extra_info"]["calibration"] = self.calibration
+        return row
+
 
 def success(summary: RunSummary, pods: list[dict[str, Any]]) -> tuple[bool, str]:
     """The seed study's definition: every round done with >= min participants, no pod
@@ -83,6 +107,7 @@ def build(
     round_extra: dict[int, dict[str, Any]] | None = None,
     resources: dict[str, Any] | None = None,
     design: dict[str, Any] | None = None,
+    context: Context | None = None,
 ) -> dict[str, Any]:
     """One cell's row. ``labels``: every failure labelled by the taxonomy from the harness's
     evidence (None: from the server's log alone, as a run without evidence); ``round_extra``
@@ -122,7 +147,8 @@ def build(
         "order_seed": (design or {}).get("order_seed"),
         **_medians(metrics["rounds"]),
     }
-    return {
+    load = [round(x, 2) for x in os.getloadavg()]
+    return (context or Context()).fill({
         "schema": SCHEMA,
         "cell": cell.to_dict(),
         "success": ok,
@@ -139,8 +165,8 @@ def build(
         "resources": resources or {},
         "design": design or {},
         # capture() is the machine (cached per process); the load is of this moment
-        "environment": {**environment.capture(), "loadavg": [round(x, 2) for x in os.getloadavg()]},
+        "environment": {**environment.capture(), "loadavg": load},
         "started_wall": started_wall,
         "finished_wall": time.time(),
         "extra_info": extra,
-    }
+    })

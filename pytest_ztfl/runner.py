@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from k8s_fixtures.cluster import ClusterError
+from pytest_ztfl import rows
 from pytest_ztfl.arm import Arm, deploy_and_prove
 from pytest_ztfl.backends import Backend
 from pytest_ztfl.cellplan import READY_TIMEOUT, namespace_for
@@ -34,10 +35,11 @@ def run_cell(
     cell: Cell,
     progress: Progress = silent,
     design: dict[str, Any] | None = None,
+    context: rows.Context | None = None,
 ) -> tuple[Row, bytes]:
     """Measure one cell on its own (its rounds back to back); returns its row and the
     server's raw event log."""
-    arm = Arm(backend, cell, progress)
+    arm = Arm(backend, cell, progress, context=context)
     try:
         arm.deploy()
         arm.prove()
@@ -67,6 +69,7 @@ def run_block(
     backend: Backend,
     block: Block,
     progress: Progress = silent,
+    context: rows.Context | None = None,
 ) -> list[tuple[Row, bytes]]:
     """Measure a block's arms with their rounds interleaved (``block.mode == "round"``) or
     one after another in the block's order (``"cell"``); rows in the block's arm order."""
@@ -80,11 +83,12 @@ def run_block(
                 c,
                 progress,
                 {**block.to_dict(c), "block_run": f"{run_id}.{i}"},
+                context,
             )
             for i, c in enumerate(block.arms)
         ]
     arms = [
-        Arm(backend, c, _tagged(progress, c), hold_rounds=True)
+        Arm(backend, c, _tagged(progress, c), hold_rounds=True, context=context)
         for c in block.arms
     ]
     by_id = {a.cell.id: a for a in arms}

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_ztfl import calibration, design, options, preflight, slo
+from pytest_ztfl import calibration, design, options, preflight, rows, slo
 from pytest_ztfl import matrix as mx
 from pytest_ztfl.design import Design
 from pytest_ztfl.live import BLOCK, BlockCount, Progress, silent
@@ -336,15 +335,8 @@ class ZtflSession:
             + ", ".join(c.id for c in block.arms)
             + eta
         )
-        for row, events in runner.run_block(
-            self.backend(), block, progress
-        ):
-            row["finished_wall"] = time.time()
-            if self.project is not None:
-                row["environment"]["project"] = self.project
-            row["backend"]["parallel"] = self.settings.parallel
-            row["overlays"]["net"]["calibration"] = calibration
-            row["extra_info"]["calibration"] = calibration
+        context = rows.Context(self.project, self.settings.parallel, calibration)
+        for row, events in runner.run_block(self.backend(), block, progress, context=context):
             self.store.save(row, events)
             self.rows[row["cell"]["id"]] = row
 

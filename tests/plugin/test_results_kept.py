@@ -112,7 +112,9 @@ def stand_ins(
     report_synth().build_results(second, _smoke())
     measured: list[str] = []
 
-    def run_block(_cluster: Any, block: Any, *a: Any) -> Iterator[tuple[dict[str, Any], bytes]]:
+    def run_block(
+        _backend: Any, block: Any, *a: Any, context: Any = None
+    ) -> Iterator[tuple[dict[str, Any], bytes]]:
         from pytest_ztfl.live import MILESTONE, ROUND
 
         progress = a[-1]
@@ -122,6 +124,8 @@ def stand_ins(
             progress(f"{cell.id}: round 1: 0.500 s, 3 participants", ROUND)
             row = json.loads((second / "cells" / f"{cell.id}.json").read_text())
             row["extra_info"]["synthetic"] = "second run"
+            if context is not None:  # the session's part, as rows.build fills it in
+                context.fill(row)
             yield row, (second / "events" / f"{cell.id}.jsonl").read_bytes()
 
     monkeypatch.setattr(backends, "create", lambda *_a, **_k: backends.Backend(
