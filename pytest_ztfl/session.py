@@ -54,6 +54,7 @@ class ZtflSession:
         self._clocks: dict[str, ReplayClock] = {}
         self.blocks = BlockCount()  # k/N and the time left, for the live lines (begin() sets N)
         self._backend: Backend | None = None
+        self.backend_note = ""  # the backend's note, kept for the summary after teardown
         from pytest_ztfl import backends
 
         name, why = backend or backends.choose(
@@ -217,6 +218,7 @@ class ZtflSession:
                 # the cluster could not be made or reached: a failure, once, for every cell.
                 self.broken = str(exc)
                 pytest.fail(self.broken, pytrace=False)
+            self.backend_note = self._backend.note
         return self._backend
 
     def cluster(self) -> Cluster:
@@ -449,8 +451,8 @@ class ZtflSession:
 
         for line in summary_table.render(list(self.rows.values())):
             write_line(line)
-        if self._backend is not None:
-            write_line(f"backend: {self._backend.note}")
+        if self.backend_note:
+            write_line(f"backend: {self.backend_note}")
         write_line(f"results: {self.store.out}/runs.jsonl, rounds.csv, events/")
 
     def close(self) -> None:
