@@ -1,14 +1,20 @@
 """Live progress lines of a matrix run: the callback every layer hands down (session, runner,
 arm), and how verbose pytest must be for a line to show. The session's callback compares the
-level with pytest's verbosity, so ``-q`` and ``-v`` behave as users expect."""
+level with pytest's verbosity, so ``-q`` and ``-v`` behave as users expect; every line is also a
+record of the ``pytest_ztfl`` logger (blocks and milestones INFO, rounds DEBUG), so
+``--log-cli-level`` shows them as live logs (then in place of the plain lines) and
+``--log-file`` keeps them."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
 BLOCK, MILESTONE, ROUND = -1, 0, 1  # shown with -q; by default; with -v
+LOGGER = logging.getLogger("pytest_ztfl")
+LOG_LEVEL = {BLOCK: logging.INFO, MILESTONE: logging.INFO, ROUND: logging.DEBUG}
 
 
 class Progress(Protocol):

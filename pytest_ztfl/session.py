@@ -10,6 +10,7 @@ its row durably, judge its SLOs, and tear everything down.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -20,7 +21,7 @@ import pytest
 from pytest_ztfl import calibration, design, options, preflight, rows, slo
 from pytest_ztfl import matrix as mx
 from pytest_ztfl.design import Design
-from pytest_ztfl.live import BLOCK, BlockCount, Progress, silent
+from pytest_ztfl.live import BLOCK, LOG_LEVEL, LOGGER, BlockCount, Progress, silent
 from pytest_ztfl.replay import ReplayClock
 from pytest_ztfl.results import ResultsError, ResultStore, atomic_write, check_could_write
 from pytest_ztfl.warning_types import ZtflRoundBudgetWarning
@@ -111,12 +112,15 @@ class ZtflSession:
 
         lock = threading.Lock()
         verbosity = config.get_verbosity()
+        # pytest's live logging on (--log-cli-level, log_cli): the records show the lines
+        live_logs = bool(config.getini("log_cli")) or config.getoption("log_cli_level") is not None
 
         def progress(line: str, level: int = BLOCK) -> None:
             """Live lines while a cell runs, past pytest's output capture (as live logging),
             as verbose as pytest was asked to be (pytest_ztfl.live: -q shows blocks only, the
-            default adds each cell's milestones, -v each round)."""
-            if verbosity < level:
+            default adds each cell's milestones, -v each round); each also a log record."""
+            LOGGER.log(LOG_LEVEL.get(level, logging.INFO), line)
+            if live_logs or verbosity < level:
                 return
             reporter = config.pluginmanager.get_plugin("terminalreporter")
             capman = config.pluginmanager.get_plugin("capturemanager")

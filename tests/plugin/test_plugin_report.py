@@ -98,3 +98,35 @@ def test_report_option_on_a_resumed_run_writes_the_report(
     # The verdicts this run stored are in the report: it was written after the gates.
     assert "No SLO verdicts are stored" not in text
     assert "n = 6 verdicts in 4 of 4 cells (PASS 6)" in text  # 1 per SEC0 cell, 2 per SEC3
+
+
+@pytest.mark.parametrize("live_logs", [False, True])
+def test_progress_lines_are_log_records_too(
+    pytester: pytest.Pytester,
+    stored: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    data_dir: Path,
+    tmp_path: Path,
+    live_logs: bool,
+) -> None:
+    """A progress line (here the report's) is a record of the ``pytest_ztfl`` logger: with
+    ``--log-cli-level`` pytest's live logging shows it (instead of the plain line), and
+    ``--log-file`` keeps it either way."""
+    path, out = stored
+    apply_env(monkeypatch, subprocess_env(data_dir, tmp_path / "state"))
+    log_file = tmp_path / "run.log"
+    report_dir = tmp_path / "rep"
+    result = pytester.runpytest_inprocess(
+        f"--ztfl-matrix={path}", f"--ztfl-out={out}", "--ztfl-resume",
+        f"--ztfl-report={report_dir}", f"--log-file={log_file}", "--log-file-level=INFO",
+        "-p", "no:cacheprovider", *(["--log-cli-level=INFO"] if live_logs else []),
+    )
+    result.assert_outcomes(passed=6)
+    line = f"report: {report_dir / 'report.md'}"
+    text = result.stdout.str()
+    assert line in log_file.read_text()
+    if live_logs:
+        assert any(line in x and "INFO" in x for x in result.outlines), text
+        assert line not in [x.strip() for x in result.outlines], text  # not twice
+    else:
+        assert line in [x.strip() for x in result.outlines], text
