@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from netem_support import netns_named, netns_pids, wait_until
 
-from k8s_fixtures import local_cli
+from k8s_fixtures.local import cli as local_cli
 from k8s_fixtures.local import state
 from k8s_fixtures.local.backend import LocalCluster
 from k8s_fixtures.local.topology import TopologyError
