@@ -35,6 +35,7 @@ from .pcap import Packet, Stream, contains, read_packets, tcp_streams, tls_view
 
 MARKER_PORT = 9  # discard
 RESEND = 1.0  # s between markers of one flush
+BUFFER_KIB = 16384  # tcpdump -B: the capture's kernel buffer
 
 
 class CaptureError(RuntimeError):
@@ -125,8 +126,11 @@ class WireCapture:
 
     def start(self) -> WireCapture:
         # -Z root: no privilege drop, which would clear the parent-death signal below.
+        # -B: a 16 MiB kernel buffer (default 2 MiB), so a burst (a model update, megabytes at
+        # once) waits there while tcpdump writes on a loaded machine instead of being dropped.
         argv = ["ip", "netns", "exec", self.netns, "tcpdump", "-Z", "root", "-i", self.iface,
-                "-n", "-U", "--immediate-mode", "-s", "0", "-w", str(self.path), self.bpf]
+                "-n", "-U", "--immediate-mode", "-B", str(BUFFER_KIB), "-s", "0",
+                "-w", str(self.path), self.bpf]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, start_new_session=True,
                                      preexec_fn=die_with_parent)
