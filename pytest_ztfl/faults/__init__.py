@@ -23,11 +23,11 @@ line's process) say so with ``local_only``; ``requires`` names what the cell mus
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from k8s_fixtures import workload
+from pytest_ztfl import taxonomy
 from pytest_ztfl.faults import app, mtls, netpol, network, resource
 from pytest_ztfl.faults.base import (
     FAULT_LABEL,
@@ -104,6 +104,6 @@ def agreement(fault: Fault, labels: Sequence[Label]) -> dict[str, Any]:
     must produce: ``agrees`` True when there are failures and all are of ``expect``, False when
     any is not, None when the fault caused no failure (nothing to judge: e.g. loss bursts that
     TCP rode out)."""
-    classes = dict(Counter(lb.cls for lb in labels))
+    classes = taxonomy.counts(list(labels))
     agrees = None if not labels else set(classes) == {fault.expect}
     return {"expect": fault.expect, "classified": classes, "agrees": agrees}
