@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ok = True
     out: dict[str, Any] = {}
+    # every comparison borrows the instance noise the run's repeats show (analysis.paired)
+    noise = compare.Noise.of_rows(rows.values())
+    found = {m: noise.of(m) for m in ("duration", "path_seconds")}
+    for m, n in found.items():
+        print(f"instance noise of {m}: "
+              f"{n.describe(True) if n else 'none (no comparison repeated in two blocks)'}")
     for label, pairs in sorted(arms.items()):
         known = label.startswith("delay")
         judged = known or label in AA
@@ -83,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
                 ok = False
                 continue
             usable.append((t, b))
-            r = compare.ratio([(t, b)], 0.5, seed=t["cell"]["seed"])
-            d = compare.difference([(t, b)], 0.5, "path_seconds", seed=t["cell"]["seed"])
-            pr = compare.ratio([(t, b)], 0.5, "path_seconds", seed=t["cell"]["seed"])
+            seed = t["cell"]["seed"]
+            r = compare.ratio([(t, b)], 0.5, seed=seed, noise=noise)
+            d = compare.difference([(t, b)], 0.5, "path_seconds", seed=seed, noise=noise)
+            pr = compare.ratio([(t, b)], 0.5, "path_seconds", seed=seed, noise=noise)
             other = [x.get("cpu_other_seconds") for x in t["metrics"]["rounds"]]
             load = statistics.median([x for x in other if x is not None] or [float("nan")])
             good = pr.ci_low > 1 if known else abs(r.estimate - 1) <= BOUND
@@ -115,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if not usable:
             continue
-        pooled = compare.ratio(usable, 0.5)
-        ppath = compare.ratio(usable, 0.5, "path_seconds")
+        pooled = compare.ratio(usable, 0.5, noise=noise)
+        ppath = compare.ratio(usable, 0.5, "path_seconds", noise=noise)
         good = (
             ppath.ci_low > 1
             if known
@@ -135,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         }
     print(f"\n{'every criterion holds' if ok else 'NOT every criterion holds'}")
     if ns.json:
-        ns.json.write_text(json.dumps({"ok": ok, "arms": out}, indent=1))
+        shown = {m: None if n is None else vars(n) for m, n in found.items()}
+        ns.json.write_text(json.dumps({"ok": ok, "noise": shown, "arms": out}, indent=1))
     return 0 if ok else 1
 
 

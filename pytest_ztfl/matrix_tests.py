@@ -39,11 +39,16 @@ def _judge(verdicts: list[Any], where: str) -> None:
         pytest.fail(f"{where}: SLO violated:\n  " + "\n  ".join(failed), pytrace=False)
 
 
-def check_finding(cell: Any, row: dict[str, Any], base: dict[str, Any] | None) -> str | None:
+def check_finding(
+    cell: Any,
+    row: dict[str, Any],
+    base: dict[str, Any] | None,
+    noise: compare.Noise = compare.NO_NOISE,
+) -> str | None:
     """What a check arm found wanting, as one line (None: the instrument passed)."""
     if base is None or not compare.usable(base) or not compare.usable(row):
         return f"{cell.id}: check not judged: its block's SEC0 arm has no usable rounds"
-    r = compare.ratio([(row, base)], 0.5, seed=cell.seed)
+    r = compare.ratio([(row, base)], 0.5, seed=cell.seed, noise=noise)
     shown = f"{r.estimate:.4f}x [{r.ci_low:.4f}, {r.ci_high:.4f}]"
     if cell.check == "aa":
         if r.excludes_one:
@@ -57,8 +62,8 @@ def check_finding(cell: Any, row: dict[str, Any], base: dict[str, Any] | None) -
     # carries all of training's jitter; a 10 ms effect there is under the MDE on 2 cores).
     if not compare.values(row, "path_seconds") or not compare.values(base, "path_seconds"):
         return f"{cell.id}: check not judged: the rows have no path_seconds"
-    p = compare.ratio([(row, base)], 0.5, "path_seconds", seed=cell.seed)
-    d = compare.difference([(row, base)], 0.5, "path_seconds", seed=cell.seed)
+    p = compare.ratio([(row, base)], 0.5, "path_seconds", seed=cell.seed, noise=noise)
+    d = compare.difference([(row, base)], 0.5, "path_seconds", seed=cell.seed, noise=noise)
     if p.ci_low <= 1.0:
         return (
             f"{cell.id}: a known {cell.inject_delay_ms:g} ms per round was not found in the "
@@ -92,7 +97,9 @@ def test_fl(ztfl_cell: Any, ztfl_session: Any, ztfl_result: dict[str, Any], benc
         benchmark.pedantic(_noop, rounds=rounds, iterations=1)
     verdicts = ztfl_session.gates(ztfl_cell, row)
     if ztfl_cell.check is not None:
-        finding = check_finding(ztfl_cell, row, ztfl_session.baseline(ztfl_cell))
+        finding = check_finding(
+            ztfl_cell, row, ztfl_session.baseline(ztfl_cell), ztfl_session.noise()
+        )
         if finding is not None:
             warnings.warn(ZtflInstrumentWarning(finding), stacklevel=1)
     failed = [v for v in verdicts if v.verdict is Verdict.FAIL]

@@ -20,6 +20,7 @@ import pytest
 
 from pytest_ztfl import calibration, design, options, preflight, rows, slo
 from pytest_ztfl import matrix as mx
+from pytest_ztfl.analysis import compare
 from pytest_ztfl.design import Design
 from pytest_ztfl.live import BLOCK, LOG_LEVEL, LOGGER, BlockCount, Progress, silent
 from pytest_ztfl.replay import ReplayClock
@@ -382,7 +383,8 @@ class ZtflSession:
     def gates(self, cell: mx.Cell, row: dict[str, Any]) -> list[Any]:
         """The cell's SLO verdicts, also stored in its row (``slo``) for reports."""
         verdicts = slo.evaluate(
-            cell, row, self.baseline(cell), self.settings, self.stored_baseline(cell)
+            cell, row, self.baseline(cell), self.settings, self.stored_baseline(cell),
+            self.noise(),
         )
         row["slo"] = [v.to_dict() for v in verdicts]
         self.store.update(row)
@@ -413,7 +415,13 @@ class ZtflSession:
                     pairs.append((t, base))
         if not pairs:
             return []  # no measured cell of the group (deselected, skipped or not yet run)
-        return slo.pooled(f"{group} / SEC0", pairs, self.settings)
+        return slo.pooled(f"{group} / SEC0", pairs, self.settings, noise=self.noise())
+
+    def noise(self) -> compare.Noise:
+        """The instance noise of every row measured so far, this run's and resumed ones
+        (pytest_ztfl.analysis.compare.Noise)."""
+        stored = (self.rows.get(c.id) or self.store.done(c.id) for c in self.planned)
+        return compare.Noise.of_rows(r for r in stored if r is not None)
 
     # ---- reporting --------------------------------------------------------------------
     def header(self, probe: bool) -> list[str]:

@@ -44,10 +44,12 @@ def ratio_gate(
     limit: float,
     seed: int,
     note: str = "",
+    noise: compare.Noise = compare.NO_NOISE,
 ) -> gates.GateResult:
-    """Gate "q-quantile ratio <= limit" over ``pairs`` (treatment row, baseline row)."""
+    """Gate "q-quantile ratio <= limit" over ``pairs`` (treatment row, baseline row), with the
+    run's instance noise (compare.Noise)."""
     try:
-        r = compare.ratio(pairs, q, seed=seed)
+        r = compare.ratio(pairs, q, seed=seed, noise=noise)
     except ValueError as exc:
         return _unjudged(metric, limit, (0, 0), "; ".join(x for x in (str(exc), note) if x))
     full = "; ".join(x for x in (r.note, _mde_note(r), note) if x)
@@ -60,9 +62,11 @@ def evaluate(
     baseline: Row | None,
     settings: Settings,
     stored: Row | None = None,
+    noise: compare.Noise = compare.NO_NOISE,
 ) -> list[gates.GateResult]:
     """The cell's own gates. ``baseline``: its block's SEC0 row; ``stored``: the same cell
-    in the ``--ztfl-baseline`` run."""
+    in the ``--ztfl-baseline`` run; ``noise``: the instance noise of the rows measured so far
+    (one block's interval needs it: without, its gate can PASS but never FAIL)."""
     rounds = row["metrics"]["rounds"]
     planned = row["metrics"]["rounds_planned"]
     # Rounds that never ran (the run died) count as failed rounds.
@@ -78,6 +82,7 @@ def evaluate(
                 0.5,
                 settings.slo_overhead_median,
                 cell.seed,
+                noise=noise,
             )
         )
     if cell.check is not None or cell.level.baseline:
@@ -92,7 +97,9 @@ def evaluate(
         return [*out, _unjudged(metric, settings.slo_overhead_median, n, why)]
     return [
         *out,
-        ratio_gate(metric, [(row, baseline)], 0.5, settings.slo_overhead_median, cell.seed),
+        ratio_gate(
+            metric, [(row, baseline)], 0.5, settings.slo_overhead_median, cell.seed, noise=noise
+        ),
     ]
 
 
@@ -105,7 +112,11 @@ def _unusable(row: Row) -> str:
 
 
 def pooled(
-    label: str, pairs: Sequence[tuple[Row, Row]], settings: Settings, seed: int = 0
+    label: str,
+    pairs: Sequence[tuple[Row, Row]],
+    settings: Settings,
+    seed: int = 0,
+    noise: compare.Noise = compare.NO_NOISE,
 ) -> list[gates.GateResult]:
     """The group's gates: median and p95 over every block that holds both arms."""
     use = [(t, b) for t, b in pairs if compare.usable(t) and compare.usable(b)]
@@ -118,7 +129,7 @@ def pooled(
         if not use:
             out.append(_unjudged(metric, limit, (0, 0), note or "no pair of rows to compare"))
             continue
-        out.append(ratio_gate(metric, use, q, limit, seed, note))
+        out.append(ratio_gate(metric, use, q, limit, seed, note, noise))
     return out
 
 

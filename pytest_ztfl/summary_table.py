@@ -55,23 +55,26 @@ def baseline_of(row: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
     return found.get(cell.get("fault"), found.get(None))
 
 
-def _ratio(row: dict[str, Any], base: dict[str, Any] | None) -> str:
+def _ratio(row: dict[str, Any], base: dict[str, Any] | None, noise: compare.Noise) -> str:
     if base is None or not compare.usable(base) or not compare.usable(row):
         return "n/a"
-    rc = compare.ratio([(row, base)], 0.5, seed=row["cell"]["seed"])
+    rc = compare.ratio([(row, base)], 0.5, seed=row["cell"]["seed"], noise=noise)
     if math.isnan(rc.ci_low):
         return f"{rc.estimate:.3f}x"
     mde = f" (±{rc.mde:.1%})" if math.isfinite(rc.mde) else ""
-    return f"{rc.estimate:.3f}x [{rc.ci_low:.3f},{rc.ci_high:.3f}]{mde}"
+    star = "" if rc.reliable else "*"
+    return f"{rc.estimate:.3f}x [{rc.ci_low:.3f},{rc.ci_high:.3f}]{star}{mde}"
 
 
-def _path(row: dict[str, Any], base: dict[str, Any] | None) -> str:
+def _path(row: dict[str, Any], base: dict[str, Any] | None, noise: compare.Noise) -> str:
     path = list(compare.values(row, "path_seconds").values())
     if not path:
         return "n/a"
     text = f"{median(path) * 1000:.1f}"
     if base is not None and compare.usable(base) and compare.usable(row):
-        d = compare.difference([(row, base)], 0.5, "path_seconds", seed=row["cell"]["seed"])
+        d = compare.difference(
+            [(row, base)], 0.5, "path_seconds", seed=row["cell"]["seed"], noise=noise
+        )
         text += f" ({d.estimate * 1000:+.1f})"
     return text
 
@@ -87,6 +90,7 @@ def _slo(row: dict[str, Any]) -> str:
 
 def render(rows: list[dict[str, Any]]) -> list[str]:
     table: list[tuple[str, ...]] = [HEADER]
+    noise = compare.Noise.of_rows(rows)
     for r in rows:
         cell, m = r["cell"], r["metrics"]
         durations = [x["duration"] for x in m["rounds"] if x["ok"]]
@@ -104,8 +108,8 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
                 _slo(r),
                 f"{len(durations)}/{m['rounds_planned']}",
                 p50,
-                _ratio(r, base),
-                _path(r, base),
+                _ratio(r, base, noise),
+                _path(r, base, noise),
                 f"{median(cpu):.3f}" if cpu else "n/a",
                 f"{tta:.1f}" if tta is not None else "censored",
                 fails or "-",
@@ -113,7 +117,8 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
     lines = [
-        "ztfl matrix summary (run order; * = CI unreliable for this n; MDE: the smallest change "
+        "ztfl matrix summary (run order; * = CI unreliable: too few rounds, or one block and "
+        "no repeat in the run to measure instance noise; MDE: the smallest change "
         "the comparison detects, 80% power; see docs/statistics.md)"
     ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table]

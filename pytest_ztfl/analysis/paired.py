@@ -9,9 +9,19 @@ case resampling at both stages): draw blocks with replacement, then within each 
 draw round indices with replacement, the same indices for both arms when paired, so a
 disturbance both arms met moves both quantiles together and cancels in the ratio. Between-block
 variation (seeds, data splits, the machine's drift from one block to the next) and round-to-round
-variation both enter; with one block only the latter can (the note says so). The statistic is
-each block's ratio averaged over blocks (log scale), or, for tails, the quantile of all rounds
-pooled (``pool``).
+variation both enter. The statistic is each block's ratio averaged over blocks (log scale), or,
+for tails, the quantile of all rounds pooled (``pool``).
+
+A block holds one instance of each arm (its own pods and processes), and instances differ by a
+few per cent however their rounds are paired. A comparison with few blocks cannot see that level
+in its own data, so it can borrow it (``noise``, :func:`block_noise`): the spread of every
+comparison the run repeated in two or more blocks, pooled (a one-way ANOVA's within-group mean
+square, with its degrees of freedom). The interval is then the estimate +- Student's t times
+that spread over sqrt(blocks), on the log scale, and never narrower than the comparison's own
+rounds-only bootstrap. A run that repeats no comparison has nothing to measure it by: a
+ratio then takes the prior ``ASSUMED`` (pytest_ztfl.analysis.compare), and a lone block's
+difference (seconds, no scale-free prior) covers round-to-round variation only and is marked
+unreliable.
 
 ``scipy.stats.bootstrap`` resamples one level only (its ``paired=True`` pairs observations, it
 cannot draw clusters), hence this module. Each result also gives the minimum detectable effect
@@ -22,7 +32,7 @@ confidence level, from the bootstrap's standard error of the log ratio. Pure num
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -134,10 +144,15 @@ Statistic = Callable[[FloatArray, FloatArray, npt.NDArray[np.int64]], FloatArray
 
 
 def _replicates(
-    blocks: Sequence[BlockSample], statistic: Statistic, n_resamples: int, seed: int
+    blocks: Sequence[BlockSample],
+    statistic: Statistic,
+    n_resamples: int,
+    seed: int,
+    fixed: bool = False,
 ) -> FloatArray:
-    """``statistic`` of each bootstrap resample: blocks drawn with replacement, rounds drawn
-    with replacement within each (the same indices for both arms when paired). The statistic
+    """``statistic`` of each bootstrap resample: blocks drawn with replacement (``fixed``: every
+    block once), rounds drawn with replacement within each (the same indices for both arms when
+    paired). The statistic
     gets the resampled values as arrays of shape (resamples, blocks, rounds), NaN-padded
     where a block has fewer rounds than the longest."""
     rng = np.random.default_rng(seed)
@@ -151,7 +166,10 @@ def _replicates(
     while done < n_resamples:
         m = min(_CHUNK, n_resamples - done)
         done += m
-        kb = rng.integers(0, k, size=(m, k)) if k > 1 else np.zeros((m, 1), dtype=np.int64)
+        if fixed or k == 1:
+            kb = np.broadcast_to(np.arange(k, dtype=np.int64), (m, k))
+        else:
+            kb = rng.integers(0, k, size=(m, k))
         u_t = rng.random((m, kb.shape[1], width))
         u_b = np.where(pairs[kb][..., None], u_t, rng.random((m, kb.shape[1], width)))
         it = np.minimum(np.floor(u_t * nt[kb][..., None]).astype(np.int64), t.shape[1] - 1)
@@ -210,12 +228,77 @@ def _estimate(blocks: Sequence[BlockSample], stat: Statistic) -> float:
     return float(stat(t[None, ...], s[None, ...], kb)[0])
 
 
+@dataclass(frozen=True)
+class BlockNoise:
+    """How far one block's comparison strays from the same comparison in the run's other blocks:
+    ``var`` is the pooled variance of a block's statistic (the median's, on the log scale for
+    ratios) about its comparison's mean, with ``df`` degrees of freedom, from ``blocks`` blocks
+    of ``groups`` comparisons each repeated in two or more blocks. It holds every level below
+    the block: the arms' instances and their rounds."""
+
+    var: float
+    df: int
+    blocks: int
+    groups: int
+    assumed: bool = False  # not measured: a prior (ASSUMED), taken as known (normal, not t)
+
+    def describe(self, log: bool) -> str:
+        sd = math.sqrt(self.var)
+        shown = f"{math.expm1(sd):.1%}" if log else f"{sd:.3g}"
+        if self.assumed:
+            return (
+                f"instance noise assumed {shown} per block (no comparison repeated in the run "
+                "to measure it)"
+            )
+        return (
+            f"instance noise {shown} per block (sd; pooled over {self.blocks} blocks of "
+            f"{self.groups} repeated comparisons, df {self.df})"
+        )
+
+    def t(self, p: float) -> float:
+        return float(sps.norm.ppf(p) if self.assumed else sps.t.ppf(p, self.df))
+
+
+# A ratio's instance noise when the run repeats no comparison (one seed, one data split):
+# 3% per block, above every run measured on the 2-core machine (0.9-2.6% in the committed
+# quick and trust runs, docs/results), so a lone block's interval is not narrower than what
+# a repeat would show there. Only for ratios: a difference in seconds has no scale-free prior.
+ASSUMED = BlockNoise(math.log1p(0.03) ** 2, 0, 0, 0, assumed=True)
+
+
+def block_noise(groups: Iterable[Sequence[BlockSample]], log: bool = True) -> BlockNoise | None:
+    """The pooled spread of each block's median comparison about its group's mean, over the
+    groups with two or more paired blocks (a group: one comparison repeated on other data
+    splits or seeds); None when no group has two. Ratios (``log``) need values > 0: a group
+    that has others is left out."""
+    stat = _statistic(0.5, "blocks", np.ones(1, dtype=bool), log=log)
+    squares, df, n_blocks, n_groups = 0.0, 0, 0, 0
+    for group in groups:
+        try:
+            kept = [b for b in _check(group, positive=log) if b.paired]
+        except ValueError:
+            continue
+        if len(kept) < 2:
+            continue
+        d = np.asarray([_estimate([b], stat) for b in kept])
+        squares += float(np.sum((d - d.mean()) ** 2))
+        df += len(d) - 1
+        n_blocks += len(d)
+        n_groups += 1
+    if df == 0:
+        return None
+    return BlockNoise(squares / df, df, n_blocks, n_groups)
+
+
 def _notes(
-    blocks: Sequence[BlockSample], q: float, confidence: float, pool: Pool
+    blocks: Sequence[BlockSample], q: float, confidence: float, pool: Pool, borrowed: bool
 ) -> tuple[bool, list[str]]:
     notes = []
-    if len(blocks) == 1:
-        notes.append("one block: the interval covers round-to-round variation only")
+    if len(blocks) == 1 and not borrowed:
+        notes.append(
+            "one block and no repeat of a comparison in the run to measure its instance noise: "
+            "the interval covers round-to-round variation only"
+        )
     if not all(b.paired for b in blocks):
         apart = sum(not b.paired for b in blocks)
         notes.append(f"{apart} of {len(blocks)} block(s) not paired (the arms ran apart)")
@@ -225,8 +308,8 @@ def _notes(
     small = min(sizes) if pool == "blocks" else min(
         sum(b.treat.size for b in blocks), sum(b.base.size for b in blocks)
     )
-    reliable = small >= need
-    if not reliable:
+    reliable = small >= need and (borrowed or len(blocks) > 1)
+    if small < need:
         notes.append(
             f"CI unreliable: n={small} < {need} needed for a {confidence:.0%} CI of "
             f"{quantile_label(q)} (the bootstrap cannot reach beyond the sample extremes)"
@@ -247,9 +330,10 @@ class _Found:
     estimate: float
     low: float
     high: float
-    sd: float
+    mde: float  # on the comparison's scale
     reliable: bool
     note: str
+    method: str
 
     @property
     def n(self) -> tuple[int, int]:
@@ -264,21 +348,38 @@ def _compare(
     confidence: float,
     n_resamples: int,
     seed: int,
+    noise: BlockNoise | None = None,
 ) -> _Found:
     kept = _check(blocks, positive=log)
     stat = _statistic(q, pool, np.asarray([b.paired for b in kept]), log=log)
     est = _estimate(kept, stat)
-    reliable, notes = _notes(kept, q, confidence, pool)
-    lo = hi = sd = math.nan
+    reliable, notes = _notes(kept, q, confidence, pool, borrowed=noise is not None)
+    lo = hi = mde = math.nan
+    method = f"two-level percentile bootstrap (blocks, then paired rounds), pooled by {pool}"
     if max(sum(b.treat.size for b in kept), sum(b.base.size for b in kept)) >= 2:
-        reps = _replicates(kept, stat, n_resamples, seed)
+        # measured noise holds the blocks' level: resample rounds only (blocks fixed)
+        fixed = noise is not None and not noise.assumed
+        reps = _replicates(kept, stat, n_resamples, seed, fixed=fixed)
         a = (1 - confidence) / 2
         lo, hi = (float(x) for x in np.quantile(reps, [a, 1 - a]))
         sd = float(np.std(reps, ddof=1))
+        mde = _z_mde(confidence) * sd
+        if noise is not None:
+            se = math.sqrt(noise.var / len(kept))
+            t = noise.t(1 - a)
+            lo, hi = est - max(est - lo, t * se), est + max(hi - est, t * se)
+            mde = max(mde, (t + noise.t(POWER)) * se)
+            notes.append(noise.describe(log))
+            which = "t(" + str(noise.df) + ")" if not noise.assumed else "z"
+            method = (
+                f"estimate +- {which} x the instance noise / sqrt({len(kept)} blocks), at "
+                f"least the percentile bootstrap of the rounds; pooled by {pool}"
+            )
     else:
         notes.append("n=1: no sampling variability to resample, no CI")
         reliable = False
-    return _Found(kept, est, lo, hi, sd, reliable and not math.isnan(lo), "; ".join(notes))
+    ok = reliable and not math.isnan(lo)
+    return _Found(kept, est, lo, hi, mde, ok, "; ".join(notes), method)
 
 
 def ratio(
@@ -289,6 +390,7 @@ def ratio(
     confidence: float = DEFAULT_CONFIDENCE,
     n_resamples: int = DEFAULT_N_RESAMPLES,
     seed: int = 0,
+    noise: BlockNoise | None = None,
 ) -> RatioCI:
     """The treatment's q-quantile over the baseline's, with the two-level bootstrap interval;
     ``mde`` is relative (0.02: a 2% change).
@@ -300,7 +402,7 @@ def ratio(
     unpaired block's, the ratio of its two medians. ``pool="rounds"``: the quantile of all
     rounds of all blocks together, as the seed study pooled its seeds; what a tail quantile
     needs, since no block of a few dozen rounds can estimate one on its own."""
-    f = _compare(blocks, q, pool, True, confidence, n_resamples, seed)
+    f = _compare(blocks, q, pool, True, confidence, n_resamples, seed, noise)
     return RatioCI(
         q=q,
         estimate=math.exp(f.estimate),
@@ -309,12 +411,12 @@ def ratio(
         n_treatment=f.n[0],
         n_baseline=f.n[1],
         confidence=confidence,
-        method=f"two-level percentile bootstrap (blocks, then paired rounds), pooled by {pool}",
+        method=f.method,
         reliable=f.reliable,
         note=f.note,
         blocks=len(f.kept),
         paired=all(b.paired for b in f.kept),
-        mde=math.expm1(_z_mde(confidence) * f.sd),
+        mde=math.expm1(f.mde),
     )
 
 
@@ -326,11 +428,12 @@ def difference(
     confidence: float = DEFAULT_CONFIDENCE,
     n_resamples: int = DEFAULT_N_RESAMPLES,
     seed: int = 0,
+    noise: BlockNoise | None = None,
 ) -> DiffCI:
     """The treatment's q-quantile minus the baseline's (e.g. the communication part of a
     round, in seconds), averaged over blocks (or pooled over rounds, ``pool``), with the
     two-level bootstrap interval."""
-    f = _compare(blocks, q, pool, False, confidence, n_resamples, seed)
+    f = _compare(blocks, q, pool, False, confidence, n_resamples, seed, noise)
     return DiffCI(
         q=q,
         estimate=f.estimate,
@@ -341,7 +444,7 @@ def difference(
         blocks=len(f.kept),
         paired=all(b.paired for b in f.kept),
         confidence=confidence,
-        mde=_z_mde(confidence) * f.sd,
+        mde=f.mde,
         reliable=f.reliable,
         note=f.note,
     )

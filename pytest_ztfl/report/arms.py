@@ -60,6 +60,7 @@ def arm_ratios(
     seed: int,
     qs: Sequence[float] = RATIO_QUANTILES,
     metric: str = "duration",
+    noise: compare.Noise = compare.NO_NOISE,
 ) -> tuple[tuple[RatioCI, ...], str]:
     """compare.arm_ratio of ``metric`` over ``pairs`` (one block each) at every q; or why not.
     A pair with a row that had a harness error or failed proofs is left out (and said)."""
@@ -69,7 +70,8 @@ def arm_ratios(
         why = "no completed rounds to compare" if metric == "duration" else "not recorded"
         return (), _and(why, left)
     try:
-        rs = tuple(compare.arm_ratio(arms, q, seed) for q in qs)
+        found = noise.of(metric, log=True)
+        rs = tuple(compare.arm_ratio(arms, q, seed, found) for q in qs)
     except ValueError as exc:  # e.g. a zero duration: a ratio is undefined
         return (), _and(str(exc), left)
     return (rs, left) if not left else (tuple(replace(r, note=_and(r.note, left)) for r in rs), "")
@@ -88,7 +90,11 @@ def _and(*parts: str) -> str:
 
 
 def arm_difference(
-    pairs: Sequence[Pair], seed: int, metric: str = "duration", q: float = 0.5
+    pairs: Sequence[Pair],
+    seed: int,
+    metric: str = "duration",
+    q: float = 0.5,
+    noise: compare.Noise = compare.NO_NOISE,
 ) -> tuple[DiffCI | None, str]:
     """compare.arm_difference of ``metric`` (seconds) over ``pairs``; or why not (unusable
     pairs are left out, as in :func:`arm_ratios`)."""
@@ -98,7 +104,7 @@ def arm_difference(
         why = "no completed rounds to compare" if metric == "duration" else "not recorded"
         return None, _and(why, left)
     try:
-        d = compare.arm_difference(arms, q, seed)
+        d = compare.arm_difference(arms, q, seed, noise.of(metric, log=False))
     except ValueError as exc:
         return None, _and(str(exc), left)
     return (replace(d, note=_and(d.note, left)), "") if left else (d, "")

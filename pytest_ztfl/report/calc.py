@@ -26,13 +26,14 @@ import numpy as np
 from scipy import stats as sps
 
 from pytest_ztfl.analysis.base import DEFAULT_CONFIDENCE
+from pytest_ztfl.analysis.compare import NO_NOISE, Noise
 from pytest_ztfl.analysis.paired import DiffCI
 from pytest_ztfl.analysis.quantiles import SampleSummary, quantile_cis
 from pytest_ztfl.analysis.ratios import RatioCI
 from pytest_ztfl.analysis.tta import TTAEstimate, tta_mean
 from pytest_ztfl.report.arms import Pair, arm_difference, arm_ratios, baseline_of
 from pytest_ztfl.report.load import Loaded
-from pytest_ztfl.report.model import Run, natural_key, sec_sort_key
+from pytest_ztfl.report.model import Run, natural_key, noise_of, sec_sort_key
 from pytest_ztfl.sec import Sec
 
 QUANTILES = (0.5, 0.95, 0.99)
@@ -142,6 +143,7 @@ class Analysis:
     checks: tuple[CheckStats, ...] = ()  # one per check arm, in cell order
     check_pools: tuple[CheckStats, ...] = ()  # one per check, pooled over its blocks
     check_cells: tuple[CellStats, ...] = field(default=())  # the check arms' own quantiles
+    noise: Noise = NO_NOISE  # the run's instance-level noise, every comparison borrows it
 
     def runs(self, sec: str | None = None, net: str | None = None) -> list[Run]:
         return [
@@ -209,14 +211,14 @@ def peak_memory(run: Run) -> tuple[int, int, int] | None:
     return (max(per_pod), sum(per_pod), len(per_pod)) if per_pod else None
 
 
-def parts(run: Run, base: Run | None) -> Parts:
+def parts(run: Run, base: Run | None, noise: Noise = NO_NOISE) -> Parts:
     path_diff = cpu_ratio = None
     notes = []
     if base is not None:
-        path_diff, why = arm_difference([(run, base)], run.seed, "path_seconds")
+        path_diff, why = arm_difference([(run, base)], run.seed, "path_seconds", noise=noise)
         if why:
             notes.append(f"path: {why}")
-        rs, why = arm_ratios([(run, base)], run.seed, (0.5,), "cpu_seconds")
+        rs, why = arm_ratios([(run, base)], run.seed, (0.5,), "cpu_seconds", noise)
         cpu_ratio = rs[0] if rs else None
         if why:
             notes.append(f"CPU: {why}")
@@ -280,7 +282,7 @@ def _convergence(runs: Sequence[Run]) -> tuple[ConvergencePoint, ...]:
     return tuple(out)
 
 
-def _group(key: GroupKey, cells: list[CellStats], loaded: Loaded) -> GroupStats:
+def _group(key: GroupKey, cells: list[CellStats], loaded: Loaded, noise: Noise) -> GroupStats:
     runs = [c.run for c in cells]
     durations = [d for r in sorted(runs, key=lambda r: r.id) for d in r.durations]
     tta, note = _tta(runs, loaded)
@@ -299,7 +301,7 @@ def _group(key: GroupKey, cells: list[CellStats], loaded: Loaded) -> GroupStats:
     elif not pairs:
         rs, why = (), "no block has a SEC0 arm"
     else:
-        rs, why = arm_ratios(pairs, seed)
+        rs, why = arm_ratios(pairs, seed, noise=noise)
     return GroupStats(
         key=key,
         runs=tuple(runs),
@@ -317,18 +319,18 @@ def _group(key: GroupKey, cells: list[CellStats], loaded: Loaded) -> GroupStats:
     )
 
 
-def _check(check: str, pairs: Sequence[Pair], seed: int) -> CheckStats:
+def _check(check: str, pairs: Sequence[Pair], seed: int, noise: Noise) -> CheckStats:
     ratio = duration_diff = path_diff = path_ratio = None
-    rs, why = arm_ratios(pairs, seed, (0.5,))
+    rs, why = arm_ratios(pairs, seed, (0.5,), noise=noise)
     notes = [why] if why else []
     if rs:
         ratio = rs[0]
         if check != "aa":
-            duration_diff, _ = arm_difference(pairs, seed)
-            path_diff, why = arm_difference(pairs, seed, "path_seconds")
+            duration_diff, _ = arm_difference(pairs, seed, noise=noise)
+            path_diff, why = arm_difference(pairs, seed, "path_seconds", noise=noise)
             if why:
                 notes.append(f"path: {why}")
-            prs, _ = arm_ratios(pairs, seed, (0.5,), "path_seconds")
+            prs, _ = arm_ratios(pairs, seed, (0.5,), "path_seconds", noise)
             path_ratio = prs[0] if prs else None
     return CheckStats(
         check=check,
@@ -343,7 +345,7 @@ def _check(check: str, pairs: Sequence[Pair], seed: int) -> CheckStats:
 
 
 def _checks(
-    check_runs: Sequence[Run], runs: Sequence[Run]
+    check_runs: Sequence[Run], runs: Sequence[Run], noise: Noise
 ) -> tuple[tuple[CheckStats, ...], tuple[CheckStats, ...]]:
     per_arm: list[CheckStats] = []
     by_check: dict[str, list[Pair]] = {}
@@ -355,14 +357,14 @@ def _checks(
                 CheckStats(r.check, (r,), (), None, None, None, "its block has no SEC0 arm")
             )
             continue
-        per_arm.append(_check(r.check, [(r, base)], r.seed))
+        per_arm.append(_check(r.check, [(r, base)], r.seed, noise))
         by_check.setdefault(r.check, []).append((r, base))
     pools = []
     for check, pairs in sorted(by_check.items(), key=lambda kv: natural_key(kv[0])):
         pairs.sort(key=lambda p: p[0].id)
-        pool = _check(check, pairs, GROUP_SEED)
+        pool = _check(check, pairs, GROUP_SEED, noise)
         if check == "aa":
-            tail, _ = arm_ratios(pairs, GROUP_SEED, (0.95,))
+            tail, _ = arm_ratios(pairs, GROUP_SEED, (0.95,), noise=noise)
             pool = replace(pool, tail=tail[0] if tail else None)
         pools.append(pool)
     return tuple(per_arm), tuple(pools)
@@ -372,6 +374,7 @@ def analyse(loaded: Loaded) -> Analysis:
     runs = [r for r in loaded.runs if r.check is None]
     check_runs = [r for r in loaded.runs if r.check is not None]
     show_mtls = len({r.mtls for r in runs if r.sec in (Sec.SEC2, Sec.SEC3) and r.mtls}) > 1
+    noise = noise_of(loaded.runs)
     cells = []
     for r in runs:
         base = baseline_of(r, runs)
@@ -381,7 +384,7 @@ def analyse(loaded: Loaded) -> Analysis:
         elif base is None:
             rs, why = (), f"no SEC0 cell with {r.net}, {r.data}, seed {r.seed}"
         else:
-            rs, why = arm_ratios([(r, base)], r.seed)
+            rs, why = arm_ratios([(r, base)], r.seed, noise=noise)
         cells.append(
             CellStats(
                 r,
@@ -390,14 +393,14 @@ def analyse(loaded: Loaded) -> Analysis:
                 rs,
                 why,
                 base,
-                parts(r, base),
+                parts(r, base, noise),
             )
         )
     members: dict[GroupKey, list[CellStats]] = {}
     for c in cells:
         members.setdefault((c.sec, c.run.net, c.run.data), []).append(c)
-    groups = {k: _group(k, v, loaded) for k, v in members.items()}
-    checks, pools = _checks(check_runs, runs)
+    groups = {k: _group(k, v, loaded, noise) for k, v in members.items()}
+    checks, pools = _checks(check_runs, runs, noise)
     return Analysis(
         loaded=loaded,
         show_mtls=show_mtls,
@@ -408,6 +411,7 @@ def analyse(loaded: Loaded) -> Analysis:
         groups=groups,
         checks=checks,
         check_pools=pools,
+        noise=noise,
         check_cells=tuple(
             CellStats(r, r.sec, quantiles(r.durations, r.seed), (), "check arm") for r in check_runs
         ),

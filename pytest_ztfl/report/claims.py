@@ -102,7 +102,7 @@ def _ratio_claim(
         return Claim(
             topic, NOT_MEASURED, "-", source, RATIO_RULE, "no data split and seed has both arms"
         )
-    rs, why = arm_ratios(pairs, GROUP_SEED, (q,))
+    rs, why = arm_ratios(pairs, GROUP_SEED, (q,), noise=a.noise)
     if not rs:
         return Claim(topic, NOT_MEASURED, _pairs_n(names, pairs, None), source, RATIO_RULE, why)
     r = rs[0]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_ztfl.analysis.compare import ArmRounds
+from pytest_ztfl.analysis.compare import ArmRounds, Noise, NoiseArm
 from pytest_ztfl.rows import SCHEMA
-from pytest_ztfl.sec import SEC_LEVELS
+from pytest_ztfl.sec import SEC_LEVELS, Sec
 
 SEC_ORDER = SEC_LEVELS
 
@@ -119,6 +120,18 @@ class Run:
     @property
     def proofs_passed(self) -> int:
         return sum(ok for _, ok in self.proofs)
+
+
+def noise_of(runs: Sequence[Run]) -> Noise:
+    """The runs' instance-level noise (pytest_ztfl.analysis.compare.Noise): every sound run
+    without a fault, against its own block run's SEC0 arm."""
+
+    def arm(r: Run) -> NoiseArm:
+        base = r.sec == Sec.SEC0 and r.check is None
+        name = None if base else f"{r.sec}-{r.mtls}-{r.net}-{r.check}"
+        return NoiseArm(name, r.block_run, r.arm)
+
+    return Noise.of_arms(arm(r) for r in runs if r.sound and r.fault is None)
 
 
 def natural_key(text: str) -> tuple[Any, ...]:

@@ -60,11 +60,12 @@ def _rng(cell: Cell) -> np.random.Generator:
 
 def simulate(cell: Cell, *, fail_rounds: frozenset[int] = frozenset(),
              timeouts: int = 0, shared: list[float] | None = None, delay_s: float = 0.0,
-             factor: float = 1.0, hold_s: float = 0.0) -> str:
+             factor: float = 1.0, hold_s: float = 0.0, jitter: float = 0.12) -> str:
     """The event log of one cell's FL run, as JSON lines. ``shared``: a per-round factor the
     block's arms all meet; ``delay_s``: added to every round's communication (a delay arm);
     ``factor``: scales the arm's rounds; ``hold_s``: the server is held this long before
-    every round (``round_hold``: other arms' rounds run meanwhile)."""
+    every round (``round_hold``: other arms' rounds run meanwhile); ``jitter``: the sd of the
+    arm's own round-to-round noise (log scale)."""
     wl = cell.workload
     rng = _rng(cell)
     buf = io.StringIO()
@@ -91,7 +92,7 @@ def simulate(cell: Cell, *, fail_rounds: frozenset[int] = frozenset(),
             held += hold_s if first is not None else 0.0
         first = log.clock if first is None else first
         log.emit("round_start", round=r, selected=clients)
-        work = float(base * rng.lognormal(0.0, 0.12)) * (shared[r - 1] if shared else 1.0)
+        work = float(base * rng.lognormal(0.0, jitter)) * (shared[r - 1] if shared else 1.0)
         duration = work + delay_s
         failing = clients[:wl.clients - 1] if r in fail_rounds else []
         timed_out = clients[-timeouts:] if timeouts and r == 2 else []
@@ -205,12 +206,14 @@ def build_results(out: Path, m: Matrix | None = None, *,
                   slo: dict[str, list[dict[str, Any]]] | None = None,
                   design: bool = False,
                   arms: dict[str, dict[str, Any]] | None = None,
-                  block_runs: dict[str, str] | None = None) -> list[Cell]:
+                  block_runs: dict[str, str] | None = None,
+                  jitter: float = 0.12) -> list[Cell]:
     """Store every cell of ``m`` in ``out``; ``faults[cell_id]`` passes to :func:`simulate`.
 
     ``design``: measured in blocks (see the module's docstring); ``arms[cell_id]``: more
     :func:`simulate` arguments for one arm (e.g. ``{"factor": 1.3}``); ``block_runs[cell_id]``
-    the block run a cell was measured in (default: its block's; another one: unpaired)."""
+    the block run a cell was measured in (default: its block's; another one: unpaired);
+    ``jitter``: every arm's own round-to-round noise (:func:`simulate`)."""
     m = m or matrix()
     store = ResultStore(out)
     store.prepare(m.to_dict(), resume=False)
@@ -219,7 +222,8 @@ def build_results(out: Path, m: Matrix | None = None, *,
     for c in cells:
         blocks.setdefault(c.block, []).append(c)
     for i, cell in enumerate(cells):
-        kw: dict[str, Any] = {**(faults or {}).get(cell.id, {}), **(arms or {}).get(cell.id, {})}
+        kw: dict[str, Any] = {"jitter": jitter, **(faults or {}).get(cell.id, {}),
+                              **(arms or {}).get(cell.id, {})}
         block = blocks[cell.block]
         order: list[list[str]] = []
         positions: dict[int, int] = {}

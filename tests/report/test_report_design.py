@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from dataclasses import replace
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -38,7 +40,9 @@ def _line(body: str, start: str) -> str:
 
 def _make(root: Path, **kw: Any) -> Made:
     results = root / "results"
-    build_results(results, matrix(**CHECKED), design=True, **kw)
+    # rounds 3% apart within an arm: a 50 ms delay (6% of a NET0 round) stands out of the
+    # instance noise the report borrows from the blocks' repeats (analysis.paired)
+    build_results(results, matrix(**CHECKED), design=True, jitter=0.03, **kw)
     text = write(results, root / "report").read_text(encoding="utf-8")
     return results, text, analyse(load.load(results))
 
@@ -61,6 +65,10 @@ def _rows(results: Path) -> dict[str, dict[str, Any]]:
     return {r["cell"]["id"]: r for r in ResultStore(results).rows()}
 
 
+def _noise(rows: dict[str, dict[str, Any]]) -> compare.Noise:
+    return compare.Noise.of_rows(rows.values())
+
+
 def test_check_arms_never_enter_the_sec_analysis(blocks: Made) -> None:
     results, text, a = blocks
     checks = {r.id for r in a.loaded.runs if r.check}
@@ -75,7 +83,8 @@ def test_check_arms_never_enter_the_sec_analysis(blocks: Made) -> None:
     for c in a.cells:
         if c.run.sec == "SEC3":
             assert c.baseline is not None and c.baseline.id == c.run.id.replace("SEC3", "SEC0")
-            r50 = compare.ratio([(rows[c.run.id], rows[c.baseline.id])], 0.5, seed=c.run.seed)
+            r50 = compare.ratio([(rows[c.run.id], rows[c.baseline.id])], 0.5, seed=c.run.seed,
+                                noise=_noise(rows))
             assert c.ratios[0] == r50
     head = _section(text, "Seed study (ZeroTrust-FLBench) headline claims vs this run")
     line = _line(head, "| SEC3 vs SEC0 p50 round-duration overhead at NET0")
@@ -102,8 +111,10 @@ def test_cell_comparisons_pair_rounds_within_a_block_run(blocks: Made, odd: Made
             same_run = (rows[c.run.id]["design"]["block_run"]
                         == rows[c.baseline.id]["design"]["block_run"])
             assert c.ratios[0].paired is same_run
-            assert c.ratios[0] == compare.ratio(
-                [(rows[c.run.id], rows[c.baseline.id])], 0.5, seed=c.run.seed)
+            r = compare.ratio(
+                [(rows[c.run.id], rows[c.baseline.id])], 0.5, seed=c.run.seed, noise=_noise(rows))
+            # the noise is summed in another order from the report's runs: equal to rounding
+            assert c.ratios[0] == replace(r, mde=pytest.approx(r.mde))
     unpaired = [c.run.id for c in odd[2].cells if c.ratios and not c.ratios[0].paired]
     assert unpaired == ["SEC3-NET0-iid-s1"]
     assert all(c.ratios[0].paired for c in blocks[2].cells if c.ratios)
@@ -152,7 +163,9 @@ def test_rows_without_a_design_say_so(tmp_path: Path) -> None:
     parts = _section(text, "Where a round's time goes")
     line = _line(parts, "| `SEC3-NET0-iid-s0`")
     cols = [c.strip() for c in line.strip("|").split("|")]
-    assert cols[2] != "not recorded" and cols[6].endswith("]")  # compute/path from the events
+    assert cols[2] != "not recorded"  # compute/path from the events
+    # one block, no repeat of a comparison to measure instance noise: marked unreliable
+    assert cols[6].endswith("]†")
     assert cols[7:] == ["not recorded"] * 5  # no cgroups, no resources in these rows
 
 
@@ -167,7 +180,7 @@ def test_instrument_checks_show_aa_within_noise_and_the_known_delay(blocks: Made
     assert _line(body, "| **all aa arms** | pooled over 4 blocks | paired | 48 vs 48 |")
     # The A/A numbers are compare's on the rows (the instrument warning's computation).
     cid = "SEC0-NET0-iid-s0-aa"
-    r = compare.ratio([(rows[cid], rows["SEC0-NET0-iid-s0"])], 0.5, seed=0)
+    r = compare.ratio([(rows[cid], rows["SEC0-NET0-iid-s0"])], 0.5, seed=0, noise=_noise(rows))
     line = _line(body, f"| `{cid}`")
     assert f"| {r.estimate:.3f}x [{r.ci_low:.3f}, {r.ci_high:.3f}] | {r.mde:.1%} |" in line
     # The delay arm's rounds are its SEC0 arm's plus exactly 50 ms of communication.
@@ -176,16 +189,20 @@ def test_instrument_checks_show_aa_within_noise_and_the_known_delay(blocks: Made
     for x in delay:
         cols = [c.strip() for c in x.strip("|").split("|")]
         assert cols[2] == "50" and cols[3] == "paired" and cols[6] == cols[8] == "yes"
-        assert cols[9] == cols[10] == "+50.0 ms [+50.0, +50.0]"
+        # exactly +50 ms, in an interval as wide as the blocks' instance noise makes it
+        for diff in (cols[9], cols[10]):
+            est, low, high = (float(v) for v in re.findall(r"[-+][\d.]+", diff))
+            assert est == 50.0 and 0 < low < est < high
     cid = "SEC0-NET0-noniid-s1-delay50ms"
     base = rows["SEC0-NET0-noniid-s1"]
-    r = compare.ratio([(rows[cid], base)], 0.5, seed=1)
+    r = compare.ratio([(rows[cid], base)], 0.5, seed=1, noise=_noise(rows))
     med = median(x["duration"] for x in base["metrics"]["rounds"])
-    assert math.isclose(r.estimate, (med + 0.05) / med, rel_tol=1e-5)
+    # the median of the rounds' ratios: (d + 0.05) / d between the two middle rounds' d
+    assert math.isclose(r.estimate, (med + 0.05) / med, rel_tol=1e-3)
     assert r.ci_low > 1
     assert f"{r.estimate:.3f}x [{r.ci_low:.3f}, {r.ci_high:.3f}] (MDE {r.mde:.1%}) | yes" in \
         _line(body, f"| `{cid}`")
-    p = compare.ratio([(rows[cid], base)], 0.5, "path_seconds", seed=1)
+    p = compare.ratio([(rows[cid], base)], 0.5, "path_seconds", seed=1, noise=_noise(rows))
     assert p.ci_low > 1 and f"| {p.estimate:.3f}x [{p.ci_low:.3f}, " in _line(body, f"| `{cid}`")
     assert ("Found in the round's duration in 4 of 4 blocks; in the path time in 4 of 4 "
             "blocks.") in body
@@ -223,11 +240,11 @@ def test_where_a_rounds_time_goes(blocks: Made) -> None:
             assert cols[9] == "0" and cols[11] == "300 / 1100 (5 pods)"
         else:
             d = compare.difference([(rows[cid], rows["SEC0-NET0-iid-s0"])], 0.5,
-                                   "path_seconds", seed=0)
+                                   "path_seconds", seed=0, noise=_noise(rows))
             assert cols[6] == (f"{d.estimate * 1000:+.1f} ms "
                                f"[{d.ci_low * 1000:+.1f}, {d.ci_high * 1000:+.1f}]")
             cpu = compare.ratio([(rows[cid], rows["SEC0-NET0-iid-s0"])], 0.5,
-                                "cpu_seconds", seed=0)
+                                "cpu_seconds", seed=0, noise=_noise(rows))
             assert cols[8].startswith(f"{cpu.estimate:.3f}x [{cpu.ci_low:.3f}, ")
             # the TLS proxies: 0.1 x the round; the largest pod holds a 20 MiB proxy too
             assert cols[9] == num(median(r["cpu_proxy_seconds"] for r in rounds))

@@ -27,7 +27,7 @@ def _trust_check() -> ModuleType:
 
 def _judge(tmp_path: Path, **kw: Any) -> tuple[int, dict[str, Any]]:
     results = tmp_path / "results"
-    build_results(results, matrix(**TRUST), design=True, **kw)
+    build_results(results, matrix(**TRUST), design=True, jitter=0.01, **kw)
     rc = _trust_check().main([str(results), "--json", str(tmp_path / "check.json")])
     return rc, json.loads((tmp_path / "check.json").read_text())
 
@@ -56,14 +56,16 @@ def test_a_directory_without_cells_is_bad_input(tmp_path: Path) -> None:
 
 
 def _findings(tmp_path: Path, **kw: Any) -> dict[str, str | None]:
+    from pytest_ztfl.analysis import compare
     from pytest_ztfl.matrix_tests import check_finding
     from pytest_ztfl.results import ResultStore
 
     results = tmp_path / "rows"
-    cells = build_results(results, matrix(**TRUST), design=True, **kw)
+    cells = build_results(results, matrix(**TRUST), design=True, jitter=0.01, **kw)
     rows = {r["cell"]["id"]: r for r in ResultStore(results).rows()}
+    noise = compare.Noise.of_rows(rows.values())  # as the plugin's session gives it
     return {
-        c.id: check_finding(c, rows[c.id], rows[f"SEC0-NET0-iid-s{c.seed}"])
+        c.id: check_finding(c, rows[c.id], rows[f"SEC0-NET0-iid-s{c.seed}"], noise)
         for c in cells
         if c.check and c.check.startswith("delay")
     }
