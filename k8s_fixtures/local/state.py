@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -65,6 +66,9 @@ class StateDir:
 
     def __init__(self, root: Path, name: str, record: Record) -> None:
         self.root, self.path, self.record = root, root / name, record
+        # A block's arms deploy from threads at once: each change to the record and its write
+        # happen under one lock (two writers of one tmp file lost it: FileNotFoundError).
+        self._mutex = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             raise FileExistsError(f"cluster {name} already exists in {root}")
@@ -82,23 +86,30 @@ class StateDir:
         return f"{self.root.resolve()}:{self.record.name}"
 
     def save(self) -> None:
+        with self._mutex:
+            self._write()
+
+    def _write(self) -> None:
         tmp = self.path / "state.json.tmp"
         tmp.write_text(json.dumps(asdict(self.record), indent=1))
         tmp.replace(self.path / "state.json")
 
     def add(self, *, netns: str | None = None, pid: int | None = None) -> None:
-        if netns is not None:
-            self.record.netns.append(netns)
-        if pid is not None:
-            self.record.pids.append((pid, start_time(pid) or 0))
-        self.save()
+        started = 0 if pid is None else (start_time(pid) or 0)
+        with self._mutex:
+            if netns is not None:
+                self.record.netns.append(netns)
+            if pid is not None:
+                self.record.pids.append((pid, started))
+            self._write()
 
     def forget(self, *, netns: str | None = None, pid: int | None = None) -> None:
-        if netns is not None and netns in self.record.netns:
-            self.record.netns.remove(netns)
-        if pid is not None:
-            self.record.pids = [p for p in self.record.pids if p[0] != pid]
-        self.save()
+        with self._mutex:
+            if netns is not None and netns in self.record.netns:
+                self.record.netns.remove(netns)
+            if pid is not None:
+                self.record.pids = [p for p in self.record.pids if p[0] != pid]
+            self._write()
 
     def close(self, remove: bool = True) -> None:
         """Release the lock (and delete the directory when the cluster is gone)."""

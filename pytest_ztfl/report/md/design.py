@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from statistics import median
 
 from pytest_ztfl.analysis.base import min_n_for_quantile_ci
+from pytest_ztfl.analysis.paired import ASSUMED
 from pytest_ztfl.report.arms import is_paired
 from pytest_ztfl.report.calc import Analysis, load_fractions
 from pytest_ztfl.report.fmt import num, table
@@ -140,6 +141,9 @@ def design(a: Analysis) -> list[str]:
                 f"reliable from {min_n_for_quantile_ci(0.95)} rounds per arm)",
             )
         )
+    noise = a.noise.of("duration")
+    said = (noise or ASSUMED).describe(log=True)
+    rows.append(("instance noise (median round duration)", said))
     env = [r.environment for r in runs]
     mem = [
         f"{v / 2**30:.1f} GiB" if isinstance(v := e.get("memory_bytes"), int) else None for e in env
@@ -168,7 +172,8 @@ def design(a: Analysis) -> list[str]:
         f"cpu_other_seconds` of {source(a)}; n = {len(runs)} rows. Arms compared with each "
         "other (SEC levels, mTLS modes, check arms of one NET, data split, seed and fault) "
         "form a block; a comparison pairs the rounds of two arms that ran in the same block "
-        "run, and its interval resamples blocks, then rounds (docs/statistics.md).",
+        "run, and its interval takes the instance noise of the run's repeated comparisons "
+        "into account (docs/statistics.md).",
         "",
         *table(("", "value"), rows),
     ]
