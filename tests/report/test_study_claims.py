@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from report_synth import build_results, matrix
 
-from pytest_ztfl.report import study
+from pytest_ztfl.report import claims, main_report, study
 from pytest_ztfl.report.study import Claimed, ClaimsError, load_claims, parse_claims
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,3 +165,14 @@ def test_a_tta_ordering_claims_its_fastest_level_and_no_values() -> None:
         parse_claims({"claim": [{**tta, "value": 1.0}]})
     with pytest.raises(ClaimsError, match="claim 't': field 'fastest' must be one of SEC0"):
         parse_claims({"claim": [{**tta, "fastest": "fast"}]})
+
+
+def test_ztfl_report_names_a_malformed_claim_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build_results(tmp_path / "res", matrix(net=("NET0",), data=("iid",), seeds=(0,)))
+    monkeypatch.setattr(claims, "load_claims", lambda: parse_claims({"claim": [_with(q=2)]}))
+    assert main_report(str(tmp_path / "res"), str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert err == ("ztfl report: error: study_claims.toml: claim 'x-ratio': field 'q' must be a "
+                   "quantile in (0, 1), not 2\n")
