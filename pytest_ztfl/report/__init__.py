@@ -7,12 +7,15 @@ the top and their cells left out. Input with nothing to report raises :class:`Re
 (one line naming the cause), which ``main_report`` turns into exit status 2.
 
 The package is split by job, in layers (import-linter contracts "report: ..."): ``model`` (a
-stored row as a typed ``Run``); ``load`` (files -> validated rows), ``fmt`` (numbers and
+stored row as a typed ``Run``) and ``study`` (the seed study's quantitative claims, the data
+file ``study_claims.toml``); ``load`` (files -> validated rows), ``fmt`` (numbers and
 intervals as text) and ``arms`` (which arm compares with which, by pytest_ztfl.analysis.compare);
 ``calc`` (the numbers behind tables and figures: pytest_ztfl.analysis for one sample, ``arms``
-for two; check arms kept apart); ``claims`` (the seed study's headline claims) and ``plot``
-(the figures' canvas); ``figures`` and ``md`` (report.md, one module per group of sections,
-assembled by ``md.document``).
+for two; check arms kept apart); ``measures`` (what a run measures of the study's claims beyond
+a ratio, and the study's own definitions), ``verdicts`` (the verdict rule and the claims that
+are not ratios); ``claims`` (a verdict on every claim) and ``plot`` (the figures' canvas);
+``figures`` and ``md`` (report.md, one module per group of sections, assembled by
+``md.document``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pytest_ztfl.report.calc import analyse
 from pytest_ztfl.report.figures import FIGURES
 from pytest_ztfl.report.load import ReportError
 from pytest_ztfl.report.md.document import document
+from pytest_ztfl.report.study import ClaimsError
 from pytest_ztfl.results import ResultsError, atomic_write
 
 __all__ = ["ReportError", "main_report", "write"]
@@ -68,7 +72,7 @@ def main_report(results_dir: str, out: str | None) -> int:
     report_dir = Path(out) if out else Path(results_dir) / "report"
     try:
         path = write(Path(results_dir), report_dir)
-    except ResultsError as exc:
+    except (ResultsError, ClaimsError) as exc:
         print(f"ztfl report: error: {exc}", file=sys.stderr)
         return 2
     print(path)

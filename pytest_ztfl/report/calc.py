@@ -248,7 +248,8 @@ def load_fractions(runs: Iterable[Run]) -> list[float]:
     ]
 
 
-def _tta(runs: Iterable[Run], loaded: Loaded) -> tuple[TTAEstimate | None, str]:
+def tta_of(runs: Iterable[Run], loaded: Loaded) -> tuple[TTAEstimate | None, str]:
+    """Mean TTA of ``runs`` (censored where not reached), or None and why; and a note."""
     times, reached, approx = [], [], 0
     for r in runs:
         if r.tta_seconds is not None:
@@ -285,7 +286,7 @@ def _convergence(runs: Sequence[Run]) -> tuple[ConvergencePoint, ...]:
 def _group(key: GroupKey, cells: list[CellStats], loaded: Loaded, noise: Noise) -> GroupStats:
     runs = [c.run for c in cells]
     durations = [d for r in sorted(runs, key=lambda r: r.id) for d in r.durations]
-    tta, note = _tta(runs, loaded)
+    tta, note = tta_of(runs, loaded)
     failures: Counter[str] = Counter()
     for r in runs:
         failures.update(r.failures_by_class)

@@ -1,213 +1,211 @@
-"""This run's measurements of the seed study's (ZeroTrust-FLBench) headline claims.
+"""This run's verdict on every quantitative claim of the seed study (ZeroTrust-FLBench), the
+claims being data (report.study, ``study_claims.toml``).
 
-The claimed values themselves are not reproduced here (the harness does not hold the paper);
-each row gives the measured value with its CI, n, the rows it comes from, and the rule for
-comparing a published value with it. A ratio pools its arms over every block (data split and
-seed) that holds both, by pytest_ztfl.analysis.compare: rounds paired within a block run, blocks and
-rounds resampled (the pooled SLO gate's comparison). Its tail is p95, not the seed study's p99:
-an honest interval for a p99 needs 368 rounds per arm. The interaction contrast is a contrast
-of four pooled samples, each resampled on its own (unpaired), and says so. Check arms never
-enter (report.calc keeps them apart).
+A ratio of round-duration quantiles (a SEC level over SEC0, NET2 over NET0, non-IID over IID)
+is report.arms.arm_ratios with the run's instance noise, the comparison every other table of the
+report uses: each treatment run with the run of its block that differs only in what the claim
+compares (same data split and seed; for a data-split claim, same SEC level, NET and seed),
+rounds paired within a block run, blocks and rounds resampled, bootstrap seed 0. Beside it, the
+same ratio by the study's definition of the quantile (report.measures). A p99 from fewer than
+368 rounds per arm is descriptive and its verdict says so; from fewer than 100 the claim is not
+testable (report.verdicts.quantile_limits). The additivity claim is the 2x2 interaction contrast
+in seconds, an unpaired bootstrap of four pooled samples (their blocks differ in NET, so no
+rounds pair). Every other kind of claim is report.verdicts'. Check arms never enter, nor cells
+with a fault.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from pytest_ztfl.analysis import gates
 from pytest_ztfl.analysis.base import quantile_label
-from pytest_ztfl.analysis.ratios import RatioCI, Scale, interaction_contrast
-from pytest_ztfl.report.arms import RATIO_QUANTILES, Pair, arm_ratios, pair_with, pairing
+from pytest_ztfl.analysis.ratios import RatioCI, interaction_contrast
+from pytest_ztfl.report.arms import Pair, arm_ratios, pairing
 from pytest_ztfl.report.calc import GROUP_SEED, Analysis
 from pytest_ztfl.report.fmt import UNRELIABLE, ci_text, ratio_text
+from pytest_ztfl.report.measures import study_quantile
 from pytest_ztfl.report.model import Run
+from pytest_ztfl.report.study import SIDE_KEYS, Side, StudyClaim, load_claims
+from pytest_ztfl.report.verdicts import (
+    NOT_MEASURED,
+    Verdict,
+    accuracy,
+    attempts,
+    convergence,
+    failures,
+    quantile_verdict,
+    setting,
+    tta_order,
+    untestable,
+)
 from pytest_ztfl.sec import Sec
 
-NOT_MEASURED = "not measured in this run"
-RATIO_RULE = (
-    "a published ratio outside the CI is contradicted by this run; inside it is "
-    "consistent (not confirmed)"
-)
+DEFINITION_NAMES = {
+    "mean-of-runs": "the mean over runs of each run's {q}",
+    "pooled": "the {q} of all rounds pooled",
+}
 
 
-@dataclass(frozen=True)
-class Claim:
-    topic: str
-    measured: str
-    n: str
-    source: str
-    rule: str
-    note: str = ""
+def _labels(a: Analysis, sec: str | None) -> list[str]:
+    """The run's SEC labels of level ``sec`` (one per mTLS mode when it holds several)."""
+    if sec is None:
+        return [""]
+    return [s for s in a.secs if s.split("-", 1)[0] == sec]
 
 
-def _matched(arms: Sequence[Sequence[Run]]) -> tuple[list[list[float]], list[int]]:
-    """Pooled durations per arm over the (data, seed) pairs every arm has; cells per arm."""
-    common = set.intersection(*({(r.data, r.seed) for r in arm} for arm in arms))
-    pooled, cells = [], []
-    for arm in arms:
-        kept = sorted((r for r in arm if (r.data, r.seed) in common), key=lambda r: r.id)
-        pooled.append([d for r in kept for d in r.durations])
-        cells.append(len(kept))
-    return pooled, cells
+def _arm(a: Analysis, side: Side, label: str) -> list[Run]:
+    return [
+        c.run
+        for c in a.cells
+        if c.run.fault is None
+        and (side.sec is None or c.sec == label)
+        and (side.net is None or c.run.net == side.net)
+        and (side.data is None or c.run.data == side.data)
+    ]
 
 
-def _n(names: Sequence[str], pooled: Sequence[Sequence[float]], cells: Sequence[int]) -> str:
-    return " vs ".join(
-        f"{name}: {len(p)} rounds / {c} cells"
-        for name, p, c in zip(names, pooled, cells, strict=True)
-    )
+def _absent(a: Analysis, *sides: Side) -> str:
+    """Why the run holds no arm of a side, or ""."""
+    for side in sides:
+        if side.net is not None and side.net not in a.nets:
+            return f"{side.net} not in this run"
+        if side.sec is not None and not _labels(a, side.sec):
+            return f"{NOT_MEASURED}: no {side.sec} cells"
+        if side.data is not None and side.data not in a.datas:
+            return f"{NOT_MEASURED}: no {side.data} cells"
+    return ""
 
 
-def _pattern(sec: str, net: str) -> str:
-    suffix = sec.split("-", 1)[1] if "-" in sec else ""
-    return f"`{sec.split('-', 1)[0]}-{net}-*{'-' + suffix if suffix else ''}`"
+def _pairs(a: Analysis, treat: Sequence[Run], base: Sequence[Run], fixed: set[str]) -> list[Pair]:
+    """Each treatment run (in id order) with the baseline run that differs from it only in
+    what the claim's sides fix (``fixed``, of sec, net, data): for sides that differ in SEC
+    level or NET, report.arms.pair_with's blocks (same data split and seed)."""
+    label = {c.run.id: c.sec for c in a.cells}
+
+    def key(r: Run) -> tuple[object, ...]:
+        parts = {"sec": label[r.id], "net": r.net, "data": r.data}
+        return (*(v for k, v in parts.items() if k not in fixed), r.seed)
+
+    index = {key(b): b for b in base}
+    return [(t, b) for t in sorted(treat, key=lambda r: r.id) if (b := index.get(key(t)))]
 
 
-def _absent(topic: str, rule: str, why: str) -> Claim:
-    return Claim(topic, NOT_MEASURED, "-", "-", rule, why)
-
-
-def _pairs_n(names: Sequence[str], pairs: Sequence[Pair], r: RatioCI | None) -> str:
+def _pairs_n(names: tuple[str, str], pairs: Sequence[Pair], r: RatioCI) -> str:
     """``SEC3/NET0: 48 rounds / 4 cells vs SEC0/NET0: 48 rounds / 4 cells; 4 blocks, paired``
-    (rounds: those the comparison used: a paired block's rounds both arms completed)."""
-    treat = {t.id: t for t, _ in pairs}
-    base = {b.id: b for _, b in pairs}
-    if r is not None:
-        n_t, n_b = r.n_treatment, r.n_baseline
-    else:
-        n_t = sum(len(t.durations) for t in treat.values())
-        n_b = sum(len(b.durations) for b in base.values())
-    text = (
-        f"{names[0]}: {n_t} rounds / {len(treat)} cells vs "
-        f"{names[1]}: {n_b} rounds / {len(base)} cells"
-    )
-    if r is not None:
-        text += f"; {r.blocks} block{'s' * (r.blocks != 1)}, {pairing(pairs)}"
-    return text
-
-
-def _ratio_claim(
-    a: Analysis, topic: str, treat: tuple[str, str], base: tuple[str, str], q: float
-) -> Claim:
-    arms = [a.runs(*treat), a.runs(*base)]
-    if not all(arms):
-        missing = [f"{s} x {n}" for (s, n), arm in zip((treat, base), arms, strict=True) if not arm]
-        return _absent(topic, RATIO_RULE, f"the run has no {' and no '.join(missing)} cells")
-    pairs = pair_with(arms[0], arms[1])
-    names = [f"{s}/{n}" for s, n in (treat, base)]
-    source = f"runs.jsonl rows {_pattern(*treat)} vs {_pattern(*base)}"
-    if not pairs:
-        return Claim(
-            topic, NOT_MEASURED, "-", source, RATIO_RULE, "no data split and seed has both arms"
-        )
-    rs, why = arm_ratios(pairs, GROUP_SEED, (q,), noise=a.noise)
-    if not rs:
-        return Claim(topic, NOT_MEASURED, _pairs_n(names, pairs, None), source, RATIO_RULE, why)
-    r = rs[0]
-    return Claim(
-        topic,
-        ratio_text(r),
-        _pairs_n(names, pairs, r),
-        source,
-        RATIO_RULE,
-        "" if r.reliable else r.note,
+    (rounds: those the comparison used)."""
+    n_t, n_b = len({t.id for t, _ in pairs}), len({b.id for _, b in pairs})
+    return (
+        f"{names[0]}: {r.n_treatment} rounds / {n_t} cells vs "
+        f"{names[1]}: {r.n_baseline} rounds / {n_b} cells; "
+        f"{r.blocks} block{'s' * (r.blocks != 1)}, {pairing(pairs)}"
     )
 
 
-def _interaction(a: Analysis, sec3: str, q: float, scale: Scale) -> Claim:
-    what = "seconds" if scale == "abs" else "log ratio"
-    topic = (
-        f"{sec3} and NET2 costs are additive ({quantile_label(q)}, {what}: "
-        f"(SEC3+NET2) - SEC3 - NET2 + baseline)"
-    )
-    rule = (
-        "0 inside the CI: consistent with additive costs (in seconds)"
-        if scale == "abs"
-        else "0 inside the CI: the overhead ratios multiply (same relative cost with NET2)"
-    )
-    cells = [(s, n) for s in (Sec.SEC0, sec3) for n in ("NET0", "NET2")]
-    arms = [a.runs(s, n) for s, n in cells]
-    if not all(arms):
-        absent = [f"{s} x {n}" for (s, n), arm in zip(cells, arms, strict=True) if not arm]
-        return _absent(topic, rule, f"needs SEC0/{sec3} x NET0/NET2; no {', '.join(absent)}")
-    pooled, counts = _matched(arms)
-    base, b_only, a_only, both = pooled  # order of ``cells``: (S0,N0) (S0,N2) (S3,N0) (S3,N2)
-    names = [f"{s}/{n}" for s, n in cells]
-    n_text = _n(names, pooled, counts)
-    source = "runs.jsonl rows " + ", ".join(_pattern(s, n) for s, n in cells)
-    unpaired = (
-        "unpaired: the four pooled samples are resampled independently (their blocks differ "
-        "in NET, so no rounds pair); seconds-scale contrasts of p99 are descriptive"
-    )
-    try:
-        ic = interaction_contrast(base, a_only, b_only, both, q, scale=scale, seed=GROUP_SEED)
-    except ValueError as exc:
-        return Claim(topic, NOT_MEASURED, n_text, source, rule, f"{exc}; {unpaired}")
-    unit = " s" if scale == "abs" else ""
-    value = f"{ic.estimate:+.3g}{unit} {ci_text(ic.ci_low, ic.ci_high, '{:+.3g}')}"
-    if scale == "log" and math.isfinite(ic.estimate):
-        value += f" (ratio of ratios {ic.ratio_of_ratios:.3g}x)"
-    if not ic.reliable:
-        value += UNRELIABLE
-    note = unpaired if ic.reliable else f"{ic.note}; {unpaired}"
-    return Claim(topic, value, n_text, source, rule, note)
+def _theirs(c: StudyClaim, pairs: Sequence[Pair], q: float) -> str:
+    """The same ratio by the study's definition of the quantile, over the same runs."""
+    definition = c.definition or "mean-of-runs"
+    treat = list({t.id: t for t, _ in pairs}.values())
+    base = list({b.id: b for _, b in pairs}.values())
+    t, b = study_quantile(treat, q, definition), study_quantile(base, q, definition)
+    name = DEFINITION_NAMES[definition].format(q=quantile_label(q))
+    return f"{t / b:.3f}x ({name}, every recorded round)" if b > 0 else "-"
 
 
-def _failure_claim(a: Analysis, sec: str | None) -> Claim:
-    runs = a.runs(sec)
-    label = sec or "all cells"
-    topic = f"per-round failure rate, {label}"
-    failed = sum(r.failed_rounds for r in runs)
-    total = sum(r.rounds_denominator for r in runs)
-    g = gates.failure_rate_gate(failed, total)
-    value = (
-        f"{100 * g.estimate:.3g}% {ci_text(100 * g.ci_low, 100 * g.ci_high, '{:.3g}%')}"
-        f" ({failed} failed); cells successful {sum(r.success for r in runs)}/{len(runs)}"
-        if total
-        else NOT_MEASURED
-    )
-    rows = f"rows `{sec}-*`" if sec else "all rows"
-    return Claim(
-        topic,
-        value,
-        f"{total} planned rounds / {len(runs)} cells",
-        f"runs.jsonl {rows} (metrics.rounds[].ok)",
-        f"SLO <= {100 * gates.DEFAULT_FAILURE_RATE_LIMIT:g}%; verdict here: "
-        f"{g.verdict.value} (Clopper-Pearson CI; FAIL only if the CI is above the limit)",
-    )
-
-
-def claims(a: Analysis) -> list[Claim]:
-    sec3s = [s for s in a.secs if s.split("-")[0] == Sec.SEC3] or [Sec.SEC3]
+def _ratio(a: Analysis, c: StudyClaim) -> list[Verdict]:
+    t, b = c.treatment, c.baseline
+    q = c.q or 0.5
+    why = _absent(a, t, b)
+    if why:
+        return [untestable(c, why)]
+    fixed = {k for k in SIDE_KEYS if getattr(t, k) is not None or getattr(b, k) is not None}
+    labels = _labels(a, t.sec)
     out = []
-    for s3 in sec3s:
-        for net in a.nets or ("NET0",):
-            for q in RATIO_QUANTILES:
-                out.append(
-                    _ratio_claim(
-                        a,
-                        f"{s3} vs SEC0 {quantile_label(q)} round-duration overhead at {net}",
-                        (s3, net),
-                        (Sec.SEC0, net),
-                        q,
-                    )
-                )
-    for q in RATIO_QUANTILES:
+    for label in labels:
+        name = f"{c.id} [{label}]" if len(labels) > 1 else c.id
+        pairs = _pairs(a, _arm(a, t, label), _arm(a, b, b.sec or ""), fixed)
+        if not pairs:
+            out.append(untestable(c, f"{NOT_MEASURED}: no block holds both arms", label=name))
+            continue
+        rs, why = arm_ratios(pairs, GROUP_SEED, (q,), noise=a.noise)
+        if not rs:
+            out.append(untestable(c, f"{NOT_MEASURED}: {why}", label=name))
+            continue
+        r = rs[0]
+        n = min(r.n_treatment, r.n_baseline)
+        verdict = quantile_verdict(c.claimed, q, n, r.ci_low, r.ci_high)
+        theirs = _theirs(c, pairs, q)
+        names = (Side(label or t.sec, t.net, t.data).text(), b.text())
         out.append(
-            _ratio_claim(
-                a,
-                f"NET2 vs NET0 {quantile_label(q)} round-duration overhead at SEC0",
-                (Sec.SEC0, "NET2"),
-                (Sec.SEC0, "NET0"),
-                q,
-            )
+            Verdict(c, name, ratio_text(r), theirs, verdict, _pairs_n(names, pairs, r), r.note)
         )
-    for s3 in sec3s:
-        out.append(_interaction(a, s3, 0.5, "abs"))
-        out.append(_interaction(a, s3, 0.99, "abs"))
-        out.append(_interaction(a, s3, 0.5, "log"))
-    out.append(_failure_claim(a, None))
-    out.extend(_failure_claim(a, s) for s in a.secs)
+    return out
+
+
+def _matched(arms: Sequence[Sequence[Run]]) -> list[list[Run]]:
+    """Each arm's runs over the (data, seed) pairs every arm has, in id order."""
+    common = set.intersection(*({(r.data, r.seed) for r in arm} for arm in arms))
+    return [sorted((r for r in arm if (r.data, r.seed) in common), key=lambda r: r.id)
+            for arm in arms]  # fmt: skip
+
+
+def _interaction(a: Analysis, c: StudyClaim) -> list[Verdict]:
+    sec, net = c.sec or Sec.SEC3, c.net or "NET2"
+    q = c.q or 0.99
+    sides = [Side(Sec.SEC0, "NET0"), Side(Sec.SEC0, net), Side(sec, "NET0"), Side(sec, net)]
+    why = _absent(a, *sides)
+    if why:
+        return [untestable(c, why)]
+    out = []
+    labels = _labels(a, sec)
+    for label in labels:
+        name = f"{c.id} [{label}]" if len(labels) > 1 else c.id
+        arms = _matched([_arm(a, s, label if s.sec == sec else Sec.SEC0) for s in sides])
+        if not all(arms):
+            why = f"{NOT_MEASURED}: no data split and seed has all four arms"
+            out.append(untestable(c, why, label=name))
+            continue
+        base, b_only, a_only, both = ([d for r in arm for d in r.durations] for arm in arms)
+        n = " vs ".join(
+            f"{s.text()}: {sum(len(r.durations) for r in arm)} rounds / {len(arm)} cells"
+            for s, arm in zip(sides, arms, strict=True)
+        )
+        unpaired = "unpaired: the four pooled samples are resampled independently"
+        try:
+            ic = interaction_contrast(base, a_only, b_only, both, q, scale="abs", seed=GROUP_SEED)
+        except ValueError as exc:
+            out.append(untestable(c, f"{NOT_MEASURED}: {exc}", n=n, label=name))
+            continue
+        verdict = quantile_verdict(c.claimed, q, min(ic.n), ic.ci_low, ic.ci_high)
+        measured = f"{ic.estimate:+.3g} s {ci_text(ic.ci_low, ic.ci_high, '{:+.3g}')}"
+        measured += "" if ic.reliable else UNRELIABLE
+        d = c.definition or "mean-of-runs"
+        qs = [study_quantile(arm, q, d) for arm in arms]
+        theirs = (f"{qs[3] - qs[2] - qs[1] + qs[0]:+.3g} s "
+                  f"({DEFINITION_NAMES[d].format(q=quantile_label(q))})")  # fmt: skip
+        note = f"{ic.note}; {unpaired}" if ic.note else unpaired
+        out.append(Verdict(c, name, measured, theirs, verdict, n, note))
+    return out
+
+
+def verdicts(a: Analysis, claims: Sequence[StudyClaim] | None = None) -> list[Verdict]:
+    """One verdict per claim (one per mTLS mode for a SEC2/SEC3 ratio when the run holds
+    several), in the claims file's order."""
+    out: list[Verdict] = []
+    for c in load_claims() if claims is None else claims:
+        if c.metric == "duration" and c.kind in ("ratio", "ordering"):
+            out += _ratio(a, c)
+        elif c.kind == "interaction":
+            out += _interaction(a, c)
+        elif c.metric == "failed_rounds":
+            out.append(failures(a, c))
+        elif c.metric == "final_accuracy":
+            out.append(accuracy(a, c))
+        elif c.metric == "tta":
+            out.append(tta_order(a, c))
+        elif c.kind == "difference":
+            out.append(convergence(a, c))
+        elif c.kind == "count":
+            out.append(attempts(a, c))
+        else:
+            out.append(setting(a, c))
     return out

@@ -46,6 +46,10 @@ def test_import_contract_catches_a_violation(tmp_path: Path) -> None:
     assert "k8s_fixtures._contract_probe -> fl_app" in proc.stdout
 
 
+# The report's layers, broken three ways below.
+REPORT_LAYERS = ("report: md and figures over claims and plot, over verdicts, over measures, over "
+                 "calc, over arms, load and fmt, over model and study")
+
 # Every contract inside a package, by its name's prefix, with an import that breaks it:
 # (module under the repository, the line appended to it, the contract's name).
 PACKAGE_CONTRACTS = ("faults:", "analysis:", "report:", "matrix:", "proofs:", "platform:",
@@ -65,11 +69,11 @@ VIOLATIONS = [
     pytest.param("pytest_ztfl/analysis/tta.py", "from pytest_ztfl.report import fmt",
                  "analysis: pure numbers, never imports the report", id="analysis-no-report"),
     pytest.param("pytest_ztfl/report/model.py", "from pytest_ztfl.report import calc",
-                 "report: md and figures over claims and plot, over calc, over arms, load and "
-                 "fmt, over model", id="report-layers"),
+                 REPORT_LAYERS, id="report-layers"),
     pytest.param("pytest_ztfl/report/figures.py", "from pytest_ztfl.report.md import document",
-                 "report: md and figures over claims and plot, over calc, over arms, load and "
-                 "fmt, over model", id="report-layers-independent"),
+                 REPORT_LAYERS, id="report-layers-independent"),
+    pytest.param("pytest_ztfl/report/study.py", "from pytest_ztfl.report import verdicts",
+                 REPORT_LAYERS, id="report-study-under-its-verdicts"),
     pytest.param("pytest_ztfl/report/md/common.py", "from pytest_ztfl.report.md import meta",
                  "report: md's document over its sections, the sections over common alone",
                  id="report-md-layers"),

@@ -87,11 +87,11 @@ def test_check_arms_never_enter_the_sec_analysis(blocks: Made) -> None:
                                 noise=_noise(rows))
             assert c.ratios[0] == r50
     head = _section(text, "Seed study (ZeroTrust-FLBench) headline claims vs this run")
-    line = _line(head, "| SEC3 vs SEC0 p50 round-duration overhead at NET0")
+    line = _line(head, "| `sec3-p50-net0`")
     assert "SEC3/NET0: 48 rounds / 4 cells vs SEC0/NET0: 48 rounds / 4 cells; 4 blocks, paired" \
         in line
-    fail = _line(head, "| per-round failure rate, SEC0")
-    assert "48 planned rounds / 4 cells" in fail
+    fail = _line(head, "| `failure-every-config-le-2pct`")
+    assert "0 of 48 rounds, 4 cells" in fail  # a SEC level's 4 cells, no check arm
     assert "n = 8 cells and 8 check arms" in _section(text, "Cells")
     for cid in checks:  # listed, but compared only under Instrument checks
         row = _line(_section(text, "Cells"), f"| `{cid}`")
@@ -122,7 +122,7 @@ def test_cell_comparisons_pair_rounds_within_a_block_run(blocks: Made, odd: Made
     assert "| comparisons of cells with their SEC0 arm | 3 of 4 paired (same block run), " \
         "1 unpaired |" in design
     head = _section(odd[1], "Seed study (ZeroTrust-FLBench) headline claims vs this run")
-    assert "4 blocks, 3 of 4 blocks paired" in _line(head, "| SEC3 vs SEC0 p50")
+    assert "4 blocks, 3 of 4 blocks paired" in _line(head, "| `sec3-p50-net0`")
 
 
 def test_measurement_design_section(blocks: Made) -> None:

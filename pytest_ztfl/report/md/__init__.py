@@ -3,6 +3,6 @@
 
 ``meta`` (run metadata), ``design`` (the measurement design and the NET emulation during the
 runs), ``checks`` (the instrument's own checks: A/A and known delays), ``cells`` (per-cell
-table and where a round's time goes), ``outcomes`` (cell groups, SLO verdicts, the seed study's
-headline claims next to this run's values); ``common`` holds what they share.
+table and where a round's time goes), ``outcomes`` (cell groups, SLO verdicts, this run's
+verdict on each of the seed study's claims); ``common`` holds what they share.
 """
