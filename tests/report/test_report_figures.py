@@ -83,10 +83,10 @@ def test_a_figure_with_something_to_show_is_drawn_and_shown(faulty: Made, name: 
     assert f"]({name})" in _section(text, "Figures")
 
 
-def test_the_figures_come_first_in_their_order(faulty: Made) -> None:
+def test_the_figures_follow_the_summary_in_their_order(faulty: Made) -> None:
     text = faulty[1]
     figures = _section(text, "Figures")
-    assert text.index("## Figures") < text.index("## Run metadata")
+    assert text.index("## Summary") < text.index("## Figures") < text.index("## Run metadata")
     assert "no figure" not in figures
     places = [figures.index(f"]({name})") for name in ALL]
     assert places == sorted(places)

@@ -1,5 +1,6 @@
-"""report.md as one text: the title, the notes on damaged input, the figures (or, for one
-with nothing to show, its one line), every section in order and the method."""
+"""report.md as one text: the title, the notes on damaged input, the summary a reader starts
+with, the figures (or, for one with nothing to show, its one line), every section in order
+and the method."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pytest_ztfl.report.md.common import utc
 from pytest_ztfl.report.md.design import design, emulation
 from pytest_ztfl.report.md.meta import metadata
 from pytest_ztfl.report.md.outcomes import groups, headline, slo
+from pytest_ztfl.report.md.summary import summary
 from pytest_ztfl.report.plot import Figure
 
 
@@ -40,6 +42,7 @@ def document(
         lines += [f"> - {n}" for n in notes]
         lines.append("")
     sections: list[tuple[str, list[str]]] = [
+        ("Summary", summary(a)),
         ("Figures", figures_section(figures)),
         ("Run metadata", metadata(a)),
         ("Measurement design", design(a)),
