@@ -1,6 +1,7 @@
 """report.md's *Summary*, first: its numbers are the tables' below (overhead, TTA, failures,
 proofs, the instrument's checks), the data source is said plainly from the rows (or, in rows
-stored before the field, their event logs)."""
+stored before the field, their event logs), and a pass/fail table collapses to its count with
+the exceptions listed."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from report_synth import build_results, matrix
 from pytest_ztfl.analysis import gates
 from pytest_ztfl.report import load, write
 from pytest_ztfl.report.calc import Analysis, analyse
+from pytest_ztfl.report.md.common import collapsed
 
 FAULTY = "SEC3-NET2-noniid-s1"
 Made = tuple[str, Analysis]
@@ -187,3 +189,37 @@ def test_the_data_source_is_said_plainly_from_rows_or_their_event_logs(tmp_path:
     assert ("- **Data**: full MNIST (its 60,000 training and 10,000 test images) in 1 row; "
             f"{OFFLINE} in 1 row.") in summary
 
+
+def test_collapsed_keeps_the_exceptions_only() -> None:
+    rows = [["a", "PASS"], ["b", "FAIL"], ["c", "PASS"], ["d", "INCONCLUSIVE"]]
+    out = collapsed(("cell", "verdict"), rows, lambda r: r[1] == "PASS", "verdicts")
+    assert out[0] == "2 of 4 verdicts PASS; the other 2:"
+    assert out[2:] == ["| cell | verdict |", "|---|---|", "| b | FAIL |", "| d | INCONCLUSIVE |"]
+    assert collapsed(("cell", "verdict"), rows[:1], lambda r: r[1] == "PASS", "verdicts") == [
+        "All 1 verdicts PASS."]
+
+
+def _slo(verdict: str) -> dict[str, Any]:
+    return {"metric": "median round duration SEC3/SEC0", "verdict": verdict,
+            "message": f"{verdict.upper()} median 1.02x"}
+
+
+def test_an_all_pass_slo_table_is_a_count_and_its_exceptions_are_listed(tmp_path: Path) -> None:
+    m = matrix(net=("NET0", "NET2"), data=("iid",), seeds=(0,))
+    passing = {c: [_slo("pass")] for c in ("SEC0-NET0-iid-s0", "SEC0-NET2-iid-s0",
+                                           "SEC3-NET0-iid-s0", "SEC3-NET2-iid-s0")}
+    text, _ = _make(tmp_path / "pass", m, slo=passing)
+    body = _section(text, "SLO verdicts")
+    assert "All 4 verdicts PASS." in body.splitlines()
+    assert not _tables(body)
+    assert "- **SLO verdicts** stored in the rows: PASS 4." in _section(text, "Summary")
+
+    mixed = {**passing, "SEC3-NET2-iid-s0": [_slo("pass"), _slo("inconclusive")]}
+    text, _ = _make(tmp_path / "mixed", m, slo=mixed)
+    body = _section(text, "SLO verdicts")
+    assert "4 of 5 verdicts PASS; the other 1:" in body.splitlines()
+    (table,) = _tables(body)
+    assert table[1:] == [["`SEC3-NET2-iid-s0`", "median round duration SEC3/SEC0",
+                          "INCONCLUSIVE", "INCONCLUSIVE median 1.02x"]]
+    assert "- **SLO verdicts** stored in the rows: PASS 4, INCONCLUSIVE 1." in _section(
+        text, "Summary")

@@ -1,6 +1,6 @@
 """What the sections of report.md share: the source line of the tables, a field's distinct
-values over rows, times in UTC, a block's label, the NET calibrations in one line, and the
-verdicts of the instrument's checks."""
+values over rows, times in UTC, a block's label, the NET calibrations in one line, the verdicts
+of the instrument's checks, and a pass/fail table collapsed to its count and exceptions."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import datetime as dt
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pytest_ztfl.analysis.ratios import RatioCI
 from pytest_ztfl.report.calc import Analysis, CheckStats
+from pytest_ztfl.report.fmt import table
 from pytest_ztfl.report.model import Run
 
 NOT_RECORDED = "not recorded"
@@ -85,3 +86,20 @@ def detected(r: RatioCI | None) -> str:
         return "yes"
     return "no (interval below 1)" if r.ci_high < 1.0 else "no"
 
+
+def collapsed(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    passed: Callable[[Sequence[str]], bool],
+    what: str,
+) -> list[str]:
+    """A table whose rows pass or not, as the count that passed and a table of the others:
+    ``All 28 verdicts PASS.``, or ``25 of 28 verdicts PASS; the other 3:`` and their rows."""
+    others = [r for r in rows if not passed(r)]
+    if not others:
+        return [f"All {len(rows)} {what} PASS."]
+    return [
+        f"{len(rows) - len(others)} of {len(rows)} {what} PASS; the other {len(others)}:",
+        "",
+        *table(header, others),
+    ]
