@@ -57,6 +57,7 @@ class RunSummary:
     identities: list[str] = field(default_factory=list)
     finished: bool = False
     held_seconds: float = 0.0  # waits for the harness's round releases after round 1 began
+    data_source: str | None = None  # the MNIST the server loaded (fl_app.data: "full", ...)
 
     @property
     def compute_floors(self) -> list[float]:
@@ -112,6 +113,7 @@ def summarize(log: ParsedLog) -> RunSummary:
     reached = log.of("target_reached")
     ends = log.of("run_end")
     evals = {e["round"]: float(e["accuracy"]) for e in log.of("eval")}
+    source = starts[0].get("data_source") if starts else None
     return RunSummary(
         run_id=starts[0]["run_id"] if starts else "",
         rounds_planned=int(conf.get("rounds", len(rounds))),
@@ -125,6 +127,7 @@ def summarize(log: ParsedLog) -> RunSummary:
         identities=sorted({u["identity"] for u in log.of("client_update") if u["identity"]}),
         finished=bool(ends),
         held_seconds=held_seconds(log),
+        data_source=source if isinstance(source, str) else None,
     )
 
 

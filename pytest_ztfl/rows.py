@@ -4,7 +4,8 @@ what the harness observed (proofs, overlays, pod status), so every number traces
 Row fields:
     schema, cell{id, sec, net, data, seed, mtls, workload}, success, success_reason, error,
     metrics{rounds[...], rounds_planned, durations, final_accuracy, accuracy_by_round,
-    tta_seconds, target, failures_by_class, identities, ...} (fl_app.summary.RunSummary),
+    tta_seconds, target, failures_by_class, identities, data_source, ...}
+    (fl_app.summary.RunSummary),
     failures_by_class (the harness's taxonomy: netpol, mtls, resource, netem, workload,
     unclassified: pytest_ztfl.taxonomy), failures[{round, client, event, class, why}],
     evidence{client{denied_egress, tcp_timeouts, dropped_other, throttled_seconds, ...},

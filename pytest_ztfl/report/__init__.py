@@ -26,7 +26,7 @@ from pathlib import Path
 from pytest_ztfl import environment
 from pytest_ztfl.report import load
 from pytest_ztfl.report.calc import analyse
-from pytest_ztfl.report.figures import FIGURES
+from pytest_ztfl.report.figures import draw
 from pytest_ztfl.report.load import ReportError
 from pytest_ztfl.report.md.document import document
 from pytest_ztfl.report.study import ClaimsError
@@ -46,13 +46,11 @@ def write(results_dir: Path, report_dir: Path) -> Path:
             f"{report_dir}: cannot create the report directory ({exc.strerror})"
         ) from None
     analysis = analyse(loaded)
-    figures = []
     # every figure is of the cells proper: a directory holding only check arms has none
-    for draw in FIGURES if analysis.cells else ():
-        try:
-            figures.append(draw(analysis, report_dir))
-        except OSError as exc:
-            raise ReportError(f"{report_dir}: cannot write a figure ({exc.strerror})") from None
+    try:
+        figures = draw(analysis, report_dir) if analysis.cells else []
+    except OSError as exc:
+        raise ReportError(f"{report_dir}: cannot write a figure ({exc.strerror})") from None
     path = report_dir / "report.md"
     version = environment.package_version("pytest-ztfl") or "(not installed)"
     text = document(analysis, figures, loaded.notes, version)

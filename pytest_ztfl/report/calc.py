@@ -25,6 +25,7 @@ from statistics import median
 import numpy as np
 from scipy import stats as sps
 
+from pytest_ztfl.analysis import gates
 from pytest_ztfl.analysis.base import DEFAULT_CONFIDENCE
 from pytest_ztfl.analysis.compare import NO_NOISE, Noise
 from pytest_ztfl.analysis.paired import DiffCI
@@ -111,6 +112,23 @@ class ConvergencePoint:
 
 
 @dataclass(frozen=True)
+class Rate:
+    """Failed of planned rounds, with the 95% Clopper-Pearson interval of the per-round rate
+    (the failure-rate gate's: pytest_ztfl.analysis.gates)."""
+
+    failed: int
+    total: int
+    estimate: float
+    ci_low: float
+    ci_high: float
+
+
+def failure_rate(failed: int, total: int) -> Rate:
+    g = gates.failure_rate_gate(failed, total)
+    return Rate(failed, total, g.estimate, g.ci_low, g.ci_high)
+
+
+@dataclass(frozen=True)
 class GroupStats:
     key: GroupKey
     runs: tuple[Run, ...]
@@ -129,6 +147,11 @@ class GroupStats:
     @property
     def seeds(self) -> int:
         return len(self.runs)
+
+    @property
+    def rate(self) -> Rate:
+        """Its per-round failure rate."""
+        return failure_rate(self.failed_rounds, self.rounds_total)
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from fl_app.events import EventLogError, read_events
-from fl_app.summary import held_seconds, summarize
+from fl_app.summary import RunSummary, held_seconds, summarize
 from pytest_ztfl import matrix as mx
 from pytest_ztfl.report.model import RowError, Run, from_row, run_sort_key
 from pytest_ztfl.results import ResultsError
@@ -37,6 +37,7 @@ class EventsCheck:
     # blocks): the time a run that never reached its target was observed for, i.e. its TTA
     # censoring time, on the same clock as its time to accuracy.
     elapsed: float | None = None
+    data_source: str | None = None  # run_start.data_source: the MNIST the server loaded
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,12 @@ def check_events(out: Path, run: Run) -> EventsCheck:
         ends = [log.events[-1]["t"]]
     elapsed = float(ends[-1]) - float(starts[0]) - held_seconds(log) if starts and ends else None
     summary = summarize(log)
+    check = _compare(rel, run, summary, elapsed)
+    return replace(check, data_source=summary.data_source)
+
+
+def _compare(rel: str, run: Run, summary: RunSummary, elapsed: float | None) -> EventsCheck:
+    """The row's rounds and time to accuracy against its event log's."""
     from_events = [(r.ok, r.duration) for r in summary.rounds]
     from_row_ = [(r.ok, r.duration) for r in run.rounds]
     if len(from_events) != len(from_row_) or not all(
@@ -209,6 +216,12 @@ def load(out: Path) -> Loaded:
             notes.append(f"`{r.source}`: ignored malformed {', '.join(r.ignored)}")
     matrix, expected = _matrix(out, notes)
     events = {r.id: check_events(out, r) for r in runs}
+    # rows stored before metrics.data_source: the data source their event log names
+    runs = [
+        r if r.data_source or not events[r.id].data_source
+        else replace(r, data_source=events[r.id].data_source)
+        for r in runs
+    ]
     for r in runs:
         ev = events[r.id]
         if ev.status != "ok":

@@ -86,6 +86,9 @@ class Run:
     error: str | None = None  # the harness's error (then the row enters no comparison)
     design: dict[str, Any] = field(default_factory=dict)  # block, mode, orders (design.py)
     resources: dict[str, Any] = field(default_factory=dict)  # pods' CPU and peak memory
+    # the MNIST the run trained on ("full", "offline-test-split"): metrics.data_source, else
+    # (rows stored before it) the event log's run_start, filled in by report.load
+    data_source: str | None = None
 
     @property
     def sound(self) -> bool:
@@ -306,4 +309,5 @@ def from_row(row: Any, source: str) -> Run:
         error=_str(row.get("error")),
         design=d if isinstance(d := row.get("design"), dict) else {},
         resources=res if isinstance(res := row.get("resources"), dict) else {},
+        data_source=_str(metrics.get("data_source")),
     )

@@ -157,7 +157,7 @@ def test_smoke_matrix_end_to_end(
         assert cid in md
     assert "## Measurement design" in md and "## Where a round's time goes" in md
     pngs = sorted(p.name for p in report.glob("*.png"))
-    assert len(pngs) >= 5, pngs
+    assert len(pngs) >= 4, pngs  # overhead, p99, ECDF, convergence; more with failures
     for name in pngs:
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({name})" in md

@@ -60,12 +60,13 @@ def _rng(cell: Cell) -> np.random.Generator:
 
 def simulate(cell: Cell, *, fail_rounds: frozenset[int] = frozenset(),
              timeouts: int = 0, shared: list[float] | None = None, delay_s: float = 0.0,
-             factor: float = 1.0, hold_s: float = 0.0, jitter: float = 0.12) -> str:
+             factor: float = 1.0, hold_s: float = 0.0, jitter: float = 0.12,
+             data_source: str = "synthetic") -> str:
     """The event log of one cell's FL run, as JSON lines. ``shared``: a per-round factor the
     block's arms all meet; ``delay_s``: added to every round's communication (a delay arm);
     ``factor``: scales the arm's rounds; ``hold_s``: the server is held this long before
     every round (``round_hold``: other arms' rounds run meanwhile); ``jitter``: the sd of the
-    arm's own round-to-round noise (log scale)."""
+    arm's own round-to-round noise (log scale); ``data_source``: what run_start names."""
     wl = cell.workload
     rng = _rng(cell)
     buf = io.StringIO()
@@ -73,7 +74,7 @@ def simulate(cell: Cell, *, fail_rounds: frozenset[int] = frozenset(),
     clients = list(range(wl.clients))
     log.emit("run_start", config={"rounds": wl.rounds, "target_accuracy": wl.target_accuracy,
                                   "num_clients": wl.clients},
-             partition={}, model_params=21840, update_bytes=87360, data_source="synthetic")
+             partition={}, model_params=21840, update_bytes=87360, data_source=data_source)
     log.emit("server_ready", port=50051)
     for c in clients:
         log.clock += 0.05
@@ -207,13 +208,15 @@ def build_results(out: Path, m: Matrix | None = None, *,
                   design: bool = False,
                   arms: dict[str, dict[str, Any]] | None = None,
                   block_runs: dict[str, str] | None = None,
-                  jitter: float = 0.12) -> list[Cell]:
+                  jitter: float = 0.12,
+                  data_source: str = "synthetic") -> list[Cell]:
     """Store every cell of ``m`` in ``out``; ``faults[cell_id]`` passes to :func:`simulate`.
 
     ``design``: measured in blocks (see the module's docstring); ``arms[cell_id]``: more
     :func:`simulate` arguments for one arm (e.g. ``{"factor": 1.3}``); ``block_runs[cell_id]``
     the block run a cell was measured in (default: its block's; another one: unpaired);
-    ``jitter``: every arm's own round-to-round noise (:func:`simulate`)."""
+    ``jitter``: every arm's own round-to-round noise and ``data_source`` the MNIST every
+    run_start names (:func:`simulate`)."""
     m = m or matrix()
     store = ResultStore(out)
     store.prepare(m.to_dict(), resume=False)
@@ -222,8 +225,8 @@ def build_results(out: Path, m: Matrix | None = None, *,
     for c in cells:
         blocks.setdefault(c.block, []).append(c)
     for i, cell in enumerate(cells):
-        kw: dict[str, Any] = {"jitter": jitter, **(faults or {}).get(cell.id, {}),
-                              **(arms or {}).get(cell.id, {})}
+        kw: dict[str, Any] = {"jitter": jitter, "data_source": data_source,
+                              **(faults or {}).get(cell.id, {}), **(arms or {}).get(cell.id, {})}
         block = blocks[cell.block]
         order: list[list[str]] = []
         positions: dict[int, int] = {}

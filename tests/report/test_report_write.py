@@ -19,8 +19,9 @@ from pytest_ztfl.report import main_report, write
 from pytest_ztfl.report.fmt import UNRELIABLE
 from pytest_ztfl.results import ResultStore
 
-FIGURES = ("p99_heatmap.png", "round_duration_ecdf.png", "tta.png", "convergence.png",
-           "failures_by_class.png")
+FIGURES = ("overhead_heatmap.png", "p99_heatmap.png", "round_duration_ecdf.png", "tta.png",
+           "failure_rate_heatmap.png", "success_counts.png", "failures_by_class.png",
+           "convergence.png")  # all drawn: FAULTY has failures and is not successful
 FAULTY = "SEC3-NET2-noniid-s1"
 SLO = [{"metric": "p99 round duration SEC3/SEC0", "verdict": "inconclusive", "estimate": 1.4,
         "ci_low": 0.9, "ci_high": 1.9, "limit": 1.2, "n": [12, 12], "confidence": 0.95,

@@ -7,28 +7,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_ztfl.analysis.ratios import RatioCI
 from pytest_ztfl.report.arms import pairing
 from pytest_ztfl.report.calc import Analysis, CheckStats
 from pytest_ztfl.report.fmt import mde_text, ms_text, ratio_text, table
-from pytest_ztfl.report.md.common import block_label, source
-
-
-def _check_verdict(c: CheckStats) -> str:
-    r = c.ratio
-    if r is None:
-        return f"not judged ({c.note})"
-    if not (math.isfinite(r.ci_low) and math.isfinite(r.ci_high)):
-        return "not judged (no interval)"
-    return "FALSE ALARM (interval excludes 1)" if r.excludes_one else "within noise"
-
-
-def _detected(r: RatioCI | None) -> str:
-    if r is None or not math.isfinite(r.ci_low):
-        return "not judged"
-    if r.ci_low > 1.0:
-        return "yes"
-    return "no (interval below 1)" if r.ci_high < 1.0 else "no"
+from pytest_ztfl.report.md.common import block_label, check_verdict, detected, source
 
 
 def _rounds(c: CheckStats) -> str:
@@ -61,7 +43,7 @@ def _aa_row(c: CheckStats, arm: str, block: str, pairs: str) -> list[str]:
         _rounds(c),
         ratio_text(r, mde=False) if r else "n/a",
         mde_text(r.mde).strip(" ()").removeprefix("MDE ") if r and mde_text(r.mde) else "n/a",
-        _check_verdict(c),
+        check_verdict(c),
     ]
 
 
@@ -74,9 +56,9 @@ def _delay_row(c: CheckStats, arm: str, block: str, pairs: str) -> list[str]:
         pairs,
         _rounds(c),
         ratio_text(r) if r else f"n/a ({c.note})",
-        _detected(r),
+        detected(r),
         ratio_text(c.path_ratio) if c.path_ratio else "n/a",
-        _detected(c.path_ratio),
+        detected(c.path_ratio),
         ms_text(c.duration_diff) if c.duration_diff else "n/a",
         ms_text(c.path_diff) if c.path_diff else "n/a",
     ]
@@ -86,7 +68,7 @@ def _aa_section(arms: Sequence[CheckStats], pool: CheckStats | None) -> list[str
     judged = [c.ratio for c in arms if c.ratio is not None and math.isfinite(c.ratio.ci_low)]
     alarms = sum(r.excludes_one for r in judged)
     unjudged = f" ({len(arms) - len(judged)} not judged)" if len(judged) < len(arms) else ""
-    pooled = f"; pooled over blocks: {_check_verdict(pool)}" if pool is not None else ""
+    pooled = f"; pooled over blocks: {check_verdict(pool)}" if pool is not None else ""
     tail = (
         [
             "",
@@ -120,7 +102,7 @@ def _aa_section(arms: Sequence[CheckStats], pool: CheckStats | None) -> list[str
 
 def _delay_section(check: str, arms: Sequence[CheckStats], pool: CheckStats | None) -> list[str]:
     def found(which: str) -> str:
-        verdicts = [_detected(getattr(c, which)) for c in arms]
+        verdicts = [detected(getattr(c, which)) for c in arms]
         judged = sum(v != "not judged" for v in verdicts)
         unjudged = f" ({len(arms) - judged} not judged)" if judged < len(arms) else ""
         return f"{sum(v == 'yes' for v in verdicts)} of {judged} blocks{unjudged}"

@@ -1,5 +1,6 @@
-"""report.md as one text: the title, the notes on damaged input, every section in order, the
-figures and the method."""
+"""report.md as one text: the title, the notes on damaged input, the summary a reader starts
+with, the figures (or, for one with nothing to show, its one line), every section in order
+and the method."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from pytest_ztfl.report.md.common import utc
 from pytest_ztfl.report.md.design import design, emulation
 from pytest_ztfl.report.md.meta import metadata
 from pytest_ztfl.report.md.outcomes import groups, headline, slo
+from pytest_ztfl.report.md.summary import summary
+from pytest_ztfl.report.plot import Figure
 
 
 def document(
-    a: Analysis, figures: Sequence[tuple[str, str]], notes: Sequence[str], version: str
+    a: Analysis, figures: Sequence[Figure], notes: Sequence[str], version: str
 ) -> str:
     loaded = a.loaded
     name = (loaded.matrix or {}).get("name", "results")
@@ -39,6 +42,8 @@ def document(
         lines += [f"> - {n}" for n in notes]
         lines.append("")
     sections: list[tuple[str, list[str]]] = [
+        ("Summary", summary(a)),
+        ("Figures", figures_section(figures)),
         ("Run metadata", metadata(a)),
         ("Measurement design", design(a)),
         ("Instrument checks", instrument(a)),
@@ -48,20 +53,25 @@ def document(
         ("NET emulation during the runs", emulation(a)),
         ("SLO verdicts", slo(a)),
         ("Seed study (ZeroTrust-FLBench) headline claims vs this run", headline(a)),
-        (
-            "Figures",
-            [
-                line
-                for f, cap in figures
-                for line in (f"![{f.removesuffix('.png')}]({f})", "", f"*{cap}*", "")
-            ]
-            or ["No figures: every row read is a check arm (figures show the cells proper)."],
-        ),
         ("Method", method()),
     ]
     for title, body in sections:
         lines += [f"## {title}", "", *body, ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def figures_section(figures: Sequence[Figure]) -> list[str]:
+    """Each figure with its caption; in its place, a figure with nothing to show says so in
+    one line."""
+    if not figures:
+        return ["No figures: every row read is a check arm (figures show the cells proper)."]
+    out = []
+    for f in figures:
+        if f.drawn:
+            out += [f"![{f.label}]({f.name})", "", f"*{f.text}*", ""]
+        else:
+            out += [f"*{f.label}*: no figure, {f.text}", ""]
+    return out[:-1]
 
 
 def method() -> list[str]:

@@ -3,13 +3,11 @@ calibration, the machine and the versions, the run window."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from pytest_ztfl.report.calc import Analysis
 from pytest_ztfl.report.fmt import table
-from pytest_ztfl.report.md.common import distinct, source, utc
-from pytest_ztfl.report.model import Run
+from pytest_ztfl.report.md.common import calibrations, distinct, source, utc
 
 ENV_KEYS = ("git_commit", "hostname", "kernel", "os", "python", "cpus", "cpu_model", "memory_bytes")
 
@@ -57,23 +55,6 @@ def _matrix_rows(a: Analysis) -> list[tuple[str, str]]:
     return out
 
 
-def _calibrations(runs: Sequence[Run]) -> str:
-    seen = {
-        (r.net, r.calibration.get("ref"), r.calibration.get("passed"), r.calibration.get("note"))
-        for r in runs
-        if r.calibration
-    }
-    if not seen:
-        return "not recorded"
-
-    def one(net: str, ref: Any, ok: Any, note: Any) -> str:
-        if ref is None:
-            return f"{net} {note or 'not measured'}"
-        return f"{net} {'passed' if ok else 'MISSED its targets' if ok is False else '?'} (`{ref}`)"
-
-    return "; ".join(one(*x) for x in sorted(seen, key=str))
-
-
 def metadata(a: Analysis) -> list[str]:
     runs = a.loaded.runs
     rows = _matrix_rows(a)
@@ -88,7 +69,7 @@ def metadata(a: Analysis) -> list[str]:
     )
     rows.append(("cells measured at once", distinct(r.parallel or 1 for r in runs)))
     rows.append(("NET emulation", distinct(r.net_mechanism for r in runs)))
-    rows.append(("NET calibration", _calibrations(runs)))
+    rows.append(("NET calibration", calibrations(runs)))
     rows.append(("NetworkPolicy", distinct(r.netpol_action for r in runs)))
     rows.append(("mTLS", distinct(r.mtls_mode for r in runs)))
     for key in ENV_KEYS:

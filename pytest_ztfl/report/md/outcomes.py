@@ -9,7 +9,7 @@ from pytest_ztfl.analysis.base import min_n_for_quantile_ci
 from pytest_ztfl.report.calc import Analysis
 from pytest_ztfl.report.claims import verdicts
 from pytest_ztfl.report.fmt import escape, q_text, ratio_text, table, tta_text
-from pytest_ztfl.report.md.common import source
+from pytest_ztfl.report.md.common import collapsed, source
 
 
 def groups(a: Analysis) -> list[str]:
@@ -103,7 +103,8 @@ def slo(a: Analysis) -> list[str]:
         "median and p95 of a SEC level over its blocks) are pytest outcomes, not stored in "
         "rows; *Cell groups* shows the same comparisons per data split." + left,
         "",
-        *table(("cell", "SLO", "verdict", "evidence"), rows),
+        *collapsed(("cell", "SLO", "verdict", "evidence"), rows, lambda row: row[2] == "PASS",
+                   "verdicts"),
     ]
 
 
