@@ -126,7 +126,8 @@ def overhead(a: Analysis, out: Path) -> Figure:
     return Figure(OVERHEAD, label, (
         "Median round duration of each SEC level over its block's SEC0 arm (same NET, data "
         "split and seed; rounds paired within a block run), averaged over blocks, with the 95% "
-        "two-level bootstrap interval and the MDE: the 'p50 vs SEC0' column of Cell groups. "
+        "interval (the run's instance noise and the paired rounds) and the MDE: the 'p50 vs "
+        "SEC0' column of Cell groups. "
         "Red: slower than SEC0, blue: faster; the colour scale spans the intervals, so an "
         f"effect they cannot resolve stays pale; {UNRELIABLE}: interval unreliable."
     ))

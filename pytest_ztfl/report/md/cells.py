@@ -73,7 +73,8 @@ def cells(a: Analysis) -> list[str]:
         "(column *events check*). n per cell = its completed rounds (*rounds ok*); p50/p95/p99 "
         "describe the cell's own rounds. *vs SEC0* divides the cell's quantile by its block's "
         "SEC0 arm's (same NET, data, seed and fault): rounds paired when the two ran in one "
-        "block run, else unpaired; the two-level bootstrap and bootstrap seed of the SLO gate "
+        "block run, else unpaired; the interval (the run's instance noise, at least the rounds' "
+        "bootstrap) and bootstrap seed of the SLO gate "
         "(analysis.compare), so the p50 ratio is the gate's. MDE: the smallest change the "
         "comparison detects with 80% power. "
         f"n = {len(a.cells)} cells{checks}.",
@@ -155,7 +156,7 @@ def time_parts(a: Analysis) -> list[str]:
         "(`cpu_proxy_seconds`); the delay line's own process apart (`cpu_delayline_seconds`). "
         "Peak memory per pod (the sum of its containers' peaks, an upper bound) from "
         "`resources.pods`: the largest pod and all pods together. Differences and ratios "
-        "against the block's SEC0 arm as in *Cells* (paired rounds, two-level bootstrap). "
+        "against the block's SEC0 arm as in *Cells* (paired rounds, instance noise). "
         f"{NOT_RECORDED}: the row predates these fields or the backend gives no cgroups; "
         f"delay-line CPU -: no delay line (NET0 or kernel netem). n = {len(a.cells)} cells.",
         "",

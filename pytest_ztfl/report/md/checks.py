@@ -146,7 +146,7 @@ def instrument(a: Analysis) -> list[str]:
     out = [
         f"Source: {source(a)}, rows with `cell.check`. Each check arm ran in its block beside "
         "the block's SEC0 arm and is compared with it exactly as a SEC level is (median round "
-        "duration, rounds paired within a block run, two-level bootstrap, 95% CI, MDE at 80% "
+        "duration, rounds paired within a block run, the run's instance noise, 95% CI, MDE at 80% "
         "power). Blind: an A/A arm is SEC0 again, its true ratio is 1, so an interval that "
         "excludes 1 is a false alarm (about 1 block in 20 by chance). Sighted: a delay arm's "
         "server waits a known time inside every round; it should be found (interval above 1) "
