@@ -75,6 +75,14 @@ OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
         "1",
     ),
     (
+        "retries",
+        "measure a block again, up to N times, when an arm failed for a harness reason (the "
+        "platform: 'cluster: ...'; never a failed proof, a fault or an SLO); every attempt is "
+        "kept in <out>/attempts/ and listed in the rows' attempts (default 0)",
+        "str",
+        "0",
+    ),
+    (
         "checks",
         "the instrument's own check arms in every block: aa (the SEC0 arm twice: its ratio "
         "must stay within noise) and/or delay<MS>ms (SEC0 with MS ms added to every round: "
@@ -195,6 +203,7 @@ class Settings:
     slo_overhead_median: float
     slo_overhead_tail: float
     baseline_dir: Path | None = None
+    retries: int = 0
     # parsed once per session (a new dict per Settings: no shared mutable default)
     profiles: Mapping[str, Profile] = field(default_factory=dict)
 
@@ -255,6 +264,7 @@ def settings(config: pytest.Config, profiles: Mapping[str, Profile]) -> Settings
         slo_overhead_median=_number(config, "slo-overhead-median", float, 1.0, 1000.0),
         slo_overhead_tail=_number(config, "slo-overhead-tail", float, 1.0, 1000.0),
         baseline_dir=_baseline(config),
+        retries=_number(config, "retries", int, 0, 10),
     )
 
 

@@ -58,7 +58,7 @@ ROUND_COLUMNS = (
 )
 DERIVED = ("runs.jsonl", "rounds.csv")
 # what a run writes in its --ztfl-out (a report or other files the user keeps there are not ours)
-OWNED = ("matrix.json", "design.json", "cells", "events", "calibration", *DERIVED)
+OWNED = ("matrix.json", "design.json", "cells", "events", "calibration", "attempts", *DERIVED)
 TRANSIENT = ("resumed",)  # in-memory markers of one session, never stored
 
 
@@ -171,6 +171,8 @@ class ResultStore:
                 for cid in measuring:
                     (self.cells_dir / f"{cid}.json").unlink(missing_ok=True)
                     (self.events_dir / f"{cid}.jsonl").unlink(missing_ok=True)
+                    for old in (self.out / "attempts").glob(f"{cid}.*"):
+                        old.unlink()
                 for net in recalibrating:
                     (self.out / "calibration" / f"{net}.json").unlink(missing_ok=True)
             elif not resume and any((self.out / name).exists() for name in OWNED):
@@ -216,6 +218,19 @@ class ResultStore:
             atomic_write(self.events_dir / f"{cid}.jsonl", events)
             atomic_write(self.cells_dir / f"{cid}.json", data)
             self._stored(cid, data)
+
+    def save_attempt(self, row: dict[str, Any], events: bytes, attempt: int) -> None:
+        """Keep an attempt that was measured again (pytest_ztfl.attempts): its row and event
+        log under ``attempts/<cell id>.<attempt>.*``, apart from the rows the tables hold."""
+        cid = row["cell"]["id"]
+        where = self.out / "attempts"
+        name = f"{cid}.{attempt}"
+        row = {**row, "attempt": attempt, "events_file": f"attempts/{name}.jsonl"}
+        data = json.dumps(row, sort_keys=True, allow_nan=False).encode()
+        with self._lock:
+            where.mkdir(exist_ok=True)
+            atomic_write(where / f"{name}.jsonl", events)
+            atomic_write(where / f"{name}.json", data)
 
     def update(self, row: dict[str, Any]) -> None:
         """Rewrite a stored cell's row (e.g. with its SLO verdicts), events untouched.

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_ztfl import calibration, design, options, preflight, rows, slo
+from pytest_ztfl import attempts, calibration, design, options, preflight, rows, slo
 from pytest_ztfl import matrix as mx
 from pytest_ztfl.analysis import compare
 from pytest_ztfl.design import Design
@@ -343,7 +343,21 @@ class ZtflSession:
             + eta
         )
         context = rows.Context(self.project, self.settings.parallel, calibration)
-        for row, events in runner.run_block(self.backend(), block, progress, context=context):
+
+        def again(attempt: int, why: list[str]) -> None:
+            progress(f"block {block.key}: attempt {attempt} failed for a harness reason "
+                     f"({'; '.join(why)}); measuring the block again")
+
+        done = attempts.measure(
+            lambda: runner.run_block(self.backend(), block, progress, context=context),
+            self.settings.retries,
+            again,
+        )
+        for n, earlier in enumerate(done.failed, start=1):
+            for row, events in earlier:
+                self.store.save_attempt(row, events, n)
+        for row, events in done.results:
+            row["attempts"] = done.history(row["cell"]["id"])
             self.store.save(row, events)
             self.rows[row["cell"]["id"]] = row
 

@@ -86,6 +86,9 @@ class Run:
     error: str | None = None  # the harness's error (then the row enters no comparison)
     design: dict[str, Any] = field(default_factory=dict)  # block, mode, orders (design.py)
     resources: dict[str, Any] = field(default_factory=dict)  # pods' CPU and peak memory
+    # (attempt, its error) of every attempt of the cell, the one this row holds last
+    # (pytest_ztfl.attempts); rows from before attempts were recorded: one, this row's
+    attempts: tuple[tuple[int, str | None], ...] = ()
     # the MNIST the run trained on ("full", "offline-test-split"): metrics.data_source, else
     # (rows stored before it) the event log's run_start, filled in by report.load
     data_source: str | None = None
@@ -123,6 +126,17 @@ class Run:
     @property
     def proofs_passed(self) -> int:
         return sum(ok for _, ok in self.proofs)
+
+
+def _attempts(row: dict[str, Any]) -> tuple[tuple[int, str | None], ...]:
+    raw = row.get("attempts")
+    if not isinstance(raw, list) or not raw:
+        return ((1, _str(row.get("error"))),)
+    return tuple(
+        (int(a["attempt"]), _str(a.get("error")))
+        for a in raw
+        if isinstance(a, dict) and isinstance(a.get("attempt"), int)
+    )
 
 
 def noise_of(runs: Sequence[Run]) -> Noise:
@@ -295,6 +309,7 @@ def from_row(row: Any, source: str) -> Run:
         netpol_action=_str(_dig(row, "overlays", "netpol", "action")),
         mtls_mode=_str(_dig(row, "overlays", "mtls", "mode")),
         environment=env if isinstance(env, dict) else {},
+        attempts=_attempts(row),
         slo=tuple(v for v in slo if isinstance(v, dict)) if isinstance(slo, list) else (),
         started_wall=_num(row.get("started_wall")),
         finished_wall=_num(row.get("finished_wall")),

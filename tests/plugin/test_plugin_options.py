@@ -70,6 +70,7 @@ def _usage_error(pytester: pytest.Pytester, *args: str) -> str:
         (["--ztfl-matrix=smoke", "--ztfl-rounds=0"], "--ztfl-rounds=0: must be between"),
         (["--ztfl-matrix=smoke", "--ztfl-parallel=0"], "--ztfl-parallel=0: must be between"),
         (["--ztfl-matrix=smoke", "--ztfl-parallel=two"], "--ztfl-parallel=two: expected"),
+        (["--ztfl-matrix=smoke", "--ztfl-retries=11"], "--ztfl-retries=11: must be between"),
         (
             ["--ztfl-matrix=smoke", "--ztfl-parallel=2", "--ztfl-backend=local"],
             "--ztfl-parallel=2: on the local backend parallel blocks share one machine's CPUs",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 
 from pytest_ztfl.report.calc import Analysis, CheckStats, GroupStats, failure_rate
 from pytest_ztfl.report.fmt import ci_text, counts_text, ms_text, ratio_text, table, tta_text
@@ -196,6 +197,19 @@ def _verdicts(runs: list[Run]) -> list[str]:
             + ", ".join(f"{k} {n}" for k, n in verdicts.most_common()) + "."]
 
 
+def _attempts(rows: Sequence[Run]) -> str:
+    """Attempts against completions, as the seed study's Tables I and II count them."""
+    total = sum(len(r.attempts) for r in rows)
+    again = [r for r in rows if len(r.attempts) > 1]
+    text = f"**Attempts**: {total} for {len(rows)} rows"
+    if not again:
+        return text + " (none measured again: `--ztfl-retries`)."
+    shown = ", ".join(
+        f"`{r.id}` {len(r.attempts)} ({r.attempts[0][1]})" for r in again
+    )
+    return text + f"; measured again for a harness reason: {shown} (`attempts/`)."
+
+
 def summary(a: Analysis) -> list[str]:
     if not a.cells:
         return ["Only check arms in these rows: no answer to summarise (see *Instrument "
@@ -204,6 +218,7 @@ def summary(a: Analysis) -> list[str]:
     rows = a.loaded.runs
     bullets = [
         _failures(runs),
+        _attempts(rows),
         *_verdicts(runs),
         _proofs(rows),
         f"**NET calibration**: {calibrations(rows)}.",
