@@ -8,9 +8,10 @@ expanded into the pods they stand for (stable names ``<name>-<i>``). ``initConta
 checked exactly like ``containers``.
 
 Accepted but not acted on locally: ``image``/``imagePullPolicy`` (commands run from this
-machine's filesystem, so ``command`` is required) and ``securityContext`` (every container runs
-as root with the harness's capabilities, so ``capabilities.add: [NET_ADMIN]`` is already
-granted and nothing is dropped; ``runAsUser`` and the like are not applied).
+machine's filesystem, so ``command`` is required). ``securityContext`` is applied when the
+container runs (:mod:`.confine`); a namespace labelled ``pod-security.kubernetes.io/enforce``
+(``baseline``, ``restricted``) refuses the pods that level forbids (:mod:`k8s_fixtures.psa`),
+as Kubernetes' Pod Security admission does.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from k8s_fixtures import psa
 from k8s_fixtures.cluster import Obj
 from k8s_fixtures.local.pods import DEFAULT_PATH
 from k8s_fixtures.local.view import NAMESPACE_NAME_LABEL
@@ -155,6 +157,20 @@ def _pod_spec(obj: Obj, spec: Any, path: str, objects: Mapping[Key, Obj]) -> Pod
     return ps
 
 
+def _pod_security(obj: Obj, spec: Any, annotations: Mapping[str, str],
+                  objects: Mapping[Key, Obj]) -> None:
+    """Refuse a pod (or a template's pods) its namespace's Pod Security level forbids
+    (label ``pod-security.kubernetes.io/enforce``), as the admission controller does."""
+    namespace = objects.get(("Namespace", "", namespace_of(obj))) or {}
+    level = labels_of(namespace).get(psa.ENFORCE, "privileged")
+    if level not in psa.LEVELS:
+        raise fail(namespace, f"metadata.labels[{psa.ENFORCE}]",
+                   f"{level!r}: use one of {', '.join(psa.LEVELS)}")
+    found = psa.violations(spec if isinstance(spec, Mapping) else {}, level, annotations)
+    if found:
+        raise fail(obj, "spec", psa.refusal(level, found))
+
+
 def _replicas(obj: Obj, key: str, default: int) -> int:
     n = obj.get("spec", {}).get(key, default)
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
@@ -244,6 +260,7 @@ def admit(
             _service(obj)
         elif kind == "Pod":
             spec = _pod_spec(obj, obj.get("spec"), "spec", merged)
+            _pod_security(obj, obj.get("spec"), annotations_of(obj), merged)
             if k in stored:
                 if stored[k] == obj:
                     plan.unchanged.append(k)
@@ -270,6 +287,7 @@ def _plan_workload(plan: Plan, obj: Obj, merged: Mapping[Key, Obj], stored: Mapp
                    pods: Mapping[tuple[str, str], str | None]) -> None:
     kind, ns, name = key_of(obj)
     labels, annotations, spec = _workload(obj, merged)
+    _pod_security(obj, obj["spec"]["template"].get("spec"), annotations, merged)
     if kind == "Job":
         for f in ("completions", "parallelism"):
             if _replicas(obj, f, 1) != 1:

@@ -4,16 +4,19 @@ Runs inside the pod's network namespace (``ip netns exec`` already gave it a pri
 namespace) as ``python -I -S launch.py SPEC.json START_FD``, so it uses the standard library
 only and must not import the package. It joins the container's cgroups (through inherited file
 descriptors), gives the container its own hostname, ``/etc/resolv.conf``, ``/etc/hosts`` and
-volume mounts, and then execs the container command, so the supervisor's child process *is*
+volume mounts, applies its security context (:mod:`.confine`: read-only root, capabilities,
+seccomp, user) and then execs the container command, so the supervisor's child process *is*
 the container's main process.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import json
 import os
 import sys
+from types import ModuleType
 
 MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096
 CLONE_NEWUTS = 0x04000000
@@ -85,8 +88,14 @@ def main(spec_path: str) -> None:
         _bind(src, dst, ro)
     for src, dst in files:
         _bind(src, dst, False)
+    security = spec.get("security") or {}
+    confine = _confine_module() if security else None
+    if confine is not None and security.get("read_only_root"):
+        confine.read_only_root([m["dst"] for m in spec.get("mounts", []) if not m.get("ro")])
     if spec.get("cwd"):
         os.chdir(spec["cwd"])
+    if confine is not None:
+        confine.confine(security)  # last: it may take the rights every step above needs
     argv = spec["argv"]
     os.set_inheritable(START_FD, False)  # closes when exec succeeds: EOF means "started"
     try:
@@ -94,6 +103,16 @@ def main(spec_path: str) -> None:
     except OSError as e:
         _start_error(spec_path, f"cannot run {argv[0]!r}: {e.strerror}")
         os._exit(127 if isinstance(e, FileNotFoundError) else 126)
+
+
+def _confine_module() -> ModuleType:
+    """:mod:`.confine`, loaded by path (the package is not imported here)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "confine.py")
+    spec = importlib.util.spec_from_file_location("ztfl_confine", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _start_error(spec_path: str, msg: str) -> None:
