@@ -250,9 +250,14 @@ class Supervisor:
         c.probe_at, c.probe_ok = 0.0, False
 
     def _started(self, c: ContainerRun) -> None:
-        """The start pipe is readable: EOF after a successful exec, b"E" if the launcher
-        failed (then the exit, seen through the pidfd, records the StartError)."""
-        failed = os.read(c.start_fd, 1) != b""
+        """The start pipe is readable: EOF after a successful exec, b"E" and the reason if the
+        launcher failed (then the exit, seen through the pidfd, records the StartError; the
+        reason is written here when the launcher could not: a read-only root)."""
+        data = os.read(c.start_fd, 4096)
+        failed = data != b""
+        err = Path(f"{c.spec_file}.error")
+        if failed and len(data) > 1 and not err.exists():
+            err.write_text(data[1:].decode(errors="replace"))
         os.close(c.start_fd)
         c.start_fd = -1
         if c.pidfd >= 0 and not failed:
