@@ -3,7 +3,7 @@
 Standard library only: :mod:`.launch` loads it by file path (it runs as ``python -I -S`` and
 imports nothing of the package) and calls :func:`read_only_root` and :func:`confine` right
 before it execs the container command; :meth:`~.pods.Supervisor.exec` runs
-``python -I -S confine.py SPEC ARGV...`` inside the container's namespaces, so an exec'd
+``python -I -S -c <this file> SECURITY ARGV...`` inside the container's namespaces, so an exec'd
 process is confined exactly as the container is (as ``kubectl exec`` is on Kubernetes).
 
 What it does, in this order, with the ``security`` section of the container's spec (see
@@ -19,6 +19,9 @@ What it does, in this order, with the ``security`` section of the container's sp
   the C library falls back to clone). x86_64 only: elsewhere the container fails to start;
 * ``runAsGroup``/``runAsUser``: no supplementary groups, then the group, then the user.
 
+:func:`reach` (a non-root ``runAsUser``) lets that user reach the command it runs through
+directories it may not search, showing the pod only that path (see its docstring).
+
 :func:`read_only_root` (``readOnlyRootFilesystem``) makes every mount of the container's private
 mount namespace read-only except ``/proc``, ``/dev`` and the volumes mounted writable, as a
 container runtime does with the container's root.
@@ -29,6 +32,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import shutil
 import struct
 import sys
 from typing import Any
@@ -165,6 +169,61 @@ def confine(sec: dict[str, Any]) -> None:
         _check(_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient")
 
 
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC = 1, 32, 4096, 16384
+
+
+def _searchable(path: str, uid: int, gid: int) -> bool:
+    st = os.stat(path)
+    shift = 6 if st.st_uid == uid else 3 if st.st_gid == gid else 0
+    return bool((st.st_mode >> shift) & 1)
+
+
+def _mount(src: str | None, dst: str, fstype: str | None, flags: int, data: str | None) -> None:
+    enc = [None if s is None else s.encode() for s in (src, dst, fstype, data)]
+    _check(_libc.mount(enc[0], enc[1], enc[2], ctypes.c_ulong(flags), enc[3]), f"mount {dst}")
+
+
+def reach(command: str, uid: int, gid: int) -> list[str]:
+    """Let ``uid`` reach ``command`` (a path, and the file its symlinks lead to): each directory
+    on the way that it may not search is covered, in this mount namespace only, by a tmpfs
+    holding just the next step of the way (bound back, or the same symlink). The local backend
+    runs commands from this machine's files: a pod sees the interpreter it runs, as an image
+    would ship it, and nothing else of, e.g., a 0700 /root. Returns the directories covered."""
+    covered: list[str] = []
+    for target in (os.path.abspath(command), os.path.realpath(command)):
+        d = "/"
+        for name in target.strip("/").split("/"):
+            child = os.path.join(d, name)
+            if d in covered or not _searchable(d, uid, gid):
+                _cover(d, child, fresh=d not in covered)
+                covered.append(d)
+            d = child
+    for d in dict.fromkeys(covered):  # nothing to write there, ever
+        _mount(None, d, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
+    return covered
+
+
+def _cover(d: str, child: str, *, fresh: bool) -> None:
+    """Put ``child`` (only) into a tmpfs over ``d`` (``fresh``: mount that tmpfs first)."""
+    if os.path.lexists(child) and not fresh:
+        return  # already there (a second way through the same directory)
+    link = os.readlink(child) if os.path.islink(child) else None
+    is_dir = os.path.isdir(child)
+    src = None if link is not None else os.open(child, os.O_PATH | os.O_CLOEXEC)
+    if fresh:
+        _mount("tmpfs", d, "tmpfs", 0, "mode=0755,size=64k")
+    if link is not None:
+        os.symlink(link, child)
+        return
+    assert src is not None
+    if is_dir:
+        os.mkdir(child)
+    else:
+        open(child, "x").close()  # the mount point of a file
+    _mount(f"/proc/self/fd/{src}", child, None, MS_BIND | MS_REC, None)
+    os.close(src)
+
+
 class _MountAttr(ctypes.Structure):
     _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
@@ -197,13 +256,17 @@ def read_only_root(writable: list[str]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """``confine.py SPEC.json ARGV...``: confine as the container's spec says, then exec."""
+    """``confine.py SECURITY_JSON ARGV...``: confine as the container's security context
+    says, then exec (the context is passed, not read from the state directory, which the
+    container's mount namespace may not show)."""
     import json
 
-    with open(argv[0]) as f:
-        spec = json.load(f)
     try:
-        confine(spec.get("security") or {})
+        security = json.loads(argv[0])
+        command = shutil.which(argv[1], path=os.environ.get("PATH"))
+        if command and security.get("run_as_user"):  # as the container's own command
+            reach(command, security["run_as_user"], security.get("run_as_group") or 0)
+        confine(security)
         os.execvpe(argv[1], argv[1:], dict(os.environ))
     except OSError as e:
         print(f"ztfl-exec: {e}", file=sys.stderr, flush=True)

@@ -15,6 +15,7 @@ import ctypes
 import importlib.util
 import json
 import os
+import shutil
 import sys
 from types import ModuleType
 
@@ -110,6 +111,10 @@ def main(spec_path: str) -> None:
         _bind(src, dst, False)
     security = spec.get("security") or {}
     confine = _confine_module() if security else None
+    if confine is not None and security.get("run_as_user"):
+        command = shutil.which(spec["argv"][0], path=spec["env"].get("PATH"))
+        if command:
+            confine.reach(command, security["run_as_user"], security.get("run_as_group") or 0)
     if confine is not None and security.get("read_only_root"):
         confine.read_only_root([m["dst"] for m in spec.get("mounts", []) if not m.get("ro")])
     if spec.get("cwd"):

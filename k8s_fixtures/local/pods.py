@@ -389,8 +389,11 @@ class Supervisor:
         # as on Kubernetes, an exec starts in the container's working directory (nsenter's
         # bare --wd: the target's; entering the mount namespace alone would leave it at /)
         wd = [f"--wd={c.spec.working_dir}"] if c.spec.working_dir else ["--wd"]
-        if security_of(c.spec):  # the exec runs as confined as the container
-            argv = [sys.executable, "-I", "-S", str(CONFINE), str(c.spec_file), *argv]
+        security = security_of(c.spec)
+        if security:  # the exec runs as confined as the container (its source passed: the
+            # container may not see this checkout)
+            argv = [sys.executable, "-I", "-S", "-c", CONFINE.read_text(), json.dumps(security),
+                    *argv]
         cmd = [*self.wrap, tool("nsenter"), f"--target={pid}", "--net", "--mount", "--uts",
                *wd, "--", *argv]
         try:

@@ -16,6 +16,7 @@ import itertools
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -194,18 +195,35 @@ def test_the_node_agent_installs_a_pods_redirect_before_it_starts(
     assert [p.name for p in cluster.pods(ns)] == ["p"]  # the refused pod left nothing
 
 
-def test_a_command_its_user_cannot_reach_is_refused_naming_the_directory(
+def test_a_command_below_a_directory_its_user_cannot_search_runs_and_shows_nothing_else(
         cluster: LocalCluster, ns: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     """The local backend runs commands from this machine's files: a restricted pod whose
-    interpreter sits below a directory its uid cannot search is refused at apply (one line
-    naming it), not started to fail with "Permission denied"."""
+    interpreter sits below directories its uid may not search (here 0700) still runs it (as an
+    image would ship it), and sees nothing else of those directories."""
     hidden = tmp_path_factory.mktemp("private")
     hidden.chmod(0o700)
     (hidden / "python3").symlink_to(PY)
+    (hidden / "secret").write_text("not for the pod")
     p = pod(ns, "p", restricted=True)
     p["spec"]["containers"][0]["command"][0] = str(hidden / "python3")
+    cluster.apply(p)
+    cluster.wait_ready(ns, names=["p"], timeout=20)
+    assert reported(cluster, ns, "p")["Uid"] == [str(psa.NON_ROOT_UID)] * 4
+    r = cluster.exec(ns, "p", [str(hidden / "python3"), "-c",
+                               f"import os; print(sorted(os.listdir({str(hidden)!r})))"],
+                     container="c")
+    assert (r.rc, r.out.strip()) == (0, "['python3']"), r
+
+
+def test_a_command_its_user_may_not_execute_is_refused(cluster: LocalCluster, ns: str,
+                                                        tmp_path: Path) -> None:
+    script = tmp_path / "run"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o700)
+    p = pod(ns, "p", restricted=True)
+    p["spec"]["containers"][0]["command"] = [str(script)]
     with pytest.raises(ManifestError, match=(
-            rf"^Pod {ns}/p: spec.containers\[0\].command: '{hidden}/python3' cannot be run by "
-            rf"uid 10001 \(runAsUser\): {hidden} is not searchable by it; ")):
+            rf"^Pod {ns}/p: spec.containers\[0\].command: '{script}' cannot be run by uid 10001 "
+            rf"\(runAsUser\): {script} is not executable by it$")):
         cluster.apply(p)
     assert cluster.pods(ns) == []
