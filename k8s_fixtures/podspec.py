@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from k8s_fixtures.cluster import Obj
 from k8s_fixtures.metadata import DNS_LABEL, fail
 from k8s_fixtures.quantities import cpu_millis, memory_bytes
+from k8s_fixtures.seccontext import SecurityContext
+from k8s_fixtures.seccontext import parse as parse_security
 
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
@@ -60,6 +62,7 @@ class Container:
     memory_bytes: int | None = None
     volume_mounts: tuple[VolumeMount, ...] = ()
     readiness: Probe | None = None
+    security: SecurityContext = field(default_factory=SecurityContext)  # pod's + own
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -84,6 +87,7 @@ class PodSpec:
     service_account: str = "default"
     termination_grace: float = 5.0
     init_containers: tuple[Container, ...] = ()  # run to completion, in order, before containers
+    automount_token: bool | None = None  # automountServiceAccountToken (None: the account's)
 
     def container_lists(self) -> tuple[tuple[str, tuple[Container, ...]], ...]:
         """(field name, containers) for ``initContainers`` and ``containers``, for checks that
@@ -128,12 +132,14 @@ def parse_pod_spec(obj: Obj, spec: Any, path: str = "spec") -> PodSpec:
     raw = spec.get("containers")
     if not isinstance(raw, list) or not raw:
         raise fail(obj, f"{path}.containers", "required (a non-empty list)")
-    containers = tuple(_container(obj, c, f"{path}.containers[{i}]") for i, c in enumerate(raw))
+    pod_sc = spec.get("securityContext")
+    containers = tuple(_container(obj, c, f"{path}.containers[{i}]", pod_sc, path)
+                       for i, c in enumerate(raw))
     raw_init = spec.get("initContainers")
     raw_init = [] if raw_init is None else raw_init
     if not isinstance(raw_init, list):
         raise fail(obj, f"{path}.initContainers", "must be a list")
-    init = tuple(_container(obj, c, f"{path}.initContainers[{i}]", init=True)
+    init = tuple(_container(obj, c, f"{path}.initContainers[{i}]", pod_sc, path, init=True)
                  for i, c in enumerate(raw_init))
     names = [c.name for c in (*init, *containers)]
     if len(set(names)) != len(names):
@@ -157,10 +163,14 @@ def parse_pod_spec(obj: Obj, spec: Any, path: str = "spec") -> PodSpec:
     if not isinstance(grace, int | float) or grace < 0:
         raise fail(obj, f"{path}.terminationGracePeriodSeconds", "must be a number >= 0")
     sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
-    return PodSpec(containers, volumes, policy, str(sa), float(grace), init)
+    automount = spec.get("automountServiceAccountToken")
+    if automount is not None and not isinstance(automount, bool):
+        raise fail(obj, f"{path}.automountServiceAccountToken", "must be true or false")
+    return PodSpec(containers, volumes, policy, str(sa), float(grace), init, automount)
 
 
-def _container(obj: Obj, c: Any, path: str, *, init: bool = False) -> Container:
+def _container(obj: Obj, c: Any, path: str, pod_sc: Any, pod_path: str, *,
+               init: bool = False) -> Container:
     if not isinstance(c, Mapping):
         raise fail(obj, path, "must be a mapping")
     for key in c:
@@ -168,7 +178,8 @@ def _container(obj: Obj, c: Any, path: str, *, init: bool = False) -> Container:
             raise fail(obj, f"{path}.{key}", "not supported by this backend")
     if init and "readinessProbe" in c:
         raise fail(obj, f"{path}.readinessProbe", "must not be set for init containers")
-    _security_context(obj, c.get("securityContext"), f"{path}.securityContext")
+    security = parse_security(obj, pod_sc, c.get("securityContext"),
+                              f"{pod_path}.securityContext", f"{path}.securityContext")
     name = c.get("name")
     if not isinstance(name, str) or not DNS_LABEL.match(name):
         raise fail(obj, f"{path}.name", f"{name!r} is not a valid container name")
@@ -188,25 +199,8 @@ def _container(obj: Obj, c: Any, path: str, *, init: bool = False) -> Container:
         for i, m in enumerate(c.get("volumeMounts") or [])
     )
     probe = _probe(obj, c.get("readinessProbe"), f"{path}.readinessProbe", pnames)
-    return Container(name, command, args, env, ports, wd, cpu, mem, mounts, probe)
+    return Container(name, command, args, env, ports, wd, cpu, mem, mounts, probe, security)
 
-
-def _security_context(obj: Obj, sc: Any, path: str) -> None:
-    """Checked for shape only: no backend here enforces it (the local backend runs every
-    container as root with the caller's capabilities; see ``k8s_fixtures.local``)."""
-    if sc is None:
-        return
-    if not isinstance(sc, Mapping):
-        raise fail(obj, path, "must be a mapping")
-    caps = sc.get("capabilities")
-    if caps is None:
-        return
-    if not isinstance(caps, Mapping):
-        raise fail(obj, f"{path}.capabilities", "must be a mapping")
-    for key, v in caps.items():
-        if key not in ("add", "drop"):
-            raise fail(obj, f"{path}.capabilities.{key}", "not supported (add, drop)")
-        _strs(obj, f"{path}.capabilities.{key}", v)
 
 
 def _env(obj: Obj, e: Any, path: str) -> EnvVar:

@@ -20,6 +20,12 @@ Kubernetes way:
 The network profile is a pod annotation (``ztfl.io/net-profile``): the local backend's network
 overlay shapes each annotated pod's link before its processes start; on Kubernetes an init
 container with NET_ADMIN runs ``tc`` (rendered when ``netem_init`` is given).
+
+SEC3 (``restricted``) hardens it all (:mod:`.hardening`): no ServiceAccount token, Pod Security
+``restricted`` (non-root, read-only root, no capabilities, RuntimeDefault). Its pods then hold
+no NET_ADMIN container: the ``tc`` init container and the sidecar's ``nft`` init container give
+way to annotations the node acts on (on Kubernetes the ztfl node agent; the pods wait for it
+when ``node_agent_wait`` is given), and stunnel starts as the proxy's uid.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any, Literal
 
 import yaml
 
+from k8s_fixtures import hardening, psa
 from k8s_fixtures.cluster import Obj
 from k8s_fixtures.manifests import cpu_millis, memory_bytes
 from k8s_fixtures.netem.profiles import NET_ANNOTATION
@@ -43,10 +50,12 @@ from k8s_fixtures.tls.ca import (
     service_dns_names,
 )
 from k8s_fixtures.tls.native import server_args, server_env, tls_args
+from k8s_fixtures.tls.redirect import ANNOTATION as REDIRECT_ANNOTATION
 from k8s_fixtures.tls.secret import mounted_files, secret_name, to_secret
 from k8s_fixtures.tls.sidecar import (
     INBOUND_PROXY_PORT,
     PROXY_CONTAINER,
+    PROXY_UID,
     SidecarSpec,
     render_nft_rules,
     render_stunnel_config,
@@ -57,7 +66,7 @@ SERVER, CLIENT = "fl-server", "fl-client"
 TLS_DIR = "/var/run/ztfl/tls"
 SIDECAR_DIR = "/var/run/ztfl/sidecar"
 DEFAULT_IMAGE = "ghcr.io/ztfl/fl-app:0.1.0"
-PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+PSA_ENFORCE = psa.ENFORCE
 COMPONENT = "app.kubernetes.io/component"
 ROLE = "ztfl.io/fl-role"
 TLSMode = Literal["none", "native", "sidecar", "mesh"]
@@ -106,6 +115,10 @@ class FLRun:
     netem_init: Sequence[str] | None = None  # argv of a tc init container (Kubernetes only)
     hold_dir: str | None = None  # an emptyDir on the server for the harness's release file
     trust_domain: str = DEFAULT_TRUST_DOMAIN  # SPIFFE trust domain; must be the CA's
+    # SEC3: hardened (no token, Pod Security restricted; k8s_fixtures.hardening); NET and the
+    # sidecar redirect are then the node's job, asked for by annotation
+    restricted: bool = False
+    node_agent_wait: Sequence[str] | None = None  # argv of the wait for the node agent (k8s)
 
     def spiffe_id(self, service_account: str) -> str:
         """The SPIFFE id of a ServiceAccount of this run (as the CA certifies it)."""
@@ -156,7 +169,7 @@ def _tls_volumes(secret: str, sidecar_cm: str | None) -> list[dict[str, Any]]:
     return vols
 
 
-def _sidecar_containers(run: FLRun, cm: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _sidecar_containers(run: FLRun, cm: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     mounts = [
         {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
         {"name": "sidecar", "mountPath": SIDECAR_DIR, "readOnly": True},
@@ -178,6 +191,9 @@ def _sidecar_containers(run: FLRun, cm: str) -> tuple[dict[str, Any], dict[str, 
         # image's user (10001) stunnel cannot drop (setgroups fails) and exits
         "securityContext": {"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False},
     }
+    if run.restricted:  # started as PROXY_UID (hardening.harden_pod); the node redirects
+        del proxy["securityContext"]
+        return None, proxy
     return init, proxy
 
 
@@ -214,7 +230,11 @@ def _pod(
         "containers": [container],
     }
     init: list[dict[str, Any]] = []
-    if run.netem_init is not None and net:
+    node_work = [w for w, on in (("net", net), ("redirect", sidecar)) if on]
+    if run.restricted and run.node_agent_wait is not None and node_work:
+        init.append(hardening.wait_container(run.image, run.node_agent_wait, node_work))
+        spec["volumes"] = [hardening.podinfo_volume()]
+    if run.netem_init is not None and net and not run.restricted:
         init.append(
             {
                 "name": "ztfl-netem-init",
@@ -225,7 +245,8 @@ def _pod(
             }
         )
     if secret is not None:
-        spec["volumes"] = _tls_volumes(secret, sidecar[0] if sidecar else None)
+        spec["volumes"] = [*spec.get("volumes", []),
+                           *_tls_volumes(secret, sidecar[0] if sidecar else None)]
         container.setdefault("volumeMounts", []).append(
             {"name": "tls", "mountPath": TLS_DIR, "readOnly": True}
         )
@@ -233,10 +254,15 @@ def _pod(
         cm, sc_spec = sidecar
         objs.append(_sidecar_config(run, cm, sc_spec))
         init_c, proxy = _sidecar_containers(run, cm)
-        init.append(init_c)
+        if init_c is None:
+            annotations[REDIRECT_ANNOTATION] = sc_spec.redirect().to_annotation()
+        else:
+            init.append(init_c)
         spec["containers"].append(proxy)
     if init:
         spec["initContainers"] = init
+    if run.restricted:
+        hardening.harden_pod(spec, {PROXY_CONTAINER: PROXY_UID})
     meta = _meta(run, name, labels={COMPONENT: role, ROLE: role.removeprefix("fl-")})
     if annotations:
         meta["annotations"] = annotations
@@ -266,7 +292,9 @@ def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
     if run.tls == "mesh":
         namespace["metadata"]["annotations"] = mesh.namespace_annotations()
     shaped = run.net_profile or any(o.net_profile for o in run.overrides.values())
-    if run.tls == "sidecar" or (run.netem_init is not None and shaped):
+    if run.restricted:
+        namespace["metadata"]["labels"].update(hardening.namespace_labels())
+    elif run.tls == "sidecar" or (run.netem_init is not None and shaped):
         # NET_ADMIN init containers (and a proxy started as root) are refused by the
         # baseline and restricted Pod Security levels; the run's own namespace allows them
         namespace["metadata"]["labels"][PSA_ENFORCE] = "privileged"
@@ -275,7 +303,8 @@ def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
         o.service_account for o in run.overrides.values() if o.service_account
     }
     for sa in sorted(accounts):
-        objs.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(run, sa)})
+        account: Obj = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(run, sa)}
+        objs.append(hardening.service_account(account) if run.restricted else account)
     files = mounted_files(Path(TLS_DIR))
     if ca is not None and harness_tls:
         for sa in sorted(accounts):
@@ -336,7 +365,8 @@ def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
     if run.tls == "sidecar":
         sidecar = (
             "fl-server-sidecar",
-            SidecarSpec(pod=SERVER, files=files, inbound_ports=(PORT,), allowed_peers=(client_id,)),
+            SidecarSpec(pod=SERVER, files=files, inbound_ports=(PORT,), allowed_peers=(client_id,),
+                        drop_privileges=not run.restricted),
         )
     secret_of = {sa: secret_name(sa) for sa in accounts} if harness_tls else {}
     server_objs = _pod(
@@ -384,6 +414,7 @@ def render(run: FLRun, ca: CertificateAuthority | None = None) -> list[Obj]:
                     files=files,
                     outbound_ports=(PORT,),
                     server_peers=(run.spiffe_id(SERVER),),
+                    drop_privileges=not run.restricted,
                 ),
             )
         objs += _pod(

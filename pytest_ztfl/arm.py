@@ -127,6 +127,8 @@ class Arm:
             "netpol": {"enabled": cell.netpol, **backend.netpol_metadata()},
             "mtls": {"mode": self.cp.run.tls if cell.tls else None},
             "net": {"profile": cell.net},
+            # SEC3: RBAC (no token) and Pod Security restricted (k8s_fixtures.hardening)
+            "hardening": {"pod_security": "restricted" if cell.restricted else None},
         }
         self.handle: NetemHandle | None = None
         self._net_before: dict[str, Any] = {}
@@ -182,6 +184,13 @@ class Arm:
         if self.handle is not None:
             self.overlays["net"].update(self.handle.metadata())
             self.handle.watch(lambda exc: self.net_failures.append(str(exc)))
+        elif run.net_profile is not None and run.restricted and run.node_agent_wait is not None:
+            # kind/kube, SEC3: the node agent ran tc netem in each client pod's namespace; the
+            # pod's first init container waited for its mark
+            self.overlays["net"].update(
+                mechanism="netem",
+                why="tc netem by the ztfl node agent (a restricted pod may not hold NET_ADMIN)",
+            )
         elif run.net_profile is not None and run.netem_init is not None:
             # kind/kube: each client pod's init container ran tc netem before the pod could
             # start (a failed init container keeps the pod from becoming ready)

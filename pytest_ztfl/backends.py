@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 IMAGE_DATA_DIR = "/data/mnist"
 NETEM_INIT = ("python", "-m", "k8s_fixtures.netem.init")
+# a restricted (SEC3) pod's first init container: waits for the ztfl node agent
+NODE_AGENT_WAIT = ("python", "-m", "k8s_fixtures.nodeagent.wait")
 
 
 class BackendError(RuntimeError):
@@ -42,6 +44,7 @@ class Platform:
     data_dir: str
     image: str = DEFAULT_IMAGE
     netem_init: tuple[str, ...] | None = None
+    node_agent_wait: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,7 @@ def _local(
 ) -> Backend:
     from k8s_fixtures.cluster import ClusterError
     from k8s_fixtures.local.backend import LocalCluster
+    from k8s_fixtures.local.nodeagent import NodeAgentOverlay
     from k8s_fixtures.netem import load_profiles
     from k8s_fixtures.netem.local_overlay import NetemOverlay
     from k8s_fixtures.netpol.overlay import NetpolOverlay
@@ -173,6 +177,7 @@ def _local(
         # the session's parsed profiles, else the user's file (if given) or the built-in ones
         netem = NetemOverlay(profiles if profiles is not None else load_profiles(net_profiles))
         cluster.add_overlay(netem)
+        cluster.add_overlay(NodeAgentOverlay())  # a restricted pod's sidecar redirect
     except BaseException:
         cluster.teardown()
         raise
@@ -211,7 +216,8 @@ def create(
     from k8s_fixtures.cluster import ClusterError
 
     kube_platform = Platform(
-        python=("python",), data_dir=IMAGE_DATA_DIR, image=image, netem_init=NETEM_INIT
+        python=("python",), data_dir=IMAGE_DATA_DIR, image=image, netem_init=NETEM_INIT,
+        node_agent_wait=NODE_AGENT_WAIT,
     )
     cluster: Cluster
     try:

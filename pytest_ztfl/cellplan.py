@@ -75,6 +75,8 @@ def fl_run(cell: Cell, platform: Platform, hold_rounds: bool = False) -> workloa
         python=platform.python,
         image=platform.image,
         netem_init=platform.netem_init,
+        node_agent_wait=platform.node_agent_wait,
+        restricted=cell.restricted,
         tls=tls,  # type: ignore[arg-type]
         netpol=cell.netpol,
         net_profile=cell.net if cell.shaped else None,
@@ -126,5 +128,6 @@ def plan_cell(cell: Cell, platform: Platform, hold_rounds: bool = False) -> Cell
         image=run.image,
         netpol=cell.netpol,
         tls=claimed_tls(cell),
+        restricted=cell.restricted,
     )
     return CellPlan(cell, run, fault, ca, other, proofs, tuple(pf.probe_pods(proofs, ca, other)))

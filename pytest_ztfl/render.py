@@ -4,8 +4,9 @@ What a run would apply, for inspection, diffing or GitOps: built by
 :func:`pytest_ztfl.cellplan.plan_cell` as the runner builds it, so a fault cell's objects are
 written as its fault rewrites them (an expired client certificate, a policy without DNS, ...).
 Rendered for a Kubernetes cluster (image, in-image data path, the tc init container for NET
-profiles), so certificates are freshly issued by a throwaway CA at render time: they are
-examples, not secrets to keep.
+profiles; in SEC3's restricted pods the wait for the node agent, deploy/node-agent.yaml), so
+certificates are freshly issued by a throwaway CA at render time: they are examples, not
+secrets to keep.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from k8s_fixtures import workload
-from pytest_ztfl.backends import IMAGE_DATA_DIR, NETEM_INIT, Platform
+from pytest_ztfl.backends import IMAGE_DATA_DIR, NETEM_INIT, NODE_AGENT_WAIT, Platform
 from pytest_ztfl.cellplan import plan_cell
 from pytest_ztfl.matrix import Cell, Matrix
 
@@ -25,7 +26,8 @@ def cell_objects(cell: Cell, image: str, interleave: str = "round") -> list[dict
     rounds interleaved (the default design, pytest_ztfl.design) its server holds every round
     for the schedule's release (``--hold-rounds``)."""
     platform = Platform(
-        python=("python",), data_dir=IMAGE_DATA_DIR, image=image, netem_init=NETEM_INIT
+        python=("python",), data_dir=IMAGE_DATA_DIR, image=image, netem_init=NETEM_INIT,
+        node_agent_wait=NODE_AGENT_WAIT,
     )
     hold = interleave == "round" and cell.fault is None
     return plan_cell(cell, platform, hold_rounds=hold).objects()

@@ -14,7 +14,7 @@ class Sec(StrEnum):
     SEC0 = "SEC0"  # no control: the baseline every other level is compared with
     SEC1 = "SEC1"  # NetworkPolicy micro-segmentation
     SEC2 = "SEC2"  # mutual TLS
-    SEC3 = "SEC3"  # both
+    SEC3 = "SEC3"  # both, in a hardened workload (the seed study's: + RBAC + Pod Security)
 
     @property
     def netpol(self) -> bool:
@@ -23,6 +23,14 @@ class Sec(StrEnum):
     @property
     def mtls(self) -> bool:
         return self in (Sec.SEC2, Sec.SEC3)
+
+    @property
+    def restricted(self) -> bool:
+        """The workload hardened as the seed study's SEC3 (Sec. VI-A: mTLS + NetworkPolicy +
+        RBAC + PodSecurity): ServiceAccounts without a token or API rights, pods non-root with
+        a read-only root, no capabilities, no privilege escalation, seccomp RuntimeDefault, in
+        a namespace whose Pod Security level is ``restricted``."""
+        return self is Sec.SEC3
 
     @property
     def baseline(self) -> bool:

@@ -83,6 +83,8 @@ def api_error(status: int, body: Any, *, verb: str, resource: str,
     st = _status_body(body)
     message = str(st.get("message") or "").strip() or f"HTTP {status}"
     target = f"{resource} {namespace + '/' if namespace else ''}{name or ''}".strip()
+    if status == 403 and "violates PodSecurity" in message:  # admission, not RBAC
+        return f"{target}: refused by Pod Security admission (403 Forbidden): {message}"
     if status == 403:
         m = _FORBIDDEN.search(message)
         user = m.group("user") if m else "this user"

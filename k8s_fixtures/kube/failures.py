@@ -27,6 +27,7 @@ from k8s_fixtures.kube.status import condition, pod_status
 
 NETEM_INIT = "ztfl-netem-init"
 PROXY_INIT = "ztfl-proxy-init"
+NODE_AGENT_WAIT = "ztfl-node-agent-wait"  # k8s_fixtures.hardening.WAIT_CONTAINER
 IMAGE_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull",
                            "InvalidImageName"})
 CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError",
@@ -117,6 +118,11 @@ def _one(doc: Mapping[str, Any], c: ContainerStatus, init: bool,
                        "the node kernel needs sch_netem (+ ifb for the down direction, tbf for "
                        "rate): modprobe sch_netem ifb on every node; kubectl logs "
                        f"-n {ns} {pod} -c {NETEM_INIT} shows the tc error")
+    if init and c.name == NODE_AGENT_WAIT:
+        return Failure(ns, pod, c.name, "netem", reason, detail,
+                       "the ztfl node agent did not shape or redirect this restricted (SEC3) pod: "
+                       "kubectl apply -f deploy/node-agent.yaml; kubectl logs -n ztfl-system "
+                       f"ds/ztfl-node-agent; kubectl logs -n {ns} {pod} -c {NODE_AGENT_WAIT}")
     if init and c.name == PROXY_INIT:
         return Failure(ns, pod, c.name, "mtls", reason, detail,
                        "the node must allow NET_ADMIN and nftables in pods (Pod Security "

@@ -8,9 +8,10 @@ expanded into the pods they stand for (stable names ``<name>-<i>``). ``initConta
 checked exactly like ``containers``.
 
 Accepted but not acted on locally: ``image``/``imagePullPolicy`` (commands run from this
-machine's filesystem, so ``command`` is required) and ``securityContext`` (every container runs
-as root with the harness's capabilities, so ``capabilities.add: [NET_ADMIN]`` is already
-granted and nothing is dropped; ``runAsUser`` and the like are not applied).
+machine's filesystem, so ``command`` is required). ``securityContext`` is applied when the
+container runs (:mod:`.confine`); a namespace labelled ``pod-security.kubernetes.io/enforce``
+(``baseline``, ``restricted``) refuses the pods that level forbids (:mod:`k8s_fixtures.psa`),
+as Kubernetes' Pod Security admission does.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from k8s_fixtures import psa
 from k8s_fixtures.cluster import Obj
 from k8s_fixtures.local.pods import DEFAULT_PATH
 from k8s_fixtures.local.view import NAMESPACE_NAME_LABEL
@@ -99,6 +101,15 @@ def _check_container_command(obj: Obj, c: Container, path: str,
             raise fail(obj, cpath, f"{exe!r} does not exist or is not executable")
     elif shutil.which(exe, path=search) is None:
         raise fail(obj, cpath, f"{exe!r} not found in PATH {search}")
+    uid = c.security.run_as_user
+    if uid:
+        found = exe if "/" in exe else str(shutil.which(exe, path=search))
+        real = os.path.realpath(found)
+        # the directories on its way are made reachable in the pod (confine.reach): the file
+        # itself must let that user execute it
+        if not _allows(os.stat(real), uid, c.security.run_as_group or 0, 1):
+            raise fail(obj, cpath, f"{exe!r} cannot be run by uid {uid} (runAsUser): {real} "
+                                   "is not executable by it")
     for j, m in enumerate(c.volume_mounts):
         anc = m.mount_path
         while not os.path.isdir(anc):
@@ -107,6 +118,12 @@ def _check_container_command(obj: Obj, c: Container, path: str,
             raise fail(obj, f"{path}.volumeMounts[{j}].mountPath",
                        f"{m.mount_path}: the local backend needs an existing parent "
                        "directory other than / (it overlays that directory privately)")
+
+
+def _allows(st: os.stat_result, uid: int, gid: int, bits: int) -> bool:
+    """Whether the mode of ``st`` grants ``bits`` (4 r, 2 w, 1 x) to ``uid``/``gid``."""
+    shift = 6 if st.st_uid == uid else 3 if st.st_gid == gid else 0
+    return (st.st_mode >> shift) & bits == bits
 
 
 def _check_refs(obj: Obj, spec: PodSpec, path: str, ns: str,
@@ -153,6 +170,20 @@ def _pod_spec(obj: Obj, spec: Any, path: str, objects: Mapping[Key, Obj]) -> Pod
     paths = _check_refs(obj, ps, path, namespace_of(obj), objects)
     _check_command(obj, ps, path, paths)
     return ps
+
+
+def _pod_security(obj: Obj, spec: Any, annotations: Mapping[str, str],
+                  objects: Mapping[Key, Obj]) -> None:
+    """Refuse a pod (or a template's pods) its namespace's Pod Security level forbids
+    (label ``pod-security.kubernetes.io/enforce``), as the admission controller does."""
+    namespace = objects.get(("Namespace", "", namespace_of(obj))) or {}
+    level = labels_of(namespace).get(psa.ENFORCE, "privileged")
+    if level not in psa.LEVELS:
+        raise fail(namespace, f"metadata.labels[{psa.ENFORCE}]",
+                   f"{level!r}: use one of {', '.join(psa.LEVELS)}")
+    found = psa.violations(spec if isinstance(spec, Mapping) else {}, level, annotations)
+    if found:
+        raise fail(obj, "spec", psa.refusal(level, found))
 
 
 def _replicas(obj: Obj, key: str, default: int) -> int:
@@ -244,6 +275,7 @@ def admit(
             _service(obj)
         elif kind == "Pod":
             spec = _pod_spec(obj, obj.get("spec"), "spec", merged)
+            _pod_security(obj, obj.get("spec"), annotations_of(obj), merged)
             if k in stored:
                 if stored[k] == obj:
                     plan.unchanged.append(k)
@@ -270,6 +302,7 @@ def _plan_workload(plan: Plan, obj: Obj, merged: Mapping[Key, Obj], stored: Mapp
                    pods: Mapping[tuple[str, str], str | None]) -> None:
     kind, ns, name = key_of(obj)
     labels, annotations, spec = _workload(obj, merged)
+    _pod_security(obj, obj["spec"]["template"].get("spec"), annotations, merged)
     if kind == "Job":
         for f in ("completions", "parallelism"):
             if _replicas(obj, f, 1) != 1:

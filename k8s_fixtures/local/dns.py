@@ -39,6 +39,8 @@ def pod_manifest(dnsmasq: str, hosts_file: Path) -> Obj:
         "spec": {
             "restartPolicy": "Always",
             "terminationGracePeriodSeconds": 1,
+            # it reads the hosts file by path: no token volume overlaying /run in front of it
+            "automountServiceAccountToken": False,
             "containers": [{
                 "name": "dnsmasq", "image": "dnsmasq", "command": argv,
                 "ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"},

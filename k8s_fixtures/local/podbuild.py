@@ -1,10 +1,21 @@
 """From an admitted pod to a runnable one: its directory with resolv.conf and hosts, its
-volumes, and each container's environment (Secret/ConfigMap references resolved), mounts,
-cgroup and log file, as a :class:`~k8s_fixtures.local.pods.PodRun` the supervisor starts."""
+volumes (the ServiceAccount token volume included), and each container's environment
+(Secret/ConfigMap references resolved), mounts, security context, cgroup and log file, as a
+:class:`~k8s_fixtures.local.pods.PodRun` the supervisor starts.
+
+The token volume: unless the pod or its ServiceAccount sets ``automountServiceAccountToken:
+false``, every container gets ``/var/run/secrets/kubernetes.io/serviceaccount`` (``token``,
+``namespace``) read-only, as the kubelet mounts it. The token is an unsigned JWT naming the
+account: there is no API server here to present it to, but a pod holding one is a pod an
+attacker could take it from, which is what the SEC3 proof looks for.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from k8s_fixtures.cluster import Obj
@@ -14,6 +25,8 @@ from k8s_fixtures.local.cgroups import CgroupRoot
 from k8s_fixtures.local.pods import DEFAULT_PATH, ContainerRun, PodRun
 from k8s_fixtures.local.volumes import materialize
 from k8s_fixtures.manifests import Container, config_data
+
+TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 def lookup_in(objects: Mapping[Key, Obj],
@@ -31,6 +44,33 @@ def dns_ip_for(pods: Mapping[tuple[str, str], PodRun], link: Any) -> str:
     return pod.link.ip if pod is not None else str(link.ip)
 
 
+def automounts_token(new: NewPod, objects: Mapping[Key, Obj]) -> bool:
+    """The pod's ``automountServiceAccountToken``, else its ServiceAccount's, else true."""
+    if new.spec.automount_token is not None:
+        return new.spec.automount_token
+    account = objects.get(("ServiceAccount", new.namespace, new.spec.service_account)) or {}
+    return bool(account.get("automountServiceAccountToken", True))
+
+
+def _b64(doc: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
+
+
+def token_volume(pod_dir: Path, new: NewPod) -> Path:
+    """Write the pod's token volume (``token``, ``namespace``); its directory."""
+    d = pod_dir / "volumes" / "_serviceaccount"  # not a volume name (a DNS label)
+    d.mkdir(parents=True)
+    subject = f"system:serviceaccount:{new.namespace}:{new.spec.service_account}"
+    claims = {"iss": "ztfl-local", "sub": subject,
+              "kubernetes.io": {"namespace": new.namespace, "pod": {"name": new.name},
+                                "serviceaccount": {"name": new.spec.service_account}}}
+    (d / "token").write_text(f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}.")
+    (d / "namespace").write_text(new.namespace)
+    for f in d.iterdir():
+        f.chmod(0o644)
+    return d
+
+
 def pod_run(new: NewPod, link: Any, st: state.StateDir, objects: Mapping[Key, Obj],
             pods: Mapping[tuple[str, str], PodRun], cgroups: CgroupRoot | None) -> PodRun:
     """Prepare ``new`` on ``link`` in the state directory ``st``; nothing is started yet."""
@@ -40,11 +80,13 @@ def pod_run(new: NewPod, link: Any, st: state.StateDir, objects: Mapping[Key, Ob
     (d / "hosts").write_text(dns.pod_hosts(new.name, link.ip))
     lookup = lookup_in(objects, new.namespace)
     vols = materialize(d, new.spec, lookup)
+    token = token_volume(d, new) if automounts_token(new, objects) else None
     files = [(str(d / "resolv.conf"), "/etc/resolv.conf"), (str(d / "hosts"), "/etc/hosts")]
 
     def run(c: Container, init: bool) -> ContainerRun:
-        env = {"PATH": DEFAULT_PATH, "HOME": "/root", "HOSTNAME": new.name,
-               state.MARKER: st.marker}
+        uid = c.security.run_as_user
+        env = {"PATH": DEFAULT_PATH, "HOME": "/root" if not uid else "/",
+               "HOSTNAME": new.name, state.MARKER: st.marker}
         for e in c.env:
             if e.value is not None:
                 env[e.name] = e.value
@@ -57,6 +99,8 @@ def pod_run(new: NewPod, link: Any, st: state.StateDir, objects: Mapping[Key, Ob
             {"src": str(vols[m.name]), "dst": m.mount_path, "ro": m.read_only}
             for m in c.volume_mounts
         ]
+        if token is not None:
+            mounts.append({"src": str(token), "dst": TOKEN_DIR, "ro": True})
         cg = cgroups.container(f"{new.namespace}.{new.name}.{c.name}") \
             if cgroups else None
         log = d / f"{c.name}.log"

@@ -14,8 +14,10 @@ the pod is ``Failed`` and its regular containers never start (they stay waiting 
 ``PodInitializing``, as on Kubernetes). Every container of a pod, init or regular, shares the
 pod's network namespace and volumes; each has its own mount namespace (its mounts, resolv.conf,
 hosts), which :meth:`Supervisor.exec` enters. ``image`` is ignored: commands come from this
-machine's filesystem. Containers run as root with the harness's capabilities (nothing is
-dropped, so ``securityContext.capabilities.add`` such as ``NET_ADMIN`` needs nothing extra).
+machine's filesystem. Containers run as root with the harness's capabilities (so
+``securityContext.capabilities.add`` such as ``NET_ADMIN`` needs nothing extra) unless their
+``securityContext`` asks for less: then the launcher, and every exec into them, apply it
+(:mod:`.confine`: user, group, capabilities dropped, no_new_privs, seccomp, read-only root).
 
 Stopping a pod sends SIGTERM to the container's whole process tree (cgroup, else process
 group), waits for the pod's grace period, then SIGKILLs what is left and removes the cgroups.
@@ -44,6 +46,7 @@ from k8s_fixtures.local.topology import PodLink
 from k8s_fixtures.manifests import Container, PodSpec
 
 LAUNCHER = Path(__file__).with_name("launch.py")
+CONFINE = Path(__file__).with_name("confine.py")  # confines an exec as its container
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BACKOFF_MAX = 10.0
 
@@ -149,6 +152,12 @@ class PodRun:
                          dict(self.labels), tuple(one(c) for c in self.init))
 
 
+def security_of(c: Container) -> dict[str, object]:
+    """What the launcher and an exec apply of the container's security context (empty: run
+    as root with the harness's capabilities, as before any context was honoured)."""
+    return c.security.to_json() if c.security.confined else {}
+
+
 def _listening(pid: int, port: int) -> bool:
     """Whether the process's network namespace has a TCP socket listening on ``port``."""
     want = f":{port:04X}"
@@ -211,6 +220,7 @@ class Supervisor:
             "argv": list(c.spec.argv), "env": c.env, "cwd": c.spec.working_dir,
             "hostname": pod.name, "mounts": c.mounts, "files": c.files,
             "scratch": str(pod.dir / "scratch" / f"{c.spec.name}.{c.restart_count}"),
+            "security": security_of(c.spec),
         }
         fds = [os.open(f, os.O_WRONLY | os.O_CLOEXEC) for f in
                (c.cgroup.procs_files if c.cgroup else [])]
@@ -240,9 +250,14 @@ class Supervisor:
         c.probe_at, c.probe_ok = 0.0, False
 
     def _started(self, c: ContainerRun) -> None:
-        """The start pipe is readable: EOF after a successful exec, b"E" if the launcher
-        failed (then the exit, seen through the pidfd, records the StartError)."""
-        failed = os.read(c.start_fd, 1) != b""
+        """The start pipe is readable: EOF after a successful exec, b"E" and the reason if the
+        launcher failed (then the exit, seen through the pidfd, records the StartError; the
+        reason is written here when the launcher could not: a read-only root)."""
+        data = os.read(c.start_fd, 4096)
+        failed = data != b""
+        err = Path(f"{c.spec_file}.error")
+        if failed and len(data) > 1 and not err.exists():
+            err.write_text(data[1:].decode(errors="replace"))
         os.close(c.start_fd)
         c.start_fd = -1
         if c.pidfd >= 0 and not failed:
@@ -371,7 +386,14 @@ class Supervisor:
         if pid is None:
             raise ClusterError(f"pod {pod.namespace}/{pod.name}: container {c.spec.name} "
                                f"is not running ({c.state})")
-        wd = [f"--wd={c.spec.working_dir}"] if c.spec.working_dir else []
+        # as on Kubernetes, an exec starts in the container's working directory (nsenter's
+        # bare --wd: the target's; entering the mount namespace alone would leave it at /)
+        wd = [f"--wd={c.spec.working_dir}"] if c.spec.working_dir else ["--wd"]
+        security = security_of(c.spec)
+        if security:  # the exec runs as confined as the container (its source passed: the
+            # container may not see this checkout)
+            argv = [sys.executable, "-I", "-S", "-c", CONFINE.read_text(), json.dumps(security),
+                    *argv]
         cmd = [*self.wrap, tool("nsenter"), f"--target={pid}", "--net", "--mount", "--uts",
                *wd, "--", *argv]
         try:

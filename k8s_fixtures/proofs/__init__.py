@@ -25,6 +25,12 @@ naming it.
 
 mTLS mode ``mesh`` (Linkerd) reads its mTLS verdicts from the server proxy instead:
 :mod:`k8s_fixtures.proofs.mesh`.
+
+SEC3 adds the proofs of its hardening (no token, API refused, non-root, read-only root, no
+capabilities, seccomp, Pod Security admission refusing a privileged pod), from probes of the
+running FL containers: :mod:`k8s_fixtures.proofs.hardening`. They run where the level claims
+them only (a pod's posture outside SEC3 depends on the image and the cluster, so there is no
+opposite to expect); the tests show each one failing on a SEC3 cell rendered without it.
 """
 
 from k8s_fixtures.proofs.base import (
@@ -43,8 +49,9 @@ from k8s_fixtures.proofs.base import (
     probe_exec,
     probe_pods,
 )
+from k8s_fixtures.proofs.hardening import PRIVILEGED, hardening_proofs
 from k8s_fixtures.proofs.mesh import mesh_proofs, mesh_round
-from k8s_fixtures.proofs.run import judge_wire, run_proofs
+from k8s_fixtures.proofs.run import control_proofs, judge_wire, run_proofs
 
 __all__ = [
     "CLIENT_SA",
@@ -54,11 +61,14 @@ __all__ = [
     "OPEN",
     "OPEN_INGRESS",
     "PEER",
+    "PRIVILEGED",
     "PROBE_DIR",
     "ROGUE",
     "ROGUE_EGRESS",
     "Proof",
     "ProofPlan",
+    "control_proofs",
+    "hardening_proofs",
     "judge_wire",
     "mesh_proofs",
     "mesh_round",

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from k8s_fixtures import hardening
 from k8s_fixtures.cluster import Cluster, Obj
 from k8s_fixtures.tls import mesh
 from k8s_fixtures.tls.ca import CertificateAuthority
@@ -47,6 +48,7 @@ class ProofPlan:
     image: str
     netpol: bool
     tls: str  # "none" | "native" | "sidecar" | "mesh"
+    restricted: bool = False  # SEC3's hardening (RBAC, Pod Security): proofs.hardening
     server: str = "fl-server"
     port: int = 50051
 
@@ -87,6 +89,8 @@ def probe_pods(
         }
         if meshed:
             meta["annotations"] = dict(mesh.INJECT_ENABLED if inject else mesh.INJECT_DISABLED)
+        if plan.restricted:  # the namespace admits no other pods
+            hardening.harden_pod(spec)
         return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
 
     client = {"app.kubernetes.io/component": "fl-client", "ztfl.io/fl-role": "probe"}

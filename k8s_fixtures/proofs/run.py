@@ -23,6 +23,7 @@ from k8s_fixtures.proofs.base import (
     server_refusals,
     verdict,
 )
+from k8s_fixtures.proofs.hardening import hardening_proofs
 from k8s_fixtures.proofs.mesh import mesh_proofs
 from k8s_fixtures.tls.capture import CaptureVerdict
 from k8s_fixtures.tls.reasons import NO_CLIENT_CERT, UNKNOWN_CA
@@ -30,7 +31,15 @@ from k8s_fixtures.tls.sidecar import PROXY_CONTAINER, PROXY_UID
 
 
 def run_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
-    """Every pre-measurement proof for the plan's security level (probe pods must be ready)."""
+    """Every pre-measurement proof for the plan's security level (probe pods must be ready):
+    NetworkPolicy and mTLS (:func:`control_proofs`), and where the level claims it, the
+    workload's hardening (:func:`~k8s_fixtures.proofs.hardening.hardening_proofs`)."""
+    proofs = control_proofs(cluster, plan)
+    return proofs + hardening_proofs(cluster, plan) if plan.restricted else proofs
+
+
+def control_proofs(cluster: Cluster, plan: ProofPlan) -> list[Proof]:
+    """The DNS, NetworkPolicy and mTLS proofs (each also where its control is off)."""
     target = f"{plan.server}:{plan.port}"
     proofs: list[Proof] = []
     client_connect = ["connect", "--target", target, "--timeout", "3"]

@@ -11,8 +11,9 @@ The application speaks plaintext and is not changed; only the pod's network name
   ports to ``127.0.0.1:4140`` (Linkerd's outbound port). stunnel reads the original destination
   (``transparent = destination``, i.e. ``SO_ORIGINAL_DST``) and opens mTLS to it, checking the
   server's identity.
-* the proxy runs as its own uid (2102, Linkerd's proxy uid, via stunnel's ``setuid``) and the
-  ``output`` chain skips that uid, so the proxy's own connections are not redirected back to it.
+* the proxy runs as its own uid (2102, Linkerd's proxy uid: via stunnel's ``setuid``, or started
+  as that uid in a restricted pod) and the ``output`` chain skips that uid, so the proxy's own
+  connections are not redirected back to it. The rules are :class:`.redirect.Redirect`'s.
 
 Why stunnel 5.68 rather than HAProxy 2.6: stunnel has the original-destination client mode
 built in (``transparent = destination``) and can check the peer's identity (``checkHost`` on
@@ -43,13 +44,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .redirect import NFT_TABLE as NFT_TABLE  # re-exported: the table's name
+from .redirect import Redirect
 from .secret import TLSFiles
 
 PROXY_UID = 2102  # Linkerd's proxy uid; the redirect rules skip it
 PROXY_CONTAINER = "ztfl-proxy"  # the proxy's container in a pod (ztfl-proxy-init installs rules)
 INBOUND_PROXY_PORT = 4143  # Linkerd's inbound proxy port
 OUTBOUND_PROXY_PORT = 4140  # Linkerd's outbound proxy port
-NFT_TABLE = "ztfl_sidecar"
 STUNNEL = "stunnel"
 SPIFFE_PREFIX = "spiffe://"
 
@@ -93,6 +95,16 @@ class SidecarSpec:
     app_host: str = "127.0.0.1"
     debug: str = "notice"  # stunnel log level; refusal reasons are logged at err/notice
     send_cert: bool = True  # False: an outbound proxy presenting no certificate (negative probes)
+    # stunnel starts as root and drops to proxy_uid itself; False: it is started as that uid
+    # (a restricted pod, SEC3), so its config names no user to become
+    drop_privileges: bool = True
+
+    def redirect(self) -> Redirect:
+        """The pod's redirect (what its nft rules, or the node on its behalf, install)."""
+        return Redirect(
+            tuple((p, self.inbound_proxy_port + i) for i, p in enumerate(self.inbound_ports)),
+            self.outbound_ports, self.outbound_proxy_port, self.proxy_uid,
+        )
 
     def listen_ports(self) -> list[int]:
         ports = [self.inbound_proxy_port + i for i in range(len(self.inbound_ports))]
@@ -106,7 +118,9 @@ def render_stunnel_config(spec: SidecarSpec) -> str:
     lines = [
         f"; ztfl sidecar for pod {spec.pod}",
         "foreground = yes", "syslog = no", "pid =", f"debug = {spec.debug}",
-        f"setuid = {spec.proxy_uid}", f"setgid = {spec.proxy_uid}", "",
+        *([f"setuid = {spec.proxy_uid}", f"setgid = {spec.proxy_uid}"]
+          if spec.drop_privileges else []),
+        "",
     ]
     if not spec.send_cert and spec.inbound_ports:
         raise SidecarError(f"pod {spec.pod}: an inbound proxy must present a certificate")
@@ -127,30 +141,9 @@ def render_stunnel_config(spec: SidecarSpec) -> str:
     return "\n".join(lines)
 
 
-def _ports(ports: Sequence[int]) -> str:
-    return "{ " + ", ".join(str(p) for p in ports) + " }"
-
-
 def render_nft_rules(spec: SidecarSpec) -> str:
     """An ``nft -f`` script (re)creating table ``inet ztfl_sidecar`` with the pod's redirects."""
-    lines = [f"table inet {NFT_TABLE}", f"delete table inet {NFT_TABLE}",
-             f"table inet {NFT_TABLE} {{"]
-    if spec.inbound_ports:
-        lines += ["  chain prerouting {",
-                  "    type nat hook prerouting priority dstnat; policy accept;"]
-        lines += [f'    iifname != "lo" tcp dport {port} redirect to :{spec.inbound_proxy_port + i}'
-                  for i, port in enumerate(spec.inbound_ports)]
-        lines.append("  }")
-    if spec.outbound_ports:
-        lines += ["  chain output {",
-                  "    type nat hook output priority -100; policy accept;",
-                  f"    meta skuid {spec.proxy_uid} return",
-                  '    oifname "lo" return',
-                  f"    tcp dport {_ports(spec.outbound_ports)} "
-                  f"redirect to :{spec.outbound_proxy_port}",
-                  "  }"]
-    lines += ["}", ""]
-    return "\n".join(lines)
+    return spec.redirect().rules()
 
 
 def _run(argv: Sequence[str], what: str, stdin: str | None = None) -> None:

@@ -8,8 +8,10 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 from k8s_fixtures import workload
+from k8s_fixtures.cluster import ClusterError
 from pytest_ztfl.faults.base import TARGET, Action, Fault, FaultContext, guarded
 
 
@@ -20,27 +22,29 @@ def _server_ip(ctx: FaultContext) -> str:
     return ip
 
 
+def _in_netns(ctx: FaultContext, argv: list[str],
+              script: str | None = None) -> tuple[int, str, str]:
+    """Run ``argv`` in client 1's network namespace from the node (these faults are local only):
+    not through the container, which in a restricted pod (SEC3) holds no NET_ADMIN."""
+    cluster: Any = ctx.cluster  # the local backend's (these faults are local only): pod_info, run
+    netns = cluster.pod_info(ctx.namespace, f"{workload.CLIENT}-{TARGET}").netns
+    try:
+        out = cluster.run(["ip", "netns", "exec", netns, *argv], input=script)
+    except ClusterError as exc:
+        return 1, "", str(exc)
+    return 0, out, ""
+
+
 def _nft(ctx: FaultContext, script: str) -> None:
-    """Run an nft script inside client 1's network namespace (through the container)."""
-    rc, _, err = ctx.cluster.exec(
-        ctx.namespace,
-        f"{workload.CLIENT}-{TARGET}",
-        ["nft", "-f", "-"],
-        container=workload.CLIENT,
-        input=script,
-    )
+    """Run an nft script inside client 1's network namespace."""
+    rc, _, err = _in_netns(ctx, ["nft", "-f", "-"], script)
     if rc != 0:
         raise RuntimeError(f"nft in {ctx.namespace}/{workload.CLIENT}-{TARGET}: {err.strip()}")
 
 
 def _nft_dropped(ctx: FaultContext) -> int:
     """The impairment table's ``dropped`` counter so far (0 when there is none)."""
-    rc, out, _ = ctx.cluster.exec(
-        ctx.namespace,
-        f"{workload.CLIENT}-{TARGET}",
-        ["nft", "-j", "list", "counters", "table", "inet", "ztfl_fault"],
-        container=workload.CLIENT,
-    )
+    rc, out, _ = _in_netns(ctx, ["nft", "-j", "list", "counters", "table", "inet", "ztfl_fault"])
     if rc != 0:
         return 0
     return sum(

@@ -133,6 +133,10 @@ class Cell:
     def tls(self) -> bool:
         return self.level.mtls
 
+    @property
+    def restricted(self) -> bool:
+        return self.level.restricted
+
     def baseline(self, cells: Iterable[Cell]) -> Cell | None:
         """The SEC0 cell this cell's overhead is measured against: same NET, data, seed and
         fault, else (a fault SEC0 cannot carry, e.g. an mTLS one) the unfaulted one. A check

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pytest
 from integration_support import Live, Row, events_of, row_proofs
+from proof_expectations import HARDENED
 
 from k8s_fixtures.tls.sidecar import identity_dns_from_spiffe
 from pytest_ztfl import runner
@@ -31,6 +32,7 @@ SEC3_PROOFS = {
     "client-to-client": "blocked",
     "no-cert-refused": "refused",
     "other-ca-refused": "refused",
+    **HARDENED,
     "wire": "tls-only",
 }
 

@@ -199,6 +199,8 @@ def test_the_plan_is_the_cells_claim(sec: str) -> None:
     cp = cellplan.plan_cell(cell, PLATFORM)
     assert cp.proofs.netpol == (sec in ("SEC1", "SEC3"))
     assert cp.proofs.tls == ("native" if cell.tls else "none")
+    # SEC3 is the seed study's: + RBAC + Pod Security (rendered and proved)
+    assert cp.proofs.restricted == cp.run.restricted == (sec == "SEC3")
     assert cp.proofs.namespace == cp.run.namespace == cellplan.namespace_for(cell)
     assert (cp.ca is not None, cp.other_ca is not None) == (cell.tls, cell.tls)
     if cp.ca is not None and cp.other_ca is not None:

@@ -53,7 +53,7 @@ REPORT_LAYERS = ("report: md and figures over claims and plot, over verdicts, ov
 # Every contract inside a package, by its name's prefix, with an import that breaks it:
 # (module under the repository, the line appended to it, the contract's name).
 PACKAGE_CONTRACTS = ("faults:", "analysis:", "report:", "matrix:", "proofs:", "platform:",
-                     "workload:", "local:", "netem:", "netpol:", "kube:", "tls:")
+                     "workload:", "local:", "netem:", "netpol:", "kube:", "tls:", "nodeagent:")
 PACKAGES = ("fl_app", "k8s_fixtures", "pytest_ztfl")
 VIOLATIONS = [
     pytest.param("pytest_ztfl/faults/netpol.py", "from pytest_ztfl.faults import mtls",
@@ -85,7 +85,7 @@ VIOLATIONS = [
                  "matrix: parsing over the model, the model over resources, all over errors",
                  id="matrix-layers"),
     pytest.param("k8s_fixtures/proofs/base.py", "from k8s_fixtures.proofs import mesh",
-                 "proofs: running the proofs over the mesh's, both over the base",
+                 "proofs: running the proofs over the mesh's and hardening's, over the base",
                  id="proofs-layers"),
     pytest.param("k8s_fixtures/tls/ca.py", "import k8s_fixtures.local.topology",
                  "platform: TLS and the policies know no backend, overlay or proof",
@@ -105,6 +105,9 @@ VIOLATIONS = [
     pytest.param("k8s_fixtures/kube/status.py", "import k8s_fixtures.kube.client",
                  "kube: kind over the factory, over the cluster, over its API and readiness, "
                  "over status", id="kube-layers"),
+    pytest.param("k8s_fixtures/nodeagent/wait.py", "import k8s_fixtures.nodeagent.agent",
+                 "nodeagent: the agent over its manifests and the in-pod wait",
+                 id="nodeagent-layers"),
     pytest.param("k8s_fixtures/tls/ca.py", "import k8s_fixtures.tls.secret",
                  "tls: the probe over the TLS modes, over certificates and logs, over parsing",
                  id="tls-layers"),
