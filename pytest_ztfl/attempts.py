@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 Row = dict[str, Any]
 Result = tuple[Row, bytes]  # a row and the server's raw event log
@@ -34,6 +34,20 @@ def summary(row: Row, attempt: int) -> dict[str, Any]:
     return {"attempt": attempt, "block_run": run, "error": row.get("error")}
 
 
+class Store(Protocol):
+    """Where attempts go (pytest_ztfl.results.ResultStore)."""
+
+    def save(self, row: Row, events: bytes) -> None: ...
+
+    def save_attempt(self, row: Row, events: bytes, attempt: int) -> None: ...
+
+
+def again(block: str, attempt: int, why: Sequence[str]) -> str:
+    """The live line of an attempt that will be repeated."""
+    return (f"block {block}: attempt {attempt} failed for a harness reason "
+            f"({'; '.join(why)}); measuring the block again")
+
+
 @dataclass
 class Attempts:
     """A block's attempts: the results of the one that counts and every earlier one."""
@@ -44,6 +58,17 @@ class Attempts:
     @property
     def count(self) -> int:
         return len(self.failed) + 1
+
+    def keep(self, store: Store) -> list[Row]:
+        """Store the earlier attempts apart and the one that counts as the cells' rows, each
+        row with its cell's history (``attempts``); returns those rows."""
+        for n, earlier in enumerate(self.failed, start=1):
+            for row, events in earlier:
+                store.save_attempt(row, events, n)
+        for row, events in self.results:
+            row["attempts"] = self.history(row["cell"]["id"])
+            store.save(row, events)
+        return [row for row, _ in self.results]
 
     def history(self, cell_id: str) -> list[dict[str, Any]]:
         """The cell's attempts, oldest first, the one that counts last."""

@@ -343,22 +343,12 @@ class ZtflSession:
             + eta
         )
         context = rows.Context(self.project, self.settings.parallel, calibration)
-
-        def again(attempt: int, why: list[str]) -> None:
-            progress(f"block {block.key}: attempt {attempt} failed for a harness reason "
-                     f"({'; '.join(why)}); measuring the block again")
-
         done = attempts.measure(
             lambda: runner.run_block(self.backend(), block, progress, context=context),
             self.settings.retries,
-            again,
+            lambda n, why: progress(attempts.again(block.key, n, why)),
         )
-        for n, earlier in enumerate(done.failed, start=1):
-            for row, events in earlier:
-                self.store.save_attempt(row, events, n)
-        for row, events in done.results:
-            row["attempts"] = done.history(row["cell"]["id"])
-            self.store.save(row, events)
+        for row in done.keep(self.store):
             self.rows[row["cell"]["id"]] = row
 
     def _record_design(self) -> None:

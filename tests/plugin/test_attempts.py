@@ -116,3 +116,23 @@ def test_the_report_counts_attempts_against_completions() -> None:
     assert _attempts([once, twice]) == (
         "**Attempts**: 3 for 2 rows; measured again for a harness reason: `B` 2 "
         "(cluster: timeout) (`attempts/`).")
+
+
+def test_keep_stores_earlier_attempts_apart_and_the_last_as_the_row(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    store.prepare({"name": "t"}, resume=False)
+
+    def row(error: str | None, run: str) -> dict[str, Any]:
+        return {**_row("SEC0-NET0-iid-s0", error, run=run), "finished_wall": 1.0,
+                "metrics": {"rounds": []}}
+
+    done = attempts.measure(Block([row("cluster: timeout", "r1")], [row(None, "r2")]), 1)
+    kept = done.keep(store)
+    assert [r["design"]["block_run"] for r in kept] == ["r2"]
+    stored = json.loads((tmp_path / "cells" / "SEC0-NET0-iid-s0.json").read_text())
+    assert [a["block_run"] for a in stored["attempts"]] == ["r1", "r2"]
+    assert json.loads((tmp_path / "attempts" / "SEC0-NET0-iid-s0.1.json").read_text())[
+        "design"]["block_run"] == "r1"
+    assert attempts.again("NET0-iid-s0", 1, ["A: cluster: timeout"]) == (
+        "block NET0-iid-s0: attempt 1 failed for a harness reason (A: cluster: timeout); "
+        "measuring the block again")
