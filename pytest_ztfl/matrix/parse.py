@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from pytest_ztfl.matrix.errors import MatrixError
+from pytest_ztfl.matrix.hetero import parse_axis
 from pytest_ztfl.matrix.model import CHECK_RE, MTLS_MODES, Matrix, Workload
 from pytest_ztfl.matrix.resources import parse_resources
 from pytest_ztfl.sec import SEC_LEVELS, Sec
@@ -59,9 +60,29 @@ PRESETS: dict[str, dict[str, Any]] = {
             "target_accuracy": 0.95,
         },
     },
+    # Client heterogeneity, small enough for CI: two device classes at NET0, the slow one on
+    # a quarter of a core, on NET1 links, and away from a third of the rounds.
+    "hetero-smoke": {
+        "sec": ["SEC0", "SEC3"],
+        "net": ["NET0"],
+        "data": ["iid"],
+        "seeds": [0],
+        "workload": {"clients": 4, "rounds": 4, "model": "small", "eval_every": 4},
+        "heterogeneity": {
+            "name": "two-class",
+            "classes": [
+                {"name": "fast", "share": 0.5, "cpu": "1", "availability": 1.0},
+                {"name": "slow", "share": 0.5, "net": "NET1", "cpu": "250m",
+                 "availability": 0.67},
+            ],
+        },
+    },
 }
 
-_KEYS = {"name", "sec", "net", "data", "seeds", "mtls", "workload", "faults", "checks"}
+_KEYS = {
+    "name", "sec", "net", "data", "seeds", "mtls", "workload", "faults", "checks",
+    "heterogeneity",
+}
 _DATA_RE = re.compile(r"iid|dirichlet-[0-9]*\.?[0-9]+")
 
 
@@ -146,6 +167,11 @@ def from_dict(raw: Any, source: str, net_profiles: Iterable[str] | None = None) 
             workload=workload.validate(source),
             faults=_faults(source, raw),
             checks=_checks(source, raw),
+            hetero=(
+                parse_axis(source, raw["heterogeneity"], net_profiles)
+                if "heterogeneity" in raw
+                else (None,)
+            ),
         ),
         source,
     )
