@@ -63,6 +63,7 @@ def record(
             "rounds_absent": sorted(absent.get(d.client, [])),
             "rounds_participated": len(mine),
             "median_train_seconds": round(median(train), 6) if train else None,
+            "train_seconds_total": round(sum(train), 6),
             "net_applied": applied.get(d.client),
             "throttled_seconds": ev.get("throttled_seconds"),
         })

@@ -16,9 +16,9 @@ Row fields:
     position, block_run, round_order}, environment{...}, started_wall, finished_wall,
     extra_info, events_file (added by the store); heterogeneity{name, classes, clients[{client,
     class, net, cpu, availability, rounds_absent, rounds_absent_drawn, rounds_participated,
-    median_train_seconds, net_applied, throttled_seconds}], rounds[{round, duration, absent,
-    slowest_client, slowest_class, classes}]} only in a cell with heterogeneity
-    (pytest_ztfl.hetero_row).
+    median_train_seconds, train_seconds_total, net_applied, throttled_seconds}],
+    rounds[{round, duration, absent, slowest_client, slowest_class, classes}]} only in a cell
+    with heterogeneity (pytest_ztfl.hetero_row).
 
 Each entry of metrics.rounds also has compute_seconds (slowest training + aggregation),
 comm_seconds (the rest), path_seconds (mean over participants of their exchange's time

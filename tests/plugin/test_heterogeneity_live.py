@@ -3,8 +3,10 @@ the slow one on a quarter of a core (a cgroup CPU quota), on NET1 links (the NET
 away from some rounds. Each row must record every client's class, profile, CPU limit and absent
 rounds as the run shows them: the server left exactly the drawn clients out of exactly the
 drawn rounds, an absent client failed nothing and no round failed, the overlay shaped the slow
-clients' links only, the slow clients' cgroups were throttled, and the report draws round
-duration against the slowest participating class."""
+clients' links only, the slow clients' cgroups were throttled and held them to a quarter of a
+core, and the report draws round duration against the slowest participating class. (Which class
+trains slower is not asserted: on a loaded 2-core machine a 1-core client can get less CPU than
+a 250m one.)"""
 
 from __future__ import annotations
 
@@ -77,13 +79,15 @@ def test_hetero_smoke_records_each_client(
             if c["class"] == "slow":
                 assert (c["cpu"], c["net"], c["net_applied"]) == ("250m", "NET1", "NET1"), c
                 assert c["throttled_seconds"] > 0, c  # the cgroup's quota was enforced
+                # and held: while it trained, a quarter of a core at most (plus the little
+                # it spends per round outside training: decoding, encoding, gRPC)
+                cpu = row["resources"]["pods"][f"fl-client-{c['client']}"]["fl-client"]
+                bound = 0.25 * c["train_seconds_total"] + 0.15 * c["rounds_participated"]
+                assert cpu["cpu_seconds"] <= bound, (c, cpu)
             else:
                 assert (c["cpu"], c["net"], c["net_applied"], c["rounds_absent"]) == (
                     "1", "NET0", None, []), c
         assert absences > 0, clients  # the preset's draw takes slow clients out of rounds
-        train = {k: [c["median_train_seconds"] for c in clients if c["class"] == k]
-                 for k in ("fast", "slow")}
-        assert min(train["slow"]) > max(train["fast"]), train
         for rd in het["rounds"]:
             assert rd["slowest_class"] in rd["classes"] and rd["slowest_client"] is not None
             assert rd["absent"] == sorted(starts[rd["round"]].get("absent", []))
