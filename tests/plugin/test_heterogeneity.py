@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from k8s_fixtures import workload
-from k8s_fixtures.netem.profiles import NET_ANNOTATION
+from k8s_fixtures.netem.profiles import NET_ANNOTATION, load_profiles
 from k8s_fixtures.tls.ca import CertificateAuthority
+from pytest_ztfl import preflight
 from pytest_ztfl.backends import Platform
 from pytest_ztfl.cellplan import fl_run
 from pytest_ztfl.matrix import MatrixError, from_dict, load
@@ -119,3 +120,14 @@ def test_a_cell_renders_its_clients_limits_profiles_and_absences() -> None:
     # without heterogeneity nothing of it is rendered
     plain = fl_run(replace(cell, hetero=None), Platform(("python",), "/data"))
     assert "--absent" not in plain.server_flags and not plain.overrides
+
+
+def test_a_class_profile_that_cannot_fit_a_round_is_warned_like_a_cells() -> None:
+    """The round-budget check before anything runs covers each device class's NET profile,
+    not only the cell's: a class on NET4 with the paper model and a 1 s deadline."""
+    raw = _matrix(_two(net="NET4"))
+    raw["workload"] = {"clients": 4, "rounds": 2, "model": "paper", "round_deadline": 1}
+    cells = from_dict(raw, "m", ("NET0", "NET4")).cells()
+    lines = preflight.round_budget_warnings(cells, load_profiles())
+    assert len(lines) == 1 and lines[0].startswith("profile NET4"), lines
+    assert lines[0].endswith("2 cell(s) with model paper will miss it in every round")
