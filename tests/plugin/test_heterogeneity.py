@@ -14,11 +14,12 @@ import pytest
 from k8s_fixtures import workload
 from k8s_fixtures.netem.profiles import NET_ANNOTATION, load_profiles
 from k8s_fixtures.tls.ca import CertificateAuthority
-from pytest_ztfl import preflight
+from pytest_ztfl import preflight, slo
 from pytest_ztfl.backends import Platform
 from pytest_ztfl.cellplan import fl_run
 from pytest_ztfl.matrix import MatrixError, from_dict, load
 from pytest_ztfl.matrix.hetero import DeviceClass, Heterogeneity
+from pytest_ztfl.session import ZtflSession
 
 NETS = ("NET0", "NET1", "NET2")
 
@@ -131,3 +132,13 @@ def test_a_class_profile_that_cannot_fit_a_round_is_warned_like_a_cells() -> Non
     lines = preflight.round_budget_warnings(cells, load_profiles())
     assert len(lines) == 1 and lines[0].startswith("profile NET4"), lines
     assert lines[0].endswith("2 cell(s) with model paper will miss it in every round")
+
+
+def test_pooled_comparisons_and_benchmark_groups_keep_distributions_apart() -> None:
+    """SEC3's cost over SEC0 pooled over blocks is pooled per heterogeneity distribution (and
+    alike clients apart): their rounds are of different runs' kinds."""
+    cells = {c.id: c for c in from_dict(_matrix(["none", _two()]), "m", NETS).cells()}
+    assert slo.group_key(cells["SEC3-NET0-iid-s0"]) == "SEC3-NET0"
+    assert slo.group_key(cells["SEC3-NET0-iid-s0-htwo"]) == "SEC3-NET0-htwo"
+    assert ZtflSession.group_of(cells["SEC3-NET0-iid-s0-htwo"]) == "NET0-iid-htwo"
+    assert ZtflSession.group_of(cells["SEC3-NET0-iid-s0"]) == "NET0-iid"
