@@ -10,14 +10,29 @@ client is absent from each round with probability ``1 - availability``. A round 
 absent clients of that round with the lowest ids are made present again, so an absence never
 fails a round (absent is not failed). Every bad field is one error naming it
 (``heterogeneity[0].classes[1].cpu='abc': not a CPU quantity ...``).
+
+A trace replaces the draw (``trace:``): each client's class and absent rounds as given, either
+inline (a list of ``{client, class, absent}``) or a CSV file (a path, relative to the matrix
+file) with the header ``client,class,absent``, one line per client, ``absent`` the rounds it sits
+out separated by spaces, ``#`` lines ignored::
+
+    client,class,absent
+    0,slow,1 3
+    1,fast,
+
+The trace must name every client of the workload once, rounds within its rounds, and leave each
+round its minimum of participants; the classes still give each client's NET profile and CPU
+limit (their shares and availabilities are not used).
 """
 
 from __future__ import annotations
 
+import csv
 import math
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from k8s_fixtures.manifests import cpu_millis
@@ -25,7 +40,9 @@ from pytest_ztfl.matrix.errors import MatrixError
 
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 _CLASS_KEYS = ("name", "share", "net", "cpu", "availability")
-_KEYS = ("name", "classes")
+_KEYS = ("name", "classes", "trace")
+TRACE_HEADER = ("client", "class", "absent")
+Trace = tuple[tuple[str, tuple[int, ...]], ...]  # per client id: (class, absent rounds)
 
 
 @dataclass(frozen=True)
@@ -41,7 +58,9 @@ class DeviceClass:
     availability: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "share": self.share}
+        d: dict[str, Any] = {"name": self.name}
+        if self.share:  # 0: a trace assigns the clients
+            d["share"] = self.share
         if self.net is not None:
             d["net"] = self.net
         if self.cpu is not None:
@@ -78,9 +97,33 @@ class Heterogeneity:
 
     name: str
     classes: tuple[DeviceClass, ...]
+    trace: Trace | None = None  # each client as given (matrix.hetero's docstring), or drawn
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "classes": [c.to_dict() for c in self.classes]}
+        d: dict[str, Any] = {"name": self.name, "classes": [c.to_dict() for c in self.classes]}
+        if self.trace is not None:  # inline: a stored matrix needs no file
+            d["trace"] = [{"client": i, "class": k, "absent": list(a)}
+                          for i, (k, a) in enumerate(self.trace)]
+        return d
+
+    def check(self, src: str, clients: int, rounds: int, min_present: int) -> None:
+        """A trace fits the workload: every client once, its rounds, each round's minimum."""
+        if self.trace is None:
+            return
+        where = f"heterogeneity {self.name}: trace"
+        if len(self.trace) != clients:
+            raise _fail(src, f"{where} names {len(self.trace)} clients, the workload has "
+                             f"{clients}")
+        for i, (_, absent) in enumerate(self.trace):
+            late = [r for r in absent if r > rounds]
+            if late:
+                raise _fail(src, f"{where}: client {i} absent from round {late[0]}, the "
+                                 f"workload has {rounds} rounds")
+        for r in range(1, rounds + 1):
+            there = sum(r not in a for _, a in self.trace)
+            if there < min_present:
+                raise _fail(src, f"{where}: round {r} keeps {there} of {clients} clients, "
+                                 f"fewer than min_participants {min_present}")
 
     def counts(self, clients: int) -> list[int]:
         """Clients per class: ``share x clients`` rounded by largest remainder."""
@@ -92,7 +135,15 @@ class Heterogeneity:
         return out
 
     def draw(self, clients: int, rounds: int, seed: int, min_present: int) -> list[ClientDraw]:
-        """Every client's class and absences in a cell (same inputs, same draw)."""
+        """Every client's class and absences in a cell (same inputs, same draw; a trace's
+        clients as given)."""
+        if self.trace is not None:
+            by_name = {c.name: c for c in self.classes}
+            return [
+                ClientDraw(i, k, by_name[k].net, by_name[k].cpu, by_name[k].availability,
+                           tuple(r for r in a if r <= rounds))
+                for i, (k, a) in enumerate(self.trace[:clients])
+            ]
         rng = random.Random(f"ztfl-heterogeneity:{self.name}:{seed}")
         kinds = [c for c, n in zip(self.classes, self.counts(clients), strict=True)
                  for _ in range(n)]
@@ -132,14 +183,75 @@ def _name(src: str, value: Any, path: str) -> str:
     return value
 
 
-def _class(src: str, raw: Any, path: str, nets: set[str] | None) -> DeviceClass:
+def _trace_rows(src: str, raw: Any, path: str, base: Path | None) -> list[Mapping[str, Any]]:
+    """The trace's rows: inline, or read from its CSV file."""
+    if isinstance(raw, list):
+        return raw
+    if not isinstance(raw, str):
+        raise _fail(src, f"field '{path}' must be a CSV file's path or a list of "
+                         "{client, class, absent}")
+    file = Path(raw) if base is None or Path(raw).is_absolute() else base / raw
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _fail(src, f"{path}={raw!r}: {exc.strerror}") from None
+    lines = [x for x in text.splitlines() if x.strip() and not x.lstrip().startswith("#")]
+    reader = csv.reader(lines)
+    header = tuple(h.strip() for h in next(reader, []))
+    if header != TRACE_HEADER:
+        raise _fail(src, f"{path}={raw!r}: header {','.join(header)!r}, expected "
+                         f"{','.join(TRACE_HEADER)!r}")
+    rows: list[Mapping[str, Any]] = []
+    for n, cells in enumerate(reader, 2):
+        if len(cells) != len(TRACE_HEADER):
+            raise _fail(src, f"{path}={raw!r} line {n}: expected {len(TRACE_HEADER)} fields")
+        rows.append(dict(zip(TRACE_HEADER, (c.strip() for c in cells), strict=True)))
+    return rows
+
+
+def _trace(src: str, raw: Any, path: str, classes: Iterable[str], base: Path | None) -> Trace:
+    """Each client's class and absent rounds, in client order (ids 0..n-1, each once)."""
+    known = set(classes)
+    out: dict[int, tuple[str, tuple[int, ...]]] = {}
+    for i, row in enumerate(_trace_rows(src, raw, path, base)):
+        at = f"{path}[{i}]"
+        if not isinstance(row, Mapping) or set(row) != set(TRACE_HEADER):
+            raise _fail(src, f"{at}: expected the fields {', '.join(TRACE_HEADER)}")
+        client = row["client"]
+        if isinstance(client, str) and client.isdigit():
+            client = int(client)
+        if isinstance(client, bool) or not isinstance(client, int) or client < 0:
+            raise _fail(src, f"{at}.client={row['client']!r}: expected a client id >= 0")
+        if client in out:
+            raise _fail(src, f"{at}.client={client}: named twice")
+        if row["class"] not in known:
+            raise _fail(src, f"{at}.class={row['class']!r}: no such class "
+                             f"(known: {', '.join(sorted(known))})")
+        absent = row["absent"]
+        if isinstance(absent, str):
+            absent = [int(a) if a.isdigit() else a for a in absent.split()]
+        if not isinstance(absent, list) or not all(
+            isinstance(a, int) and not isinstance(a, bool) and a >= 1 for a in absent
+        ):
+            raise _fail(src, f"{at}.absent={row['absent']!r}: expected round numbers >= 1")
+        out[client] = (str(row["class"]), tuple(sorted(set(absent))))
+    missing = sorted(set(range(len(out))) - set(out))
+    if missing or not out:
+        raise _fail(src, f"{path}: client ids must be 0..n-1, {missing[0] if missing else 0} "
+                         "is missing")
+    return tuple(out[i] for i in range(len(out)))
+
+
+def _class(src: str, raw: Any, path: str, nets: set[str] | None, traced: bool) -> DeviceClass:
     if not isinstance(raw, dict):
         raise _fail(src, f"field '{path}' must be a mapping ({', '.join(_CLASS_KEYS)})")
     unknown = sorted(set(map(str, raw)) - set(_CLASS_KEYS))
     if unknown:
         raise _fail(src, f"unknown field '{path}.{unknown[0]}' (known: {', '.join(_CLASS_KEYS)})")
     name = _name(src, raw.get("name"), f"{path}.name")
-    share = _number(src, raw, "share", path, None, 0.0, True)
+    # a trace assigns the clients itself: a class's share is then optional (and unused)
+    share = 0.0 if traced and "share" not in raw else _number(src, raw, "share", path, None,
+                                                             0.0, True)
     net = raw.get("net")
     if net is not None and (not isinstance(net, str) or (nets is not None and net not in nets)):
         known = f" (known: {', '.join(sorted(nets))})" if nets is not None else ""
@@ -158,9 +270,10 @@ def _class(src: str, raw: Any, path: str, nets: set[str] | None) -> DeviceClass:
     return DeviceClass(name, share, net, cpu, availability)
 
 
-def parse_one(src: str, raw: Any, path: str, nets: Iterable[str] | None) -> Heterogeneity:
+def parse_one(src: str, raw: Any, path: str, nets: Iterable[str] | None,
+              base: Path | None = None) -> Heterogeneity:
     """One distribution from its YAML form (``{name, classes: [{name, share, net, cpu,
-    availability}, ...]}``)."""
+    availability}, ...], trace: ...}``); ``base``: where a trace file's relative path starts."""
     if not isinstance(raw, dict):
         raise _fail(src, f"field '{path}' must be a mapping (name, classes) or 'none'")
     unknown = sorted(set(map(str, raw)) - set(_KEYS))
@@ -171,18 +284,23 @@ def parse_one(src: str, raw: Any, path: str, nets: Iterable[str] | None) -> Hete
     classes_raw = raw.get("classes")
     if not isinstance(classes_raw, list) or not classes_raw:
         raise _fail(src, f"field '{path}.classes' must be a non-empty list of device classes")
-    classes = tuple(_class(src, c, f"{path}.classes[{i}]", known)
+    traced = "trace" in raw
+    classes = tuple(_class(src, c, f"{path}.classes[{i}]", known, traced)
                     for i, c in enumerate(classes_raw))
     names = [c.name for c in classes]
     if len(set(names)) != len(names):
         raise _fail(src, f"field '{path}.classes' names a class twice")
     total = sum(c.share for c in classes)
-    if abs(total - 1) > 1e-6:
+    if not traced and abs(total - 1) > 1e-6:
         raise _fail(src, f"{path}.classes: shares sum to {total:g}, not 1")
-    return Heterogeneity(name, classes)
+    trace = None
+    if "trace" in raw:
+        trace = _trace(src, raw["trace"], f"{path}.trace", names, base)
+    return Heterogeneity(name, classes, trace)
 
 
-def parse_axis(src: str, raw: Any, nets: Iterable[str] | None) -> tuple[Heterogeneity | None, ...]:
+def parse_axis(src: str, raw: Any, nets: Iterable[str] | None,
+               base: Path | None = None) -> tuple[Heterogeneity | None, ...]:
     """The heterogeneity axis: one distribution, or a list of them and ``none`` (homogeneous
     clients, as without the key)."""
     items = raw if isinstance(raw, list) else [raw]
@@ -191,7 +309,7 @@ def parse_axis(src: str, raw: Any, nets: Iterable[str] | None) -> tuple[Heteroge
     out: list[Heterogeneity | None] = []
     for i, item in enumerate(items):
         path = f"heterogeneity[{i}]" if isinstance(raw, list) else "heterogeneity"
-        out.append(None if item == "none" else parse_one(src, item, path, nets))
+        out.append(None if item == "none" else parse_one(src, item, path, nets, base))
     names = [h.name if h else "none" for h in out]
     if len(set(names)) != len(names):
         raise _fail(src, "field 'heterogeneity' names a distribution twice")

@@ -7,9 +7,11 @@ availability trace)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from k8s_fixtures import workload
 from k8s_fixtures.netem.profiles import NET_ANNOTATION, load_profiles
@@ -142,3 +144,68 @@ def test_pooled_comparisons_and_benchmark_groups_keep_distributions_apart() -> N
     assert slo.group_key(cells["SEC3-NET0-iid-s0-htwo"]) == "SEC3-NET0-htwo"
     assert ZtflSession.group_of(cells["SEC3-NET0-iid-s0-htwo"]) == "NET0-iid-htwo"
     assert ZtflSession.group_of(cells["SEC3-NET0-iid-s0"]) == "NET0-iid"
+
+
+TRACE_CSV = """\
+# a device and availability trace: each client's class and the rounds it sits out
+client,class,absent
+0,slow,1 3
+1,fast,
+2,fast,
+3,slow,6
+"""
+
+
+def _traced(tmp_path: Path, csv_text: str, **workload: Any) -> Path:
+    (tmp_path / "traces").mkdir(exist_ok=True)
+    (tmp_path / "traces" / "t.csv").write_text(csv_text)
+    raw = _matrix({"name": "traced", "trace": "traces/t.csv", "classes": [
+        {"name": "fast", "cpu": "1"}, {"name": "slow", "net": "NET1", "cpu": "250m"}]})
+    raw["workload"].update(workload)
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_a_trace_file_gives_each_client_its_class_and_absences(tmp_path: Path) -> None:
+    m = load(str(_traced(tmp_path, TRACE_CSV)), NETS)
+    cell = m.cells()[0]
+    assert cell.id == "SEC0-NET0-iid-s0-htraced"
+    got = [(d.client, d.device_class, d.net, d.cpu, d.absent) for d in cell.clients()]
+    assert got == [(0, "slow", "NET1", "250m", (1, 3)), (1, "fast", None, "1", ()),
+                   (2, "fast", None, "1", ()), (3, "slow", "NET1", "250m", (6,))]
+    flags = fl_run(cell, Platform(("python",), "/data")).server_flags
+    assert flags[flags.index("--absent") + 1] == "1:0,3:0,6:3"
+    # stored inline, the matrix reads back without the file
+    (tmp_path / "traces" / "t.csv").unlink()
+    assert from_dict(m.to_dict(), "matrix.json", NETS) == m
+
+
+@pytest.mark.parametrize(
+    ("csv_text", "workload", "message"),
+    [
+        (TRACE_CSV.replace("client,class,absent", "id,class,absent"), {},
+         "heterogeneity.trace='traces/t.csv': header 'id,class,absent', expected "
+         "'client,class,absent'"),
+        (TRACE_CSV.replace("3,slow,6", "3,medium,6"), {},
+         "heterogeneity.trace[3].class='medium': no such class (known: fast, slow)"),
+        (TRACE_CSV.replace("1,fast,", "1,fast,x"), {},
+         "heterogeneity.trace[1].absent='x': expected round numbers >= 1"),
+        (TRACE_CSV.replace("2,fast,", "5,fast,"), {},
+         "heterogeneity.trace: client ids must be 0..n-1, 2 is missing"),
+        (TRACE_CSV, {"clients": 5},
+         "heterogeneity traced: trace names 4 clients, the workload has 5"),
+        (TRACE_CSV, {"rounds": 5},
+         "heterogeneity traced: trace: client 3 absent from round 6, the workload has 5 rounds"),
+        (TRACE_CSV.replace("2,fast,", "2,fast,1"), {},
+         "heterogeneity traced: trace: round 1 keeps 2 of 4 clients, fewer than "
+         "min_participants 3"),
+    ],
+)
+def test_a_bad_trace_is_one_error_naming_it(
+    tmp_path: Path, csv_text: str, workload: dict[str, Any], message: str
+) -> None:
+    path = _traced(tmp_path, csv_text, **workload)
+    with pytest.raises(MatrixError) as info:
+        load(str(path), NETS)
+    assert str(info.value) == f"matrix {path}: {message}"
