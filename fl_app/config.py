@@ -45,6 +45,9 @@ class ServerConfig:
     hold_file: str = ""  # start round 1 only once this file exists ("": at once)
     hold_rounds: bool = False  # also hold each round r until "<hold_file>.<r>" exists
     inject_delay_ms: float = 0.0  # a known effect: the server waits this long in every round
+    # (round, client) pairs in which the client is away (an availability trace): the server
+    # does not select it that round; absent, not failed
+    absent: tuple[tuple[int, int], ...] = ()
 
     @property
     def min_required(self) -> int:
@@ -54,7 +57,12 @@ class ServerConfig:
         d = asdict(self)
         d["min_participants"] = self.min_required
         d["allowed_ids"] = list(self.allowed_ids)
+        d["absent"] = [list(p) for p in self.absent]
         return d
+
+    def absent_in(self, number: int) -> set[int]:
+        """The clients away in round ``number``."""
+        return {c for r, c in self.absent if r == number}
 
     def validate(self) -> ServerConfig:
         checks: list[tuple[bool, str]] = [
@@ -89,6 +97,11 @@ class ServerConfig:
             (
                 math.isfinite(self.inject_delay_ms) and 0 <= self.inject_delay_ms <= 60_000,
                 f"--inject-delay-ms {self.inject_delay_ms}: must be between 0 and 60000",
+            ),
+            (
+                all(1 <= r <= self.rounds and 0 <= c < self.num_clients for r, c in self.absent),
+                "--absent: every ROUND:CLIENT must name a round 1..--rounds and a client "
+                "0..--clients-1",
             ),
             (os.path.isdir(self.data_dir), f"--data-dir {self.data_dir}: no such directory"),
         ]
@@ -176,6 +189,23 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         help="a known effect for checking a measurement: wait this many ms inside every round "
         "(default 0: off)",
     )
+    p.add_argument(
+        "--absent",
+        default="",
+        help="an availability trace: ROUND:CLIENT[,ROUND:CLIENT...], each a client away from "
+        "a round (not selected for it: absent, not failed)",
+    )
+
+
+def parse_absent(text: str) -> tuple[tuple[int, int], ...]:
+    """``--absent 2:1,3:0`` -> ((2, 1), (3, 0))."""
+    out: list[tuple[int, int]] = []
+    for part in filter(None, text.split(",")):
+        r, sep, c = part.partition(":")
+        if not sep or not r.isdigit() or not c.isdigit():
+            raise ConfigError(f"--absent {text}: expected ROUND:CLIENT[,ROUND:CLIENT...]")
+        out.append((int(r), int(c)))
+    return tuple(sorted(set(out)))
 
 
 def config_from_args(ns: argparse.Namespace) -> ServerConfig:
@@ -203,6 +233,7 @@ def config_from_args(ns: argparse.Namespace) -> ServerConfig:
         hold_file=ns.hold_file,
         hold_rounds=ns.hold_rounds,
         inject_delay_ms=ns.inject_delay_ms,
+        absent=parse_absent(ns.absent),
     ).validate()
 
 

@@ -48,6 +48,7 @@ def server_argv(ns: Any, events: Path) -> list[str]:
         "--min-samples": ns.min_samples,
         "--run-id": ns.run_id,
         "--max-message-mb": ns.max_message_mb,
+        "--absent": ns.absent,
     }
     argv = [
         sys.executable,

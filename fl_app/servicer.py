@@ -224,11 +224,15 @@ class FLServer(fl_pb2_grpc.FederatedLearningServicer):  # type: ignore[misc]
             train=self.train_conf,
         )
         size = task.ByteSize()
+        away = conf.absent_in(number)  # the availability trace: not selected, not failed
         with self.lock:
-            selected = sorted(self.sessions)
+            selected = sorted(set(self.sessions) - away)
             rnd = Round(number=number, selected=set(selected), started=self.log.now())
             self.round = rnd
-        self.log.emit("round_start", round=number, selected=selected)
+        if away:
+            self.log.emit("round_start", round=number, selected=selected, absent=sorted(away))
+        else:
+            self.log.emit("round_start", round=number, selected=selected)
         injected = 0.0
         if conf.inject_delay_ms > 0:
             # The known effect (--inject-delay-ms): a wait inside the round, before any task

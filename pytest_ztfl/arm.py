@@ -181,25 +181,28 @@ class Arm:
         netem = self.backend.netem
         self.handle = netem.handle(ns) if netem is not None else None
         run = self.cp.run
+        # a profile on every client, or (heterogeneity) on some clients only
+        shaped = run.net_profile or next((o.net_profile for o in run.overrides.values()
+                                          if o.net_profile), None)
         if self.handle is not None:
             self.overlays["net"].update(self.handle.metadata())
             self.handle.watch(lambda exc: self.net_failures.append(str(exc)))
-        elif run.net_profile is not None and run.restricted and run.node_agent_wait is not None:
+        elif shaped is not None and run.restricted and run.node_agent_wait is not None:
             # kind/kube, SEC3: the node agent ran tc netem in each client pod's namespace; the
             # pod's first init container waited for its mark
             self.overlays["net"].update(
                 mechanism="netem",
                 why="tc netem by the ztfl node agent (a restricted pod may not hold NET_ADMIN)",
             )
-        elif run.net_profile is not None and run.netem_init is not None:
+        elif shaped is not None and run.netem_init is not None:
             # kind/kube: each client pod's init container ran tc netem before the pod could
             # start (a failed init container keeps the pod from becoming ready)
             self.overlays["net"].update(
                 mechanism="netem",
                 why="tc netem by each client pod's init container (ztfl-netem-init)",
             )
-        elif run.net_profile is not None:
-            raise ClusterError(f"network profile {cell.net} was not applied to {ns}")
+        elif shaped is not None:
+            raise ClusterError(f"network profile {shaped} was not applied to {ns}")
         else:
             self.overlays["net"]["mechanism"] = "none"
         failed = [p for p in self.proofs if not p.passed]

@@ -54,6 +54,10 @@ def fl_run(cell: Cell, platform: Platform, hold_rounds: bool = False) -> workloa
     }
     if cell.inject_delay_ms:
         flags["--inject-delay-ms"] = cell.inject_delay_ms
+    draws = cell.clients()  # heterogeneity: each client's class, NET, CPU, absent rounds
+    absent = ",".join(f"{r}:{d.client}" for d in draws for r in d.absent)
+    if absent:
+        flags["--absent"] = absent
     server_flags = tuple(x for k, v in flags.items() for x in (k, str(v)))
     if hold_rounds:
         server_flags += ("--hold-rounds",)
@@ -85,6 +89,14 @@ def fl_run(cell: Cell, platform: Platform, hold_rounds: bool = False) -> workloa
         server_requests=res.server.requests.to_dict(),
         client_resources=res.client.limits.to_dict(),
         client_requests=res.client.requests.to_dict(),
+        overrides={
+            d.client: workload.ClientOverride(
+                net_profile=d.net if d.net not in (None, cell.net) else None,
+                cpu_limit=d.cpu,
+            )
+            for d in draws
+            if (d.net not in (None, cell.net)) or d.cpu
+        },
     )
 
 

@@ -40,7 +40,8 @@ def _probe(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     r = sub.add_parser("render", help="write every cell's Kubernetes objects as YAML")
-    r.add_argument("--matrix", required=True, help="smoke|quick|paper|full or a matrix YAML")
+    r.add_argument("--matrix", required=True,
+                   help="smoke|quick|paper|full|hetero-smoke or a matrix YAML")
     r.add_argument("--out", required=True, help="output directory (one folder per cell)")
     r.add_argument("--image", default="ghcr.io/ztfl/fl-app:0.1.0")
     r.set_defaults(func=_render)

@@ -22,7 +22,8 @@ BACKENDS = ("auto", "local", "kind", "kube")
 
 # name, help, kind ("str" | "bool"), default
 OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
-    ("matrix", "run a matrix: smoke|quick|paper|full or a matrix YAML file", "str", None),
+    ("matrix", "run a matrix: smoke|quick|paper|full|hetero-smoke or a matrix YAML file", "str",
+     None),
     ("backend", "where pods run: auto|local|kind|kube (default auto)", "str", "auto"),
     ("seeds", "override the matrix's seeds, e.g. 0-4 or 0,2", "str", None),
     ("rounds", "override the number of FL rounds", "str", None),

@@ -32,8 +32,11 @@ def round_budget_warnings(cells: list[mx.Cell], table: Mapping[str, Profile]) ->
     transfer time (delay + serialisation at the profile's rates, each way) beats the deadline."""
     by_key: dict[tuple[str, str, float], int] = {}
     for c in cells:
-        key = (c.net, c.workload.model, c.workload.round_deadline)
-        by_key[key] = by_key.get(key, 0) + 1
+        # the cell's profile and, with heterogeneity, each device class's own
+        nets = {c.net} | {k.net for k in (c.hetero.classes if c.hetero else ()) if k.net}
+        for net in sorted(nets):
+            key = (net, c.workload.model, c.workload.round_deadline)
+            by_key[key] = by_key.get(key, 0) + 1
     out = []
     for (net, model, deadline), n in sorted(by_key.items()):
         line = round_budget_warning(table[net], model_bytes(model), deadline)

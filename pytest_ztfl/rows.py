@@ -14,7 +14,11 @@ Row fields:
     backend{name, note, parallel}, resources{source, window, pods{pod{container{cpu_seconds,
     memory_peak_bytes}}}, delayline_cpu_seconds}, design{block, mode, order_seed, arms,
     position, block_run, round_order}, environment{...}, started_wall, finished_wall,
-    extra_info, events_file (added by the store).
+    extra_info, events_file (added by the store); heterogeneity{name, classes, clients[{client,
+    class, net, cpu, availability, rounds_absent, rounds_absent_drawn, rounds_participated,
+    median_train_seconds, train_seconds_total, net_applied, throttled_seconds}],
+    rounds[{round, duration, absent, slowest_client, slowest_class, classes}]} only in a cell
+    with heterogeneity (pytest_ztfl.hetero_row).
 
 Each entry of metrics.rounds also has compute_seconds (slowest training + aggregation),
 comm_seconds (the rest), path_seconds (mean over participants of their exchange's time
@@ -34,7 +38,7 @@ from typing import Any
 
 from fl_app.events import ParsedLog
 from fl_app.summary import RunSummary, summarize
-from pytest_ztfl import environment, taxonomy
+from pytest_ztfl import environment, hetero_row, taxonomy
 from pytest_ztfl.matrix import Cell
 from pytest_ztfl.taxonomy import Label
 
@@ -143,13 +147,16 @@ def build(
         "netpol_action": overlays.get("netpol", {}).get("action"),
         "backend": backend.get("name"),
         "check": cell.check,
+        "heterogeneity": cell.hetero.name if cell.hetero else None,
         "block": (design or {}).get("block"),
         "design_mode": (design or {}).get("mode"),
         "order_seed": (design or {}).get("order_seed"),
         **_medians(metrics["rounds"]),
     }
     load = [round(x, 2) for x in os.getloadavg()]
+    het = hetero_row.record(cell, log, overlays, evidence)
     return (context or Context()).fill({
+        **({"heterogeneity": het} if het is not None else {}),
         "schema": SCHEMA,
         "cell": cell.to_dict(),
         "success": ok,

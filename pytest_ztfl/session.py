@@ -153,8 +153,8 @@ class ZtflSession:
 
     @staticmethod
     def group_of(cell: mx.Cell) -> str:
-        """Benchmark group: one per NET x data, so SEC levels sit side by side."""
-        return f"{cell.net}-{cell.data_label}"
+        """Benchmark group: one per NET x data (x heterogeneity), so SEC levels sit side by side."""
+        return f"{cell.net}-{cell.data_label}{f'-h{cell.hetero.name}' if cell.hetero else ''}"
 
     # ---- running ----------------------------------------------------------------------
     def begin(self, cells: list[mx.Cell]) -> None:

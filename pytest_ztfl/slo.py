@@ -135,7 +135,6 @@ def pooled(
 
 def group_key(cell: Cell) -> str:
     """The pooled comparison a cell belongs to: SEC level (with its mTLS mode when the matrix
-    shows modes), NET, fault."""
+    shows modes), NET, heterogeneity, fault."""
     sec = f"{cell.sec}-{cell.mtls}" if cell.show_mtls and cell.mtls else cell.sec
-    key = f"{sec}-{cell.net}"
-    return f"{key}-{cell.fault}" if cell.fault else key
+    return f"{sec}-{cell.net}{cell.suffix}"

@@ -3,8 +3,8 @@ and matrix files in YAML.
 
 A cell id reads ``SEC3-NET2-noniid-s0`` (``iid``; ``noniid`` is Dirichlet alpha 0.5, other
 alphas read ``dir0.1``); when a matrix measures more than one mTLS mode, SEC2/SEC3 ids end
-in ``-sidecar``, ``-native`` or ``-mesh``. Ids are stable: they name results, benchmark records
-and tests.
+in ``-sidecar``, ``-native`` or ``-mesh``; with client heterogeneity (:mod:`.hetero`), in
+``-h<name>``. Ids are stable: they name results, benchmark records and tests.
 
 mTLS modes: ``sidecar`` (a TLS proxy per pod, the default), ``native`` (the app speaks TLS),
 ``mesh`` (Linkerd's proxies and policy objects: Kubernetes backends only, see
@@ -12,6 +12,7 @@ mTLS modes: ``sidecar`` (a TLS proxy per pod, the default), ``native`` (the app 
 """
 
 from pytest_ztfl.matrix.errors import MatrixError
+from pytest_ztfl.matrix.hetero import ClientDraw, DeviceClass, Heterogeneity
 from pytest_ztfl.matrix.model import CHECK_RE, MTLS_MODES, Cell, Matrix, Workload
 from pytest_ztfl.matrix.parse import PRESETS, from_dict, load, override, parse_seeds
 from pytest_ztfl.matrix.resources import ContainerResources, Quantities, Resources
@@ -21,7 +22,10 @@ __all__ = [
     "MTLS_MODES",
     "PRESETS",
     "Cell",
+    "ClientDraw",
     "ContainerResources",
+    "DeviceClass",
+    "Heterogeneity",
     "Matrix",
     "MatrixError",
     "Quantities",

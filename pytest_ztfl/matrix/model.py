@@ -5,6 +5,7 @@ stable id and its SEC0 baseline (:class:`Cell`), and the matrix that crosses the
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 from fl_app.model_sizes import MODELS
 from k8s_fixtures.netem.profiles import NULL_PROFILE
 from pytest_ztfl.matrix.errors import MatrixError
+from pytest_ztfl.matrix.hetero import ClientDraw, Heterogeneity
 from pytest_ztfl.matrix.resources import Resources
 from pytest_ztfl.sec import Sec
 
@@ -85,6 +87,22 @@ class Cell:
     show_mtls: bool = False  # True when the matrix holds several modes (ids must tell them apart)
     fault: str | None = None  # a fault scenario (pytest_ztfl.faults), None: no fault
     check: str | None = None  # an instrument check arm (CHECK_RE): "aa" or "delay<MS>ms"
+    hetero: Heterogeneity | None = None  # client heterogeneity (matrix.hetero), None: alike
+
+    @property
+    def suffix(self) -> str:
+        """The id's tail after the data split and seed: heterogeneity, then the fault."""
+        tail = f"-h{self.hetero.name}" if self.hetero else ""
+        return f"{tail}-{self.fault}" if self.fault else tail
+
+    def clients(self) -> list[ClientDraw]:
+        """Each client's device class, NET profile, CPU limit and absent rounds, drawn with
+        the cell's seed (empty without heterogeneity)."""
+        if self.hetero is None:
+            return []
+        wl = self.workload
+        least = wl.min_participants or math.ceil(0.6 * wl.clients)
+        return self.hetero.draw(wl.clients, wl.rounds, self.seed, least)
 
     @property
     def inject_delay_ms(self) -> float:
@@ -97,8 +115,7 @@ class Cell:
     def block(self) -> str:
         """The block this cell's arm belongs to: the cells that differ only in SEC level,
         mTLS mode and check run together (interleaved) and are compared with each other."""
-        base = f"{self.net}-{self.data_label}-s{self.seed}"
-        return f"{base}-{self.fault}" if self.fault else base
+        return f"{self.net}-{self.data_label}-s{self.seed}{self.suffix}"
 
     @property
     def data_label(self) -> str:
@@ -114,7 +131,7 @@ class Cell:
             base = f"{base}-{self.mtls}"
         if self.check:
             base = f"{base}-{self.check}"
-        return f"{base}-{self.fault}" if self.fault else base
+        return base + self.suffix
 
     @property
     def shaped(self) -> bool:
@@ -146,14 +163,17 @@ class Cell:
         same = {
             c.fault: c
             for c in cells
-            if (c.sec, c.net, c.data, c.seed, c.check)
-            == (Sec.SEC0, self.net, self.data, self.seed, None)
+            if (c.sec, c.net, c.data, c.seed, c.check, c.hetero)
+            == (Sec.SEC0, self.net, self.data, self.seed, None, self.hetero)
         }
         return same.get(self.fault, same.get(None))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("show_mtls")
+        d.pop("hetero")
+        if self.hetero is not None:  # rows of runs without it read as they always did
+            d["heterogeneity"] = self.hetero.to_dict()
         d["workload"] = self.workload.to_dict()
         d["id"] = self.id
         return d
@@ -170,23 +190,29 @@ class Matrix:
     workload: Workload = field(default_factory=Workload)
     faults: tuple[str | None, ...] = (None,)
     checks: tuple[str, ...] = ()  # instrument check arms per block (CHECK_RE)
+    # the heterogeneity axis (matrix.hetero); (None,): every client alike, as before
+    hetero: tuple[Heterogeneity | None, ...] = (None,)
 
     def cells(self) -> list[Cell]:
         both = len(self.mtls) > 1
         out: list[Cell] = []
-        for sec, net, data, seed, fault in itertools.product(
-            self.sec, self.net, self.data, self.seeds, self.faults
+        for sec, net, data, seed, het, fault in itertools.product(
+            self.sec, self.net, self.data, self.seeds, self.hetero, self.faults
         ):
+            if het is not None and fault is not None:
+                continue  # a fault's cells are reliability runs of alike clients
             modes: Iterable[str | None] = self.mtls if Sec(sec).mtls else (None,)
             for mode in modes:
-                c = Cell(sec, net, data, seed, self.workload, mode, both, fault)
+                c = Cell(sec, net, data, seed, self.workload, mode, both, fault, hetero=het)
                 if fault is None or _fault_fits(c):
                     out.append(c)
         # Check arms go with the unfaulted blocks (a fault's cells are reliability runs).
-        for net, data, seed in itertools.product(self.net, self.data, self.seeds):
+        for net, data, seed, het in itertools.product(
+            self.net, self.data, self.seeds, self.hetero
+        ):
             for check in self.checks:
                 out.append(Cell(Sec.SEC0.value, net, data, seed, self.workload, None, both, None,
-                                check))
+                                check, het))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -200,6 +226,11 @@ class Matrix:
             "faults": [f or "none" for f in self.faults],  # the YAML form: from_dict reads it
             "workload": self.workload.to_dict(),
             **({"checks": list(self.checks)} if self.checks else {}),
+            **(
+                {"heterogeneity": [h.to_dict() if h else "none" for h in self.hetero]}
+                if self.hetero != (None,)
+                else {}
+            ),
         }
 
 

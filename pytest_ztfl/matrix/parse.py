@@ -3,6 +3,7 @@ bad name or field one :class:`~pytest_ztfl.matrix.errors.MatrixError` naming it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -12,6 +13,7 @@ from typing import Any
 import yaml
 
 from pytest_ztfl.matrix.errors import MatrixError
+from pytest_ztfl.matrix.hetero import parse_axis
 from pytest_ztfl.matrix.model import CHECK_RE, MTLS_MODES, Matrix, Workload
 from pytest_ztfl.matrix.resources import parse_resources
 from pytest_ztfl.sec import SEC_LEVELS, Sec
@@ -59,9 +61,29 @@ PRESETS: dict[str, dict[str, Any]] = {
             "target_accuracy": 0.95,
         },
     },
+    # Client heterogeneity, small enough for CI: two device classes at NET0, the slow one on
+    # a quarter of a core, on NET1 links, and away from a third of the rounds.
+    "hetero-smoke": {
+        "sec": ["SEC0", "SEC3"],
+        "net": ["NET0"],
+        "data": ["iid"],
+        "seeds": [0],
+        "workload": {"clients": 4, "rounds": 4, "model": "small", "eval_every": 4},
+        "heterogeneity": {
+            "name": "two-class",
+            "classes": [
+                {"name": "fast", "share": 0.5, "cpu": "1", "availability": 1.0},
+                {"name": "slow", "share": 0.5, "net": "NET1", "cpu": "250m",
+                 "availability": 0.67},
+            ],
+        },
+    },
 }
 
-_KEYS = {"name", "sec", "net", "data", "seeds", "mtls", "workload", "faults", "checks"}
+_KEYS = {
+    "name", "sec", "net", "data", "seeds", "mtls", "workload", "faults", "checks",
+    "heterogeneity",
+}
 _DATA_RE = re.compile(r"iid|dirichlet-[0-9]*\.?[0-9]+")
 
 
@@ -74,8 +96,10 @@ def _str_list(src: str, raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def from_dict(raw: Any, source: str, net_profiles: Iterable[str] | None = None) -> Matrix:
-    """Build and validate a matrix from its YAML form; ``net_profiles`` are the known NET names."""
+def from_dict(raw: Any, source: str, net_profiles: Iterable[str] | None = None,
+              base: Path | None = None) -> Matrix:
+    """Build and validate a matrix from its YAML form; ``net_profiles`` are the known NET names,
+    ``base`` the directory a heterogeneity trace file's relative path starts from."""
     if not isinstance(raw, dict):
         raise MatrixError(f"{source}: a matrix must be a mapping")
     unknown = sorted(set(raw) - _KEYS)
@@ -135,7 +159,7 @@ def from_dict(raw: Any, source: str, net_profiles: Iterable[str] | None = None) 
         ok = isinstance(value, want) or (want is float and isinstance(value, int))
         if not ok or isinstance(value, bool):
             raise MatrixError(f"{source}: workload.{name}={value!r}: expected {want.__name__}")
-    return _check_fault_axis(
+    return _check_traces(_check_fault_axis(
         Matrix(
             name=str(raw.get("name", source)),
             sec=sec,
@@ -146,9 +170,24 @@ def from_dict(raw: Any, source: str, net_profiles: Iterable[str] | None = None) 
             workload=workload.validate(source),
             faults=_faults(source, raw),
             checks=_checks(source, raw),
+            hetero=(
+                parse_axis(source, raw["heterogeneity"], net_profiles, base)
+                if "heterogeneity" in raw
+                else (None,)
+            ),
         ),
         source,
-    )
+    ), source)
+
+
+def _check_traces(m: Matrix, source: str) -> Matrix:
+    """Every heterogeneity trace fits the workload (its clients, rounds, round minimum)."""
+    wl = m.workload
+    least = wl.min_participants or math.ceil(0.6 * wl.clients)
+    for h in m.hetero:
+        if h is not None:
+            h.check(source, wl.clients, wl.rounds, least)
+    return m
 
 
 def _checks(source: str, raw: Mapping[str, Any]) -> tuple[str, ...]:
@@ -215,7 +254,7 @@ def load(
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise MatrixError(f"matrix {spec}:{where}: malformed YAML") from None
-    return from_dict(raw, f"matrix {spec}", net_profiles)
+    return from_dict(raw, f"matrix {spec}", net_profiles, path.parent)
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -268,7 +307,7 @@ def override(
             )
         if mtls not in MTLS_MODES:
             raise MatrixError(f"--ztfl-mtls={mtls}: expected one of {', '.join(MTLS_MODES)}")
-    return _check_fault_axis(
+    return _check_traces(_check_fault_axis(
         replace(
             m,
             seeds=seeds or m.seeds,
@@ -276,4 +315,4 @@ def override(
             mtls=(mtls,) if mtls else m.mtls,
         ),
         "--ztfl-faults" if faults is not None else "command line",
-    )
+    ), "command line")

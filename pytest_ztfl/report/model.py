@@ -92,6 +92,8 @@ class Run:
     # the MNIST the run trained on ("full", "offline-test-split"): metrics.data_source, else
     # (rows stored before it) the event log's run_start, filled in by report.load
     data_source: str | None = None
+    # the row's heterogeneity record (pytest_ztfl.hetero_row); empty: its clients were alike
+    heterogeneity: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sound(self) -> bool:
@@ -325,4 +327,5 @@ def from_row(row: Any, source: str) -> Run:
         design=d if isinstance(d := row.get("design"), dict) else {},
         resources=res if isinstance(res := row.get("resources"), dict) else {},
         data_source=_str(metrics.get("data_source")),
+        heterogeneity=h if isinstance(h := row.get("heterogeneity"), dict) else {},
     )

@@ -549,3 +549,37 @@ def test_aggregate_does_not_depend_on_arrival_order(make_harness: Callable[..., 
         broadcasts.append(broadcast_of_next_round(h, 2))
     for k in broadcasts[0]:
         assert broadcasts[0][k].tobytes() == broadcasts[1][k].tobytes(), k
+
+
+def test_an_absent_client_is_left_out_of_its_round_not_failed(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """An availability trace (``--absent 1:2``): client 2 is away from round 1, so the server
+    does not select it (no TRAIN task, ``round_start.absent``), the round closes with the
+    others and no failure; an update it sends anyway is refused as not selected; in round 2 it
+    is selected again."""
+    h = make_harness(absent=((1, 2),))
+    for cid in range(NUM_CLIENTS):
+        h.join(cid)
+    t = threading.Thread(
+        target=lambda: h.results.__setitem__(1, h.fl.run_round(1)), daemon=True
+    )
+    t.start()
+    h.rounds.append(t)
+    for cid in (0, 1):
+        task = h.streams[cid].next()
+        assert task.kind == fl_pb2.Task.TRAIN and task.round == 1
+    start = h.events("round_start")[0]
+    assert (start["selected"], start["absent"]) == ([0, 1], [2])
+    err = h.refused(update(2, 1, random_weights(h, 2)))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert h.submit(update(0, 1, random_weights(h, 0))).accepted
+    assert h.submit(update(1, 1, random_weights(h, 1))).accepted
+    end = h.end_of_round(1)
+    assert (end["ok"], end["participants"], end["failed"]) == (True, [0, 1], [])
+    assert [f for f in h.failures() if f[2] != "protocol"] == []  # the refusal: not_selected
+    with pytest.raises(queue.Empty):  # and it got no task meanwhile
+        h.streams[2].items.get(timeout=0.2)
+    tasks = h.start_round(2)
+    assert sorted(tasks) == [0, 1, 2]
+    assert "absent" not in h.events("round_start")[1]

@@ -42,8 +42,8 @@ def test_a_bare_ztfl_shows_its_commands_as_a_usage_error(
     ("argv", "line"),
     [
         (["render", "--matrix", "quik", "--out", "{tmp}/r"],
-         "ztfl render: error: --matrix=quik: not a preset (smoke, quick, paper, full) nor a "
-         ".yaml file"),
+         "ztfl render: error: --matrix=quik: not a preset (smoke, quick, paper, full, "
+         "hetero-smoke) nor a .yaml file"),
         (["render", "--matrix", "smoke", "--out", "/proc/ztfl-x"],
          "ztfl render: error: --out=/proc/ztfl-x: not writable (No such file or directory)"),
         (["render", "--matrix", "smoke", "--out", "{tmp}/file"],

@@ -82,7 +82,8 @@ VIOLATIONS = [
                  "report: md's document over its sections, the sections over common alone",
                  id="report-md-sections-independent"),
     pytest.param("pytest_ztfl/matrix/errors.py", "from pytest_ztfl.matrix import model",
-                 "matrix: parsing over the model, the model over resources, all over errors",
+                 "matrix: parsing over the model, the model over heterogeneity and resources, "
+                 "all over errors",
                  id="matrix-layers"),
     pytest.param("k8s_fixtures/proofs/base.py", "from k8s_fixtures.proofs import mesh",
                  "proofs: running the proofs over the mesh's and hardening's, over the base",

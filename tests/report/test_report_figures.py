@@ -9,12 +9,14 @@ import json
 import math
 import struct
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import pytest
 from report_synth import build_results, matrix
 
 from pytest_ztfl.matrix import Workload
+from pytest_ztfl.matrix.hetero import DeviceClass, Heterogeneity
 from pytest_ztfl.report import load, write
 from pytest_ztfl.report.calc import Analysis, analyse
 from pytest_ztfl.report.figures import FIGURES
@@ -28,6 +30,9 @@ ALL = ("overhead_heatmap.png", "p99_heatmap.png", "round_duration_ecdf.png", "tt
 PNG = b"\x89PNG\r\n\x1a\n"
 FAULTY = "SEC3-NET2-noniid-s1"
 Made = tuple[Path, str, Analysis]
+HETERO = "round_vs_slowest_class.png"
+HETERO_LINE = ("*Round duration against the slowest participating class*: no figure, no cell "
+               "of these 16 had heterogeneous clients (matrix key `heterogeneity`).")
 
 
 def _make(root: Path, **kw: Any) -> Made:
@@ -69,7 +74,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> Made:
 
 def test_the_figures_are_the_registered_ones_in_order() -> None:
     assert [f.__name__ for f in FIGURES] == ["overhead", "p99", "ecdf", "tta", "failure_rates",
-                                             "success", "failures", "convergence"]
+                                             "success", "failures", "convergence", "hetero"]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -87,7 +92,8 @@ def test_the_figures_follow_the_summary_in_their_order(faulty: Made) -> None:
     text = faulty[1]
     figures = _section(text, "Figures")
     assert text.index("## Summary") < text.index("## Figures") < text.index("## Run metadata")
-    assert "no figure" not in figures
+    # every figure drawn but the heterogeneity one (no cell here had heterogeneous clients)
+    assert [x for x in figures.splitlines() if "no figure" in x] == [HETERO_LINE]
     places = [figures.index(f"]({name})") for name in ALL]
     assert places == sorted(places)
 
@@ -106,6 +112,7 @@ def test_a_figure_with_nothing_to_show_is_one_line_and_no_file(clean: Made) -> N
         "any class in 192 planned rounds of 16 cells.",
         "tta.png": "*Time to target accuracy*: no figure, no run reached 99% accuracy within "
         "its rounds: every time to target is censored (*Cell groups* gives the lower bounds).",
+        HETERO: HETERO_LINE,
     }
     figures = _section(text, "Figures")
     for name, line in lines.items():
@@ -200,3 +207,22 @@ def test_the_ecdf_marks_each_nets_sec0_p99_as_the_tables_give_it(tmp_path: Path)
         assert summary is not None
         assert sec0_p99(a, net) == summary.get(0.99).estimate
     assert sec0_p99(a, "NET4") is None
+
+
+def test_heterogeneous_cells_draw_round_duration_by_slowest_class(tmp_path: Path) -> None:
+    """A matrix with heterogeneity: its rows record each round's slowest participant and
+    class (pytest_ztfl.hetero_row, from the event log), and the figure shows them with the
+    per-class medians of those rows in its caption."""
+    het = Heterogeneity("two", (DeviceClass("fast", 0.5), DeviceClass("slow", 0.5, cpu="250m")))
+    report, text, a = _make(tmp_path, m=matrix(net=("NET0",), data=("iid",), seeds=(0,),
+                                               hetero=(het,)))
+    assert [c.run.id for c in a.cells] == ["SEC0-NET0-iid-s0-htwo", "SEC3-NET0-iid-s0-htwo"]
+    figures = _section(text, "Figures")
+    assert f"]({HETERO})" in figures
+    assert (report / HETERO).read_bytes()[:8] == PNG
+    rounds = [rd for c in a.cells for rd in c.run.heterogeneity["rounds"]]
+    assert len(rounds) == 24
+    for cls in ("fast", "slow"):
+        d = [rd["duration"] for rd in rounds if rd["slowest_class"] == cls]
+        expect = f"median {median(d):.3f} s over {len(d)} rounds" if d else "never the slowest"
+        assert f"two/{cls}: {expect}" in figures, figures

@@ -1,7 +1,7 @@
 """The report's figures (PNG), in the order the report shows them: the overhead of each SEC
 level over SEC0 (the study's question), p99 round duration, the round-duration ECDFs, time to
-target accuracy, the per-round failure rate, cells successful, failure events by class, and
-accuracy by round.
+target accuracy, the per-round failure rate, cells successful, failure events by class,
+accuracy by round, and round duration against the slowest participating device class.
 
 A figure with nothing to show (no failure at all, every cell successful, no run at its target)
 is not drawn: its :class:`~pytest_ztfl.report.plot.Figure` carries the one line the report
@@ -18,6 +18,7 @@ from pytest_ztfl.report.calc import Analysis
 from pytest_ztfl.report.figures.curves import convergence, ecdf
 from pytest_ztfl.report.figures.failures import failures
 from pytest_ztfl.report.figures.grids import failure_rates, overhead, p99, success, tta
+from pytest_ztfl.report.figures.hetero import hetero
 from pytest_ztfl.report.plot import Figure
 
 __all__ = ["FIGURES", "draw"]
@@ -31,6 +32,7 @@ FIGURES: tuple[Callable[[Analysis, Path], Figure], ...] = (
     success,
     failures,
     convergence,
+    hetero,
 )
 
 
