@@ -13,7 +13,8 @@ the packet id and the kernel's receive stamp are read (metadata copy). The stamp
 the bridge port, so a packet's delay counts from its arrival even when it is read later. That
 lets the loop batch in time: after a pass that moved packets it sleeps ``batch_us`` (default
 1000 us) before reading arrivals again, and each pass releases every packet due within
-``batch_us / 2`` of now. A lone packet is still released on its timer; on a busy link each
+``batch_us / 2`` of now (the wait only when every class delays by two windows or more:
+a zero delay stays zero). A lone packet is still released on its timer; on a busy link each
 release is off by at most half the window either way (counters ``late_max_us`` and
 ``early_max_us``), and there are at most ~1/window passes per second instead of two per
 packet. Packets without a stamp count from when they were read.
@@ -144,6 +145,7 @@ class DelayLine:
         self.reload = False
         self.nfq: NfQueue | None = None
         self.wakeups = 0  # passes of the event loop (each a select call)
+        self.batch_ok = self.batching()
 
     # -- packets -------------------------------------------------------------------------
     def on_packet(self, nfq: NfQueue, c: DelayClass, pid: int, arrived: float,
@@ -216,6 +218,11 @@ class DelayLine:
                 total += n
         return total
 
+    def batching(self) -> bool:
+        """Whether arrivals may wait for the next pass: only if every class delays by at
+        least two windows (a zero or tiny delay would grow by up to a window)."""
+        return all(c.spec.delay_ms / 1e3 >= 2 * self.batch_s for c in self.classes.values())
+
     def next_due(self) -> float:
         """The earliest due time of a held packet (infinity if none is held)."""
         due = float("inf")
@@ -243,6 +250,7 @@ class DelayLine:
                 raise ValueError(f"reload names queues {missing} that are not bound")
             for q, _label, _ml, spec in new:
                 self.classes[q].configure(spec)
+            self.batch_ok = self.batching()
             self.generation = int(cfg.get("generation", self.generation + 1))
             self.error = ""
         except Exception as e:  # keep running with the old parameters, report why
@@ -324,7 +332,7 @@ class DelayLine:
                         break
                     self.write_status(ready=True)
                     next_beat = now + self.heartbeat_s
-                if moved:
+                if moved and self.batch_ok:
                     busy_until = now + window
                 # releases keep their timers (a pass releases what is due within half the
                 # window, so a dense flow wakes the loop at most every half window); right
