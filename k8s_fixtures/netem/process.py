@@ -31,12 +31,14 @@ class DelayLineError(RuntimeError):
 
 @dataclass(frozen=True)
 class ClassConfig:
-    """One queue of the delay line: its number, a label for reports, its length and spec."""
+    """One queue of the delay line: its number, a label for reports, its length and spec;
+    ``gso``: GSO super-packets are queued whole (else the kernel segments them first)."""
 
     queue: int
     label: str
     max_len: int
     spec: ClassSpec
+    gso: bool = True
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,8 @@ class DelayLineProcess:
                "parent_pid": os.getpid(), "generation": self.generation,
                "rt_priority": int(os.environ.get("ZTFL_DELAYLINE_RT", "1")),
                "classes": [{"queue": c.queue, "label": c.label, "max_len": c.max_len,
-                            "spec": asdict(c.spec)} for c in self.classes.values()]}
+                            "gso": c.gso, "spec": asdict(c.spec)}
+                           for c in self.classes.values()]}
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(cfg, indent=1))
         os.replace(tmp, self.config_path)
@@ -127,7 +130,7 @@ class DelayLineProcess:
             raise DelayLineError(f"reconfigure: queues {unknown} are not bound")
         for q, spec in specs.items():
             c = self.classes[q]
-            self.classes[q] = ClassConfig(c.queue, c.label, c.max_len, spec)
+            self.classes[q] = ClassConfig(c.queue, c.label, c.max_len, spec, c.gso)
         self.generation += 1
         self._write_config()
         if self.proc is None or self.proc.poll() is not None:
