@@ -19,7 +19,6 @@ import contextlib
 import ipaddress
 import os
 import secrets
-import shutil
 import subprocess
 import threading
 import time
@@ -330,7 +329,7 @@ class LocalCluster:
         self._node.remove_pods([f"{p.namespace}.{p.name}" for p in pods])
         for p in pods:
             self._pods.pop(p.key, None)
-            shutil.rmtree(p.dir, ignore_errors=True)
+            state.remove_tree(p.dir)
 
     def delete(self, objects: Objects | None = None, *, namespace: str | None = None) -> None:
         with self._lock:

@@ -114,8 +114,21 @@ class StateDir:
     def close(self, remove: bool = True) -> None:
         """Release the lock (and delete the directory when the cluster is gone)."""
         if remove:
-            shutil.rmtree(self.path, ignore_errors=True)
+            remove_tree(self.path)
         os.close(self._lock)
+
+
+def remove_tree(path: Path) -> None:
+    """``shutil.rmtree`` that also removes an overlay's leftovers: overlayfs makes its workdir's
+    inner ``work/`` mode 000, which root may enter but a rootless cluster's user may not (its
+    owner): such a directory is given back its owner's rights and removed. Never raises."""
+
+    def again(func: object, p: str, exc: object) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(p, 0o700)
+            shutil.rmtree(p, ignore_errors=True)
+
+    shutil.rmtree(path, onerror=again)
 
 
 @dataclass(frozen=True)
@@ -236,7 +249,7 @@ def purge(path: Path, *, force: bool = False) -> list[str]:
                 tmp.write_text(json.dumps(asdict(rec), indent=1))
                 tmp.replace(path / "state.json")
                 return removed
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
         return removed
 
 
