@@ -242,12 +242,17 @@ def _trace(src: str, raw: Any, path: str, classes: Iterable[str], base: Path | N
     return tuple(out[i] for i in range(len(out)))
 
 
-def _class(src: str, raw: Any, path: str, nets: set[str] | None, traced: bool) -> DeviceClass:
+def _mapping(src: str, raw: Any, path: str, keys: Iterable[str], shape: str) -> None:
+    """``raw`` is a mapping of known keys only; else one error naming the field."""
     if not isinstance(raw, dict):
-        raise _fail(src, f"field '{path}' must be a mapping ({', '.join(_CLASS_KEYS)})")
-    unknown = sorted(set(map(str, raw)) - set(_CLASS_KEYS))
+        raise _fail(src, f"field '{path}' must be a mapping {shape}")
+    unknown = sorted(set(map(str, raw)) - set(keys))
     if unknown:
-        raise _fail(src, f"unknown field '{path}.{unknown[0]}' (known: {', '.join(_CLASS_KEYS)})")
+        raise _fail(src, f"unknown field '{path}.{unknown[0]}' (known: {', '.join(keys)})")
+
+
+def _class(src: str, raw: Any, path: str, nets: set[str] | None, traced: bool) -> DeviceClass:
+    _mapping(src, raw, path, _CLASS_KEYS, f"({', '.join(_CLASS_KEYS)})")
     name = _name(src, raw.get("name"), f"{path}.name")
     # a trace assigns the clients itself: a class's share is then optional (and unused)
     share = 0.0 if traced and "share" not in raw else _number(src, raw, "share", path, None,
@@ -274,11 +279,7 @@ def parse_one(src: str, raw: Any, path: str, nets: Iterable[str] | None,
               base: Path | None = None) -> Heterogeneity:
     """One distribution from its YAML form (``{name, classes: [{name, share, net, cpu,
     availability}, ...], trace: ...}``); ``base``: where a trace file's relative path starts."""
-    if not isinstance(raw, dict):
-        raise _fail(src, f"field '{path}' must be a mapping (name, classes) or 'none'")
-    unknown = sorted(set(map(str, raw)) - set(_KEYS))
-    if unknown:
-        raise _fail(src, f"unknown field '{path}.{unknown[0]}' (known: {', '.join(_KEYS)})")
+    _mapping(src, raw, path, _KEYS, "(name, classes) or 'none'")
     name = _name(src, raw.get("name"), f"{path}.name")
     known = set(nets) if nets is not None else None
     classes_raw = raw.get("classes")
