@@ -12,6 +12,7 @@ the backend was named explicitly.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -161,8 +162,12 @@ def _local(
     from k8s_fixtures.netem import load_profiles
     from k8s_fixtures.netem.local_overlay import NetemOverlay
     from k8s_fixtures.netpol.overlay import NetpolOverlay
+    from k8s_fixtures.workload import BASE_ENV
 
-    cluster = LocalCluster(prefix="ztfl")
+    # FL clients are forked from one pre-imported zygote (k8s_fixtures/local/zygote.py);
+    # ZTFL_ZYGOTE=0 starts each as its own interpreter, as before (for comparisons).
+    zygote = ("fl_app.client",) if os.environ.get("ZTFL_ZYGOTE", "1") != "0" else ()
+    cluster = LocalCluster(prefix="ztfl", zygote=zygote, zygote_env=BASE_ENV)
     try:
         cluster.start()
     except ClusterError as exc:

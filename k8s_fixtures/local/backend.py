@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -49,11 +49,12 @@ from k8s_fixtures.local import (
 )
 from k8s_fixtures.local.admission import Key, Plan, admit, key_of, order
 from k8s_fixtures.local.cgroups import CgroupRoot, remove_dir
-from k8s_fixtures.local.pods import ContainerRun, PodRun, Supervisor
+from k8s_fixtures.local.pods import DEFAULT_PATH, ContainerRun, PodRun, Supervisor
 from k8s_fixtures.local.privileges import Holder, Mode, detect, tool
 from k8s_fixtures.local.topology import BRIDGE, Node, TopologyError, host_route_overlap
 from k8s_fixtures.local.view import ClusterView, Overlay, PodInfo
 from k8s_fixtures.local.waiting import POLL as POLL  # re-exported: it was defined here
+from k8s_fixtures.local.zygote import Zygote
 from k8s_fixtures.manifests import load, ref, selector_matches
 
 
@@ -72,7 +73,8 @@ class LocalCluster:
 
     def __init__(self, name: str | None = None, *, cidr: str = "10.244.0.0/16",
                  state_root: Path | None = None, mode: Mode | None = None,
-                 prefix: str = "ztfl") -> None:
+                 prefix: str = "ztfl", zygote: Sequence[str] = (),
+                 zygote_env: Mapping[str, str] | None = None) -> None:
         self.name = name or f"{prefix}-{secrets.token_hex(3)}"
         self.cidr = cidr
         self.state_root = Path(state_root) if state_root else state.default_root()
@@ -92,6 +94,9 @@ class LocalCluster:
         self._sup: Supervisor | None = None
         self._hosts_text = ""
         self._closed = False
+        # modules a zygote pre-imports for the Python containers it forks (.zygote), and
+        # the environment (from the manifests) those containers have
+        self._zygote, self._zygote_env = tuple(zygote), dict(zygote_env or {})
 
     # ------------------------------------------------------------------ life cycle
 
@@ -159,6 +164,11 @@ class LocalCluster:
                 from None
         self._sup = Supervisor(wrap, lambda pid, alive: st.add(pid=pid) if alive
                                else st.forget(pid=pid))
+        if self._zygote:
+            env = {"PATH": DEFAULT_PATH, "HOME": "/root", state.MARKER: st.marker,
+                   **self._zygote_env}
+            self._sup.zygote = Zygote(st.path / "zygote.sock", self._zygote, env, wrap)
+            st.add(pid=self._sup.zygote.proc.pid)
         (st.path / "dns").mkdir()
         self._hosts_file.write_text("")
         self.apply([_ns_obj("default"), _ns_obj(dns.NAMESPACE),

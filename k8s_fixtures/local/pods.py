@@ -41,6 +41,7 @@ from k8s_fixtures.cluster import ClusterError, ContainerStatus, ExecResult, PodP
 from k8s_fixtures.local.cgroups import ContainerCgroup
 from k8s_fixtures.local.privileges import tool
 from k8s_fixtures.local.topology import PodLink
+from k8s_fixtures.local.zygote import Zygote
 from k8s_fixtures.manifests import Container, PodSpec
 
 LAUNCHER = Path(__file__).with_name("launch.py")
@@ -170,6 +171,7 @@ class Supervisor:
     def __init__(self, wrap: Sequence[str], on_pid: Callable[[int, bool], None]) -> None:
         self.wrap = list(wrap)
         self._on_pid = on_pid  # (pid, alive): lets the state directory track live processes
+        self.zygote: Zygote | None = None  # forks the containers it serves (.zygote)
         self._cond = threading.Condition(threading.RLock())
         self._pods: list[PodRun] = []
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -218,6 +220,10 @@ class Supervisor:
         # EOF on the read end is the moment the container command runs.
         start_r, start_w = os.pipe2(os.O_CLOEXEC)
         spec["cgroup_fds"] = fds
+        z = self.zygote
+        if z is not None and not c.init and z.serves(c.spec.argv, c.env, c.spec.working_dir,
+                                                     c.spec.memory_bytes is not None):
+            spec["argv"] = z.stub_argv(c.spec.argv, c.cgroup.procs_files if c.cgroup else [])
         c.spec_file.write_text(json.dumps(spec))
         Path(f"{c.spec_file}.error").unlink(missing_ok=True)
         argv = [*self.wrap, tool("ip"), "netns", "exec", pod.link.netns,
@@ -450,6 +456,8 @@ class Supervisor:
         """Stop everything and the monitor thread (``keep_running``: only stop watching)."""
         if not keep_running:
             self.stop(list(self._pods))
+            if self.zygote is not None:
+                self.zygote.stop()
         with self._cond:
             self._stopping = True
         self._wake()
