@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 FORK_PARENT = r"""
-import os, sys, time
+import gc, os, sys, time
 import fl_app.client as c
+gc.freeze()
 n, rest = int(sys.argv[1]), sys.argv[2:]
 pids = []
 for cid in range(n):

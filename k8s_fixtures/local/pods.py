@@ -220,10 +220,14 @@ class Supervisor:
         # EOF on the read end is the moment the container command runs.
         start_r, start_w = os.pipe2(os.O_CLOEXEC)
         spec["cgroup_fds"] = fds
-        z = self.zygote
+        z, zfds = self.zygote, []  # a connection to the zygote, for the container's stub
         if z is not None and not c.init and z.serves(c.spec.argv, c.env, c.spec.working_dir,
                                                      c.spec.memory_bytes is not None):
-            spec["argv"] = z.stub_argv(c.spec.argv, c.cgroup.procs_files if c.cgroup else [])
+            conn = z.connect()
+            if conn is not None:
+                zfds.append(conn.detach())
+                spec["argv"] = z.stub_argv(c.spec.argv, zfds[0],
+                                           c.cgroup.procs_files if c.cgroup else [])
         c.spec_file.write_text(json.dumps(spec))
         Path(f"{c.spec_file}.error").unlink(missing_ok=True)
         argv = [*self.wrap, tool("ip"), "netns", "exec", pod.link.netns,
@@ -232,12 +236,13 @@ class Supervisor:
             with open(c.log, "ab") as log:
                 c.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT, env=c.env,
-                                          start_new_session=True, pass_fds=[*fds, start_w])
+                                          start_new_session=True,
+                                          pass_fds=[*fds, *zfds, start_w])
         except BaseException:
             os.close(start_r)
             raise
         finally:
-            for fd in [*fds, start_w]:
+            for fd in [*fds, *zfds, start_w]:
                 os.close(fd)
         c.pidfd = os.pidfd_open(c.proc.pid)
         c.start_fd = start_r

@@ -34,6 +34,7 @@ from __future__ import annotations
 import array
 import contextlib
 import ctypes
+import gc
 import importlib
 import json
 import os
@@ -85,9 +86,26 @@ class Zygote:
                 and argv[1] == "-m" and argv[2] in self.modules and working_dir is None
                 and not memory_limited and _same_env(env, self.env))
 
-    def stub_argv(self, argv: Sequence[str], cgroup_procs: Sequence[str]) -> list[str]:
-        """The container command that has the zygote run ``argv``."""
-        return [self.python, "-I", "-S", str(STUB), str(self.socket_path),
+    def connect(self) -> socket.socket | None:
+        """A connection to the zygote for one container (None: the zygote is not there).
+
+        Made here, in the harness's mount namespace, and handed to the container's stub as
+        an inherited descriptor: inside the pod the socket's path may be hidden or
+        overlaid by the container's own mounts (a mountPath under ``/run``)."""
+        if not self.wait_ready():
+            return None
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            s.connect(str(self.socket_path))
+        except OSError:
+            s.close()
+            return None
+        return s
+
+    def stub_argv(self, argv: Sequence[str], conn_fd: int,
+                  cgroup_procs: Sequence[str]) -> list[str]:
+        """The container command that has the zygote run ``argv`` (over ``conn_fd``)."""
+        return [self.python, "-I", "-S", str(STUB), str(conn_fd),
                 json.dumps(list(cgroup_procs)), "--", *argv]
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> bool:
@@ -179,6 +197,9 @@ def serve(path: str, modules: Sequence[str]) -> None:
     sys.path[0] = os.getcwd()  # as ``python -m MODULE`` would have it, not this file's dir
     for m in modules:
         importlib.import_module(m)
+    # Objects made so far are left out of every later collection: a collection writes to the
+    # header of each object it scans, which would copy their pages into every worker.
+    gc.freeze()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     tmp = f"{path}.{os.getpid()}"

@@ -1,11 +1,12 @@
 """A container's main process when the cluster's zygote runs its command (see :mod:`.zygote`).
 
 Run by the launcher, inside the pod's namespaces and cgroups, as
-``python -I -S zygote_stub.py SOCKET CGROUP_PROCS_JSON -- ARGV...`` (standard library only).
+``python -I -S zygote_stub.py CONN_FD CGROUP_PROCS_JSON -- ARGV...`` (standard library only;
+``CONN_FD`` is a connection to the zygote the supervisor made and the launcher passed on).
 It asks the zygote to fork ``ARGV`` into this container, relays the signals it gets to that
 worker, and exits as the worker exited (the same code, or killed by the same signal). When the
-zygote cannot be asked (no socket, a refusal), it execs ``ARGV`` itself: the container then
-runs exactly as without a zygote, and its log says why.
+zygote cannot be asked (the connection fails, a refusal), it execs ``ARGV`` itself: the
+container then runs exactly as without a zygote, and its log says why.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import socket
 import sys
 import time
 
-CONNECT_TIMEOUT = 120.0
 RELAYED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
            signal.SIGUSR2)
 
@@ -28,36 +28,23 @@ def _fallback(argv: list[str], why: str) -> None:
     os.execvp(argv[0], argv)
 
 
-def _connect(path: str) -> socket.socket:
-    end = time.monotonic() + CONNECT_TIMEOUT
-    while True:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            s.connect(path)
-            return s
-        except (FileNotFoundError, ConnectionRefusedError):
-            s.close()
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.05)
-
-
-def main(path: str, cgroup_procs: list[str], argv: list[str]) -> None:
-    try:
-        s = _connect(path)
-    except OSError as e:
-        _fallback(argv, f"no zygote at {path} ({e.strerror})")
+def main(conn_fd: int, cgroup_procs: list[str], argv: list[str]) -> None:
+    s = socket.socket(fileno=conn_fd)
+    os.set_inheritable(conn_fd, False)
     own = [os.open(f"/proc/self/ns/{n}", os.O_RDONLY | os.O_CLOEXEC)
            for n in ("net", "mnt", "uts")]
     fds = [0, 1, 2, *own, os.pidfd_open(os.getpid())]
     req = {"argv": argv, "env": dict(os.environ), "cwd": os.getcwd(),
            "cgroup_procs": cgroup_procs}
-    s.sendmsg([json.dumps(req).encode()],
-              [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+    try:
+        s.sendmsg([json.dumps(req).encode()],
+                  [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+        anc_size = socket.CMSG_SPACE(array.array("i").itemsize)
+        msg, anc, _, _ = s.recvmsg(4096, anc_size)
+    except OSError as e:
+        _fallback(argv, f"the zygote cannot be asked ({e.strerror})")
     for fd in fds[3:]:
         os.close(fd)
-    anc_size = socket.CMSG_SPACE(array.array("i").itemsize)
-    msg, anc, _, _ = s.recvmsg(4096, anc_size)
     if not msg.startswith(b"pid "):
         _fallback(argv, f"the zygote refused: {msg.decode(errors='replace') or 'closed'}")
     worker = array.array("i", anc[0][2][: array.array("i").itemsize])[0]
@@ -81,4 +68,4 @@ def main(path: str, cgroup_procs: list[str], argv: list[str]) -> None:
 
 if __name__ == "__main__":
     sep = sys.argv.index("--")
-    main(sys.argv[1], json.loads(sys.argv[2]), sys.argv[sep + 1:])
+    main(int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[sep + 1:])

@@ -39,15 +39,19 @@ def zcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]
 
 
 def pod(ns: str, name: str, mode: str, env: dict[str, str] = ENV,
-        limits: dict[str, str] | None = None) -> list[Obj]:
+        limits: dict[str, str] | None = None, mount: str | None = None) -> list[Obj]:
     container: dict[str, Any] = {
         "name": "main", "command": [sys.executable, "-m", "ztlc_zygote_probe", mode],
         "env": [{"name": k, "value": v} for k, v in env.items()]}
+    spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
     if limits:
         container["resources"] = {"limits": limits}
+    if mount:
+        container["volumeMounts"] = [{"name": "v", "mountPath": mount}]
+        spec["volumes"] = [{"name": "v", "emptyDir": {}}]
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
             {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
-             "spec": {"restartPolicy": "Never", "containers": [container]}}]
+             "spec": spec}]
 
 
 def seen(c: LocalCluster, ns: str, name: str) -> dict[str, Any]:
@@ -93,6 +97,20 @@ def test_a_forked_container_sees_its_pod_exactly(zcluster: LocalCluster) -> None
     # SIGTERM to the main process reaches the worker; the container ends with its status
     zcluster.signal(ns, "twin", "main", signal.SIGTERM)
     assert zcluster.wait_finished(ns, "twin", timeout=30).exit_code == 143
+    zcluster.delete(namespace=ns)
+
+
+def test_a_mount_over_the_zygotes_directory_does_not_stop_the_fork(
+        zcluster: LocalCluster) -> None:
+    """A mountPath whose parents do not exist gets a private overlay on its nearest ancestor
+    (as a TLS Secret at /var/run/ztfl/tls does over /run/ztfl, where the zygote's socket
+    lives): the container is forked all the same, at once, not after a fallback."""
+    ns = f"z{next(_n)}"
+    hidden = zcluster.state_dir.parent / "ztlc-new" / "dir"
+    zcluster.apply(pod(ns, "mounted", "report", mount=str(hidden)))
+    assert zcluster.wait_finished(ns, "mounted", timeout=30).exit_code == 3
+    r = seen(zcluster, ns, "mounted")
+    assert r["imported_in"] != r["pid"], "".join(zcluster.logs(ns, "mounted"))[-2000:]
     zcluster.delete(namespace=ns)
 
 
