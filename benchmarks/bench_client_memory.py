@@ -70,13 +70,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def one_run(tree: Path, data: str, clients: int, rounds: int, fork: bool) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = {**os.environ, "PYTHONPATH": str(tree)}  # and cwd: ``-m`` puts it first on sys.path
     py = sys.executable
     server = subprocess.Popen(
         [py, "-m", "fl_app.server", "--host", "127.0.0.1", "--port", "0", "--events",
          os.devnull, "--data-dir", data, "--clients", str(clients), "--rounds", str(rounds),
          "--eval-every", str(rounds), "--round-deadline", "120", "--join-timeout", "300"],
-        stdout=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE, text=True, env=env, cwd=tree)
     assert server.stdout is not None
     procs: list[subprocess.Popen[str]] = []
     try:
@@ -93,13 +93,14 @@ def one_run(tree: Path, data: str, clients: int, rounds: int, fork: bool) -> dic
         if fork:
             parent = subprocess.Popen([py, "-c", FORK_PARENT, str(clients), *args,
                                        "--client-id", "{cid}"], stdout=subprocess.PIPE,
-                                      text=True, env=env)
+                                      text=True, env=env, cwd=tree)
             procs.append(parent)
             assert parent.stdout is not None
             pids = [int(p) for p in parent.stdout.readline().split()]
         else:
             procs += [subprocess.Popen([py, "-m", "fl_app.client", *args, "--client-id",
-                                        str(cid)], env=env) for cid in range(clients)]
+                                        str(cid)], env=env, cwd=tree)
+                      for cid in range(clients)]
             pids = [p.pid for p in procs]
         startup = cpu = None
         mem: list[dict[str, int]] = []
