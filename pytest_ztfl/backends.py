@@ -162,12 +162,14 @@ def _local(
     from k8s_fixtures.netem import load_profiles
     from k8s_fixtures.netem.local_overlay import NetemOverlay
     from k8s_fixtures.netpol.overlay import NetpolOverlay
+    from k8s_fixtures.tls.native import server_env
     from k8s_fixtures.workload import BASE_ENV
 
-    # FL clients are forked from one pre-imported zygote (k8s_fixtures/local/zygote.py);
+    # FL clients and servers are forked from pre-imported zygotes (k8s_fixtures/local/zygote.py);
     # ZTFL_ZYGOTE=0 starts each as its own interpreter, as before (for comparisons).
-    zygote = ("fl_app.client",) if os.environ.get("ZTFL_ZYGOTE", "1") != "0" else ()
-    cluster = LocalCluster(prefix="ztfl", zygote=zygote, zygote_env=BASE_ENV)
+    zygotes = [(("fl_app.client",), BASE_ENV), (("fl_app.server",), server_env(BASE_ENV))]
+    on = os.environ.get("ZTFL_ZYGOTE", "1") != "0"
+    cluster = LocalCluster(prefix="ztfl", zygotes=zygotes if on else [])
     try:
         cluster.start()
     except ClusterError as exc:

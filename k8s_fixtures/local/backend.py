@@ -73,8 +73,8 @@ class LocalCluster:
 
     def __init__(self, name: str | None = None, *, cidr: str = "10.244.0.0/16",
                  state_root: Path | None = None, mode: Mode | None = None,
-                 prefix: str = "ztfl", zygote: Sequence[str] = (),
-                 zygote_env: Mapping[str, str] | None = None) -> None:
+                 prefix: str = "ztfl",
+                 zygotes: Sequence[tuple[Sequence[str], Mapping[str, str]]] = ()) -> None:
         self.name = name or f"{prefix}-{secrets.token_hex(3)}"
         self.cidr = cidr
         self.state_root = Path(state_root) if state_root else state.default_root()
@@ -94,9 +94,9 @@ class LocalCluster:
         self._sup: Supervisor | None = None
         self._hosts_text = ""
         self._closed = False
-        # modules a zygote pre-imports for the Python containers it forks (.zygote), and
-        # the environment (from the manifests) those containers have
-        self._zygote, self._zygote_env = tuple(zygote), dict(zygote_env or {})
+        # per zygote (.zygote): the modules it pre-imports for the Python containers it
+        # forks, and the environment (from the manifests) those containers have
+        self._zygotes = [(tuple(m), dict(e)) for m, e in zygotes]
 
     # ------------------------------------------------------------------ life cycle
 
@@ -164,11 +164,10 @@ class LocalCluster:
                 from None
         self._sup = Supervisor(wrap, lambda pid, alive: st.add(pid=pid) if alive
                                else st.forget(pid=pid))
-        if self._zygote:
-            env = {"PATH": DEFAULT_PATH, "HOME": "/root", state.MARKER: st.marker,
-                   **self._zygote_env}
-            self._sup.zygote = Zygote(st.path / "zygote.sock", self._zygote, env, wrap)
-            st.add(pid=self._sup.zygote.proc.pid)
+        for i, (modules, zenv) in enumerate(self._zygotes):
+            env = {"PATH": DEFAULT_PATH, "HOME": "/root", state.MARKER: st.marker, **zenv}
+            self._sup.zygotes.append(Zygote(st.path / f"zygote{i}.sock", modules, env, wrap))
+            st.add(pid=self._sup.zygotes[-1].proc.pid)
         (st.path / "dns").mkdir()
         self._hosts_file.write_text("")
         self.apply([_ns_obj("default"), _ns_obj(dns.NAMESPACE),

@@ -171,7 +171,7 @@ class Supervisor:
     def __init__(self, wrap: Sequence[str], on_pid: Callable[[int, bool], None]) -> None:
         self.wrap = list(wrap)
         self._on_pid = on_pid  # (pid, alive): lets the state directory track live processes
-        self.zygote: Zygote | None = None  # forks the containers it serves (.zygote)
+        self.zygotes: list[Zygote] = []  # each forks the containers it serves (.zygote)
         self._cond = threading.Condition(threading.RLock())
         self._pods: list[PodRun] = []
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -220,9 +220,10 @@ class Supervisor:
         # EOF on the read end is the moment the container command runs.
         start_r, start_w = os.pipe2(os.O_CLOEXEC)
         spec["cgroup_fds"] = fds
-        z, zfds = self.zygote, []  # a connection to the zygote, for the container's stub
-        if z is not None and not c.init and z.serves(c.spec.argv, c.env, c.spec.working_dir,
-                                                     c.spec.memory_bytes is not None):
+        zfds: list[int] = []  # a connection to a zygote, for the container's stub
+        z = next((z for z in self.zygotes if not c.init and z.serves(
+            c.spec.argv, c.env, c.spec.working_dir, c.spec.memory_bytes is not None)), None)
+        if z is not None:
             conn = z.connect()
             if conn is not None:
                 zfds.append(conn.detach())
@@ -461,8 +462,8 @@ class Supervisor:
         """Stop everything and the monitor thread (``keep_running``: only stop watching)."""
         if not keep_running:
             self.stop(list(self._pods))
-            if self.zygote is not None:
-                self.zygote.stop()
+            for z in self.zygotes:
+                z.stop()
         with self._cond:
             self._stopping = True
         self._wake()

@@ -32,8 +32,8 @@ def zcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]
         pytest.skip("not root")
     root = tmp_path_factory.mktemp("ztlc-state")
     root.chmod(0o755)
-    with LocalCluster(prefix="ztlc", state_root=root, zygote=["ztlc_zygote_probe"],
-                      zygote_env=ENV) as c:
+    with LocalCluster(prefix="ztlc", state_root=root,
+                      zygotes=[(["ztlc_zygote_probe"], ENV)]) as c:
         yield c
     assert leaks(c.name, root) == []
 
