@@ -16,7 +16,7 @@ import grpc
 import torch
 
 from fl_app import config as cfg
-from fl_app.data import DataError, Dataset, load_mnist
+from fl_app.data import DataError, RawDataset, load_mnist_raw
 from fl_app.models import build_model
 from fl_app.partition import parse_split, partition
 from fl_app.proto import fl_pb2, fl_pb2_grpc
@@ -41,7 +41,7 @@ class Client:
     def __init__(self, cid: int, data_dir: str) -> None:
         self.cid = cid
         self.data_dir = data_dir
-        self.data: Dataset | None = None
+        self.data: RawDataset | None = None
         self.spec: fl_pb2.RunSpec | None = None
         self.model: torch.nn.Module | None = None
         self.x: torch.Tensor | None = None
@@ -50,18 +50,18 @@ class Client:
     def prepare(self) -> None:
         """The start-up work that needs no run spec, done before joining so that it does not
         land in round 1 (which starts as soon as every client has joined)."""
-        self.data = load_mnist(self.data_dir)
+        self.data = load_mnist_raw(self.data_dir)
         warm_up()
 
     def setup(self, spec: fl_pb2.RunSpec) -> None:
         if self.spec == spec:
             return  # a rejoin after a network hiccup: the partition is unchanged
-        data = self.data if self.data is not None else load_mnist(self.data_dir)
+        data = self.data if self.data is not None else load_mnist_raw(self.data_dir)
         parts = partition(
             data.y_train, spec.num_clients, parse_split(spec.split), spec.seed, spec.min_samples
         )
         idx = parts[self.cid]
-        self.x = torch.from_numpy(data.x_train[idx])
+        self.x = torch.from_numpy(data.train_rows(idx))
         self.y = torch.from_numpy(data.y_train[idx])
         self.model = build_model(spec.model, spec.seed)
         self.spec = spec

@@ -38,6 +38,27 @@ class DataError(ValueError):
 
 
 @dataclass(frozen=True)
+class RawDataset:
+    """Images as stored (uint8, (N, 28, 28)), labels int64: what a client keeps of the data set.
+
+    A client normalises only its own partition (:meth:`train_rows`), never the whole set: the
+    float32 copy of every image (31 MB for the offline split, 216 MB for full MNIST) would
+    otherwise sit in each client's private memory.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+
+    def train_rows(self, idx: np.ndarray) -> np.ndarray:
+        """Training images ``idx`` as float32 (len(idx), 1, 28, 28), normalised exactly as
+        :func:`load_mnist` normalises all of them."""
+        return normalise(self.x_train[idx])
+
+
+@dataclass(frozen=True)
 class Dataset:
     """Images as float32 (N, 1, 28, 28) normalised like torchvision's MNIST recipe; labels int64."""
 
@@ -73,7 +94,8 @@ def _find(root: Path, stem: str) -> Path | None:
     return None
 
 
-def _normalise(images: np.ndarray) -> np.ndarray:
+def normalise(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), torchvision's MNIST mean and std."""
     x = images.astype(np.float32)[:, None, :, :] / 255.0
     return (x - 0.1307) / 0.3081
 
@@ -119,6 +141,18 @@ def _path(files: dict[str, Path | None], stem: str) -> Path:
 
 def load_mnist(root: Path | str, *, download: bool = False) -> Dataset:
     """Load MNIST from ``root`` (see the module docstring for layouts and splits)."""
+    raw = load_mnist_raw(root, download=download)
+    return Dataset(
+        x_train=normalise(raw.x_train),
+        y_train=raw.y_train,
+        x_test=normalise(raw.x_test),
+        y_test=raw.y_test,
+        source=raw.source,
+    )
+
+
+def load_mnist_raw(root: Path | str, *, download: bool = False) -> RawDataset:
+    """MNIST from ``root`` as stored (uint8 images), split as :func:`load_mnist` splits it."""
     root = Path(root)
     files = _files(root, download)
     ti, tl = _path(files, "t10k-images-idx3-ubyte"), _path(files, "t10k-labels-idx1-ubyte")
@@ -134,10 +168,10 @@ def load_mnist(root: Path | str, *, download: bool = False) -> Dataset:
         tr, te = perm[:OFFLINE_TRAIN], perm[OFFLINE_TRAIN:]
         x_train, y_train, x_test, y_test = x_test[tr], y_test[tr], x_test[te], y_test[te]
         source = "offline-test-split"
-    return Dataset(
-        x_train=_normalise(x_train),
+    return RawDataset(
+        x_train=x_train,
         y_train=y_train.astype(np.int64),
-        x_test=_normalise(x_test),
+        x_test=x_test,
         y_test=y_test.astype(np.int64),
         source=source,
     )

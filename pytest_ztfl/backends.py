@@ -12,6 +12,7 @@ the backend was named explicitly.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -165,8 +166,14 @@ def _local(
     from k8s_fixtures.netem import load_profiles
     from k8s_fixtures.netem.local_overlay import NetemOverlay
     from k8s_fixtures.netpol.overlay import NetpolOverlay
+    from k8s_fixtures.tls.native import server_env
+    from k8s_fixtures.workload import BASE_ENV
 
-    cluster = LocalCluster(prefix="ztfl")
+    # FL clients and servers are forked from pre-imported zygotes (k8s_fixtures/local/zygote.py);
+    # ZTFL_ZYGOTE=0 starts each as its own interpreter, as before (for comparisons).
+    zygotes = [(("fl_app.client",), BASE_ENV), (("fl_app.server",), server_env(BASE_ENV))]
+    on = os.environ.get("ZTFL_ZYGOTE", "1") != "0"
+    cluster = LocalCluster(prefix="ztfl", zygotes=zygotes if on else [])
     try:
         cluster.start()
     except ClusterError as exc:

@@ -22,7 +22,7 @@ import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -48,11 +48,12 @@ from k8s_fixtures.local import (
 )
 from k8s_fixtures.local.admission import Key, Plan, admit, key_of, order
 from k8s_fixtures.local.cgroups import CgroupRoot, remove_dir
-from k8s_fixtures.local.pods import ContainerRun, PodRun, Supervisor
+from k8s_fixtures.local.pods import DEFAULT_PATH, ContainerRun, PodRun, Supervisor
 from k8s_fixtures.local.privileges import Holder, Mode, detect, tool
 from k8s_fixtures.local.topology import BRIDGE, Node, TopologyError, host_route_overlap
 from k8s_fixtures.local.view import ClusterView, Overlay, PodInfo
 from k8s_fixtures.local.waiting import POLL as POLL  # re-exported: it was defined here
+from k8s_fixtures.local.zygote import Zygote
 from k8s_fixtures.manifests import load, ref, selector_matches
 
 
@@ -71,7 +72,8 @@ class LocalCluster:
 
     def __init__(self, name: str | None = None, *, cidr: str = "10.244.0.0/16",
                  state_root: Path | None = None, mode: Mode | None = None,
-                 prefix: str = "ztfl") -> None:
+                 prefix: str = "ztfl",
+                 zygotes: Sequence[tuple[Sequence[str], Mapping[str, str]]] = ()) -> None:
         self.name = name or f"{prefix}-{secrets.token_hex(3)}"
         self.cidr = cidr
         self.state_root = Path(state_root) if state_root else state.default_root()
@@ -91,6 +93,9 @@ class LocalCluster:
         self._sup: Supervisor | None = None
         self._hosts_text = ""
         self._closed = False
+        # per zygote (.zygote): the modules it pre-imports for the Python containers it
+        # forks, and the environment (from the manifests) those containers have
+        self._zygotes = [(tuple(m), dict(e)) for m, e in zygotes]
 
     # ------------------------------------------------------------------ life cycle
 
@@ -158,6 +163,10 @@ class LocalCluster:
                 from None
         self._sup = Supervisor(wrap, lambda pid, alive: st.add(pid=pid) if alive
                                else st.forget(pid=pid))
+        for i, (modules, zenv) in enumerate(self._zygotes):
+            env = {"PATH": DEFAULT_PATH, "HOME": "/root", state.MARKER: st.marker, **zenv}
+            self._sup.zygotes.append(Zygote(st.path / f"zygote{i}.sock", modules, env, wrap))
+            st.add(pid=self._sup.zygotes[-1].proc.pid)
         (st.path / "dns").mkdir()
         self._hosts_file.write_text("")
         self.apply([_ns_obj("default"), _ns_obj(dns.NAMESPACE),

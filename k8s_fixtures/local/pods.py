@@ -43,6 +43,7 @@ from k8s_fixtures.cluster import ClusterError, ContainerStatus, ExecResult, PodP
 from k8s_fixtures.local.cgroups import ContainerCgroup
 from k8s_fixtures.local.privileges import tool
 from k8s_fixtures.local.topology import PodLink
+from k8s_fixtures.local.zygote import Zygote
 from k8s_fixtures.manifests import Container, PodSpec
 
 LAUNCHER = Path(__file__).with_name("launch.py")
@@ -179,6 +180,7 @@ class Supervisor:
     def __init__(self, wrap: Sequence[str], on_pid: Callable[[int, bool], None]) -> None:
         self.wrap = list(wrap)
         self._on_pid = on_pid  # (pid, alive): lets the state directory track live processes
+        self.zygotes: list[Zygote] = []  # each forks the containers it serves (.zygote)
         self._cond = threading.Condition(threading.RLock())
         self._pods: list[PodRun] = []
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -228,6 +230,15 @@ class Supervisor:
         # EOF on the read end is the moment the container command runs.
         start_r, start_w = os.pipe2(os.O_CLOEXEC)
         spec["cgroup_fds"] = fds
+        zfds: list[int] = []  # a connection to a zygote, for the container's stub
+        z = next((z for z in self.zygotes if not c.init and z.serves(
+            c.spec.argv, c.env, c.spec.working_dir, c.spec.memory_bytes is not None)), None)
+        if z is not None:
+            conn = z.connect()
+            if conn is not None:
+                zfds.append(conn.detach())
+                spec["argv"] = z.stub_argv(c.spec.argv, zfds[0],
+                                           c.cgroup.procs_files if c.cgroup else [])
         c.spec_file.write_text(json.dumps(spec))
         Path(f"{c.spec_file}.error").unlink(missing_ok=True)
         argv = [*self.wrap, tool("ip"), "netns", "exec", pod.link.netns,
@@ -236,12 +247,13 @@ class Supervisor:
             with open(c.log, "ab") as log:
                 c.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT, env=c.env,
-                                          start_new_session=True, pass_fds=[*fds, start_w])
+                                          start_new_session=True,
+                                          pass_fds=[*fds, *zfds, start_w])
         except BaseException:
             os.close(start_r)
             raise
         finally:
-            for fd in [*fds, start_w]:
+            for fd in [*fds, *zfds, start_w]:
                 os.close(fd)
         c.pidfd = os.pidfd_open(c.proc.pid)
         c.start_fd = start_r
@@ -472,6 +484,8 @@ class Supervisor:
         """Stop everything and the monitor thread (``keep_running``: only stop watching)."""
         if not keep_running:
             self.stop(list(self._pods))
+            for z in self.zygotes:
+                z.stop()
         with self._cond:
             self._stopping = True
         self._wake()

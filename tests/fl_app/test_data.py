@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fl_app.data import OFFLINE_TRAIN, DataError, check_mnist, load_mnist, read_idx
+from fl_app.data import OFFLINE_TRAIN, DataError, check_mnist, load_mnist, load_mnist_raw, read_idx
 
 UBYTE, INT32 = 0x08, 0x0C
 
@@ -131,3 +131,15 @@ def test_offline_split_of_the_shared_copy(data_dir: Path) -> None:
     again = load_mnist(data_dir)
     np.testing.assert_array_equal(again.y_train, data.y_train)
     np.testing.assert_array_equal(again.y_test, data.y_test)
+
+
+def test_a_clients_rows_are_the_rows_of_the_whole_normalised_set(data_dir: Path) -> None:
+    """A client keeps the images as stored and normalises its partition only; its tensor is
+    byte for byte the slice of the fully normalised set it used to copy."""
+    raw, full = load_mnist_raw(data_dir), load_mnist(data_dir)
+    assert raw.x_train.dtype == np.uint8 and raw.x_train.nbytes == OFFLINE_TRAIN * 784
+    np.testing.assert_array_equal(raw.y_train, full.y_train)
+    idx = np.sort(np.random.default_rng(1).choice(OFFLINE_TRAIN, 321, replace=False))
+    rows = raw.train_rows(idx)
+    assert rows.dtype == np.float32 and rows.shape == (321, 1, 28, 28)
+    assert rows.tobytes() == full.x_train[idx].tobytes()

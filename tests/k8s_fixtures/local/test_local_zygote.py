@@ -1,0 +1,141 @@
+"""The zygote (k8s_fixtures/local/zygote.py) on a live local cluster: a container forked from
+the pre-imported process sees exactly what one started by its own interpreter sees (network,
+mount and UTS namespaces, cgroups, resolv.conf, hostname, environment), and exits, is
+signalled and is killed as its container's main process is."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ztlc_support import leaks
+
+from k8s_fixtures.cluster import Obj
+from k8s_fixtures.local.backend import LocalCluster
+
+pytestmark = pytest.mark.privileged
+PROBE_DIR = str(Path(__file__).with_name("zygote_probe"))
+ENV = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": PROBE_DIR, "ZTLC_PROBE": "yes"}
+_n = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def zcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    if os.geteuid() != 0:
+        pytest.skip("not root")
+    root = tmp_path_factory.mktemp("ztlc-state")
+    root.chmod(0o755)
+    with LocalCluster(prefix="ztlc", state_root=root,
+                      zygotes=[(["ztlc_zygote_probe"], ENV)]) as c:
+        yield c
+    assert leaks(c.name, root) == []
+
+
+def pod(ns: str, name: str, mode: str, env: dict[str, str] = ENV,
+        limits: dict[str, str] | None = None, mount: str | None = None) -> list[Obj]:
+    container: dict[str, Any] = {
+        "name": "main", "command": [sys.executable, "-m", "ztlc_zygote_probe", mode],
+        "env": [{"name": k, "value": v} for k, v in env.items()]}
+    spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if limits:
+        container["resources"] = {"limits": limits}
+    if mount:
+        container["volumeMounts"] = [{"name": "v", "mountPath": mount}]
+        spec["volumes"] = [{"name": "v", "emptyDir": {}}]
+    return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+             "spec": spec}]
+
+
+def seen(c: LocalCluster, ns: str, name: str) -> dict[str, Any]:
+    """The probe's report: the first JSON line of its log (followed until it comes)."""
+    for chunk in c.logs(ns, name, follow=True, timeout=60):
+        for line in chunk.splitlines():
+            if line.startswith("{"):
+                return dict(json.loads(line))
+    raise AssertionError("no report in the log: " + "".join(c.logs(ns, name))[-2000:])
+
+
+def main_pid(c: LocalCluster, ns: str, name: str) -> int:
+    """The container's main process (the stub), as the supervisor knows it."""
+    run = c._pods[(ns, name)].containers[0]
+    assert run.pid is not None
+    return run.pid
+
+
+def test_a_forked_container_sees_its_pod_exactly(zcluster: LocalCluster) -> None:
+    ns = f"z{next(_n)}"
+    zcluster.apply(pod(ns, "probe", "report"))
+    st = zcluster.wait_finished(ns, "probe", timeout=60)
+    r = seen(zcluster, ns, "probe")
+    assert st.exit_code == 3  # the module's own exit code, relayed by the stub
+    assert r["imported_in"] != r["pid"], "not forked from the zygote"
+    # what a process that nsenter puts into the container's namespaces sees (the check the
+    # proofs' exec relies on), in a second pod of the same kind kept running
+    zcluster.apply(pod(ns, "twin", "wait")[1:])
+    zcluster.wait_ready(ns, names=["twin"], timeout=60)
+    twin = seen(zcluster, ns, "twin")
+    view = zcluster.exec(ns, "twin", ["sh", "-c", "readlink /proc/self/ns/net /proc/self/ns/mnt"
+                                      " /proc/self/ns/uts; hostname; cat /etc/resolv.conf"])
+    lines = view.out.splitlines()
+    assert [twin["ns"]["net"], twin["ns"]["mnt"], twin["ns"]["uts"]] == lines[:3]
+    assert lines[3] == "twin" == twin["hostname"]
+    assert "\n".join(lines[4:]) + "\n" == twin["resolv"]
+    host = set(os.readlink(f"/proc/self/ns/{n}") for n in ("net", "mnt", "uts"))
+    assert not host & set(twin["ns"].values())
+    main = main_pid(zcluster, ns, "twin")
+    assert Path(f"/proc/{main}/cgroup").read_text() == twin["cgroup"]
+    assert "ztlc" in twin["cgroup"]
+    assert twin["env"] == "yes" and twin["argv"] == ["wait"] and twin["cwd"] == os.getcwd()
+    # SIGTERM to the main process reaches the worker; the container ends with its status
+    zcluster.signal(ns, "twin", "main", signal.SIGTERM)
+    assert zcluster.wait_finished(ns, "twin", timeout=30).exit_code == 143
+    zcluster.delete(namespace=ns)
+
+
+def test_a_mount_over_the_zygotes_directory_does_not_stop_the_fork(
+        zcluster: LocalCluster) -> None:
+    """A mountPath whose parents do not exist gets a private overlay on its nearest ancestor
+    (as a TLS Secret at /var/run/ztfl/tls does over /run/ztfl, where the zygote's socket
+    lives): the container is forked all the same, at once, not after a fallback."""
+    ns = f"z{next(_n)}"
+    hidden = zcluster.state_dir.parent / "ztlc-new" / "dir"
+    zcluster.apply(pod(ns, "mounted", "report", mount=str(hidden)))
+    assert zcluster.wait_finished(ns, "mounted", timeout=30).exit_code == 3
+    r = seen(zcluster, ns, "mounted")
+    assert r["imported_in"] != r["pid"], "".join(zcluster.logs(ns, "mounted"))[-2000:]
+    zcluster.delete(namespace=ns)
+
+
+def test_sigkill_of_the_main_process_ends_the_worker(zcluster: LocalCluster) -> None:
+    ns = f"z{next(_n)}"
+    zcluster.apply(pod(ns, "victim", "wait"))
+    zcluster.wait_ready(ns, names=["victim"], timeout=60)
+    worker = seen(zcluster, ns, "victim")["pid"]
+    zcluster.signal(ns, "victim", "main", signal.SIGKILL)
+    assert zcluster.wait_finished(ns, "victim", timeout=30).exit_code == 137
+    assert not Path(f"/proc/{worker}").exists() or \
+        Path(f"/proc/{worker}/stat").read_text().split()[2] == "Z"
+    zcluster.delete(namespace=ns)
+
+
+@pytest.mark.parametrize("why", ["other-env", "memory-limit"])
+def test_what_the_zygote_must_not_serve_starts_its_own_interpreter(
+        zcluster: LocalCluster, why: str) -> None:
+    ns = f"z{next(_n)}"
+    if why == "other-env":
+        objs = pod(ns, "own", "report", env={**ENV, "GRPC_VERBOSITY": "debug"})
+    else:
+        objs = pod(ns, "own", "report", limits={"memory": "256Mi"})
+    zcluster.apply(objs)
+    assert zcluster.wait_finished(ns, "own", timeout=60).exit_code == 3
+    r = seen(zcluster, ns, "own")
+    assert r["imported_in"] == r["pid"]
+    zcluster.delete(namespace=ns)

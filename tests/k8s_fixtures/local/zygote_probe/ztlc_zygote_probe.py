@@ -1,0 +1,39 @@
+"""A container command for the zygote tests: reports what its process sees, as JSON on stdout.
+
+``python -m ztlc_zygote_probe report`` prints one line and exits 3; ``... wait`` prints it and
+waits for a signal (SIGTERM: exit 143). ``imported_in`` is the PID of the process that imported
+the module first: the zygote's when the container was forked from it.
+"""
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+IMPORTED_IN = os.getpid()
+
+
+def report() -> dict[str, object]:
+    first = sys.modules.get("ztlc_zygote_probe")
+    return {
+        "pid": os.getpid(),
+        "imported_in": getattr(first, "IMPORTED_IN", os.getpid()),
+        "hostname": socket.gethostname(),
+        "ns": {n: os.readlink(f"/proc/self/ns/{n}") for n in ("net", "mnt", "uts")},
+        "cgroup": open("/proc/self/cgroup").read(),
+        "resolv": open("/etc/resolv.conf").read(),
+        "env": os.environ.get("ZTLC_PROBE"),
+        "argv": sys.argv[1:],
+        "cwd": os.getcwd(),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(report()), flush=True)
+    if sys.argv[1] == "wait":
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        while True:
+            time.sleep(1)
+    sys.exit(3)
