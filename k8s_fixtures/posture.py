@@ -4,9 +4,12 @@ The SEC3 proofs (:mod:`k8s_fixtures.proofs.hardening`) exec it in a running cont
 exec runs with the container's user, capabilities and seccomp filter, on Kubernetes as on the
 local backend) and judge the one JSON line it prints:
 
-* ``processes``: every process of the container (those sharing this process's mount
-  namespace, the probe itself included) with its user and group ids (real, effective, saved,
-  filesystem), capability sets, no_new_privs and seccomp mode, from ``/proc/<pid>/status``;
+* ``processes``: every process of the container (those in this process's cgroups, as an exec
+  is, unless its parent is there too, or sharing its mount namespace; the probe included)
+  with its user and group ids (real, effective, saved, filesystem), capability sets,
+  no_new_privs and seccomp mode, from ``/proc/<pid>/status``. Both ``cgroup`` and
+  ``status`` may be read for any process, so a process with more rights than the probe
+  (whose mount namespace it may not read) is seen;
 * ``token``: whether a ServiceAccount token is mounted where the kubelet puts it;
 * ``root_write``: an attempt to create an (unnamed, ``O_TMPFILE``) file in ``/``: ``EROFS``
   means a read-only root filesystem, success a writable one (nothing is left behind);
@@ -50,16 +53,38 @@ def status(pid: str) -> dict[str, Any]:
     return out
 
 
+def _cgroup(pid: str) -> str:
+    with open(f"/proc/{pid}/cgroup") as f:
+        return f.read()
+
+
+def _same_mnt(pid: str, mine: str) -> bool:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt") == mine
+    except OSError:  # another user's, or one with rights this probe lacks: cgroups tell
+        return False
+
+
+def _own_cgroup() -> str | None:
+    """This process's cgroups, when they are the container's own: not when the process that
+    started the probe is in them too (a local cluster without cgroups leaves an exec in the
+    harness's, shared with everything the harness runs)."""
+    group, parent = _cgroup("self"), str(os.getppid())
+    try:
+        return None if parent != "0" and _cgroup(parent) == group else group
+    except OSError:  # the parent is gone or outside this PID namespace
+        return group
+
+
 def processes() -> list[dict[str, Any]]:
-    """Every process in this process's mount namespace (a container's own)."""
-    mine = os.readlink("/proc/self/ns/mnt")
+    """Every process in this process's cgroups or mount namespace (a container's own)."""
+    mine, group = os.readlink("/proc/self/ns/mnt"), _own_cgroup()
     found = []
     for pid in sorted((p for p in os.listdir("/proc") if p.isdigit()), key=int):
         try:
-            if os.readlink(f"/proc/{pid}/ns/mnt") != mine:
-                continue
-            found.append(status(pid))
-        except OSError:  # gone, or another user's: not a process of this container
+            if (group is not None and _cgroup(pid) == group) or _same_mnt(pid, mine):
+                found.append(status(pid))
+        except OSError:  # gone meanwhile
             continue
     return found
 

@@ -469,6 +469,13 @@ class LocalCluster:
         c = self._container(self._pod(namespace, pod), container)
         return c.cgroup.cpu_usage_ns() if c.cgroup else None
 
+    def container_pids(self, namespace: str, pod: str, container: str | None = None,
+                       ) -> list[int]:
+        """Every process in the container's cgroup, as the machine sees it (its main process,
+        a process forked into it by a zygote, an exec; empty without cgroups)."""
+        c = self._container(self._pod(namespace, pod), container)
+        return c.cgroup.pids() if c.cgroup else []
+
     def netns_counters(self, namespace: str) -> dict[str, NetnsCounters]:
         """Every pod's network namespace counters so far (policy refusals, TCP retransmissions
         and timeouts, impairment drops: :mod:`k8s_fixtures.local.netns_counters`)."""

@@ -256,12 +256,18 @@ def read_only_root(writable: list[str]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """``confine.py SECURITY_JSON ARGV...``: confine as the container's security context
-    says, then exec (the context is passed, not read from the state directory, which the
-    container's mount namespace may not show)."""
+    """``confine.py [--cgroup-fds=FD,...] SECURITY_JSON ARGV...``: join the container's cgroups
+    (``cgroup.procs`` files the caller opened: the mount namespace entered may not show the
+    hierarchy), confine as the container's security context says, then exec (the context is
+    passed, not read from the state directory, which the container's mount namespace may not
+    show). An exec is thus one of the container's processes, as ``kubectl exec`` is."""
     import json
 
     try:
+        if argv and argv[0].startswith("--cgroup-fds="):
+            for fd in filter(None, argv.pop(0).partition("=")[2].split(",")):
+                os.write(int(fd), b"0")
+                os.close(int(fd))
         security = json.loads(argv[0])
         command = shutil.which(argv[1], path=os.environ.get("PATH"))
         if command and security.get("run_as_user"):  # as the container's own command

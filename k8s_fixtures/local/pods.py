@@ -238,7 +238,8 @@ class Supervisor:
             if conn is not None:
                 zfds.append(conn.detach())
                 spec["argv"] = z.stub_argv(c.spec.argv, zfds[0],
-                                           c.cgroup.procs_files if c.cgroup else [])
+                                           c.cgroup.procs_files if c.cgroup else [],
+                                           security_of(c.spec))
         c.spec_file.write_text(json.dumps(spec))
         Path(f"{c.spec_file}.error").unlink(missing_ok=True)
         argv = [*self.wrap, tool("ip"), "netns", "exec", pod.link.netns,
@@ -401,19 +402,23 @@ class Supervisor:
         # as on Kubernetes, an exec starts in the container's working directory (nsenter's
         # bare --wd: the target's; entering the mount namespace alone would leave it at /)
         wd = [f"--wd={c.spec.working_dir}"] if c.spec.working_dir else ["--wd"]
-        security = security_of(c.spec)
-        if security:  # the exec runs as confined as the container (its source passed: the
-            # container may not see this checkout)
-            argv = [sys.executable, "-I", "-S", "-c", CONFINE.read_text(), json.dumps(security),
-                    *argv]
+        # the exec joins the container's cgroups and runs as confined as the container (the
+        # source passed: the container may not see this checkout)
+        fds = [os.open(f, os.O_WRONLY | os.O_CLOEXEC)
+               for f in (c.cgroup.procs_files if c.cgroup else [])]
         cmd = [*self.wrap, tool("nsenter"), f"--target={pid}", "--net", "--mount", "--uts",
-               *wd, "--", *argv]
+               *wd, "--", sys.executable, "-I", "-S", "-c", CONFINE.read_text(),
+               f"--cgroup-fds={','.join(map(str, fds))}", json.dumps(security_of(c.spec)),
+               *argv]
         try:
             r = subprocess.run(cmd, env=c.env, capture_output=True, text=True,
-                               timeout=timeout, input=input)
+                               timeout=timeout, input=input, pass_fds=fds)
         except subprocess.TimeoutExpired:
             raise ClusterError(f"pod {pod.namespace}/{pod.name}: exec {argv[0]!r} "
                                f"timed out after {timeout}s") from None
+        finally:
+            for fd in fds:
+                os.close(fd)
         return ExecResult(r.returncode, r.stdout, r.stderr)
 
     # ------------------------------------------------------------------ signals

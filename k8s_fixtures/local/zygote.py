@@ -15,8 +15,12 @@ mount and UTS namespaces (as file descriptors it opened itself), a pidfd of itse
 environment, working directory and the container's cgroup files. The forked worker joins the
 same cgroups, enters those namespaces (so it sees exactly the stub's mounts, hostname and
 network), takes the descriptors, environment and directory, and runs the module as
-``python -m`` does (``runpy``). It runs as root with the harness's capabilities, as every
-local container does. The stub relays signals to the worker and exits with its status; a
+``python -m`` does (``runpy``). Last, before any thread or any of the container's code, it
+applies the container's security context (:func:`.confine.confine`: capabilities,
+no_new_privs, seccomp, groups, user; the read-only root is the mount namespace's, already
+made by the launcher) and checks that its credentials are now exactly the stub's (ids,
+groups, every capability set, no_new_privs, seccomp mode: :func:`credentials`), or exits with
+126 and says why. The stub relays signals to the worker and exits with its status; a
 worker whose stub died kills itself. Whatever the stub cannot arrange (no zygote, a refused
 request) ends in the stub exec'ing the original command: the container then starts as it
 always did.
@@ -24,9 +28,11 @@ always did.
 Which containers: the supervisor (:mod:`.pods`) uses it only for a regular container whose
 command is ``<this interpreter> -m <preloaded module> ...``, with no working directory, no
 memory limit (a fork's shared pages are charged to the zygote's cgroup, not the container's,
-so a limit would not mean what it says), and the zygote's environment but for ``HOSTNAME``
-(what was read at import time, ``PYTHON*``, ``GRPC_*`` and the like, must be what the
-container asks for: the FL server, with its gRPC log settings, is not forked).
+so a limit would not mean what it says), and the zygote's environment but for ``HOSTNAME``,
+``HOME`` (the user's: ``/`` for a non-root ``runAsUser``) and ``TMPDIR`` (a writable volume
+under a read-only root; the worker forgets :mod:`tempfile`'s cached choice). What was read at
+import time, ``PYTHON*``, ``GRPC_*`` and the like, must be what the container asks for: the
+FL server, with its gRPC log settings, is forked from a zygote of its own.
 """
 
 from __future__ import annotations
@@ -44,23 +50,31 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from k8s_fixtures.local import confine
+
 STUB = Path(__file__).with_name("zygote_stub.py")
 READY_TIMEOUT = 120.0
 MAX_REQUEST = 1 << 20
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWNET = 0x00020000, 0x04000000, 0x40000000
+OWN_ENV = ("HOSTNAME", "HOME", "TMPDIR")  # a container's own; the rest must be the zygote's
 N_FDS = 7  # stdin, stdout, stderr, net ns, mnt ns, uts ns, the stub's pidfd
 
 
 def _same_env(env: Mapping[str, str], zygote_env: Mapping[str, str]) -> bool:
-    """Whether a container's environment is the zygote's but for its HOSTNAME: anything read
-    while importing (PYTHON*, GRPC_*, OMP_*, ...) was read with the zygote's values."""
-    return {k: v for k, v in env.items() if k != "HOSTNAME"} == dict(zygote_env)
+    """Whether a container's environment is the zygote's but for :data:`OWN_ENV` (read by
+    nothing the zygote imports, or read again in the worker, which gets the container's):
+    anything read while importing (PYTHON*, GRPC_*, OMP_*, ...) was read with the zygote's
+    values."""
+    def own(e: Mapping[str, str]) -> dict[str, str]:
+        return {k: v for k, v in e.items() if k not in OWN_ENV}
+    return own(env) == own(zygote_env)
 
 
 class Zygote:
@@ -102,11 +116,12 @@ class Zygote:
             return None
         return s
 
-    def stub_argv(self, argv: Sequence[str], conn_fd: int,
-                  cgroup_procs: Sequence[str]) -> list[str]:
-        """The container command that has the zygote run ``argv`` (over ``conn_fd``)."""
+    def stub_argv(self, argv: Sequence[str], conn_fd: int, cgroup_procs: Sequence[str],
+                  security: Mapping[str, Any]) -> list[str]:
+        """The container command that has the zygote run ``argv`` (over ``conn_fd``) with the
+        container's ``security`` context (:func:`.pods.security_of`)."""
         return [self.python, "-I", "-S", str(STUB), str(conn_fd),
-                json.dumps(list(cgroup_procs)), "--", *argv]
+                json.dumps(list(cgroup_procs)), json.dumps(dict(security)), "--", *argv]
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> bool:
         """Until the zygote listens (True) or died / timed out (False)."""
@@ -141,6 +156,29 @@ def _setns(fd: int, kind: int) -> None:
         raise OSError(err, f"setns({kind:#x}): {os.strerror(err)}")
 
 
+CREDENTIALS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb",
+               "NoNewPrivs", "Seccomp")
+
+
+def credentials(pid: int) -> dict[str, str]:
+    """What ``/proc/<pid>/status`` says of a process's rights (:data:`CREDENTIALS`)."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in CREDENTIALS:
+                out[key] = " ".join(value.split())
+    return out
+
+
+def _pid_of(pidfd: int) -> int:
+    with open(f"/proc/self/fdinfo/{pidfd}") as f:
+        for line in f:
+            if line.startswith("Pid:"):
+                return int(line.split()[1])
+    raise OSError(f"no Pid in the fdinfo of pidfd {pidfd}")
+
+
 def _worker(req: dict[str, Any], fds: list[int]) -> None:
     """In the forked child: become the container's process, run its module, never return."""
     code = 1
@@ -161,6 +199,22 @@ def _worker(req: dict[str, Any], fds: list[int]) -> None:
             os.close(fd)
         os.environ.clear()
         os.environ.update(req["env"])
+        tempfile.tempdir = None  # chosen again, from the container's TMPDIR
+        stub_pid = _pid_of(stub)
+        # last, and before any thread: seccomp and no_new_privs hold for the calling thread
+        try:
+            confine.confine(dict(req.get("security") or {}))
+        except confine.ConfineError as e:
+            print(f"ztfl-zygote: the container's security context: {e}", file=sys.stderr,
+                  flush=True)
+            os._exit(126)
+        mine, theirs = credentials(os.getpid()), credentials(stub_pid)
+        if mine != theirs:
+            diff = {k: (mine.get(k), theirs.get(k)) for k in {*mine, *theirs}
+                    if mine.get(k) != theirs.get(k)}
+            print(f"ztfl-zygote: the forked process is not confined as its container's main "
+                  f"process (field: (forked, main)): {diff}", file=sys.stderr, flush=True)
+            os._exit(126)
 
         def orphaned() -> None:  # the container's main process is gone: so is the container
             select.select([stub], [], [])

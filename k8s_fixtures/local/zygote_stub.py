@@ -1,8 +1,9 @@
 """A container's main process when the cluster's zygote runs its command (see :mod:`.zygote`).
 
 Run by the launcher, inside the pod's namespaces and cgroups, as
-``python -I -S zygote_stub.py CONN_FD CGROUP_PROCS_JSON -- ARGV...`` (standard library only;
-``CONN_FD`` is a connection to the zygote the supervisor made and the launcher passed on).
+``python -I -S zygote_stub.py CONN_FD CGROUP_PROCS_JSON SECURITY_JSON -- ARGV...`` (standard
+library only; ``CONN_FD`` is a connection to the zygote the supervisor made and the launcher
+passed on; ``SECURITY_JSON`` the container's security context, which the worker applies).
 It asks the zygote to fork ``ARGV`` into this container, relays the signals it gets to that
 worker, and exits as the worker exited (the same code, or killed by the same signal). When the
 zygote cannot be asked (the connection fails, a refusal), it execs ``ARGV`` itself: the
@@ -28,14 +29,15 @@ def _fallback(argv: list[str], why: str) -> None:
     os.execvp(argv[0], argv)
 
 
-def main(conn_fd: int, cgroup_procs: list[str], argv: list[str]) -> None:
+def main(conn_fd: int, cgroup_procs: list[str], security: dict[str, object],
+         argv: list[str]) -> None:
     s = socket.socket(fileno=conn_fd)
     os.set_inheritable(conn_fd, False)
     own = [os.open(f"/proc/self/ns/{n}", os.O_RDONLY | os.O_CLOEXEC)
            for n in ("net", "mnt", "uts")]
     fds = [0, 1, 2, *own, os.pidfd_open(os.getpid())]
     req = {"argv": argv, "env": dict(os.environ), "cwd": os.getcwd(),
-           "cgroup_procs": cgroup_procs}
+           "cgroup_procs": cgroup_procs, "security": security}
     try:
         s.sendmsg([json.dumps(req).encode()],
                   [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
@@ -68,4 +70,4 @@ def main(conn_fd: int, cgroup_procs: list[str], argv: list[str]) -> None:
 
 if __name__ == "__main__":
     sep = sys.argv.index("--")
-    main(int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[sep + 1:])
+    main(int(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[sep + 1:])

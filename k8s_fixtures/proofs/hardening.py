@@ -2,9 +2,10 @@
 
 ``k8s_fixtures.posture`` is exec'd in each FL container of ``fl-server`` and ``fl-client-0``
 (the sidecar proxy's too); an exec runs with the container's own user, capabilities and
-seccomp filter, so what it reports is what the container's processes have. Every verdict
-needs the container's main process among what the probe saw (a probe that sees only itself
-shows nothing about the container).
+seccomp filter, and joins the container's cgroups, so it sees every process of the container
+(a forked workload process with more rights than the probe included, :mod:`k8s_fixtures.posture`)
+and judges each. Every verdict needs the container's main process among what the probe saw (a
+probe that sees only itself shows nothing about the container).
 
 * ``no-token``         no ServiceAccount token in any probed container
 * ``api-refused``      where the pod sees an API server: listing the namespace's pods is

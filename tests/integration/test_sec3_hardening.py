@@ -10,6 +10,7 @@ control at a time where Pod Security itself does not require it).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,8 @@ from proof_expectations import EXPECTED, HARDENED
 
 from k8s_fixtures import proofs as pf
 from k8s_fixtures.cluster import Obj
+from k8s_fixtures.local.backend import LocalCluster
+from k8s_fixtures.proofs.hardening import posture
 from k8s_fixtures.tls.sidecar import PROXY_UID
 from pytest_ztfl import cellplan, prove, runner
 from pytest_ztfl.matrix import Cell, Workload
@@ -76,6 +79,36 @@ def test_inside_a_sec3_client_the_app_can_do_none_of_it(live: Live) -> None:
     assert seen["unshare"].rc != 0 and "Operation not permitted" in seen["unshare"].err, (
         seen["unshare"])
     assert f"meta skuid {PROXY_UID} return" in seen["table"], seen["table"]
+
+
+def _parent_cmdline(pid: int) -> str:
+    ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    return Path(f"/proc/{ppid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def test_the_proofs_judge_the_forked_workload_process_itself(live: Live) -> None:
+    """A SEC3 client's FL process is forked by the cluster's zygote (its parent), not exec'd
+    by the launcher: the posture probe the proofs run lists it among the container's
+    processes, and the machine's own view of it shows the container's user and filter."""
+    seen: dict[str, Any] = {}
+
+    def look(plan: pf.ProofPlan) -> None:
+        c = live.cluster
+        assert isinstance(c, LocalCluster)
+        seen["pids"] = c.container_pids(plan.namespace, "fl-client-0", "fl-client")
+        seen["posture"] = posture(c, plan, "fl-client-0", "fl-client")
+        seen["parents"] = {p: _parent_cmdline(p) for p in seen["pids"]}
+        seen["status"] = {p: Path(f"/proc/{p}/status").read_text() for p in seen["pids"]}
+
+    results = live.prove_left_off(tiny("sidecar"), then=look)
+    assert all(p.passed for p in results), explain(results)
+    forked = [p for p, cmd in seen["parents"].items() if "k8s_fixtures.local.zygote" in cmd]
+    assert forked, seen["parents"]
+    probed = {p["pid"] for p in seen["posture"]["processes"]}
+    assert set(seen["pids"]) <= probed, (seen["pids"], probed)
+    for pid in forked:
+        assert "Uid:\t10001\t10001\t10001\t10001" in seen["status"][pid]
+        assert "Seccomp:\t2" in seen["status"][pid] and "NoNewPrivs:\t1" in seen["status"][pid]
 
 
 def test_sec3_rendered_without_hardening_fails_every_hardening_proof(live: Live) -> None:

@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,10 +40,13 @@ def zcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]
 
 
 def pod(ns: str, name: str, mode: str, env: dict[str, str] = ENV,
-        limits: dict[str, str] | None = None, mount: str | None = None) -> list[Obj]:
+        limits: dict[str, str] | None = None, mount: str | None = None,
+        security: dict[str, Any] | None = None) -> list[Obj]:
     container: dict[str, Any] = {
         "name": "main", "command": [sys.executable, "-m", "ztlc_zygote_probe", mode],
         "env": [{"name": k, "value": v} for k, v in env.items()]}
+    if security:
+        container["securityContext"] = security
     spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
     if limits:
         container["resources"] = {"limits": limits}
@@ -138,4 +142,62 @@ def test_what_the_zygote_must_not_serve_starts_its_own_interpreter(
     assert zcluster.wait_finished(ns, "own", timeout=60).exit_code == 3
     r = seen(zcluster, ns, "own")
     assert r["imported_in"] == r["pid"]
+    zcluster.delete(namespace=ns)
+
+
+RESTRICTED = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+              "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+              "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def credentials(pid: int) -> dict[str, str]:
+    return {k: " ".join(v.split()) for k, _, v in
+            (ln.partition(":") for ln in Path(f"/proc/{pid}/status").read_text().splitlines())
+            if k in ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb",
+                     "NoNewPrivs", "Seccomp")}
+
+
+def test_a_forked_container_is_confined_as_its_security_context_says(
+        zcluster: LocalCluster) -> None:
+    """The worker itself (not only an exec beside it) runs as the container's user, with no
+    capability, no_new_privs, the seccomp filter and a read-only root: exactly the rights of
+    the container's main process."""
+    ns = f"z{next(_n)}"
+    zcluster.apply(pod(ns, "conf", "wait", security=RESTRICTED))
+    zcluster.wait_ready(ns, names=["conf"], timeout=60)
+    r = seen(zcluster, ns, "conf")
+    assert r["imported_in"] != r["pid"], "not forked from the zygote"
+    st = r["status"]
+    assert st["Uid"] == "10001 10001 10001 10001" and st["Gid"] == "10001 10001 10001 10001"
+    assert all(int(st[c], 16) == 0 for c in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"))
+    assert st["NoNewPrivs"] == "1" and st["Seccomp"] == "2" and st["Groups"] == ""
+    assert r["root_write"] == "EROFS"
+    assert credentials(r["pid"]) == credentials(main_pid(zcluster, ns, "conf")) == st
+    zcluster.delete(namespace=ns)
+
+
+def test_the_posture_probe_sees_every_process_in_the_containers_cgroup(
+        zcluster: LocalCluster) -> None:
+    """The SEC3 proofs' probe, exec'd as the container's user, lists the forked worker (in the
+    container's cgroup, not a child of the main process) and would list a process with more
+    rights than itself there: a root process put into the cgroup shows with uid 0."""
+    ns = f"z{next(_n)}"
+    zcluster.apply(pod(ns, "conf", "wait", security=RESTRICTED))
+    zcluster.wait_ready(ns, names=["conf"], timeout=60)
+    worker = seen(zcluster, ns, "conf")["pid"]
+    run = zcluster._pods[(ns, "conf")].containers[0]
+    assert run.cgroup is not None
+    intruder = subprocess.Popen(["sleep", "120"])
+    try:
+        for f in run.cgroup.procs_files:
+            Path(f).write_text(str(intruder.pid))
+        got = zcluster.exec(ns, "conf", [sys.executable, "-m", "k8s_fixtures.posture"])
+        assert got.rc == 0, got.err
+        procs = {p["pid"]: p for p in json.loads(got.out.splitlines()[-1])["processes"]}
+    finally:
+        intruder.kill()
+        intruder.wait()
+    assert {worker, main_pid(zcluster, ns, "conf"), intruder.pid} <= set(procs), procs
+    assert procs[worker]["uid"] == [10001] * 4 and procs[worker]["seccomp"] == 2
+    assert procs[intruder.pid]["uid"] == [0] * 4 and procs[intruder.pid]["seccomp"] == 0
     zcluster.delete(namespace=ns)
