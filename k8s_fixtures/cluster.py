@@ -199,6 +199,17 @@ class MeasuresUsage(Protocol):
 
 
 @runtime_checkable
+class CreatesFiles(Protocol):
+    """A backend that can create an empty file in a container's writable volume from outside
+    (the local backend: volumes are the machine's directories), faster than an exec of
+    ``touch`` (the harness releases every held round this way)."""
+
+    def touch(self, namespace: str, pod: str, container: str, path: str) -> bool:
+        """Create ``path`` as the container sees it; False: not in a writable volume."""
+        ...
+
+
+@runtime_checkable
 class Cluster(Protocol):
     """What every backend provides. Methods block until the backend has acted."""
 

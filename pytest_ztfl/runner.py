@@ -11,8 +11,10 @@ CPU is charged to the round that used it. Namespaces are deleted afterwards, wha
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from k8s_fixtures.cluster import ClusterError
@@ -94,6 +96,13 @@ def run_block(
     by_id = {a.cell.id: a for a in arms}
     order: list[list[str]] = []
     started: list[Arm] = []
+    phases: dict[str, float] = {}  # the block's wall time per phase, seconds (rows' design)
+    mark = [time.monotonic()]
+
+    def lap(name: str) -> None:
+        now = time.monotonic()
+        phases[name] = round(now - mark[0], 3)
+        mark[0] = now
 
     def guarded(a: Arm, step: Callable[[], None]) -> None:
         try:
@@ -104,19 +113,21 @@ def run_block(
     try:
         for a in arms:  # every arm's pods start at once: their start-up overlaps
             guarded(a, a.deploy)
-        for a in arms:
-            if a.ok:
-                guarded(a, a.prove)
-        for a in arms:
+        lap("deploy")
+        # each arm's proofs in its own thread: they wait on probes in their own namespaces
+        _together(guarded, "prove", [a for a in arms if a.ok])
+        lap("prove")
+        for a in arms:  # here, not in threads: a capture's tcpdump dies with its thread
             if a.ok:
                 guarded(a, a.start)
-                if a.follower is not None:
-                    started.append(a)
+        started += [a for a in arms if a.follower is not None]
+        lap("start")
         live = [a for a in started if a.ok]
         # Round 1 of any arm only once every arm is idle: all clients joined, start-up done.
         for a in live:
             assert a.follower is not None
             a.follower.event("round_hold", 1).wait(READY_TIMEOUT)
+        lap("joined")
         rounds = block.arms[0].workload.rounds
         deadline = block.arms[0].workload.round_deadline
         for r in range(1, rounds + 1):
@@ -134,17 +145,33 @@ def run_block(
                     continue
                 ran.append(a.cell.id)
             order.append(ran)
+        lap("rounds")
         for a in started:
             guarded(a, a.finish)
+        lap("finish")
         for a in arms:
             guarded(a, a.collect)
+        lap("collect")
     finally:
         _cleanup(arms)
+        lap("cleanup")
     out = []
     for a in arms:
-        a.design = {**block.to_dict(a.cell), "block_run": run_id, "round_order": order}
+        a.design = {**block.to_dict(a.cell), "block_run": run_id, "round_order": order,
+                    "phases": phases}
         out.append(a.row())
     return out
+
+
+def _together(guarded: Callable[[Arm, Callable[[], None]], None], step: str,
+              arms: list[Arm]) -> None:
+    """``guarded(a, a.<step>)`` for every arm at once; returns when all are done (an error
+    other than the guarded one is raised, as it would have been one after another)."""
+    if not arms:
+        return
+    with ThreadPoolExecutor(max_workers=len(arms), thread_name_prefix=f"ztfl-{step}") as ex:
+        for f in [ex.submit(guarded, a, getattr(a, step)) for a in arms]:
+            f.result()
 
 
 def _cleanup(arms: list[Arm]) -> None:

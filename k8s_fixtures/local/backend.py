@@ -44,6 +44,7 @@ from k8s_fixtures.local import (
     services,
     snapshot,
     state,
+    volumes,
     waiting,
 )
 from k8s_fixtures.local.admission import Key, Plan, admit, key_of, order
@@ -469,10 +470,13 @@ class LocalCluster:
         c = self._container(self._pod(namespace, pod), container)
         return c.cgroup.cpu_usage_ns() if c.cgroup else None
 
-    def container_pids(self, namespace: str, pod: str, container: str | None = None,
-                       ) -> list[int]:
-        """Every process in the container's cgroup, as the machine sees it (its main process,
-        a process forked into it by a zygote, an exec; empty without cgroups)."""
+    def touch(self, namespace: str, pod: str, container: str, path: str) -> bool:
+        """:class:`~k8s_fixtures.cluster.CreatesFiles` (:func:`.volumes.touch`)."""
+        return volumes.touch(self._container(self._pod(namespace, pod), container).mounts, path)
+
+    def container_pids(self, namespace: str, pod: str, container: str | None = None) -> list[int]:
+        """Every process in the container's cgroup (main, forked by a zygote, exec'd; empty
+        without cgroups), as the machine sees it."""
         c = self._container(self._pod(namespace, pod), container)
         return c.cgroup.pids() if c.cgroup else []
 

@@ -43,3 +43,14 @@ def materialize(pod_dir: Path, spec: PodSpec, lookup: Lookup) -> dict[str, Path]
                 fh.write(content)
             os.chmod(f, v.default_mode)  # umask must not narrow defaultMode
     return out
+
+
+def touch(mounts: list[dict[str, object]], path: str) -> bool:
+    """Create ``path`` (as a container with these mounts sees it) in the host directory of
+    the writable volume holding it; False when none does."""
+    for m in sorted(mounts, key=lambda m: -len(str(m["dst"]))):
+        dst = str(m["dst"]).rstrip("/")
+        if path.startswith(dst + "/") and not m.get("ro"):
+            (Path(str(m["src"])) / path[len(dst) + 1:]).touch()
+            return True
+    return False

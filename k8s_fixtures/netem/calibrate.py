@@ -334,6 +334,8 @@ def calibrate_links(profile: Profile, handle: NetemHandle, client: LinkLike, ser
     rtt_s = profile.rtt_ms / 1e3
     warm = max(sizes.bulk_min_warm_s, 10 * rtt_s)
     seconds = warm + max(sizes.bulk_min_window_s, 15 * rtt_s)
+    if profile.is_null:  # nothing installed, no rate to check: the throughput is only reported
+        warm, seconds = sizes.bulk_min_warm_s / 2, sizes.bulk_min_warm_s
     bulk: dict[str, Figure] = {}
     # with 3 passes: pass, bulk up, pass, bulk down, pass
     schedule = ["pass"] * max(1, sizes.passes)

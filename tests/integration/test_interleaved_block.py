@@ -72,6 +72,11 @@ def test_rounds_never_overlap_and_follow_the_recorded_order(live: Live) -> None:
         assert d["round_order"] == ran, "the recorded order is not the order rounds ran in"
         assert d["block_run"] == results[0][0]["design"]["block_run"]
         assert d["mode"] == "round" and d["arms"] == [c.id for c in block.arms]
+        # the block's wall time per phase; the rounds' own time is inside "rounds"
+        assert list(d["phases"]) == ["deploy", "prove", "start", "joined", "rounds", "finish",
+                                     "collect", "cleanup"]
+        assert d["phases"]["rounds"] >= max(e for _, e, _, _ in spans) - min(
+            s for s, _, _, _ in spans) - 0.5
         positions = [r["position"] for r in row["metrics"]["rounds"]]
         assert positions == [ran[k].index(row["cell"]["id"]) for k in range(ROUNDS)]
     assert ran == [[c.id for c in block.round_order(r)] for r in range(1, ROUNDS + 1)]

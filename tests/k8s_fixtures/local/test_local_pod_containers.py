@@ -272,3 +272,27 @@ def test_annotations_are_kept_for_overlays(cluster: LocalCluster, ns: str) -> No
     assert view.pod(ns, "a").annotations == {"ztfl.io/net-profile": "wan-50ms", "other": "x"}
     assert view.pod(ns, "b").annotations == {}
     assert view.pod(ns, "d-0").annotations == {"ztfl.io/net-profile": "lte"}
+
+
+def test_touch_from_outside_reaches_the_container_through_its_volume(
+        cluster: LocalCluster, ns: str) -> None:
+    """``touch`` (CreatesFiles, how the harness releases held rounds) creates the file in the
+    writable volume's host directory: the container sees it at its own path. A path in no
+    writable volume (the container's root, a read-only mount) is refused, not created."""
+    hold, ro = "/var/run/ztlc/hold", "/var/run/ztlc/ro"
+    cluster.apply(pod(ns, "held", [
+        container("main", WAIT_FOR, f"{hold}/sub/go", volumeMounts=[
+            {"name": "hold", "mountPath": hold}, {"name": "ro", "mountPath": ro,
+                                                  "readOnly": True}])],
+        volumes=("hold", "ro")))
+    cluster.wait_ready(ns, names=["held"], timeout=20)
+    assert cluster.exec(ns, "held", ["mkdir", f"{hold}/sub"]).rc == 0
+    assert not cluster.touch(ns, "held", "main", f"{ro}/go")
+    assert not cluster.touch(ns, "held", "main", "/etc/ztlc-go")
+    assert not cluster.touch(ns, "held", "main", f"{hold}-other/go")  # a prefix, not a parent
+    assert cluster.exec(ns, "held", ["test", "-e", f"{ro}/go"]).rc == 1
+    assert cluster.touch(ns, "held", "main", f"{hold}/sub/go")
+    s = cluster.wait_finished(ns, "held", timeout=20)
+    assert [c.exit_code for c in s.containers] == [0]
+    assert list(cluster.logs(ns, "held")) == [f"seen {hold}/sub/go\n"]
+    assert not Path(f"{hold}/sub/go").exists()
