@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ztlc_support import leaks
+from ztlc_support import module_cluster
 
 from k8s_fixtures.cluster import Obj
 from k8s_fixtures.local.backend import LocalCluster
@@ -29,14 +29,8 @@ _n = itertools.count()
 
 @pytest.fixture(scope="module")
 def zcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    if os.geteuid() != 0:
-        pytest.skip("not root")
-    root = tmp_path_factory.mktemp("ztlc-state")
-    root.chmod(0o755)
-    with LocalCluster(prefix="ztlc", state_root=root,
-                      zygotes=[(["ztlc_zygote_probe"], ENV)]) as c:
+    with module_cluster(tmp_path_factory, zygotes=[(["ztlc_zygote_probe"], ENV)]) as c:
         yield c
-    assert leaks(c.name, root) == []
 
 
 def pod(ns: str, name: str, mode: str, env: dict[str, str] = ENV,

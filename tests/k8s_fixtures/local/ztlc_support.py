@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from k8s_fixtures.local import state
+from k8s_fixtures.local.backend import LocalCluster
 
 PY = "/usr/bin/python3"  # pods run the system interpreter (readable by any user)
 
@@ -28,3 +35,16 @@ def leaks(name: str, state_root: Path) -> list[str]:
     if (state_root / name).exists():
         found.append(f"state dir {state_root / name}")
     return found
+
+
+@contextlib.contextmanager
+def module_cluster(factory: pytest.TempPathFactory, **kw: Any) -> Iterator[LocalCluster]:
+    """A cluster for one test module (the session-scope reuse the harness does), its state in
+    a fresh directory; nothing of it may be left afterwards. Skips when not root."""
+    if os.geteuid() != 0:
+        pytest.skip("not root")
+    root = factory.mktemp("ztlc-state")
+    root.chmod(0o755)
+    with LocalCluster(prefix="ztlc", state_root=root, **kw) as c:
+        yield c
+    assert leaks(c.name, root) == []
