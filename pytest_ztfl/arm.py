@@ -239,7 +239,8 @@ class Arm:
         capture = self.backend.capture
         expect = "tls-only" if cell.tls else "plaintext"
         if capture is not None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="ztfl-capture-")
+            # the cluster's name in it: a killed harness's is removed with its cluster's state
+            self._tmp = tempfile.TemporaryDirectory(prefix=f"ztfl-capture-{cluster.name}-")
             try:
                 self._cap = WireCapture(
                     capture.netns,

@@ -13,10 +13,12 @@ Row fields:
     proofs[{name, control, passed, detail}], overlays{netpol, mtls, net}, pods[...],
     backend{name, note, parallel}, resources{source, window, pods{pod{container{cpu_seconds,
     memory_peak_bytes}}}, delayline_cpu_seconds}, design{block, mode, order_seed, arms,
-    position, block_run, round_order}, environment{...}, started_wall, finished_wall,
-    extra_info, events_file (added by the store); heterogeneity{name, classes, clients[{client,
-    class, net, cpu, availability, rounds_absent, rounds_absent_drawn, rounds_participated,
-    median_train_seconds, train_seconds_total, net_applied, throttled_seconds}],
+    position, block_run, round_order, phases{deploy, prove, start, joined, rounds, finish,
+    collect, cleanup: the block's wall seconds per phase}}, environment{...}, started_wall,
+    finished_wall, extra_info, events_file (added by the store); heterogeneity{name, classes,
+    clients[{client, class, net, cpu, availability, rounds_absent, rounds_absent_drawn,
+    rounds_participated, median_train_seconds, train_seconds_total, net_applied,
+    throttled_seconds}],
     rounds[{round, duration, absent, slowest_client, slowest_class, classes}]} only in a cell
     with heterogeneity (pytest_ztfl.hetero_row).
 

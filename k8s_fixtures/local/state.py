@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -231,6 +232,9 @@ def purge(path: Path, *, force: bool = False) -> list[str]:
             for root in rec.cgroups:
                 cgroups.remove_tree(Path(root))
                 removed.append(f"cgroup {root}")
+            for d in scratch_dirs(rec.name):
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(f"dir {d}")
             left: list[str] = []
             if rec.mode == "root":
                 ip = tool("ip")
@@ -251,6 +255,17 @@ def purge(path: Path, *, force: bool = False) -> list[str]:
                 return removed
         remove_tree(path)
         return removed
+
+
+SCRATCH = ("ztfl-netem-{name}-node-*", "ztfl-capture-{name}-*")
+
+
+def scratch_dirs(name: str) -> list[Path]:
+    """The temporary directories a cluster's processes made outside its state directory (a
+    delay line's work directory, a wire capture's), by the names that carry the cluster's:
+    a SIGKILLed harness leaves them for the purge of its record."""
+    tmp = Path(tempfile.gettempdir())
+    return sorted(d for pat in SCRATCH for d in tmp.glob(pat.format(name=name)) if d.is_dir())
 
 
 def clean_stale(root: Path | None = None) -> dict[str, list[str]]:

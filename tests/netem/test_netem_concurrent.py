@@ -219,7 +219,10 @@ def test_stale_cluster_purge_removes_every_namespace_s_emulation(
     wait_until("the delay lines gone with their parent",
                lambda: not any(_alive(p) for p in pids) and _delay_lines(node) == [], 10)
     assert node in netns_named(name)  # the kill left the node namespace (and its chains)
+    workdirs = state.scratch_dirs(name)  # and the delay lines' work directories
+    assert len(workdirs) == 2 and all(f"ztfl-netem-{node}-" in d.name for d in workdirs)
     removed = state.clean_stale(state_root)
     assert f"netns {node}" in removed.get(name, []), removed
+    assert all(f"dir {d}" in removed[name] for d in workdirs), removed
     assert netns_named(name) == [] and state.entries(state_root) == []
-    assert _delay_lines(node) == []
+    assert _delay_lines(node) == [] and state.scratch_dirs(name) == []

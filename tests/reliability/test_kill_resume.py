@@ -75,7 +75,8 @@ def _check_whole(out: Path) -> list[str]:
 
 def _left_by(state_root: Path, names: set[str]) -> dict[str, list[str]]:
     """What of the named clusters is still on the machine: their network namespaces (as their
-    state records listed them) and their pod processes (marked in their environment)."""
+    state records listed them), their pod processes (marked in their environment) and their
+    temporary directories (delay lines', captures')."""
     from k8s_fixtures.local import state
 
     text = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
@@ -83,7 +84,8 @@ def _left_by(state_root: Path, names: set[str]) -> dict[str, list[str]]:
     netns = sorted(live & _RECORDED_NETNS)
     procs = [f"{n}: {pid}" for n in sorted(names)
              for pid in state.marked_pids(f"{state_root}:{n}")]
-    return {"netns": netns, "processes": procs}
+    dirs = [str(d) for n in sorted(names) for d in state.scratch_dirs(n)]
+    return {"netns": netns, "processes": procs, "dirs": dirs}
 
 
 _RECORDED_NETNS: set[str] = set()
@@ -160,5 +162,5 @@ def test_sigkilled_harness_resumes_to_the_uninterrupted_set_of_cells(
     killed_clusters |= _cluster_names(state_root)
     assert killed_clusters, "no cluster was ever started: the kills came too early to matter"
     assert _RECORDED_NETNS, "the killed harnesses recorded no network namespace"
-    assert _left_by(state_root, killed_clusters) == {"netns": [], "processes": []}
+    assert _left_by(state_root, killed_clusters) == {"netns": [], "processes": [], "dirs": []}
     assert _cluster_names(state_root) == set(), "a cluster's state was left behind"
