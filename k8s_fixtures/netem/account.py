@@ -34,6 +34,7 @@ def between(before: dict[str, Any], after: dict[str, Any], rounds: int) -> dict[
         "classes": after.get("classes") or {},
         "rounds": during,
         "kernel_queue_drops": after.get("kernel_queue_drops"),
+        "transport": after.get("transport") or {},
         "delayline_cpu_s_rounds": cpu,
         "delayline_cpu_s_per_round": cpu / rounds if cpu is not None and rounds else None,
     }

@@ -2,8 +2,14 @@
 
 Started by :mod:`.process` as ``python -m k8s_fixtures.netem.delayline CONFIG.json`` inside the
 node namespace. Each queue is one delay class (one direction of one client link). A packet is
-dropped by the loss model or held until its due time and then accepted. One thread, one
-``select`` loop, no locks.
+dropped by the loss model or held until its due time and then accepted.
+
+Two loops do this. By default (config ``dataplane``: ``auto``, from ``ZTFL_DELAYLINE_DATAPLANE``)
+the per-packet work runs in C (:mod:`.cloop`, :mod:`.dataplane`), which halves the delay line's
+CPU during FL rounds; this process then keeps the heartbeat and draws every delay and loss
+decision from the same seeded models, so a seed gives the same packets the same fate on both
+loops. Where the C library cannot be built, :meth:`DelayLine.run_python` below runs instead
+(one thread, one ``select`` loop, no locks) and the status says why (``transport``).
 
 Cost (issue 14 item 5): the transport is :mod:`.nfq`, our own netlink client, for three
 levers ``netfilterqueue`` lacks. GSO/GRO super-packets are queued whole (``F_GSO``), not as
@@ -73,6 +79,7 @@ class DelayClass:
     early_max_s: float = 0.0  # the most negative lateness (released early, batch window)
     released_now: int = 0  # passed at once (not held) but counted in the lateness
     stamped: int = 0  # packets that carried the kernel's receive stamp
+    underruns: int = 0  # C data plane: packets that found a draw ring empty (should stay 0)
     fifo: deque[tuple[float, int]] = field(default_factory=deque)  # (due, packet id), FIFO
     heap: list[tuple[float, int]] = field(default_factory=list)  # the same, reordering
 
@@ -95,7 +102,7 @@ class DelayClass:
                 "late_sum_us": 1e6 * self.late_sum_s,
                 "late_mean_us": 1e6 * self.late_sum_s / max(1, self.released),
                 "late_max_us": 1e6 * self.late_max_s, "early_max_us": 1e6 * self.early_max_s,
-                "stamped": self.stamped}
+                "stamped": self.stamped, "underruns": self.underruns}
 
     @property
     def released(self) -> int:
@@ -145,6 +152,10 @@ class DelayLine:
         self.reload = False
         self.nfq: NfQueue | None = None
         self.wakeups = 0  # passes of the event loop (each a select call)
+        # "auto": the C data plane when it builds (else this loop, saying why), "c", "python"
+        self.dataplane = str(cfg.get("dataplane", "auto"))
+        self.dataplane_note = ""
+        self.c_transport: dict[str, Any] | None = None  # set by cloop.run_c
         self.batch_ok = self.batching()
 
     # -- packets -------------------------------------------------------------------------
@@ -258,8 +269,11 @@ class DelayLine:
 
     def transport(self) -> dict[str, Any]:
         n = self.nfq
-        return {"gso": {str(q): g for q, g in self.gso.items()},
-                "batch_us": 1e6 * self.batch_s, "wakeups": self.wakeups,
+        out = {"gso": {str(q): g for q, g in self.gso.items()},
+               "batch_us": 1e6 * self.batch_s, "wakeups": self.wakeups}
+        if self.c_transport is not None:
+            return {**out, **self.c_transport}
+        return {**out, "dataplane": "python", "dataplane_note": self.dataplane_note,
                 "recv_overruns": 0 if n is None else n.overruns,
                 "verdict_errors": 0 if n is None else n.errors}
 
@@ -278,6 +292,24 @@ class DelayLine:
 
     # -- main loop -----------------------------------------------------------------------
     def run(self) -> int:
+        """The C data plane (:mod:`.cloop`) unless configured off or unavailable here, else
+        :meth:`run_python`."""
+        if self.dataplane != "python":
+            from .cloop import run_c
+            from .dataplane import DataPlaneUnavailable
+
+            try:
+                return run_c(self)
+            except DataPlaneUnavailable as e:
+                if self.dataplane == "c":
+                    self.error = f"C data plane required: {e}"
+                    print(self.error, file=sys.stderr)  # the parent's start error quotes it
+                    self.write_status(ready=False, stopped=True)
+                    return 1
+                self.dataplane_note = f"C data plane unavailable: {e}"
+        return self.run_python()
+
+    def run_python(self) -> int:
         rfd, wfd = os.pipe()
         os.set_blocking(wfd, False)
         os.set_blocking(rfd, False)

@@ -242,7 +242,8 @@ class NetemHandle:
                 and not rules.installed(self.node_netns, self.slot.chain)):
             alive, reason = False, "the NFQUEUE rules are gone from the node namespace"
         return NetemStatus(self.mechanism, alive, reason, lv.pid, lv.heartbeat_age_s,
-                           self.profiles(), dict(st.get("classes", {})), kdrops)
+                           self.profiles(), dict(st.get("classes", {})), kdrops,
+                           dict(st.get("transport", {})))
 
     def usage(self) -> dict[str, Any]:
         """What the emulation has done so far: per class (link direction) packets seen,
@@ -259,6 +260,7 @@ class NetemHandle:
             "classes": st.classes,
             "kernel_queue_drops": st.kernel_queue_drops,
             "delayline_cpu_s": cpu_seconds(st.pid),
+            "transport": st.transport,
         }
 
     def check(self, check_rules: bool = True) -> NetemStatus:
@@ -325,7 +327,8 @@ class NetemHandle:
                 final = NetemStatus(final.mechanism, final.alive, final.reason, final.pid,
                                     final.heartbeat_age_s, final.profiles,
                                     dict(st.get("classes", final.classes)),
-                                    final.kernel_queue_drops)
+                                    final.kernel_queue_drops,
+                                    dict(st.get("transport", final.transport)))
             except Exception as e:
                 problems.append(f"stopping delay line: {e}")
                 queues_free = False

@@ -77,6 +77,7 @@ class DelayLineProcess:
         cfg = {"status_path": str(self.status_path), "heartbeat_s": self.heartbeat_s,
                "parent_pid": os.getpid(), "generation": self.generation,
                "rt_priority": int(os.environ.get("ZTFL_DELAYLINE_RT", "1")),
+               "dataplane": os.environ.get("ZTFL_DELAYLINE_DATAPLANE", "auto"),
                "classes": [{"queue": c.queue, "label": c.label, "max_len": c.max_len,
                             "gso": c.gso, "spec": asdict(c.spec)}
                            for c in self.classes.values()]}

@@ -57,6 +57,7 @@ class NetemStatus:
     profiles: dict[str, str]
     classes: dict[str, dict[str, Any]] = field(default_factory=dict)
     kernel_queue_drops: int = 0
+    transport: dict[str, Any] = field(default_factory=dict)  # data plane (c/python), counters
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
