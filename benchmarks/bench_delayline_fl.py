@@ -83,7 +83,9 @@ def main() -> int:
                 print(f"[{rep + 1}/{args.n}] {cell.id}: FAILED: {row['success_reason']}")
                 continue
             runs.append(account(row))
-            print(f"[{rep + 1}/{args.n}] {cell.id}: {time.monotonic() - t:.1f} s", flush=True)
+            plane = row["overlays"]["net"]["emulation"].get("transport", {}).get("dataplane")
+            print(f"[{rep + 1}/{args.n}] {cell.id}: {time.monotonic() - t:.1f} s, "
+                  f"data plane {plane}", flush=True)
     finally:
         backend.cluster.teardown()
     load_after = [round(x, 2) for x in os.getloadavg()]

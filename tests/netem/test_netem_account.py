@@ -25,8 +25,10 @@ def test_the_rounds_mean_lateness_is_exact_from_the_published_sums() -> None:
     # 100 packets released before at a mean of 1000 us (a slow start-up), then 300 more at
     # 100 us: the running mean after is (100 * 1000 + 300 * 100) / 400 = 325 us.
     before = snap(held_total=102, held_now=2, late_mean_us=1000.0, cpu=1.5, seen=110)
-    after = snap(held_total=400, held_now=0, late_mean_us=325.0, cpu=2.5, seen=450, dropped=4)
+    after = {**snap(held_total=400, held_now=0, late_mean_us=325.0, cpu=2.5, seen=450,
+                    dropped=4), "transport": {"dataplane": "c", "underruns": 0}}
     acc = between(before, after, rounds=4)
+    assert acc["transport"] == {"dataplane": "c", "underruns": 0}  # which loop ran, in the row
     r = acc["rounds"]["7"]
     assert r["late_mean_us"] == pytest.approx(100.0)
     assert (r["seen"], r["held_total"], r["dropped_loss"]) == (340, 298, 4)
