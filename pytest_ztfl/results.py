@@ -120,8 +120,9 @@ def check_writable(path: Path, option: str) -> None:
 
 
 class ResultStore:
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, code: str | None = None) -> None:
         self.out = out
+        self.code = code  # the git commit of the code that would measure (rows' environment)
         self.cells_dir = out / "cells"
         self.events_dir = out / "events"
         # cells saved from parallel workers: one writer at a time keeps the derived tables whole
@@ -158,14 +159,17 @@ class ResultStore:
         """Make the directory ready for a run that is about to measure the cells ``measuring``
         (ids; called just before the first one, never by a command that measures nothing).
 
-        Resumed: the stored matrix must be this one; everything is kept. Fresh, with the same
-        matrix stored: the rows and event logs of the cells about to be measured, and the
+        Resumed: the stored matrix must be this one, and so must the code that measured the
+        stored cells (:meth:`_same_code`); everything is kept. Fresh, with the same matrix
+        stored: the rows and event logs of the cells about to be measured, and the
         calibrations of the profiles in ``recalibrating`` (calibration is of this machine,
         now) are removed; every other cell's results stay. Fresh, with another matrix (or
         none) stored: the previous results are moved whole to ``<out>.prev/`` (replacing an
         older one), so no run loses another's results by accident."""
         check_writable(self.out, "--ztfl-out")
         previous = self._stored_matrix(matrix, resume)
+        if resume and measuring:
+            self._same_code()
         with self._lock:
             if not resume and previous == matrix:
                 for cid in measuring:
@@ -186,6 +190,19 @@ class ResultStore:
                 (self.out / n).exists() for n in DERIVED
             ):
                 self.refresh()  # the derived tables hold exactly the rows kept
+
+    def _same_code(self) -> None:
+        """A resumed run that measures more cells must be the code that measured the stored
+        ones (rows' ``environment.git_commit``): else one results directory would mix two
+        versions of the instrument."""
+        stored = {(r.get("environment") or {}).get("git_commit") for r in self.rows()}
+        if stored and stored != {self.code}:
+            then = ", ".join(sorted(str(c)[:12] for c in stored))
+            raise ResultsError(
+                f"--ztfl-resume: {self.cells_dir} holds cells measured by the code at {then}, "
+                f"this code is at {str(self.code)[:12]}; resume from a checkout of that commit "
+                "(git worktree add DIR COMMIT) or use another --ztfl-out"
+            )
 
     @property
     def previous(self) -> Path:

@@ -101,7 +101,9 @@ class ZtflSession:
                 "results a new run replaces; store the new run elsewhere"
             )
         preflight.refuse_xdist(config)
-        store = ResultStore(s.out)
+        from pytest_ztfl import environment
+
+        store = ResultStore(s.out, code=environment.capture()["git_commit"])
         try:  # checks that write nothing: the results are touched by begin(), if ever
             store.check(s.matrix.to_dict(), s.resume)
             if s.report is not None:  # found out now, not after the whole matrix has run
@@ -132,8 +134,6 @@ class ZtflSession:
                 reporter.write_line(line)
 
         session = cls(s, store, progress, backend)
-        from pytest_ztfl import environment
-
         session.project = environment.project(config.rootpath)
         return session
 

@@ -23,6 +23,7 @@ from ztfl_plugin_support import (
     cluster_dirs,
     collected_ids,
     error_lines,
+    report_synth,
     subprocess_env,
 )
 
@@ -220,6 +221,33 @@ def test_resume_refuses_a_different_matrix(
     ResultStore(out).prepare(load("quick").to_dict(), resume=False)
     line = _usage_error(pytester, "--ztfl-matrix=smoke", f"--ztfl-out={out}", "--ztfl-resume")
     assert "--ztfl-resume" in line and "different matrix (quick)" in line, line
+
+
+def test_resume_refuses_to_add_cells_measured_by_other_code(
+    pytester: pytest.Pytester, guarded: Tripwire, tmp_path: Path
+) -> None:
+    """Stored cells measured at another commit: a resumed run that would measure more refuses
+    (one directory, one version of the instrument); one that only loads them goes on."""
+    from pytest_ztfl import environment
+    from pytest_ztfl.matrix import load
+
+    out = tmp_path / "out"
+    report_synth().build_results(out, load("smoke"))
+    cells = sorted((out / "cells").glob("*.json"))
+    here = environment.capture()["git_commit"]
+    assert all(json.loads(p.read_text())["environment"]["git_commit"] == here for p in cells)
+    for p in cells:
+        row = json.loads(p.read_text())
+        row["environment"]["git_commit"] = "0123456789abcdef0123456789abcdef01234567"
+        p.write_text(json.dumps(row))
+    loading = pytester.runpytest_inprocess("--ztfl-matrix=smoke", f"--ztfl-out={out}",
+                                           "--ztfl-resume", "-p", "no:cacheprovider")
+    assert loading.ret != pytest.ExitCode.USAGE_ERROR, loading.stdout.str()
+    cells[0].unlink()
+    before = sorted(p.name for p in (out / "cells").iterdir())
+    line = _usage_error(pytester, "--ztfl-matrix=smoke", f"--ztfl-out={out}", "--ztfl-resume")
+    assert "measured by the code at 0123456789ab" in line and f"at {str(here)[:12]};" in line, line
+    assert sorted(p.name for p in (out / "cells").iterdir()) == before  # nothing touched
 
 
 def test_ini_settings_apply_and_the_command_line_wins(
