@@ -13,7 +13,6 @@ import contextlib
 import ctypes
 import os
 import select
-import signal
 import sys
 import threading
 import time
@@ -92,20 +91,7 @@ def run_c(line: DelayLine) -> int:
         lib.dl_class_init(h, i, q, c.max_len, int(line.gso.get(q, True)))
         configure(i, c)
     lib.dl_set_batch(h, int(line.batch_ok))
-    rfd, wfd = os.pipe()
-    os.set_blocking(wfd, False)
-    os.set_blocking(rfd, False)
-    signal.set_wakeup_fd(wfd)
-
-    def on_term(_s: int, _f: Any) -> None:
-        line.stop = True
-
-    def on_hup(_s: int, _f: Any) -> None:
-        line.reload = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    signal.signal(signal.SIGHUP, on_hup)
+    rfd = line.on_signals()
     stamps = enable_rx_stamps()
     if lib.dl_open(h, line.sock_len) != 0:
         line.error = f"data plane: {lib.dl_error(h).decode()}"

@@ -309,7 +309,9 @@ class DelayLine:
                 self.dataplane_note = f"C data plane unavailable: {e}"
         return self.run_python()
 
-    def run_python(self) -> int:
+    def on_signals(self) -> int:
+        """SIGTERM/SIGINT stop the loop, SIGHUP asks for a reload; returns the descriptor a
+        signal makes readable (``select`` on it to wake up)."""
         rfd, wfd = os.pipe()
         os.set_blocking(wfd, False)
         os.set_blocking(rfd, False)
@@ -324,6 +326,10 @@ class DelayLine:
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, on_term)
         signal.signal(signal.SIGHUP, on_hup)
+        return rfd
+
+    def run_python(self) -> int:
+        rfd = self.on_signals()
         nfq = self.nfq = NfQueue(rcvbuf=self.sock_len)
         for q, c in self.classes.items():
             nfq.bind(q, c.max_len, gso=self.gso.get(q, True))
