@@ -478,8 +478,8 @@ int dl_run(dl *d, int rt_priority, int nice) {
                 }
                 break;
             }
-            for (int m = 0; m < got; m++)
-                nfq_handle_packet(d->h, bufs[m], (int)msgs[m].msg_len);
+            for (int m = 0; m < got; m++) /* < 0: the kernel's error reply to a verdict */
+                if (nfq_handle_packet(d->h, bufs[m], (int)msgs[m].msg_len) < 0) d->errors++;
             if (got < BATCH) break;
         }
         d->moved += release_due(d, now, now + half);
