@@ -18,7 +18,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .dataplane import RING, Counters, load
+from .dataplane import Counters, load
 from .nfq import enable_rx_stamps
 
 if TYPE_CHECKING:
@@ -72,7 +72,8 @@ def run_c(line: DelayLine) -> int:
                     lib.dl_feed_loss(h, i, lv, ln)
 
     counters = (Counters * len(queues))()
-    transport = (ctypes.c_uint64 * 4)()
+    transport = (ctypes.c_uint64 * 3)()
+    ring = lib.dl_ring_size()
 
     def snapshot() -> None:
         lib.dl_snapshot(h, counters, transport)
@@ -81,7 +82,7 @@ def run_c(line: DelayLine) -> int:
             for name in COUNTERS:
                 setattr(c, name, getattr(counters[i], name))
         line.wakeups = int(transport[0])
-        line.c_transport = {"dataplane": "c", "ring": RING, "recv_overruns": int(transport[1]),
+        line.c_transport = {"dataplane": "c", "ring": ring, "recv_overruns": int(transport[1]),
                             "verdict_errors": int(transport[2]),
                             "underruns": sum(int(counters[i].underruns)
                                              for i in range(len(queues)))}
@@ -155,4 +156,4 @@ def run_c(line: DelayLine) -> int:
             lib.dl_close(h)
         stamps.close()
         line.write_status(ready=False, stopped=True)
-    return 0
+    return 1 if result and result[0] != 0 else 0  # the C loop's own failure: a failed exit

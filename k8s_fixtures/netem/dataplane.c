@@ -158,6 +158,9 @@ int dl_space(dl *d, int i, int which) {
     return (int)(RING - used);
 }
 
+/* The draws a ring holds (RING), for the status. */
+int dl_ring_size(void) { return RING; }
+
 int dl_feed_delay(dl *d, int i, const double *v, int n) {
     pthread_mutex_lock(&d->mu);
     dl_class *c = &d->cls[i];
@@ -177,14 +180,13 @@ int dl_feed_loss(dl *d, int i, const uint8_t *v, int n) {
 }
 
 /* Copies of every class's counters (out[n]) and the transport's (wakeups, overruns, verdict
- * errors, packets moved). */
+ * errors). */
 void dl_snapshot(dl *d, dl_counters *out, uint64_t *transport) {
     pthread_mutex_lock(&d->mu);
     for (int i = 0; i < d->n; i++) out[i] = d->cls[i].c;
     transport[0] = d->wakeups;
     transport[1] = d->overruns;
     transport[2] = d->errors;
-    transport[3] = d->moved;
     pthread_mutex_unlock(&d->mu);
 }
 

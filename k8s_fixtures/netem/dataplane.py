@@ -21,7 +21,6 @@ from pathlib import Path
 SOURCE = Path(__file__).with_name("dataplane.c")
 CFLAGS = ("-O2", "-Wall", "-Wextra", "-shared", "-fPIC")
 LIBS = ("-lnetfilter_queue", "-lnfnetlink", "-lpthread")
-RING = 16384  # draws per stream (dataplane.c)
 
 
 class DataPlaneUnavailable(RuntimeError):
@@ -105,6 +104,7 @@ def load() -> ctypes.CDLL:
         "dl_low_fd": (i, [p]),
         "dl_low_reset": (None, [p]),
         "dl_close": (None, [p]),
+        "dl_ring_size": (i, []),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
