@@ -2,12 +2,14 @@
 
 Run as root: ``python benchmarks/bench_delayline_bulk.py [-n 3] [--net NET2] [--seconds 5]``.
 A private topology (one client, one server pod); the profile applied with the delay line; per
-repeat and direction one bulk TCP transfer of ``--seconds`` through it, then the same transfer
-with the NFQUEUE rules flushed (the tbf rate limiters stay, the delay line sees nothing). For
+repeat and direction one bulk TCP transfer of ``--seconds`` through it (the delay line delays
+and shapes the rate), then the same transfer with the NFQUEUE rules flushed and the rate
+shaped by the kernel instead (tbf on the two hops, as before the delay line shaped it; the
+delay line sees nothing). For
 each: the delay line process's user and system CPU (``/proc/<pid>/stat``, all its threads) and
 the whole machine's (``/proc/stat``: user+nice, system+irq+softirq), per MB moved. The
 difference of the machine's CPU per MB between the two is what emulating the delay costs; the
-delay line's own system time includes the released packets' onward path (bridge, tbf, the
+delay line's own system time includes the released packets' onward path (bridge, the
 receiver's TCP), which runs in its verdicts' context. Set ``ZTFL_DELAYLINE_DATAPLANE=python`` to
 measure the Python loop. Prints medians over the repeats, n, the machine and its load.
 """
@@ -21,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from k8s_fixtures.netem import apply, get_profile
+from k8s_fixtures.netem import apply, get_profile, tc
 from k8s_fixtures.netem.calibrate import ProbeServer, machine_info, private_topology, run_probe
 
 TCK = os.sysconf("SC_CLK_TCK")
@@ -61,10 +63,14 @@ def main() -> int:
                     pid = h.status().pid
                     assert pid is not None and h.chain is not None
                     plane = str(h.status().transport.get("dataplane"))
+                    ls = h.links[0]
+                    hops = {"up": ls.up_hop(), "down": ls.down_hop(node.netns)}
                     for arm in ("delay line", "tbf only"):
                         if arm == "tbf only":
                             subprocess.run(["ip", "netns", "exec", node.netns, "iptables", "-F",
                                             h.chain], check=True)
+                            for d, hop in hops.items():
+                                tc.run_all(tc.render_rate(h.links[0].profile, d, hop))
                         for d in ("down", "up"):
                             p0, m0 = proc_cpu(pid), machine_cpu()
                             r = run_probe(cli.netns, "bulk", "--host", srv.ip, "--direction", d,
@@ -77,6 +83,8 @@ def main() -> int:
                                 "dl_sys_ms_per_MB": 1e3 * (p1[1] - p0[1]) / mb,
                                 "machine_ms_per_MB": 1e3 * (m1[0] - m0[0] + m1[1] - m0[1]) / mb,
                             })
+                    for hop in hops.values():
+                        tc.clear(hop)
         finally:
             server.stop()
     print(f"\n{args.net}, data plane {plane}, {args.seconds:g} s per transfer; medians of "

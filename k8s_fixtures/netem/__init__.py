@@ -2,8 +2,8 @@
 
 Profiles are data (``profiles.yaml``, overridable). ``apply()`` realises a profile or a
 per-client plan on (client, server) pod links with kernel netem where the kernel has it, else a
-userspace NFQUEUE delay line on the node's bridge FORWARD path, with tbf for rate; the returned
-handle changes profiles, reports liveness (a dead delay line is a ``netem`` failure) and
+userspace NFQUEUE delay line on the node's bridge FORWARD path, which shapes the rate too; the
+returned handle changes profiles, reports liveness (a dead delay line is a ``netem`` failure) and
 removes everything on ``stop()``. ``calibrate()`` measures what a profile really does.
 """
 

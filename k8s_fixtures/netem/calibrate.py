@@ -361,12 +361,18 @@ def calibrate_links(profile: Profile, handle: NetemHandle, client: LinkLike, ser
         res.figures.append(Figure(f"release lateness q{q}", c.get("late_mean_us"), "report",
                                   None, "us", int(c.get("held_total", 0)),
                                   f"{c.get('label')}: max {c.get('late_max_us', 0):.0f} us"))
-    drops = [tc.qdisc_drops(h) for ls in handle.links
-             for h in (ls.up_hop(), ls.down_hop(handle.node_netns))]
-    res.delayline_counters = {"classes": st.classes, "tbf_drops": drops}
-    if any(d is not None for d in drops):
-        res.figures.append(Figure("tbf drops", float(sum(d or 0 for d in drops)), "report",
-                                  None, "packets", 1, "rate limiter: how TCP finds the rate"))
+    res.delayline_counters = {"classes": st.classes}
+    if handle.mechanism == "netem":
+        drops = [tc.qdisc_drops(h) for ls in handle.links
+                 for h in (ls.up_hop(), ls.down_hop(handle.node_netns))]
+        res.delayline_counters["tbf_drops"] = drops
+        if any(d is not None for d in drops):
+            res.figures.append(Figure("tbf drops", float(sum(d or 0 for d in drops)), "report",
+                                      None, "packets", 1, "rate limiter: how TCP finds the rate"))
+    elif any(profile.direction(x).rate_mbit is not None for x in ("up", "down")):
+        drops_rate = sum(int(c.get("dropped_rate", 0)) for c in st.classes.values())
+        res.figures.append(Figure("rate drops", float(drops_rate), "report", None, "packets", 1,
+                                  "the delay line's byte limit: how TCP finds the rate"))
     res.duration_s = time.time() - t_start
     return res
 

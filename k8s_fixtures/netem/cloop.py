@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 FIRST = 2048  # draws per ring at a (re)configuration; top-ups fill the rest
 PER_TICK = 4096  # at most this many draws per ring per top-up (a 100-client start stays short)
 COUNTERS = ("seen", "passed", "held_total", "held_now", "max_held", "dropped_loss",
-            "released_now", "stamped", "underruns", "late_sum_s", "late_max_s", "early_max_s")
+            "released_now", "stamped", "underruns", "dropped_rate", "late_sum_s", "late_max_s",
+            "early_max_s")
 
 
 def _delays(c: DelayClass, n: int) -> tuple[Any, int]:
@@ -56,8 +57,10 @@ def run_c(line: DelayLine) -> int:
     def configure(i: int, c: DelayClass) -> None:
         dv, dn = _delays(c, FIRST)
         lv, ln = _losses(c, FIRST)
+        rate = c.spec.rate_mbit * 1e6 / 8 if c.spec.rate_mbit is not None else 0.0
         lib.dl_class_config(h, i, c.delay.mu, int(c.delay.j > 0), int(c.loss.p > 0),
-                            int(c.spec.reorder), dv, dn, lv, ln)
+                            int(c.spec.reorder), dv, dn, lv, ln, rate, c.spec.limit_bytes,
+                            c.spec.mtu)
 
     def top_up() -> None:
         for i, q in enumerate(queues):

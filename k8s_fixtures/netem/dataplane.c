@@ -13,6 +13,12 @@
  * runs dry (it should not: Python tops it up every few ms) counts an underrun and the packet
  * gets the configured mean delay and no loss.
  *
+ * Rate (k8s_fixtures/netem/shaper.py, the same arithmetic): a packet is through the link when
+ * the packets ahead of it are and its frames have been sent at the class's rate; a packet
+ * that would find more than the byte limit ahead of it is dropped (tail drop, as tbf). Its
+ * frames are counted from its IP and TCP headers, the first HEAD bytes the kernel copies: a
+ * GSO packet is charged for every segment it will be cut into.
+ *
  * Threads: dl_run() is called from a Python thread (ctypes releases the GIL); the other
  * functions from the main thread. One mutex guards every class; the loop holds it for one
  * pass at a time and never while it sleeps.
@@ -40,12 +46,14 @@
 #define RING 16384 /* draws per stream; a power of two */
 #define READS_PER_PASS 16 /* recvmmsg calls per pass, each up to BATCH datagrams */
 #define BATCH 64
-#define DGRAM 4096 /* a queued packet's message with metadata only is ~100-200 bytes */
+#define DGRAM 4096 /* a queued packet's message: metadata and HEAD bytes, ~250-350 bytes */
+#define HEAD 128   /* bytes of each packet copied: IP and TCP headers (shaper.HEAD) */
+#define ETH_HEADER 14
 
 /* Mirrored by ctypes (cloop.Counters): field order and types must match. */
 typedef struct {
     uint64_t seen, passed, held_total, held_now, max_held, dropped_loss, released_now, stamped;
-    uint64_t underruns;
+    uint64_t underruns, dropped_rate;
     double late_sum_s, late_max_s, early_max_s;
 } dl_counters;
 
@@ -62,6 +70,9 @@ typedef struct {
     double delay_s;                /* the delay when there is no jitter (and on an underrun) */
     int delay_stream, loss_stream; /* whether draws come from the rings */
     double last_due;
+    double rate, busy_until; /* bytes per second (0: no rate), when the link is free */
+    uint64_t limit;          /* bytes that may wait for the link */
+    int mtu;
     double dring[RING];
     uint64_t dr, dw; /* delay ring: read (loop), write (feed) counts */
     uint8_t lring[RING];
@@ -130,9 +141,13 @@ void dl_class_init(dl *d, int i, int queue, int max_len, int gso) {
  * rings restart with those draws, so no packet meets an empty ring in between. Held packets
  * keep their due times, and FIFO order holds across the change. */
 void dl_class_config(dl *d, int i, double delay_s, int delay_stream, int loss_stream,
-                     int reorder, const double *dv, int dn, const uint8_t *lv, int ln) {
+                     int reorder, const double *dv, int dn, const uint8_t *lv, int ln,
+                     double rate, uint64_t limit, int mtu) {
     pthread_mutex_lock(&d->mu);
     dl_class *c = &d->cls[i];
+    c->rate = rate; /* busy_until stays: the link is as busy as it was */
+    c->limit = limit;
+    c->mtu = mtu;
     c->delay_s = delay_s;
     c->delay_stream = delay_stream;
     c->loss_stream = loss_stream;
@@ -280,8 +295,54 @@ static double delay(dl_class *c) {
     return v;
 }
 
-/* One queued packet: dropped by the loss model, passed at once (nothing held and already
- * due) or held; its delay counts from its kernel receive stamp (delayline.on_packet). */
+/* shaper.ip_lengths: (packet length, header length) from the first bytes of an IP packet;
+ * 0 when they are no IP packet. */
+static int ip_lengths(const unsigned char *p, int n, int *hl) {
+    int len, h, proto;
+    if (n < 20) return 0;
+    if (p[0] >> 4 == 4) {
+        len = p[2] << 8 | p[3];
+        h = (p[0] & 0x0F) * 4;
+        proto = p[9];
+    } else if (p[0] >> 4 == 6 && n >= 40) {
+        len = 40 + (p[4] << 8 | p[5]);
+        h = 40;
+        proto = p[6];
+    } else {
+        return 0;
+    }
+    if (proto == 6 && n >= h + 13)
+        h += (p[h + 12] >> 4) * 4;
+    else if (proto == 17)
+        h += 8;
+    *hl = h;
+    return len;
+}
+
+/* shaper.frame_bytes: the Ethernet frames of an IP packet, a GSO packet as its segments. */
+static double frame_bytes(int len, int h, int mtu) {
+    if (len <= mtu || h <= 0 || h >= mtu) return len + ETH_HEADER;
+    int segs = (len - h + (mtu - h) - 1) / (mtu - h);
+    return (double)len + (double)(segs - 1) * h + (double)segs * ETH_HEADER;
+}
+
+/* The frames on_packet charges for the packet whose first n bytes are p (for tests). */
+double dl_frame_bytes(const unsigned char *p, int n, int mtu) {
+    int hl = 0, len = ip_lengths(p, n, &hl);
+    return frame_bytes(len, hl, mtu);
+}
+
+/* shaper.Shaper.admit: when the packet is through the link, or -1: dropped at the limit. */
+static double shape(dl_class *c, double arrived, double frames) {
+    double start = c->busy_until > arrived ? c->busy_until : arrived;
+    if (start > arrived && (start - arrived) * c->rate + frames > (double)c->limit) return -1;
+    c->busy_until = start + frames / c->rate;
+    return c->busy_until;
+}
+
+/* One queued packet: dropped by the loss model or the rate's limit, passed at once (nothing
+ * held and already due) or held; it is through the rate and its delay counts from its kernel
+ * receive stamp (delayline.on_packet). */
 static int on_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_data *nfa,
                      void *data) {
     (void)qh;
@@ -306,6 +367,17 @@ static int on_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_d
         verdict(d, c, id, NF_DROP);
         c->c.dropped_loss++;
         return 0;
+    }
+    if (c->rate > 0) {
+        unsigned char *pl;
+        int n = nfq_get_payload(nfa, &pl), hl = 0, len = n > 0 ? ip_lengths(pl, n, &hl) : 0;
+        double through = shape(c, arrived, frame_bytes(len, hl, c->mtu));
+        if (through < 0) {
+            verdict(d, c, id, NF_DROP);
+            c->c.dropped_rate++;
+            return 0;
+        }
+        arrived = through;
     }
     double due = arrived + delay(c);
     if (c->reorder) {
@@ -385,7 +457,7 @@ static double next_due(dl *d) {
     return due;
 }
 
-/* Bind every class's queue: metadata copy, max_len waiting, GSO packets whole where asked.
+/* Bind every class's queue: HEAD bytes copied, max_len waiting, GSO packets whole where asked.
  * Returns 0, or -1 with dl_error() saying what failed. */
 int dl_open(dl *d, int rcvbuf) {
     d->now = mono(); /* packets of a queue bound already may arrive while the next binds */
@@ -402,7 +474,7 @@ int dl_open(dl *d, int rcvbuf) {
             snprintf(d->err, sizeof d->err, "NFQUEUE %d: bind: %s", c->queue, strerror(errno));
             return -1;
         }
-        if (nfq_set_mode(c->qh, NFQNL_COPY_META, 0) < 0 ||
+        if (nfq_set_mode(c->qh, NFQNL_COPY_PACKET, HEAD) < 0 ||
             nfq_set_queue_maxlen(c->qh, (uint32_t)c->max_len) < 0 ||
             (c->gso && nfq_set_queue_flags(c->qh, NFQA_CFG_F_GSO, NFQA_CFG_F_GSO) < 0)) {
             snprintf(d->err, sizeof d->err, "NFQUEUE %d: configure: %s", c->queue,

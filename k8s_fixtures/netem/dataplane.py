@@ -32,7 +32,7 @@ class Counters(ctypes.Structure):
 
     _fields_ = [(name, ctypes.c_uint64) for name in (
         "seen", "passed", "held_total", "held_now", "max_held", "dropped_loss", "released_now",
-        "stamped", "underruns")] + [
+        "stamped", "underruns", "dropped_rate")] + [
         (name, ctypes.c_double) for name in ("late_sum_s", "late_max_s", "early_max_s")]
 
 
@@ -92,12 +92,13 @@ def load() -> ctypes.CDLL:
         "dl_error": (ctypes.c_char_p, [p]),
         "dl_class_init": (None, [p, i, i, i, i]),
         "dl_class_config": (None, [p, i, d, i, i, i, ctypes.POINTER(ctypes.c_double), i,
-                                     ctypes.POINTER(ctypes.c_uint8), i]),
+                                     ctypes.POINTER(ctypes.c_uint8), i, d, ctypes.c_uint64, i]),
         "dl_set_batch": (None, [p, i]),
         "dl_space": (i, [p, i, i]),
         "dl_feed_delay": (i, [p, i, ctypes.POINTER(ctypes.c_double), i]),
         "dl_feed_loss": (i, [p, i, ctypes.POINTER(ctypes.c_uint8), i]),
         "dl_snapshot": (None, [p, ctypes.POINTER(Counters), u64p]),
+        "dl_frame_bytes": (d, [ctypes.c_char_p, i, i]),
         "dl_open": (i, [p, i]),
         "dl_run": (i, [p, i, i]),
         "dl_stop": (None, [p]),

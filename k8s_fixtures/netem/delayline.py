@@ -2,7 +2,8 @@
 
 Started by :mod:`.process` as ``python -m k8s_fixtures.netem.delayline CONFIG.json`` inside the
 node namespace. Each queue is one delay class (one direction of one client link). A packet is
-dropped by the loss model or held until its due time and then accepted.
+dropped by the loss model, goes through the class's rate (:mod:`.shaper`: serialised at the
+link's rate, dropped at its byte limit), and is held until its due time and then accepted.
 
 Two loops do this. By default (config ``dataplane``: ``auto``, from ``ZTFL_DELAYLINE_DATAPLANE``)
 the per-packet work runs in C (:mod:`.cloop`, :mod:`.dataplane`), which halves the delay line's
@@ -13,10 +14,12 @@ loops. Where the C library cannot be built, :meth:`DelayLine.run_python` below r
 
 Cost (issue 14 item 5): the transport is :mod:`.nfq`, our own netlink client, for three
 levers ``netfilterqueue`` lacks. GSO/GRO super-packets are queued whole (``F_GSO``), not as
-MSS-sized segments; a FIFO class releases its due packets with one batch verdict; and only
-the packet id and the kernel's receive stamp are read (metadata copy). The stamp
-(``NFQA_TIMESTAMP``, switched on by :func:`.nfq.enable_rx_stamps`) is when the packet entered
-the bridge port, so a packet's delay counts from its arrival even when it is read later. That
+MSS-sized segments (the delay line shapes the rate itself, so no tbf cuts them up first); a
+FIFO class releases its due packets with one batch verdict; and only the packet id, the
+kernel's receive stamp and the first 128 bytes (the headers the rate counts frames from) are
+read. The stamp (``NFQA_TIMESTAMP``, switched on by :func:`.nfq.enable_rx_stamps`) is when the
+packet entered the bridge port, so a packet's delay counts from its arrival even when it is
+read later. That
 lets the loop batch in time: after a pass that moved packets it sleeps ``batch_us`` (default
 1000 us) before reading arrivals again, and each pass releases every packet due within
 ``batch_us / 2`` of now (the wait only when every class delays by two windows or more:
@@ -53,6 +56,7 @@ from typing import Any
 
 from .models import ClassSpec, DelaySampler, LossProcess, class_rngs
 from .nfq import NfQueue, enable_rx_stamps
+from .shaper import Shaper, frame_bytes
 
 PROC_QUEUES = "/proc/self/net/netfilter/nfnetlink_queue"
 
@@ -67,6 +71,7 @@ class DelayClass:
     max_len: int
     delay: DelaySampler = field(init=False)
     loss: LossProcess = field(init=False)
+    shaper: Shaper | None = None  # the rate, when the class has one
     last_due: float = 0.0
     seen: int = 0
     passed: int = 0
@@ -74,6 +79,7 @@ class DelayClass:
     held_now: int = 0
     max_held: int = 0
     dropped_loss: int = 0
+    dropped_rate: int = 0  # at the rate's byte limit (tail drop, as tbf's)
     late_sum_s: float = 0.0
     late_max_s: float = 0.0
     early_max_s: float = 0.0  # the most negative lateness (released early, batch window)
@@ -89,11 +95,17 @@ class DelayClass:
     def configure(self, spec: ClassSpec) -> None:
         d_rng, l_rng = class_rngs(spec.seed, self.queue)
         self.spec, self.delay, self.loss = spec, DelaySampler(spec, d_rng), LossProcess(spec, l_rng)
+        if spec.rate_mbit is None:
+            self.shaper = None
+        else:  # a changed rate applies from the next packet; the link stays busy as it was
+            busy = self.shaper.busy_until if self.shaper is not None else 0.0
+            self.shaper = Shaper(spec.rate_mbit * 1e6 / 8, spec.limit_bytes, busy)
 
     def counters(self) -> dict[str, Any]:
         return {"label": self.label, "seen": self.seen, "passed": self.passed,
                 "held_total": self.held_total, "held_now": self.held_now,
                 "max_held": self.max_held, "dropped_loss": self.dropped_loss,
+                "dropped_rate": self.dropped_rate,
                 "max_len": self.max_len, "spec": self.spec.__dict__,
                 # lateness over the packets released so far (held, or passed at once when
                 # already due on arrival): sums, so that two snapshots
@@ -160,14 +172,23 @@ class DelayLine:
 
     # -- packets -------------------------------------------------------------------------
     def on_packet(self, nfq: NfQueue, c: DelayClass, pid: int, arrived: float,
-                  now: float) -> None:
-        """Drop (loss model), pass at once (nothing held, already due) or hold one packet;
-        its delay counts from ``arrived`` (the kernel's receive stamp, monotonic seconds)."""
+                  now: float, length: int = 0, header: int = 0) -> None:
+        """Drop (loss model, then the rate's byte limit), pass at once (nothing held, already
+        due) or hold one packet; it is through the rate (:mod:`.shaper`; its IP ``length``
+        and ``header`` bytes) and its delay counts from ``arrived`` (the kernel's receive
+        stamp, monotonic seconds)."""
         c.seen += 1
         if c.loss.lost():
             nfq.drop(c.queue, pid)
             c.dropped_loss += 1
             return
+        if c.shaper is not None:
+            through = c.shaper.admit(arrived, frame_bytes(length, header, c.spec.mtu))
+            if through is None:
+                nfq.drop(c.queue, pid)
+                c.dropped_rate += 1
+                return
+            arrived = through
         due = arrived + c.delay.sample()
         if c.spec.reorder:
             c.last_due = max(c.last_due, due)
@@ -345,12 +366,13 @@ class DelayLine:
         mono, wall, classes, on_packet = time.monotonic, time.time, self.classes, self.on_packet
         window, half = self.batch_s, self.batch_s / 2
         busy_until = 0.0  # after a pass that moved packets: no wake-up before this
+        shaped = any(c.shaper is not None for c in classes.values())  # read packet lengths
         try:
             while not self.stop:
                 now = mono()
                 moved = 0
                 offset = wall() - now  # realtime stamp -> monotonic
-                for q, pid, stamp in nfq.read():
+                for q, pid, stamp, length, header in nfq.read(lengths=shaped):
                     moved += 1
                     cls = classes.get(q)
                     if cls is None:  # not ours: cannot happen on our own socket
@@ -361,7 +383,7 @@ class DelayLine:
                         cls.stamped += 1
                     else:
                         arrived = now
-                    on_packet(nfq, cls, pid, arrived, now)
+                    on_packet(nfq, cls, pid, arrived, now, length, header)
                 moved += self.release_due(nfq, now, now + half)
                 nfq.flush()
                 if now >= next_beat:
@@ -393,6 +415,7 @@ class DelayLine:
                             break
                 if self.reload:
                     self.do_reload()
+                    shaped = any(c.shaper is not None for c in classes.values())
                     self.write_status(ready=True)
         finally:
             self.release_all()

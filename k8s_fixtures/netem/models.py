@@ -30,6 +30,9 @@ class ClassSpec:
     loss_burst: float = 1.0
     reorder: bool = False
     seed: int = 0
+    rate_mbit: float | None = None  # Ethernet frames; None: unlimited (see .shaper)
+    limit_bytes: int = 0  # the rate's queue: bytes that may wait for the link
+    mtu: int = 1500  # the link's: how many frames a GSO packet will be
 
 
 class DelaySampler:

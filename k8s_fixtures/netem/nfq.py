@@ -11,10 +11,12 @@ sets no queue flags and has no batch verdicts, and the two are what make the del
   FIFO delay class releases its due packets in id order, so one message per class per release
   replaces one syscall per packet; the verdicts of one pass go out in a single ``send``.
 
-Only metadata is copied (``COPY_META``): the delay line never reads payloads. Every queue is
-bound on one socket; ``recv_into`` a fixed buffer and ``struct`` offsets keep the per-packet
-Python work to a few operations. The protocol constants are the kernel's
-(``include/uapi/linux/netfilter/nfnetlink_queue.h``, ``nfnetlink.h``, ``netlink.h``).
+Of each packet only its first ``shaper.HEAD`` bytes are copied (``COPY_PACKET`` with that
+range): the IP and TCP headers, from which the delay line's rate (:mod:`.shaper`) counts the
+frames a GSO packet will be. Every queue is bound on one socket; ``recv_into`` a fixed buffer
+and ``struct`` offsets keep the per-packet Python work to a few operations. The protocol
+constants are the kernel's (``include/uapi/linux/netfilter/nfnetlink_queue.h``,
+``nfnetlink.h``, ``netlink.h``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import socket
 import struct
 from collections.abc import Iterator
 
+from .shaper import HEAD, ip_lengths
+
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_QUEUE = 3
 MSG_PACKET = NFNL_SUBSYS_QUEUE << 8 | 0
@@ -36,9 +40,9 @@ NLMSG_ERROR = 2
 NLM_F_REQUEST, NLM_F_ACK = 1, 4
 CFG_CMD, CFG_PARAMS, CFG_QUEUE_MAXLEN, CFG_MASK, CFG_FLAGS = 1, 2, 3, 4, 5
 CMD_BIND, CMD_UNBIND = 1, 2
-COPY_META = 1
+COPY_PACKET = 2
 F_GSO = 4
-ATTR_PACKET_HDR, ATTR_VERDICT_HDR, ATTR_TIMESTAMP = 1, 2, 4
+ATTR_PACKET_HDR, ATTR_VERDICT_HDR, ATTR_TIMESTAMP, ATTR_PAYLOAD = 1, 2, 4, 10
 NF_DROP, NF_ACCEPT = 0, 1
 SO_TIMESTAMPNS = 35  # Linux; not in the socket module on every build
 
@@ -132,11 +136,11 @@ class NfQueue:
             self.sock.setblocking(False)
 
     def bind(self, queue: int, max_len: int, *, gso: bool = True) -> None:
-        """Bind ``queue``: metadata only, at most ``max_len`` packets waiting, GSO packets
-        whole when ``gso``."""
+        """Bind ``queue``: each packet's first ``HEAD`` bytes, at most ``max_len`` packets
+        waiting, GSO packets whole when ``gso``."""
         self._config(queue, _attr(CFG_CMD, struct.pack("!BxH", CMD_BIND, socket.AF_INET)))
         self.bound.append(queue)
-        self._config(queue, _attr(CFG_PARAMS, struct.pack("!IB", 0, COPY_META)),
+        self._config(queue, _attr(CFG_PARAMS, struct.pack("!IB", HEAD, COPY_PACKET)),
                      _attr(CFG_QUEUE_MAXLEN, struct.pack("!I", max_len)))
         if gso:
             self._config(queue, _attr(CFG_FLAGS, struct.pack("!I", F_GSO)),
@@ -151,13 +155,16 @@ class NfQueue:
         self.sock.close()
 
     # -- packets -------------------------------------------------------------------------
-    def read(self, limit: int = 256) -> list[tuple[int, int, float]]:
-        """``(queue, packet_id, stamp)`` of the packets waiting now, at most ``limit``
-        datagrams. ``stamp`` is the packet's kernel receive time (``CLOCK_REALTIME``
-        seconds, see :func:`enable_rx_stamps`), 0.0 if it carries none."""
+    def read(self, limit: int = 256, lengths: bool = False
+             ) -> list[tuple[int, int, float, int, int]]:
+        """``(queue, packet_id, stamp, length, header)`` of the packets waiting now, at most
+        ``limit`` datagrams. ``stamp`` is the packet's kernel receive time
+        (``CLOCK_REALTIME`` seconds, see :func:`enable_rx_stamps`), 0.0 if it carries none;
+        with ``lengths``, ``length`` and ``header`` are :func:`.shaper.ip_lengths` of it
+        (else 0, 0)."""
         recv_into, buf = self.sock.recv_into, self.buf
         head, qid, typ, stamp = _HEAD.unpack_from, _QID.unpack_from, _TYPE.unpack_from, _STAMP
-        out = [(q, i, 0.0) for q, i in self.early]
+        out: list[tuple[int, int, float, int, int]] = [(q, i, 0.0, 0, 0) for q, i in self.early]
         self.early = []
         ts_at = self.ts_at  # where NFQA_TIMESTAMP was last found: the layout rarely changes
         for _ in range(limit):
@@ -175,16 +182,20 @@ class NfQueue:
                 ln, kind = head(buf, at)
                 if kind == MSG_PACKET:
                     q, pid = qid(buf, at + _QUEUE_AT)
-                    if ts_at and ts_at + 20 <= ln and typ(buf, at + ts_at + 2)[0] == ATTR_TIMESTAMP:
+                    t = 0.0
+                    if not (ts_at and ts_at + 20 <= ln
+                            and typ(buf, at + ts_at + 2)[0] == ATTR_TIMESTAMP):
+                        ts_at = self.ts_at = _find(buf, at, ln, ATTR_TIMESTAMP, 4 + _STAMP.size)
+                    if ts_at:
                         sec, usec = stamp.unpack_from(buf, at + ts_at + 4)
-                        out.append((q, pid, sec + usec * 1e-6))
+                        t = sec + usec * 1e-6
+                    # the payload is the last attribute: after the stamp when there is one
+                    pl = _find(buf, at, ln, ATTR_PAYLOAD, 4, ts_at) if lengths else 0
+                    if pl:
+                        n_pl = _ATTR.unpack_from(buf, at + pl)[0] - 4
+                        out.append((q, pid, t, *ip_lengths(buf, at + pl + 4, n_pl)))
                     else:
-                        ts_at = self.ts_at = _find_stamp(buf, at, ln)
-                        if ts_at:
-                            sec, usec = stamp.unpack_from(buf, at + ts_at + 4)
-                            out.append((q, pid, sec + usec * 1e-6))
-                        else:
-                            out.append((q, pid, 0.0))
+                        out.append((q, pid, t, 0, 0))
                 elif kind == NLMSG_ERROR:
                     self.errors += 1
                 if ln < _NLMSG.size:
@@ -218,12 +229,14 @@ class NfQueue:
         p.clear()
 
 
-def _find_stamp(buf: bytearray, at: int, ln: int) -> int:
-    """The offset of NFQA_TIMESTAMP in the message at ``at`` (relative to it), 0 if none."""
-    a, end = _NLMSG.size + _NFGEN.size, ln
+def _find(buf: bytearray, at: int, ln: int, kind: int, size: int, start: int = 0) -> int:
+    """The offset of attribute ``kind`` (at least ``size`` bytes with its header) in the
+    message at ``at``, relative to it, searching from ``start`` (an attribute's offset;
+    0: the first); 0 if none."""
+    a, end = start or _NLMSG.size + _NFGEN.size, ln
     while a + 4 <= end:
         alen, atype = _ATTR.unpack_from(buf, at + a)
-        if atype & 0x3FFF == ATTR_TIMESTAMP and alen >= 4 + _STAMP.size:
+        if atype & 0x3FFF == kind and alen >= size:
             return a
         if alen < 4:
             return 0

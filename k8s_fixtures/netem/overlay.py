@@ -23,6 +23,7 @@ here as before.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -81,6 +82,19 @@ def choose_mechanism(plan: NetPlan, requested: str) -> tuple[str, str]:
     return ("netem", evidence) if ok else ("delayline", evidence)
 
 
+def link_mtus(netns: str) -> dict[str, int]:
+    """Every interface's MTU in ``netns`` (one ``ip`` call): how many frames a GSO packet of
+    a client link will be (:func:`.shaper.frame_bytes`)."""
+    out = subprocess.run(["ip", "-n", netns, "-o", "link", "show"], capture_output=True,
+                         text=True, timeout=30).stdout
+    mtus: dict[str, int] = {}
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) > 4 and "mtu" in f:
+            mtus[f[1].rstrip(":").split("@")[0]] = int(f[f.index("mtu") + 1])
+    return mtus
+
+
 class NetemHandle:
     """The NET overlay in force on a set of links. Build it with :func:`apply`."""
 
@@ -106,6 +120,7 @@ class NetemHandle:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.final_status: NetemStatus | None = None
+        self._mtus: dict[str, int] = {}  # the node's interfaces' MTUs (delay line classes)
 
     # -- install -------------------------------------------------------------------------
     def _install(self) -> None:
@@ -131,18 +146,20 @@ class NetemHandle:
             raise NetemError("the delay line needs a queue slot (build the handle with apply)")
         profiles = self.plan.profiles() + [ls.profile for ls in self.links]
         classes: list[ClassConfig] = []
-        down_gso = all(p.down.rate_mbit is None for p in profiles)
+        self._mtus = link_mtus(self.node_netns)
+        for ls in self.links:  # nothing shapes a link (no tc here) whose bridge port is absent
+            for dev in (ls.client.host_if, ls.server.host_if):
+                if dev not in self._mtus:
+                    raise NetemError(f"link {ls.client.netns}: no interface {dev} in the node "
+                                     f"namespace {self.node_netns}")
         for ls in self.links:
-            name = ls.client.netns
+            name, mtu = ls.client.netns, self._mtus.get(ls.client.host_if, 1500)
+            # the delay line shapes the rate too (.shaper): GSO packets stay whole both ways
             classes.append(ClassConfig(ls.up_queue, f"{name}/up", queue_max_len(profiles, "up"),
-                                       class_spec(ls.profile, "up")))
-            # down: the tbf that rate-limits it sits after the delay line and counts a GSO
-            # packet it does not segment (<= its burst) without the headers of the segments
-            # after the first (+4.6% rate measured), so a rated down direction is queued
-            # segmented; up is rated before the delay line (the client's eth0)
+                                       class_spec(ls.profile, "up", mtu)))
             classes.append(ClassConfig(ls.down_queue, f"{name}/down",
                                        queue_max_len(profiles, "down"),
-                                       class_spec(ls.profile, "down"), gso=down_gso))
+                                       class_spec(ls.profile, "down", mtu)))
         self.delayline = DelayLineProcess(self.node_netns, classes, self.workdir,
                                           heartbeat_s=self.heartbeat_s,
                                           stale_after_s=max(2.0, 10 * self.heartbeat_s))
@@ -162,9 +179,7 @@ class NetemHandle:
                 cmds = tc.render_netem(ls.profile, direction, hop)
                 if cmds and ls.profile.direction(direction).rate_mbit is None:
                     tc.run(tc.render_drop_rate(hop), check=False)
-            elif self.mechanism == "delayline":
-                cmds = tc.render_rate(ls.profile, direction, hop)
-            else:
+            else:  # the delay line shapes the rate itself; "none" has nothing to install
                 cmds = []
             if cmds:
                 tc.run_all(cmds)
@@ -192,7 +207,9 @@ class NetemHandle:
             if self.mechanism == "delayline" and self.delayline is not None:
                 try:
                     self.delayline.reconfigure({
-                        q: class_spec(target[ls.client.netns], d) for ls in self.links
+                        q: class_spec(target[ls.client.netns], d,
+                                      self._mtus.get(ls.client.host_if, 1500))
+                        for ls in self.links
                         for q, d in ((ls.up_queue, "up"), (ls.down_queue, "down"))})
                 except DelayLineError as e:
                     raise NetemFailure(f"netem: profile change failed: {e}") from e

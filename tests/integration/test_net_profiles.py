@@ -1,6 +1,7 @@
-"""Issue 5 end to end on the real local backend (netem-less kernel: the NFQUEUE delay line plus
-tbf): FL rounds at NET2 last at least what the profile makes them last, and a delay line that
-dies mid-run fails the run with class ``netem`` instead of being measured undelayed.
+"""Issue 5 end to end on the real local backend (netem-less kernel: the NFQUEUE delay line, which
+shapes the rate too): FL rounds at NET2 last at least what the profile makes them last, and a
+delay line that dies mid-run fails the run with class ``netem`` instead of being measured
+undelayed.
 
 Calibration of NET0-NET4 (``ztfl calibrate``'s table, PASS/FAIL per figure) is
 tests/netem/test_netem_calibration.py; jitter statistics, loss accuracy, per-client
@@ -41,8 +42,9 @@ def cell(net: str, workload: Workload = PAPER) -> Cell:
 
 def one_way_floor_s(profile: Profile, direction: str, nbytes: int) -> float:
     """The least time ``nbytes`` of TCP payload can take one way on a profile's link: the
-    shortest delay the delay line draws in practice plus serialisation through the tbf after
-    its bucket (which passes its first ``burst`` bytes at line rate) is spent."""
+    shortest delay the delay line draws in practice plus serialisation at the rate, less a tbf
+    bucket's worth (which kernel netem's tbf passes at line rate; the delay line has none, so
+    for it this floor is lower than it need be, never higher)."""
     d = profile.direction(direction)
     t = max(0.0, d.delay_ms - JITTER_SIGMAS * d.jitter_std_ms) / 1e3
     if d.rate_mbit is not None:
@@ -90,12 +92,13 @@ def test_net2_round_durations_respect_the_profile(live: Live) -> None:
       practice (it is FIFO: a packet never leaves before its own sample).
     * Bytes / rate: S_c = ``bytes_down`` and U_c = ``bytes_up`` of the client's
       ``client_update`` event (the protobuf sizes; gRPC, HTTP/2, TLS and TCP add to them,
-      never remove). Each client link has its own tbf in each direction (down: the node side
-      of the client's veth; up: the client pod's eth0), so clients do not share a rate:
+      never remove). Each client link has its own rate in each direction (the delay line's
+      class per link direction; with kernel netem a tbf per hop), so clients do not share it:
       R_down = 50 Mbit/s and R_up = 20 Mbit/s per client at NET2, counted on Ethernet frames.
       F = 1514 / 1460 frame bytes per payload byte (a full frame with no TCP options; with
       timestamps it is 1514 / 1448, so this is the smaller factor). B is the tbf bucket
-      (``tc.tbf_burst_bytes``: 2 ms of the rate, >= 4 frames), which may pass at line rate.
+      (``tc.tbf_burst_bytes``: 2 ms of the rate, >= 4 frames), which kernel netem's tbf may pass
+      at line rate (the delay line serialises every byte; subtracting B only lowers the floor).
     * Compute (training, (de)serialisation, FedAvg) only adds.
 
     For the paper CNN this is ~0.80 s down + ~2.0 s up + 0.03 s of delay ~= 2.8 s.

@@ -10,14 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from netem_support import Topo, wait_until
 
 from k8s_fixtures.netem import apply
 from k8s_fixtures.netem.calibrate import run_probe
-from k8s_fixtures.netem.dataplane import library_path
+from k8s_fixtures.netem.dataplane import library_path, load
 from k8s_fixtures.netem.profiles import parse_profile
 from k8s_fixtures.netem.queues import ALLOCATOR
 from k8s_fixtures.netem.rules import chains
+from k8s_fixtures.netem.shaper import frame_bytes, ip_lengths
 from k8s_fixtures.netem.state import NetemError
 
 pytestmark = pytest.mark.privileged
@@ -110,3 +113,22 @@ def test_without_a_compiler_auto_falls_back_and_c_fails_clearly(
     with pytest.raises(NetemError, match=r"apply failed: .*C data plane required: false failed"):
         apply(prof, topo.node.netns, [(c, topo.server)], mechanism="delayline")
     assert chains(topo.node.netns) == [] and ALLOCATOR.live(topo.node.netns) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(head=st.binary(min_size=0, max_size=128), length=st.integers(0, 65_535),
+       version=st.sampled_from([4, 6, 5]), proto=st.sampled_from([6, 17, 1]),
+       mtu=st.integers(576, 9000))
+def test_the_c_loop_charges_a_packet_the_frames_the_python_loop_does(
+        head: bytes, length: int, version: int, proto: int, mtu: int) -> None:
+    """The C data plane's header parsing and frame count are shaper.py's, byte for byte:
+    random headers with a chosen version, length and protocol (and random option lengths)."""
+    b = bytearray(head.ljust(60, b"\0") if len(head) >= 20 else head)
+    if len(b) >= 20:
+        b[0] = version << 4 | (b[0] & 0x0F)
+        if version == 4:
+            b[2:4], b[9] = length.to_bytes(2, "big"), proto
+        elif len(b) >= 40:
+            b[4:6], b[6] = length.to_bytes(2, "big"), proto
+    py = frame_bytes(*ip_lengths(bytes(b)), mtu)
+    assert load().dl_frame_bytes(bytes(b), len(b), mtu) == py  # built at first use (cached)

@@ -166,6 +166,7 @@ def test_mid_run_change_and_schedule(topo: Topo) -> None:
         after = topo.rtt_p50(c, n=20)
         q = subprocess.run(["tc", "-n", c.netns, "qdisc", "show", "dev", "eth0"],
                            capture_output=True, text=True, check=True).stdout
+        rates = {v["label"]: v["spec"]["rate_mbit"] for v in h.status().classes.values()}
         h.change(get_profile("NET0"))
         zero = topo.rtt_p50(c, n=20)
         assert not errors
@@ -175,7 +176,8 @@ def test_mid_run_change_and_schedule(topo: Topo) -> None:
     assert -2.0 <= before - 20 <= 5.0  # late by wake-ups at most, as above
     assert -3.6 <= after - 120 <= 8.0
     assert zero < 2.0
-    assert "rate 5Mbit" in q
+    assert "tbf" not in q  # the delay line shapes the rate itself
+    assert sorted(rates.values()) == [5, 5], rates
     _assert_clean(topo)
 
 
@@ -213,8 +215,8 @@ def test_delay_line_death_is_detected(topo: Topo, tmp_path: Path) -> None:
             h.change(get_profile("NET1"))
         bulk.communicate(timeout=60)
         assert bulk.returncode == 0  # the transfer went on, now undelayed
-        # once the tbf queue the bulk flow filled has drained, the path has no delay at all:
-        # the bypass is exactly what must not be measured silently
+        # the path now has no delay and no rate at all (the delay line shaped both): the
+        # bypass is exactly what must not be measured silently
         undelayed = topo.rtt_p50(c, n=20)
         print(f"\nafter kill: {fired[0]}; RTT p50 now {undelayed:.2f} ms (was ~50)")
         assert undelayed < 5.0
@@ -265,7 +267,7 @@ def test_stop_removes_everything_and_failed_apply_cleans_up(topo: Topo) -> None:
     assert not wd.exists()
     assert bridge_nf(topo.node.netns) == old
     _assert_clean(topo)
-    # a link whose veth does not exist: tc fails after the delay line and rules are up
+    # a link whose veth does not exist: refused before the delay line and rules are up
     ghost = PodLink(netns=c.netns, ip=c.ip, host_if="vdoesnotexist", pod_if="eth9")
     with pytest.raises(NetemError, match=r"eth9|vdoesnotexist"):
         apply(get_profile("NET2"), topo.node.netns, [(ghost, topo.server)])

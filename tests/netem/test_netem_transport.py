@@ -8,7 +8,7 @@ import json
 import pytest
 from netem_support import Topo, wait_until
 
-from k8s_fixtures.netem import apply
+from k8s_fixtures.netem import apply, tc
 from k8s_fixtures.netem.calibrate import run_probe
 from k8s_fixtures.netem.profiles import parse_profile
 
@@ -43,3 +43,41 @@ def test_bulk_up_is_queued_as_gso_packets_and_all_released(topo: Topo) -> None:
         wait_until("every held packet released",  # the status is rewritten every 0.2 s
                    lambda: all(int(v["held_now"]) == 0 for v in h.status().classes.values()),
                    timeout=10)
+
+
+@pytest.mark.parametrize("dataplane", ["c", "python"])
+def test_a_rated_link_is_shaped_by_the_delay_line_on_whole_gso_packets(
+        topo: Topo, dataplane: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rate is the delay line's (k8s_fixtures.netem.shaper), not a tbf's: no qdisc on either
+    hop, GSO packets queued whole in both directions (far fewer than MSS segments), and no
+    more bytes through than the rate allows (an upper bound: a loaded machine only slows a
+    flow; the rate's accuracy is calibrated in test_netem_calibration.py)."""
+    monkeypatch.setenv("ZTFL_DELAYLINE_DATAPLANE", dataplane)
+    c = topo.clients[0]
+    prof = parse_profile("RATED", {"up": {"delay_ms": 5, "rate_mbit": 40},
+                                   "down": {"delay_ms": 5, "rate_mbit": 80}})
+    with apply(prof, topo.node.netns, [(c, topo.server)], mechanism="delayline") as h:
+        ls = h.links[0]
+        for hop in (ls.up_hop(), ls.down_hop(topo.node.netns)):
+            q = tc.run(["tc", "-n", hop.netns, "qdisc", "show", "dev", hop.dev])
+            assert "tbf" not in q, q
+        moved = {}
+        for direction, rate in (("up", 40), ("down", 80)):
+            r = run_probe(c.netns, "bulk", "--host", topo.server.ip, "--direction", direction,
+                          "--seconds", "2")
+            t0, b0 = r["timeline"][0]
+            t1, b1 = r["timeline"][-1]
+            moved[direction] = b1
+            # payload bytes are 1448 of each 1514-byte frame the rate counts
+            assert (b1 - b0) * 1514 / 1448 * 8 / 1e6 <= 1.1 * rate * (t1 - t0), (direction, r)
+        st = h.status()
+        raw = json.loads(h.delayline.status_path.read_text())  # type: ignore[union-attr]
+        assert raw["transport"]["dataplane"] == dataplane
+        for direction in ("up", "down"):
+            cls = next(v for v in st.classes.values() if str(v["label"]).endswith(direction))
+            assert moved[direction] > 2**20, moved
+            # data packets of both flows plus the ACKs of the other: MSS segments alone
+            # would be more than the data
+            segments = (moved["up"] + moved["down"]) / MSS
+            assert cls["seen"] < segments / 2, (direction, cls["seen"], segments)
+        assert st.kernel_queue_drops == 0
