@@ -150,9 +150,9 @@ EMULATION = {
     },
     "rounds": {  # the rounds alone (k8s_fixtures.netem.account.between)
         "0": {"label": "c0/up", "seen": 1000, "passed": 100, "held_total": 900,
-              "dropped_loss": 3, "late_mean_us": 50.0},
+              "dropped_loss": 3, "dropped_rate": 4, "late_mean_us": 50.0},
         "1": {"label": "c0/down", "seen": 1200, "passed": 100, "held_total": 1100,
-              "dropped_loss": 2, "late_mean_us": 70.0},
+              "dropped_loss": 2, "late_mean_us": 70.0},  # a row from before dropped_rate
     },
     "kernel_queue_drops": 0,
     "delayline_cpu_s_rounds": 1.2,

@@ -91,8 +91,9 @@ def test_emulation_table_lists_the_delay_line_account_of_each_shaped_cell(
     lines = [line for line in body.splitlines() if line.startswith("| `")]
     assert sorted(line.split("`")[1] for line in lines) == sorted(
         c.id for c in made[2] if c.net == "NET2")
-    # seen, held, lateness mean (held-weighted) and max, loss drops, queue drops, ms/round
-    assert all("| delayline | 2200 | 2000 | 61 | 900 | 5 | 0 | 100.0 |" in line
+    # seen, held, lateness mean (held-weighted) and max, loss and rate drops, queue drops,
+    # ms/round
+    assert all("| delayline | 2200 | 2000 | 61 | 900 | 5 | 4 | 0 | 100.0 |" in line
                for line in lines), lines
     assert "n = 8 cells" in body
     assert "| cells measured at once | 1 |" in _section(made[3], "Run metadata")

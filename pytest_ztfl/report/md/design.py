@@ -209,6 +209,7 @@ def _emulation_row(r: Run) -> list[str]:
         num(late / released if released else None, "{:.0f}"),
         num(late_max, "{:.0f}"),
         str(total("dropped_loss")),
+        str(total("dropped_rate")),
         str(e.get("kernel_queue_drops", "n/a")),
         num(per_round * 1e3 if isinstance(per_round, int | float) else None, "{:.1f}"),
     ]
@@ -226,6 +227,7 @@ def emulation(a: Analysis) -> list[str]:
         "release lateness mean us",
         "max us (whole cell)",
         "dropped (loss model)",
+        "dropped (rate's buffer full)",
         "kernel queue drops",
         "delay line CPU ms per round",
     )
