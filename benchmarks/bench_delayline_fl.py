@@ -11,7 +11,14 @@ rounds' release to the server's exit.
 Reported: medians over the repeats of the delay line's CPU seconds per round, that CPU as a
 share of the median round duration (a share of one core the workload cannot use on a small
 machine), packets held per round, and the held-weighted mean and the max release lateness.
-Prints n, the machine and its load average before and after (a shared machine inflates all).
+The delay line's CPU includes work that is not its own: a released packet's onward path (the
+bridge, the receiving pod's TCP) runs in its verdict's context, where without it the sender's
+would run it. So ``--baseline NET0`` also runs the same cell at NET0 in every repeat (order
+alternating) and prints the machine's CPU per round (``cpu_machine_seconds``, all cores, from
+/proc/stat) of both and their difference: what emulating the profile adds to the machine,
+the delay line's own work and the kernel's queueing included (and the longer rounds' idle
+costs too: an upper bound). Prints n, the machine and its load average before and after (a
+shared machine inflates all).
 """
 
 from __future__ import annotations
@@ -26,6 +33,11 @@ from typing import Any
 from k8s_fixtures.netem.calibrate import machine_info
 from pytest_ztfl import backends, runner
 from pytest_ztfl.matrix import Cell, Workload
+
+
+def machine_cpu_per_round(row: dict[str, Any]) -> float:
+    """Median over the row's rounds of the machine's CPU seconds in the round."""
+    return statistics.median(float(r["cpu_machine_seconds"]) for r in row["metrics"]["rounds"])
 
 
 def account(row: dict[str, Any]) -> dict[str, float]:
@@ -45,6 +57,7 @@ def account(row: dict[str, Any]) -> dict[str, float]:
         "late_max_us": max(float(c["late_max_us"]) for c in emu["classes"].values()),
         "kernel_queue_drops": float(emu["kernel_queue_drops"]),
         "round_median_s": statistics.median(rounds),
+        "machine_cpu_s_per_round": machine_cpu_per_round(row),
     }
 
 
@@ -56,6 +69,7 @@ def main() -> int:
     ap.add_argument("--net", default="NET2")
     ap.add_argument("--model", default="paper", choices=("small", "paper"))
     ap.add_argument("--data-dir", default=os.environ.get("ZTFL_DATA_DIR"))
+    ap.add_argument("--baseline", choices=("NET0",), help="also run the cell at NET0 per repeat")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the local backend needs network namespaces")
@@ -71,21 +85,33 @@ def main() -> int:
         eval_every=args.rounds,
     )
     cell = Cell(sec="SEC0", net=args.net, data="iid", seed=0, workload=wl)
+    base = Cell(sec="SEC0", net=args.baseline, data="iid", seed=0, workload=wl) \
+        if args.baseline else None
     machine = machine_info()
     load_before = [round(x, 2) for x in os.getloadavg()]
     backend = backends.create("local", data_dir=args.data_dir)
     runs: list[dict[str, float]] = []
+    added: list[float] = []  # machine CPU per round, cell minus baseline, per repeat
     try:
         for rep in range(args.n):
-            t = time.monotonic()
-            row, _ = runner.run_cell(backend, cell)
-            if not row["success"] or "emulation" not in row["overlays"]["net"]:
-                print(f"[{rep + 1}/{args.n}] {cell.id}: FAILED: {row['success_reason']}")
-                continue
-            runs.append(account(row))
-            plane = row["overlays"]["net"]["emulation"].get("transport", {}).get("dataplane")
-            print(f"[{rep + 1}/{args.n}] {cell.id}: {time.monotonic() - t:.1f} s, "
-                  f"data plane {plane}", flush=True)
+            arms = [cell] if base is None else [cell, base] if rep % 2 == 0 else [base, cell]
+            got: dict[str, float] = {}
+            for c in arms:
+                t = time.monotonic()
+                row, _ = runner.run_cell(backend, c)
+                if not row["success"] or (c is cell and "emulation" not in row["overlays"]["net"]):
+                    print(f"[{rep + 1}/{args.n}] {c.id}: FAILED: {row['success_reason']}")
+                    continue
+                got[c.net] = machine_cpu_per_round(row)
+                if c is cell:
+                    runs.append(account(row))
+                plane = (row["overlays"]["net"].get("emulation") or {}).get(
+                    "transport", {}).get("dataplane")
+                print(f"[{rep + 1}/{args.n}] {c.id}: {time.monotonic() - t:.1f} s, "
+                      f"data plane {plane}, machine CPU {got[c.net]:.3f} s per round",
+                      flush=True)
+            if base is not None and len(got) == 2:
+                added.append(got[cell.net] - got[base.net])
     finally:
         backend.cluster.teardown()
     load_after = [round(x, 2) for x in os.getloadavg()]
@@ -100,6 +126,11 @@ def main() -> int:
         values = [r[key] for r in runs]
         print(f"  {key:20s} {statistics.median(values):12.4g}   (all: "
               + ", ".join(f"{v:.4g}" for v in values) + ")")
+    if added:
+        share = statistics.median(added) / statistics.median(r["round_median_s"] for r in runs)
+        print(f"  machine CPU {cell.net} adds over {args.baseline}: "
+              f"{statistics.median(added):.3f} s per round = {share:.1%} of the {cell.net} "
+              f"round (all: " + ", ".join(f"{v:.3f}" for v in added) + ")")
     print(
         f"machine: {machine.get('cpu')} x {machine.get('cores')}, "
         f"load {load_before} -> {load_after}"
