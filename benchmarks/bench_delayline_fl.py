@@ -2,7 +2,8 @@
 
 Run as root: ``python benchmarks/bench_delayline_fl.py [-n 3] [--net NET2] [--model paper]``.
 One local cluster; each repeat runs the cell SEC0-<NET>-iid (``--clients`` x ``-R`` rounds)
-through ``runner.run_cell``, exactly as a matrix run does, and reads the row's
+as a block of one arm (``runner.run_block``, rounds held between, as a matrix run does, so each
+round's machine CPU is read around it), and reads the row's
 ``overlays.net.emulation``: the delay line's own counters over the rounds (packets held,
 release lateness = actual minus scheduled release, loss drops, kernel queue drops; the max
 lateness is the whole cell's) and its CPU time (user + system, ``/proc/<pid>/stat``) from the
@@ -32,6 +33,7 @@ from typing import Any
 
 from k8s_fixtures.netem.calibrate import machine_info
 from pytest_ztfl import backends, runner
+from pytest_ztfl.design import Block
 from pytest_ztfl.matrix import Cell, Workload
 
 
@@ -98,7 +100,7 @@ def main() -> int:
             got: dict[str, float] = {}
             for c in arms:
                 t = time.monotonic()
-                row, _ = runner.run_cell(backend, c)
+                row, _ = runner.run_block(backend, Block(c.id, (c,), "round", 0))[0]
                 if not row["success"] or (c is cell and "emulation" not in row["overlays"]["net"]):
                     print(f"[{rep + 1}/{args.n}] {c.id}: FAILED: {row['success_reason']}")
                     continue

@@ -390,8 +390,10 @@ class LocalCluster:
         assert self._sup is not None
         with self._lock:
             p = self._pod(namespace, pod)
-            self._sup.refresh_ready(p)
-            return p.status()
+        # not under the cluster's lock: a readiness probe reads /proc or runs a command (up
+        # to its timeout), and every other arm's cluster call would wait for it
+        self._sup.refresh_ready(p)
+        return p.status()
 
     def pods(self, namespace: str, *,
              selector: Mapping[str, str] | None = None) -> list[PodStatus]:

@@ -4,11 +4,22 @@ of a pod that is not (its phase, exits, restarts and last log line) that the err
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from k8s_fixtures.cluster import ClusterError, PodStatus, ReadyTimeout
 
-POLL = 0.02  # status polling interval of the wait_* methods
+POLL = 0.02  # status polling interval of the wait_* methods: the first, growing to POLL_MAX
+# Each poll reads every pod's status under the cluster's lock (a tcpSocket readiness probe
+# reads the pod's /proc/<pid>/net/tcp): four arms' waits at 20 ms held that lock and the GIL
+# for most of a block's set-up (py-spy), so the interval grows while the pods start.
+POLL_MAX = 0.1
+
+
+def _intervals() -> Iterator[float]:
+    poll = POLL
+    while True:
+        yield poll
+        poll = min(POLL_MAX, poll * 1.5)
 
 
 def until_ready(namespace: str, statuses: Callable[[], list[PodStatus]],
@@ -16,6 +27,7 @@ def until_ready(namespace: str, statuses: Callable[[], list[PodStatus]],
     """Poll ``statuses()`` until every pod is ready; raise ClusterError as soon as one cannot
     become ready, ReadyTimeout after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
+    intervals = _intervals()
     while True:
         sts = statuses()
         for s in sts:
@@ -30,7 +42,7 @@ def until_ready(namespace: str, statuses: Callable[[], list[PodStatus]],
             desc = "; ".join(f"{s.name}: {describe(s)}" for s in sts if not s.ready)
             raise ReadyTimeout(f"pods in {namespace} not ready after {timeout}s: "
                                f"{desc or 'no matching pods'}")
-        time.sleep(POLL)
+        time.sleep(next(intervals))
 
 
 def describe(s: PodStatus, logs: Callable[[str | None], Iterable[str]]) -> str:
