@@ -40,6 +40,7 @@ import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -263,6 +264,7 @@ def compile_cluster(cluster: ClusterView, deny_action: DenyAction = DEFAULT_DENY
 
 
 Runner = Callable[[str, str], None]
+APPLY_WORKERS = 4  # nft processes at once during a sync
 
 
 def run_nft(netns: str, script: str) -> None:
@@ -312,15 +314,26 @@ class Enforcer:
                   if rs.netns is not None}
         report.compile_s = time.perf_counter() - t0
         t1 = time.perf_counter()
+        todo: list[tuple[str, PodRuleset, PodRuleset | None]] = []
         for key, rs in wanted.items():
             old = self.applied.get(key)
             if old is not None and old.netns == rs.netns and old.table == rs.table:
                 report.unchanged.append(key)
                 continue
-            apply_ruleset(rs, self.runner, old if old is not None and old.netns == rs.netns
-                          else None)
-            self.applied[key] = rs
-            report.applied.append(key)
+            todo.append((key, rs, old if old is not None and old.netns == rs.netns else None))
+        # one nft process per pod namespace (a transaction cannot span namespaces): run them
+        # side by side, as a CNI agent programs pods independently; every table that was
+        # applied is recorded (removed later), then the first error is raised
+        with ThreadPoolExecutor(max_workers=APPLY_WORKERS) as pool:
+            futures = [pool.submit(apply_ruleset, rs, self.runner, old) for _, rs, old in todo]
+        errors = [f.exception() for f in futures]
+        for (key, rs, _), err in zip(todo, errors, strict=True):
+            if err is None:
+                self.applied[key] = rs
+                report.applied.append(key)
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
         for key in [k for k in self.applied if k not in wanted]:
             gone = self.applied.pop(key)
             report.removed.append(key)
