@@ -6,25 +6,34 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from k8s_fixtures.cluster import ClusterError, ContainerUsage, NetnsCounters
 from k8s_fixtures.local import netns_counters
 from k8s_fixtures.local.pods import PodRun
 from k8s_fixtures.local.topology import netns_exec
 
+READERS = 4  # namespaces read at once
+
 
 def counters_of(pods: Iterable[tuple[str, str]],
                 run: Callable[[list[str]], str]) -> dict[str, NetnsCounters]:
     """The counters of each (pod name, network namespace); ``run`` runs a command so that it sees
-    the cluster's namespaces. A pod whose namespace went meanwhile is left out."""
-    out = {}
-    for name, ns in pods:
+    the cluster's namespaces. A pod whose namespace went meanwhile is left out. The pods are
+    read side by side (one shell and nft per namespace: ~20 ms each, read at every arm's
+    ready, release and end)."""
+
+    def read(ns: str) -> str | None:
         try:
-            text = run(netns_exec(ns, "sh", "-c", netns_counters.SCRIPT))
+            return run(netns_exec(ns, "sh", "-c", netns_counters.SCRIPT))
         except (ClusterError, subprocess.TimeoutExpired):  # its namespace went meanwhile
-            continue
-        out[name] = netns_counters.parse(text)
-    return out
+            return None
+
+    pods = list(pods)
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        texts = list(pool.map(read, [ns for _, ns in pods]))
+    return {name: netns_counters.parse(text)
+            for (name, _), text in zip(pods, texts, strict=True) if text is not None}
 
 
 def usage_of(pods: Iterable[PodRun]) -> dict[str, dict[str, ContainerUsage]]:
