@@ -22,8 +22,8 @@ def between(before: dict[str, Any], after: dict[str, Any], rounds: int) -> dict[
     for q, c1 in (after.get("classes") or {}).items():
         c0 = classes_before.get(q, {})
         d = {k: c1.get(k, 0) - c0.get(k, 0)
-             for k in ("seen", "passed", "held_total", "dropped_loss", "dropped_rate", "released",
-                       "late_sum_us")}
+             for k in ("seen", "passed", "held_total", "dropped_loss", "dropped_rate", "unparsed",
+                       "released", "late_sum_us")}
         during[q] = {
             "label": c1.get("label"),
             **d,

@@ -373,6 +373,11 @@ def calibrate_links(profile: Profile, handle: NetemHandle, client: LinkLike, ser
         drops_rate = sum(int(c.get("dropped_rate", 0)) for c in st.classes.values())
         res.figures.append(Figure("rate drops", float(drops_rate), "report", None, "packets", 1,
                                   "the delay line's byte limit: how TCP finds the rate"))
+        # a packet whose headers the delay line could not read was charged a bare frame:
+        # the rate would not hold for it
+        unparsed = sum(int(c.get("unparsed", 0)) for c in st.classes.values())
+        res.figures.append(Figure("unparsed packets", float(unparsed), "0", unparsed == 0,
+                                  "packets", 1, "rated packets without a readable IP length"))
     res.duration_s = time.time() - t_start
     return res
 

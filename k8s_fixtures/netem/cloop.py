@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 FIRST = 2048  # draws per ring at a (re)configuration; top-ups fill the rest
 PER_TICK = 4096  # at most this many draws per ring per top-up (a 100-client start stays short)
 COUNTERS = ("seen", "passed", "held_total", "held_now", "max_held", "dropped_loss",
-            "released_now", "stamped", "underruns", "dropped_rate", "late_sum_s", "late_max_s",
-            "early_max_s")
+            "released_now", "stamped", "underruns", "dropped_rate", "unparsed", "late_sum_s",
+            "late_max_s", "early_max_s")
 
 
 def _delays(c: DelayClass, n: int) -> tuple[Any, int]:

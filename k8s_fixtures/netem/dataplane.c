@@ -53,7 +53,7 @@
 /* Mirrored by ctypes (cloop.Counters): field order and types must match. */
 typedef struct {
     uint64_t seen, passed, held_total, held_now, max_held, dropped_loss, released_now, stamped;
-    uint64_t underruns, dropped_rate;
+    uint64_t underruns, dropped_rate, unparsed;
     double late_sum_s, late_max_s, early_max_s;
 } dl_counters;
 
@@ -371,6 +371,7 @@ static int on_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_d
     if (c->rate > 0) {
         unsigned char *pl;
         int n = nfq_get_payload(nfa, &pl), hl = 0, len = n > 0 ? ip_lengths(pl, n, &hl) : 0;
+        if (len == 0) c->c.unparsed++; /* charged a bare frame: counted, calibration judges it */
         double through = shape(c, arrived, frame_bytes(len, hl, c->mtu));
         if (through < 0) {
             verdict(d, c, id, NF_DROP);

@@ -32,7 +32,7 @@ class Counters(ctypes.Structure):
 
     _fields_ = [(name, ctypes.c_uint64) for name in (
         "seen", "passed", "held_total", "held_now", "max_held", "dropped_loss", "released_now",
-        "stamped", "underruns", "dropped_rate")] + [
+        "stamped", "underruns", "dropped_rate", "unparsed")] + [
         (name, ctypes.c_double) for name in ("late_sum_s", "late_max_s", "early_max_s")]
 
 

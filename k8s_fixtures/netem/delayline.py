@@ -80,6 +80,7 @@ class DelayClass:
     max_held: int = 0
     dropped_loss: int = 0
     dropped_rate: int = 0  # at the rate's byte limit (tail drop, as tbf's)
+    unparsed: int = 0  # rated packets whose IP length could not be read (charged a bare frame)
     late_sum_s: float = 0.0
     late_max_s: float = 0.0
     early_max_s: float = 0.0  # the most negative lateness (released early, batch window)
@@ -105,7 +106,7 @@ class DelayClass:
         return {"label": self.label, "seen": self.seen, "passed": self.passed,
                 "held_total": self.held_total, "held_now": self.held_now,
                 "max_held": self.max_held, "dropped_loss": self.dropped_loss,
-                "dropped_rate": self.dropped_rate,
+                "dropped_rate": self.dropped_rate, "unparsed": self.unparsed,
                 "max_len": self.max_len, "spec": self.spec.__dict__,
                 # lateness over the packets released so far (held, or passed at once when
                 # already due on arrival): sums, so that two snapshots
@@ -183,6 +184,8 @@ class DelayLine:
             c.dropped_loss += 1
             return
         if c.shaper is not None:
+            if length == 0:
+                c.unparsed += 1
             through = c.shaper.admit(arrived, frame_bytes(length, header, c.spec.mtu))
             if through is None:
                 nfq.drop(c.queue, pid)

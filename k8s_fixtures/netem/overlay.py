@@ -153,7 +153,7 @@ class NetemHandle:
                     raise NetemError(f"link {ls.client.netns}: no interface {dev} in the node "
                                      f"namespace {self.node_netns}")
         for ls in self.links:
-            name, mtu = ls.client.netns, self._mtus.get(ls.client.host_if, 1500)
+            name, mtu = ls.client.netns, self._mtus[ls.client.host_if]
             # the delay line shapes the rate too (.shaper): GSO packets stay whole both ways
             classes.append(ClassConfig(ls.up_queue, f"{name}/up", queue_max_len(profiles, "up"),
                                        class_spec(ls.profile, "up", mtu)))
@@ -207,8 +207,7 @@ class NetemHandle:
             if self.mechanism == "delayline" and self.delayline is not None:
                 try:
                     self.delayline.reconfigure({
-                        q: class_spec(target[ls.client.netns], d,
-                                      self._mtus.get(ls.client.host_if, 1500))
+                        q: class_spec(target[ls.client.netns], d, self._mtus[ls.client.host_if])
                         for ls in self.links
                         for q, d in ((ls.up_queue, "up"), (ls.down_queue, "down"))})
                 except DelayLineError as e:
