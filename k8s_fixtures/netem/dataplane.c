@@ -340,6 +340,23 @@ static double shape(dl_class *c, double arrived, double frames) {
     return c->busy_until;
 }
 
+/* A rated class's admission of the packet whose first n bytes are pl: counted as unparsed
+ * when its IP length cannot be read (charged a bare frame; calibration judges the rate),
+ * then through shape(). */
+static double admit(dl_class *c, double arrived, const unsigned char *pl, int n) {
+    int hl = 0, len = n > 0 ? ip_lengths(pl, n, &hl) : 0;
+    if (len == 0) c->c.unparsed++;
+    return shape(c, arrived, frame_bytes(len, hl, c->mtu));
+}
+
+/* admit() for class i (for tests: the counters are read with dl_snapshot). */
+double dl_admit(dl *d, int i, double arrived, const unsigned char *p, int n) {
+    pthread_mutex_lock(&d->mu);
+    double through = admit(&d->cls[i], arrived, p, n);
+    pthread_mutex_unlock(&d->mu);
+    return through;
+}
+
 /* One queued packet: dropped by the loss model or the rate's limit, passed at once (nothing
  * held and already due) or held; it is through the rate and its delay counts from its kernel
  * receive stamp (delayline.on_packet). */
@@ -370,9 +387,8 @@ static int on_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_d
     }
     if (c->rate > 0) {
         unsigned char *pl;
-        int n = nfq_get_payload(nfa, &pl), hl = 0, len = n > 0 ? ip_lengths(pl, n, &hl) : 0;
-        if (len == 0) c->c.unparsed++; /* charged a bare frame: counted, calibration judges it */
-        double through = shape(c, arrived, frame_bytes(len, hl, c->mtu));
+        int n = nfq_get_payload(nfa, &pl);
+        double through = admit(c, arrived, pl, n);
         if (through < 0) {
             verdict(d, c, id, NF_DROP);
             c->c.dropped_rate++;

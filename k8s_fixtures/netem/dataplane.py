@@ -99,6 +99,7 @@ def load() -> ctypes.CDLL:
         "dl_feed_loss": (i, [p, i, ctypes.POINTER(ctypes.c_uint8), i]),
         "dl_snapshot": (None, [p, ctypes.POINTER(Counters), u64p]),
         "dl_frame_bytes": (d, [ctypes.c_char_p, i, i]),
+        "dl_admit": (d, [p, i, d, ctypes.c_char_p, i]),
         "dl_open": (i, [p, i]),
         "dl_run": (i, [p, i, i]),
         "dl_stop": (None, [p]),

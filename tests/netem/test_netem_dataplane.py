@@ -4,6 +4,7 @@ classes, a clear failure or fallback without a compiler."""
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import json
 from pathlib import Path
@@ -16,7 +17,7 @@ from netem_support import Topo, wait_until
 
 from k8s_fixtures.netem import apply
 from k8s_fixtures.netem.calibrate import run_probe
-from k8s_fixtures.netem.dataplane import library_path, load
+from k8s_fixtures.netem.dataplane import Counters, library_path, load
 from k8s_fixtures.netem.profiles import parse_profile
 from k8s_fixtures.netem.queues import ALLOCATOR
 from k8s_fixtures.netem.rules import chains
@@ -132,3 +133,23 @@ def test_the_c_loop_charges_a_packet_the_frames_the_python_loop_does(
             b[4:6], b[6] = length.to_bytes(2, "big"), proto
     py = frame_bytes(*ip_lengths(bytes(b)), mtu)
     assert load().dl_frame_bytes(bytes(b), len(b), mtu) == py  # built at first use (cached)
+
+
+def test_the_c_loop_counts_an_unparsed_rated_packet_and_charges_a_bare_frame() -> None:
+    """dataplane.c's admission of a rated packet (on_packet's, through the dl_admit hook): one
+    whose IP length cannot be read is counted in ``unparsed`` and charged a bare frame."""
+    lib = load()
+    h = lib.dl_new(1, 0.001, 0.2)
+    try:
+        lib.dl_class_init(h, 0, 1, 64, 1)
+        lib.dl_class_config(h, 0, 0.0, 0, 0, 0, None, 0, None, 0, 1e6, 100_000, 1500)
+        assert lib.dl_admit(h, 0, 10.0, b"\x00" * 40, 40) == pytest.approx(10.0 + 14 / 1e6)
+        v4 = bytearray(60)
+        v4[0], v4[2:4], v4[9] = 0x45, (1500).to_bytes(2, "big"), 17
+        assert lib.dl_admit(h, 0, 10.0, bytes(v4), 60) == pytest.approx(10.0 + 1528 / 1e6)
+        assert lib.dl_admit(h, 0, 10.0, b"", 0) == pytest.approx(10.0 + 1542 / 1e6)
+        counters, transport = (Counters * 1)(), (ctypes.c_uint64 * 3)()
+        lib.dl_snapshot(h, counters, transport)
+        assert counters[0].unparsed == 2  # the non-IP bytes and the empty payload
+    finally:
+        lib.dl_close(h)

@@ -4,14 +4,19 @@ serialisation and the byte limit. Pure logic; the live rate is calibrated
 
 from __future__ import annotations
 
+import json
 import math
 import struct
+from pathlib import Path
+from typing import cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from k8s_fixtures.netem.classes import class_spec
+from k8s_fixtures.netem.delayline import DelayLine
+from k8s_fixtures.netem.nfq import NfQueue
 from k8s_fixtures.netem.profiles import get_profile, queue_limit_bytes
 from k8s_fixtures.netem.shaper import ETH_HEADER, Shaper, frame_bytes, ip_lengths
 from k8s_fixtures.netem.tc import tbf_burst_bytes
@@ -90,3 +95,39 @@ def test_class_spec_carries_the_rate_and_tbfs_buffer() -> None:
     assert class_spec(get_profile("NET0"), "down").rate_mbit is None
     assert class_spec(get_profile("NET0"), "down").limit_bytes == 0
     assert math.isclose(class_spec(p, "down").rate_mbit or 0, 50)
+
+
+class _Verdicts:
+    """Records the verdicts DelayLine.on_packet gives (pure logic: no netlink socket)."""
+
+    def __init__(self) -> None:
+        self.given: list[tuple[str, int, int]] = []
+
+    def accept(self, queue: int, pid: int) -> None:
+        self.given.append(("accept", queue, pid))
+
+    def drop(self, queue: int, pid: int) -> None:
+        self.given.append(("drop", queue, pid))
+
+
+def test_the_python_loop_counts_an_unparsed_rated_packet_and_charges_a_bare_frame(
+        tmp_path: Path) -> None:
+    """A rated packet whose IP length cannot be read is counted in ``unparsed`` and takes the
+    link for one bare frame; a parsed one is not counted; an unrated class counts nothing."""
+    rated = {"delay_ms": 0, "rate_mbit": 8, "limit_bytes": 100_000}
+    cfg = {"status_path": str(tmp_path / "status.json"), "classes": [
+        {"queue": 1, "label": "rated", "max_len": 64, "spec": rated},
+        {"queue": 2, "label": "free", "max_len": 64, "spec": {"delay_ms": 0}}]}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    line = DelayLine(tmp_path / "cfg.json")
+    nfq = cast(NfQueue, _Verdicts())
+    c, free = line.classes[1], line.classes[2]
+    line.on_packet(nfq, c, 1, 10.0, 10.0, *ip_lengths(b"\x00" * 40))  # version 0: not IP
+    assert c.unparsed == 1
+    assert c.fifo[-1][0] == pytest.approx(10.0 + ETH_HEADER / 1e6)  # 8 Mbit/s = 1e6 B/s
+    line.on_packet(nfq, c, 2, 10.0, 10.0, *ip_lengths(ipv4_tcp(1500)))
+    assert c.unparsed == 1 and c.seen == 2
+    assert c.fifo[-1][0] == pytest.approx(10.0 + (ETH_HEADER + 1514) / 1e6)
+    line.on_packet(nfq, free, 3, 10.0, 10.0)
+    assert free.unparsed == 0 and free.passed == 1
+    assert cast(_Verdicts, nfq).given == [("accept", 2, 3)]
