@@ -1,10 +1,11 @@
-"""A NET profile's calibration on a private link of this machine, once per results directory
-(``calibration/<NET>.json``, referenced by every cell of that NET); on kind/kube none (the
-pods' own tc netem shapes the links there)."""
+"""A NET profile's calibration on a private link of this machine, once per session (sitting)
+that measures its cells: ``calibration/<NET>.json``, and ``<NET>.2.json``, ``<NET>.3.json`` ...
+for the later sittings of a resumed run, so each is checked on the machine as it was when its
+cells ran, and every row references the calibration it was measured against. On kind/kube none
+(the pods' own tc netem shapes the links there)."""
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,22 +29,31 @@ def once(
     profiles: Mapping[str, Profile],
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
-    """The reference to ``net``'s calibration in ``out`` (calibrated now if it is not there)."""
+    """``net`` calibrated now, into the first free name in ``out/calibration/``; its reference
+    for the rows (the session asks once per profile)."""
     if backend != "local":
         return {"ref": None, "passed": None, "note": NOT_CALIBRATED}
-    ref = f"calibration/{net}.json"
-    path = out / ref
-    if not path.exists():
-        progress(f"calibrating {net} (once per run, stored in {ref})")
-        result = calibrate(profiles[net])
-        path.parent.mkdir(exist_ok=True)
-        atomic_write(path, result.to_json().encode())
-        if not result.passed:
-            failed = [f.name for f in result.figures if f.passed is False]
-            warnings.warn(
-                ZtflCalibrationWarning(
-                    f"{net}: calibration misses its targets ({', '.join(failed)}); see {path}"
-                ),
-                stacklevel=1,
-            )
-    return {"ref": ref, "passed": bool(json.loads(path.read_text()).get("passed"))}
+    path = free_name(out / "calibration", net)
+    ref = f"calibration/{path.name}"
+    progress(f"calibrating {net} (once per sitting, stored in {ref})")
+    result = calibrate(profiles[net])
+    path.parent.mkdir(exist_ok=True)
+    atomic_write(path, result.to_json().encode())
+    if not result.passed:
+        failed = [f.name for f in result.figures if f.passed is False]
+        warnings.warn(
+            ZtflCalibrationWarning(
+                f"{net}: calibration misses its targets ({', '.join(failed)}); see {path}"
+            ),
+            stacklevel=1,
+        )
+    return {"ref": ref, "passed": bool(result.passed)}
+
+
+def free_name(where: Path, net: str) -> Path:
+    """``<NET>.json`` if no earlier sitting holds it, else ``<NET>.<k>.json`` (k = 2, 3 ...)."""
+    path, k = where / f"{net}.json", 1
+    while path.exists():
+        k += 1
+        path = where / f"{net}.{k}.json"
+    return path

@@ -154,18 +154,18 @@ class ResultStore:
         matrix: dict[str, Any],
         resume: bool,
         measuring: Collection[str] = (),
-        recalibrating: Collection[str] = (),
     ) -> None:
         """Make the directory ready for a run that is about to measure the cells ``measuring``
         (ids; called just before the first one, never by a command that measures nothing).
 
         Resumed: the stored matrix must be this one, and so must the code that measured the
         stored cells (:meth:`_same_code`); everything is kept. Fresh, with the same matrix
-        stored: the rows and event logs of the cells about to be measured, and the
-        calibrations of the profiles in ``recalibrating`` (calibration is of this machine,
-        now) are removed; every other cell's results stay. Fresh, with another matrix (or
-        none) stored: the previous results are moved whole to ``<out>.prev/`` (replacing an
-        older one), so no run loses another's results by accident."""
+        stored: the rows and event logs of the cells about to be measured are removed, and
+        then every calibration no kept row references (this session calibrates its profiles
+        anew, :mod:`pytest_ztfl.calibration`); every other cell's results stay. Fresh, with
+        another matrix (or none) stored: the previous results are moved whole to
+        ``<out>.prev/`` (replacing an older one), so no run loses another's results by
+        accident."""
         check_writable(self.out, "--ztfl-out")
         previous = self._stored_matrix(matrix, resume)
         if resume and measuring:
@@ -177,8 +177,7 @@ class ResultStore:
                     (self.events_dir / f"{cid}.jsonl").unlink(missing_ok=True)
                     for old in (self.out / "attempts").glob(f"{cid}.*"):
                         old.unlink()
-                for net in recalibrating:
-                    (self.out / "calibration" / f"{net}.json").unlink(missing_ok=True)
+                self._drop_unreferenced_calibrations()
             elif not resume and any((self.out / name).exists() for name in OWNED):
                 self._set_aside()
             for d in (self.cells_dir, self.events_dir):
@@ -190,6 +189,21 @@ class ResultStore:
                 (self.out / n).exists() for n in DERIVED
             ):
                 self.refresh()  # the derived tables hold exactly the rows kept
+
+    def _drop_unreferenced_calibrations(self) -> None:
+        """Remove ``calibration/*.json`` files that no stored row or kept attempt names in
+        its ``overlays.net.calibration.ref`` (called with the lock held)."""
+        where = self.out / "calibration"
+        if not where.is_dir():
+            return
+        referenced = set()
+        for path in [*self.cells_dir.glob("*.json"), *(self.out / "attempts").glob("*.json")]:
+            row = json.loads(path.read_text())
+            cal = ((row.get("overlays") or {}).get("net") or {}).get("calibration") or {}
+            referenced.add(cal.get("ref"))
+        for path in where.glob("*.json"):
+            if f"calibration/{path.name}" not in referenced:
+                path.unlink()
 
     def _same_code(self) -> None:
         """A resumed run that measures more cells must be the code that measured the stored

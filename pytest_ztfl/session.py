@@ -190,7 +190,6 @@ class ZtflSession:
                 self.settings.matrix.to_dict(),
                 self.settings.resume,
                 [c.id for c in measuring],
-                sorted({c.net for c in measuring}),
             )
         except ResultsError as exc:
             raise pytest.UsageError(str(exc)) from None
@@ -362,7 +361,8 @@ class ZtflSession:
             atomic_write(path, data)
 
     def calibration(self, net: str) -> dict[str, Any]:
-        """Profile ``net``'s calibration reference, calibrated once per results directory."""
+        """Profile ``net``'s calibration reference, calibrated once per session (a resumed
+        run's later sitting calibrates again: the machine may have changed in between)."""
         if net not in self._calibrated:
             self._calibrated[net] = calibration.once(
                 net, self.store.out, self.backend_name, self.settings.profiles, self.progress

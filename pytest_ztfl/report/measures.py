@@ -24,7 +24,7 @@ import numpy as np
 
 from pytest_ztfl.analysis import gates
 from pytest_ztfl.report.calc import Analysis, mean_ci
-from pytest_ztfl.report.model import Run
+from pytest_ztfl.report.model import Run, calibration_order
 
 Config = tuple[str, str]  # (SEC level, NET)
 
@@ -105,10 +105,11 @@ def rounds_to_target(run: Run, target: float) -> int | None:
 
 
 def net_rtt(a: Analysis, net: str) -> str:
-    """The NET profile's measured round trip (p50) from its calibration file, as text; or
-    why not."""
+    """The NET profile's measured round trip (p50) from its calibration files (one per sitting
+    that measured its cells), as text; or why not."""
     refs = {r.calibration.get("ref") for r in a.loaded.runs if r.net == net}
-    for ref in sorted(x for x in refs if isinstance(x, str)):
+    found = []
+    for ref in sorted((x for x in refs if isinstance(x, str)), key=calibration_order):
         try:
             figures = json.loads((a.loaded.results_dir / ref).read_text()).get("figures", [])
         except (OSError, ValueError, AttributeError):
@@ -117,5 +118,8 @@ def net_rtt(a: Analysis, net: str) -> str:
             if isinstance(f, dict) and f.get("name") == "rtt p50":
                 value = f.get("measured")
                 if isinstance(value, int | float) and not isinstance(value, bool):
-                    return f"{net} round trip p50 {value:.1f} ms (`{ref}`, n {f.get('n', '?')})"
+                    found.append(f"{value:.1f} ms (`{ref}`, n {f.get('n', '?')})")
+                break
+    if found:
+        return f"{net} round trip p50 {', '.join(found)}"
     return f"{net} round trip not recorded (no calibration file with an rtt p50)"

@@ -158,6 +158,16 @@ def natural_key(text: str) -> tuple[Any, ...]:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))
 
 
+def calibration_order(ref: object) -> tuple[Any, ...]:
+    """A calibration file's place: by profile, then sitting (``calibration/NET2.json`` the
+    first, ``NET2.2.json`` the second, ... ``NET2.10.json``; pytest_ztfl.calibration)."""
+    name = str(ref).rsplit("/", 1)[-1]
+    m = re.fullmatch(r"(.+?)(?:\.(\d+))?\.json", name)
+    if m is None:
+        return (natural_key(name), 0)
+    return (natural_key(m[1]), int(m[2] or 1))
+
+
 def sec_sort_key(label: str) -> tuple[int, str]:
     base = label.split("-", 1)[0]
     return (SEC_ORDER.index(base) if base in SEC_ORDER else len(SEC_ORDER), label)

@@ -10,18 +10,21 @@ from typing import Any
 
 import pytest
 
+from pytest_ztfl.calibration import free_name
 from pytest_ztfl.results import ResultsError, ResultStore
 
 MATRIX = {"name": "t", "cells": 3}
 
 
-def _row(cid: str, finished: float, rounds: int = 2) -> dict[str, Any]:
+def _row(cid: str, finished: float, rounds: int = 2, calibration: str | None = None
+         ) -> dict[str, Any]:
     rd = {"round": 0, "ok": True, "duration": 1.0, "participants": 2, "selected": 2,
           "failures": {}, "bytes_down": 1, "bytes_up": 1, "max_train_seconds": 0.5,
           "aggregation_seconds": 0.01}
     return {"cell": {"id": cid, "sec": "SEC0", "net": "NET0", "data": "iid", "seed": 0,
                      "mtls": None},
             "finished_wall": finished,
+            "overlays": {"net": {"calibration": {"ref": calibration, "passed": True}}},
             "metrics": {"rounds": [{**rd, "round": k} for k in range(rounds)]}}
 
 
@@ -72,18 +75,37 @@ def test_a_fresh_prepare_forgets_only_the_cells_it_will_measure(tmp_path: Path) 
     store.prepare(MATRIX, resume=False, measuring=["A", "B"])
     store.save(_row("A", 1.0), b"a")
     store.save(_row("B", 2.0), b"b")
-    (out / "calibration").mkdir()
-    for net in ("NET0", "NET2"):
-        (out / "calibration" / f"{net}.json").write_text("{}")
     again = ResultStore(out)
-    again.prepare(MATRIX, resume=False, measuring=["B"], recalibrating=["NET2"])
+    again.prepare(MATRIX, resume=False, measuring=["B"])
     runs, _ = _derived(out)
     assert [r["cell"]["id"] for r in runs] == ["A"]  # the tables hold exactly the rows kept
     assert (out / "events" / "A.jsonl").read_bytes() == b"a"
     assert not (out / "events" / "B.jsonl").exists()
-    assert sorted(p.name for p in (out / "calibration").iterdir()) == ["NET0.json"]
     again.save(_row("C", 3.0), b"")
     assert [r["cell"]["id"] for r in _derived(out)[0]] == ["A", "C"]
+
+
+def test_calibrations_stay_while_a_kept_row_names_them(tmp_path: Path) -> None:
+    """A resumed run keeps every calibration and a later sitting takes the next free name; a
+    fresh run removes those no kept row references (its profiles are calibrated anew), never
+    one a kept row was measured against."""
+    out = tmp_path / "out"
+    cal = out / "calibration"
+    store = ResultStore(out)
+    store.prepare(MATRIX, resume=False, measuring=["A", "B", "C"])
+    store.save(_row("A", 1.0, calibration="calibration/NET0.json"), b"a")
+    store.save(_row("B", 2.0, calibration="calibration/NET0.2.json"), b"b")
+    store.save(_row("C", 3.0, calibration="calibration/NET2.json"), b"c")
+    cal.mkdir()
+    for name in ("NET0.json", "NET0.2.json", "NET2.json", "NET2.2.json"):
+        (cal / name).write_text("{}")
+    ResultStore(out).prepare(MATRIX, resume=True, measuring=["D"])
+    assert len(list(cal.iterdir())) == 4
+    assert free_name(cal, "NET0") == cal / "NET0.3.json"
+    assert free_name(cal, "NET4") == cal / "NET4.json"
+    ResultStore(out).prepare(MATRIX, resume=False, measuring=["B", "C"])
+    assert sorted(p.name for p in cal.iterdir()) == ["NET0.json"]  # A's; NET0.2 was B's
+    assert free_name(cal, "NET0") == cal / "NET0.2.json"
 
 
 def test_a_fresh_prepare_of_another_matrix_moves_the_old_results_beside(tmp_path: Path) -> None:

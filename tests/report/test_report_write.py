@@ -209,11 +209,13 @@ def test_a_missed_calibration_qualifies_the_report_and_names_its_cells(tmp_path:
     for net, ok in (("NET0", True), ("NET2", False)):
         figures = [{"name": "loss up", "passed": True}, {"name": "rtt p50", "passed": ok}]
         (results / "calibration" / f"{net}.json").write_text(json.dumps({"figures": figures}))
+    (results / "calibration" / "NET0.2.json").write_text(json.dumps({"figures": []}))
+    later = "SEC3-NET0-iid-s0"  # measured in a later sitting of a resumed run
     for path in (results / "cells").glob("*.json"):
         row = json.loads(path.read_text())
         net = row["cell"]["net"]
-        row["overlays"]["net"]["calibration"] = {"ref": f"calibration/{net}.json",
-                                                 "passed": net != "NET2"}
+        ref = "calibration/NET0.2.json" if path.stem == later else f"calibration/{net}.json"
+        row["overlays"]["net"]["calibration"] = {"ref": ref, "passed": net != "NET2"}
         path.write_text(json.dumps(row))
     text = write(results, tmp_path / "report").read_text(encoding="utf-8")
     n2 = sum(c.net == "NET2" for c in cells)
@@ -222,5 +224,30 @@ def test_a_missed_calibration_qualifies_the_report_and_names_its_cells(tmp_path:
             "measured on it ran on a network other than specified") in text
     assert "NET0.json`: calibration missed" not in text
     meta = _section(text, "Run metadata")
-    assert ("| NET calibration | NET0 passed (`calibration/NET0.json`); NET2 MISSED its targets "
-            "(`calibration/NET2.json`) |") in meta
+    assert ("| NET calibration | NET0 passed (`calibration/NET0.json`, `calibration/NET0.2.json`)"
+            "; NET2 MISSED its targets (`calibration/NET2.json`) |") in meta
+
+
+def test_a_profile_calibrated_in_two_sittings_shows_both_round_trips(tmp_path: Path) -> None:
+    """A resumed run calibrates each sitting again (pytest_ztfl.calibration): the NET2 claims
+    quote every calibration's round trip, in sitting order, and the metadata names both."""
+    results = tmp_path / "results"
+    build_results(results, matrix(data=("iid",), seeds=(0,)))
+    (results / "calibration").mkdir()
+    for name, rtt in (("NET0.json", 0.1), ("NET2.json", 50.3), ("NET2.2.json", 49.8)):
+        figures = [{"name": "rtt p50", "measured": rtt, "n": 300, "passed": True}]
+        (results / "calibration" / name).write_text(json.dumps({"figures": figures}))
+    for path in (results / "cells").glob("*.json"):
+        row = json.loads(path.read_text())
+        net = row["cell"]["net"]
+        ref = "calibration/NET2.2.json" if path.stem == "SEC3-NET2-iid-s0" else \
+            f"calibration/{net}.json"
+        row["overlays"]["net"]["calibration"] = {"ref": ref, "passed": True}
+        path.write_text(json.dumps(row))
+    text = write(results, tmp_path / "report").read_text(encoding="utf-8")
+    head = _section(text, "Seed study (ZeroTrust-FLBench) headline claims vs this run")
+    line = next(x for x in head.splitlines() if x.startswith("| `net2-50ms`"))
+    assert ("NET2 round trip p50 50.3 ms (`calibration/NET2.json`, n 300), 49.8 ms "
+            "(`calibration/NET2.2.json`, n 300)") in line, line
+    assert ("NET2 passed (`calibration/NET2.json`, `calibration/NET2.2.json`)"
+            in _section(text, "Run metadata"))

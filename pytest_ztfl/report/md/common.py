@@ -14,7 +14,7 @@ from typing import Any
 from pytest_ztfl.analysis.ratios import RatioCI
 from pytest_ztfl.report.calc import Analysis, CheckStats
 from pytest_ztfl.report.fmt import table
-from pytest_ztfl.report.model import Run
+from pytest_ztfl.report.model import Run, calibration_order
 
 NOT_RECORDED = "not recorded"
 
@@ -51,7 +51,8 @@ def block_label(run: Run) -> str:
 
 
 def calibrations(runs: Sequence[Run]) -> str:
-    """``NET0 passed (`calibration/NET0.json`); NET2 MISSED its targets (...)``."""
+    """``NET0 passed (`calibration/NET0.json`); NET2 MISSED its targets (...)``; a profile
+    calibrated in several sittings of a resumed run names each file under its verdict."""
     seen = {
         (r.net, r.calibration.get("ref"), r.calibration.get("passed"), r.calibration.get("note"))
         for r in runs
@@ -59,13 +60,18 @@ def calibrations(runs: Sequence[Run]) -> str:
     }
     if not seen:
         return NOT_RECORDED
+    grouped: dict[tuple[str, Any, Any], list[Any]] = {}
+    for net, ref, ok, note in sorted(seen, key=str):
+        grouped.setdefault((net, ok, note if ref is None else None), []).append(ref)
 
-    def one(net: str, ref: Any, ok: Any, note: Any) -> str:
-        if ref is None:
+    def one(net: str, ok: Any, note: Any, refs: list[Any]) -> str:
+        if refs == [None]:
             return f"{net} {note or 'not measured'}"
-        return f"{net} {'passed' if ok else 'MISSED its targets' if ok is False else '?'} (`{ref}`)"
+        verdict = "passed" if ok else "MISSED its targets" if ok is False else "?"
+        return f"{net} {verdict} ({', '.join(f'`{r}`' for r in refs)})"
 
-    return "; ".join(one(*x) for x in sorted(seen, key=str))
+    return "; ".join(one(*key, sorted(refs, key=calibration_order))
+                     for key, refs in grouped.items())
 
 
 def check_verdict(c: CheckStats) -> str:
