@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pytest_ztfl.analysis.base import DEFAULT_N_RESAMPLES, min_n_for_quantile_ci
 from pytest_ztfl.report.calc import Analysis
 from pytest_ztfl.report.fmt import UNRELIABLE
+from pytest_ztfl.report.md.budget import budget
 from pytest_ztfl.report.md.cells import cells, time_parts
 from pytest_ztfl.report.md.checks import instrument
 from pytest_ztfl.report.md.common import utc
@@ -46,6 +47,7 @@ def document(
         ("Figures", figures_section(figures)),
         ("Run metadata", metadata(a)),
         ("Measurement design", design(a)),
+        ("Where the run's time went", budget(a)),
         ("Instrument checks", instrument(a)),
         ("Cells", cells(a)),
         ("Where a round's time goes", time_parts(a)),
