@@ -12,7 +12,6 @@ schedule releases it (``release``): a block's arms then take their rounds in tur
 from __future__ import annotations
 
 import contextlib
-import functools
 import tempfile
 import threading
 import time
@@ -30,7 +29,7 @@ from k8s_fixtures.netem.account import between
 from k8s_fixtures.proc import cpu_seconds, machine_cpu_seconds
 from k8s_fixtures.tls.capture import CaptureError, WireCapture
 from k8s_fixtures.tls.secret import SECRET_TYPE, validate_secret
-from pytest_ztfl import evidence, faults, observe, rows, taxonomy, usage
+from pytest_ztfl import evidence, faults, observe, patterns, rows, taxonomy, usage
 from pytest_ztfl.backends import Backend, cell_unsupported
 from pytest_ztfl.cellplan import HOLD_FILE, READY_TIMEOUT, CellPlan, plan_cell
 from pytest_ztfl.follower import Follower
@@ -41,19 +40,6 @@ from pytest_ztfl.warning_types import ZtflPolicyWarning
 
 if TYPE_CHECKING:
     from k8s_fixtures.netem.overlay import NetemHandle
-
-def _pattern(cell: Cell) -> bytes:
-    """48 bytes of the initial global model: round 1 sends them to every client."""
-    return _model_prefix(cell.workload.model, cell.seed)
-
-
-@functools.cache  # a block's arms share model and seed: built once, not once per arm
-def _model_prefix(model: str, seed: int) -> bytes:
-    from fl_app.models import build_model
-    from fl_app.tensors import state_to_arrays
-
-    first = next(iter(state_to_arrays(build_model(model, seed).state_dict()).values()))
-    return first.tobytes()[:48]
 
 
 def deploy(cluster: Cluster, cp: CellPlan) -> list[str] | None:
@@ -252,7 +238,7 @@ class Arm:
                 ).start()
             except CaptureError as exc:
                 self.wire = pf.Proof("wire", "mtls", expect, False, f"capture: {exc}")
-        self._pattern = _pattern(cell) if self._cap is not None else b""
+        self._pattern = patterns.pattern(cell) if self._cap is not None else b""
         self.follower.start()
         self._sample_start()
         self._evidence["released"] = evidence.snapshot(cluster, ns)

@@ -169,9 +169,15 @@ def _local(
     from k8s_fixtures.tls.native import server_env
     from k8s_fixtures.workload import BASE_ENV
 
-    # FL clients and servers are forked from pre-imported zygotes (k8s_fixtures/local/zygote.py);
-    # ZTFL_ZYGOTE=0 starts each as its own interpreter, as before (for comparisons).
-    zygotes = [(("fl_app.client",), BASE_ENV), (("fl_app.server",), server_env(BASE_ENV))]
+    # FL clients and servers are forked from pre-imported zygotes (k8s_fixtures/local/zygote.py),
+    # and so are the proofs' probes, run in pods or exec'd into them (the probe pods' environment
+    # is the bare one); ZTFL_ZYGOTE=0 starts each as its own interpreter, as before.
+    probe = "k8s_fixtures.tls.probe"
+    zygotes = [
+        (("fl_app.client", probe), BASE_ENV),
+        (("fl_app.server", probe), server_env(BASE_ENV)),
+        ((probe,), {}),
+    ]
     on = os.environ.get("ZTFL_ZYGOTE", "1") != "0"
     cluster = LocalCluster(prefix="ztfl", zygotes=zygotes if on else [])
     try:

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from k8s_fixtures.cluster import ClusterError
-from pytest_ztfl import rows
+from pytest_ztfl import patterns, rows
 from pytest_ztfl.arm import Arm, deploy_and_prove
 from pytest_ztfl.backends import Backend
 from pytest_ztfl.cellplan import READY_TIMEOUT, namespace_for
@@ -76,6 +76,7 @@ def run_block(
     """Measure a block's arms with their rounds interleaved (``block.mode == "round"``) or
     one after another in the block's order (``"cell"``); rows in the block's arm order."""
     run_id = uuid.uuid4().hex[:12]
+    patterns.warm(backend, list(block.arms))
     if block.mode == "cell":
         # Arms one after another did not meet the same moments: each its own block run, so
         # no comparison pairs their rounds (analysis.compare); ``block`` still groups them.

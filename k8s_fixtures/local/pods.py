@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Literal
 
 from k8s_fixtures.cluster import ClusterError, ContainerStatus, ExecResult, PodPhase, PodStatus
+from k8s_fixtures.local import podexec
 from k8s_fixtures.local.cgroups import ContainerCgroup
 from k8s_fixtures.local.privileges import tool
 from k8s_fixtures.local.topology import PodLink
@@ -47,7 +48,6 @@ from k8s_fixtures.local.zygote import Zygote
 from k8s_fixtures.manifests import Container, PodSpec
 
 LAUNCHER = Path(__file__).with_name("launch.py")
-CONFINE = Path(__file__).with_name("confine.py")  # confines an exec as its container
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BACKOFF_MAX = 10.0
 
@@ -395,31 +395,29 @@ class Supervisor:
 
     def exec(self, pod: PodRun, c: ContainerRun, argv: list[str], *, timeout: float,
              input: str | None = None) -> ExecResult:
+        """``argv`` as one of the container's processes (:mod:`.podexec`)."""
         pid = c.pid
         if pid is None:
             raise ClusterError(f"pod {pod.namespace}/{pod.name}: container {c.spec.name} "
                                f"is not running ({c.state})")
-        # as on Kubernetes, an exec starts in the container's working directory (nsenter's
-        # bare --wd: the target's; entering the mount namespace alone would leave it at /)
-        wd = [f"--wd={c.spec.working_dir}"] if c.spec.working_dir else ["--wd"]
-        # the exec joins the container's cgroups and runs as confined as the container (the
-        # source passed: the container may not see this checkout)
-        fds = [os.open(f, os.O_WRONLY | os.O_CLOEXEC)
-               for f in (c.cgroup.procs_files if c.cgroup else [])]
-        cmd = [*self.wrap, tool("nsenter"), f"--target={pid}", "--net", "--mount", "--uts",
-               *wd, "--", sys.executable, "-I", "-S", "-c", CONFINE.read_text(),
-               f"--cgroup-fds={','.join(map(str, fds))}", json.dumps(security_of(c.spec)),
-               *argv]
+        security, procs = security_of(c.spec), c.cgroup.procs_files if c.cgroup else []
+        with self._cond:  # the monitor closes the pidfd when the process exits
+            pidfd = os.dup(c.pidfd) if c.pidfd >= 0 and c.state == "running" else -1
         try:
-            r = subprocess.run(cmd, env=c.env, capture_output=True, text=True,
-                               timeout=timeout, input=input, pass_fds=fds)
-        except subprocess.TimeoutExpired:
+            got = None if pidfd < 0 else podexec.forked(
+                self.zygotes, pidfd, c.spec.memory_bytes is not None, procs, security, c.env,
+                argv, timeout=timeout, input=input)
+            if got is None:
+                got = podexec.through_nsenter(self.wrap, pid, c.spec.working_dir, procs,
+                                              security, c.env, argv, timeout=timeout,
+                                              input=input)
+        except TimeoutError:
             raise ClusterError(f"pod {pod.namespace}/{pod.name}: exec {argv[0]!r} "
                                f"timed out after {timeout}s") from None
         finally:
-            for fd in fds:
-                os.close(fd)
-        return ExecResult(r.returncode, r.stdout, r.stderr)
+            if pidfd >= 0:
+                os.close(pidfd)
+        return got
 
     # ------------------------------------------------------------------ signals
 

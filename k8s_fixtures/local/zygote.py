@@ -33,6 +33,13 @@ so a limit would not mean what it says), and the zygote's environment but for ``
 under a read-only root; the worker forgets :mod:`tempfile`'s cached choice). What was read at
 import time, ``PYTHON*``, ``GRPC_*`` and the like, must be what the container asks for: the
 FL server, with its gRPC log settings, is forked from a zygote of its own.
+
+Execs (:meth:`Zygote.exec`, the proofs' probes): the same request, made by the harness for a
+running container, with pipes for stdio and, in the stub's place, the container's namespaces
+(opened from ``/proc``) and the pidfd of its main process: the worker joins the container's
+cgroups, enters its namespaces and directory, applies its security context and checks its
+credentials are exactly that process's, as for a container, or declines before anything runs
+(the supervisor then execs through nsenter, as it does for every command no zygote serves).
 """
 
 from __future__ import annotations
@@ -123,6 +130,55 @@ class Zygote:
         return [self.python, "-I", "-S", str(STUB), str(conn_fd),
                 json.dumps(list(cgroup_procs)), json.dumps(dict(security)), "--", *argv]
 
+    def exec(self, pidfd: int, cgroup_procs: Sequence[str], security: Mapping[str, Any],
+             env: Mapping[str, str], argv: Sequence[str], *, timeout: float,
+             input: str | None = None) -> tuple[int, str, str] | None:
+        """``argv`` forked into the running container whose main process is ``pidfd``, as
+        :meth:`.pods.Supervisor.exec` runs a command there: its namespaces (opened here from
+        ``/proc``), cgroups, working directory and ``security`` context, and the worker checks
+        its credentials are that process's. Returns (exit code, stdout, stderr); None when the
+        zygote cannot be asked or refuses (the caller execs as it would without one). Raises
+        :class:`TimeoutError` after ``timeout`` seconds, the worker killed."""
+        conn = self.connect()
+        if conn is None:
+            return None
+        mine: list[int] = []  # descriptors to close here whatever happens
+        kept: list[int] = []  # this side's ends of the pipes
+        try:
+            pid = _pid_of(pidfd)
+            ns = [os.open(f"/proc/{pid}/ns/{n}", os.O_RDONLY | os.O_CLOEXEC)
+                  for n in ("net", "mnt", "uts")]
+            mine += ns
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            # still that process (alive after the opens): the PID named no other one meanwhile
+            signal.pidfd_send_signal(pidfd, 0)
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            mine += [in_r, out_w, err_w]
+            kept += [in_w, out_r, err_r]
+            req = {"argv": list(argv), "env": dict(env), "cwd": cwd, "exec": True,
+                   "cgroup_procs": list(cgroup_procs), "security": dict(security)}
+            conn.sendmsg([json.dumps(req).encode()], [(
+                socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                array.array("i", [in_r, out_w, err_w, *ns, pidfd]))])
+            msg, anc, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(array.array("i").itemsize))
+        except OSError:
+            msg, anc = b"", []
+        for fd in mine:
+            os.close(fd)
+        if not msg.startswith(b"pid ") or not anc:
+            for fd in kept:
+                os.close(fd)
+            conn.close()
+            return None
+        worker = array.array("i", anc[0][2][: array.array("i").itemsize])[0]
+        try:
+            return _exec_io(conn, worker, in_w, out_r, err_r, input, timeout)
+        finally:
+            os.close(worker)
+            conn.close()
+
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> bool:
         """Until the zygote listens (True) or died / timed out (False)."""
         end = time.monotonic() + timeout
@@ -143,6 +199,55 @@ class Zygote:
                 self.proc.kill()
                 self.proc.wait()
         self.socket_path.unlink(missing_ok=True)
+
+
+def _exec_io(conn: socket.socket, worker: int, in_w: int, out_r: int, err_r: int,
+             input: str | None, timeout: float) -> tuple[int, str, str]:
+    """Feed ``input``, gather stdout and stderr until both close and the zygote reports the
+    worker's exit on ``conn``; SIGKILL the worker (its pidfd) at the deadline."""
+    feeder = threading.Thread(target=_feed, args=(in_w, (input or "").encode()), daemon=True)
+    feeder.start()
+    out: list[bytes] = []
+    err: list[bytes] = []
+    pipes = {out_r: out, err_r: err}  # the ones still open
+    status = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while pipes or not status:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(worker, signal.SIGKILL)
+                raise TimeoutError(f"timed out after {timeout}s")
+            watch = [*pipes, *([] if status else [conn.fileno()])]
+            ready, _, _ = select.select(watch, [], [], left)
+            for fd in ready:
+                if fd == conn.fileno():
+                    status = conn.recv(4096) or b"exit 128"  # closed: the zygote died
+                elif chunk := os.read(fd, 65536):
+                    pipes[fd].append(chunk)
+                else:
+                    del pipes[fd]
+                    os.close(fd)
+    finally:
+        for fd in pipes:
+            os.close(fd)
+        feeder.join(timeout=1)
+    kind, _, value = status.decode().partition(" ")
+    code = int(value) if kind == "exit" else -int(value)  # killed: -signal, as subprocess's
+    return code, b"".join(out).decode(errors="replace"), b"".join(err).decode(errors="replace")
+
+
+def _feed(fd: int, data: bytes) -> None:
+    """The exec's stdin: ``data``, then EOF (a worker that does not read it: EPIPE, ignored)."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------- the process
@@ -202,9 +307,16 @@ def _worker(req: dict[str, Any], fds: list[int]) -> None:
         tempfile.tempdir = None  # chosen again, from the container's TMPDIR
         stub_pid = _pid_of(stub)
         # last, and before any thread: seccomp and no_new_privs hold for the calling thread
+        security = dict(req.get("security") or {})
         try:
-            confine.confine(dict(req.get("security") or {}))
-        except confine.ConfineError as e:
+            if req.get("exec") and security.get("run_as_user"):
+                # as confine.main does for an exec through nsenter: the user reaches the
+                # interpreter (and the standard library it imports lazily) in a container
+                # whose own command may be another program
+                confine.reach(str(req["argv"][0]), security["run_as_user"],
+                              security.get("run_as_group") or 0)
+            confine.confine(security)
+        except (confine.ConfineError, OSError) as e:
             print(f"ztfl-zygote: the container's security context: {e}", file=sys.stderr,
                   flush=True)
             os._exit(126)

@@ -1,7 +1,8 @@
 """The zygote (k8s_fixtures/local/zygote.py) on a live local cluster: a container forked from
 the pre-imported process sees exactly what one started by its own interpreter sees (network,
 mount and UTS namespaces, cgroups, resolv.conf, hostname, environment), and exits, is
-signalled and is killed as its container's main process is."""
+signalled and is killed as its container's main process is; an exec forked from it sees what
+an exec through nsenter sees, and gets its input, output, exit code and timeout as that does."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 from ztlc_support import module_cluster
 
-from k8s_fixtures.cluster import Obj
+from k8s_fixtures.cluster import ClusterError, Obj
 from k8s_fixtures.local.backend import LocalCluster
 
 pytestmark = pytest.mark.privileged
@@ -194,4 +196,74 @@ def test_the_posture_probe_sees_every_process_in_the_containers_cgroup(
     assert {worker, main_pid(zcluster, ns, "conf"), intruder.pid} <= set(procs), procs
     assert procs[worker]["uid"] == [10001] * 4 and procs[worker]["seccomp"] == 2
     assert procs[intruder.pid]["uid"] == [0] * 4 and procs[intruder.pid]["seccomp"] == 0
+    zcluster.delete(namespace=ns)
+
+
+def test_an_exec_forked_from_the_zygote_sees_what_an_nsenter_exec_sees(
+        zcluster: LocalCluster) -> None:
+    """``python -m MODULE`` of a pre-imported module is forked (the proofs' probes are); the
+    same command spelled so that the zygote does not serve it goes through nsenter. Both see
+    the same namespaces, cgroup, files, environment, directory and rights, in a restricted
+    container, and return the module's exit code."""
+    ns = f"z{next(_n)}"
+    zcluster.apply(pod(ns, "target", "wait", security=RESTRICTED))
+    zcluster.wait_ready(ns, names=["target"], timeout=60)
+    main = seen(zcluster, ns, "target")
+    forked = zcluster.exec(ns, "target", [sys.executable, "-m", "ztlc_zygote_probe", "report"])
+    entered = zcluster.exec(ns, "target",
+                            [sys.executable, "-u", "-m", "ztlc_zygote_probe", "report"])
+    assert forked.rc == entered.rc == 3, (forked, entered)
+    f, e = json.loads(forked.out), json.loads(entered.out)
+    assert f["imported_in"] != f["pid"], "the exec was not forked from the zygote"
+    assert e["imported_in"] == e["pid"], "the nsenter exec was forked"
+    same = ("hostname", "ns", "cgroup", "resolv", "env", "argv", "cwd", "status", "root_write",
+            "lazy_import")
+    assert {k: f[k] for k in same} == {k: e[k] for k in same}
+    assert f["ns"] == main["ns"] and f["cgroup"] == main["cgroup"]
+    assert f["status"] == main["status"] and f["status"]["Uid"].startswith("10001 ")
+    zcluster.delete(namespace=ns)
+
+
+def test_a_forked_exec_takes_input_and_times_out_as_an_nsenter_exec(
+        zcluster: LocalCluster) -> None:
+    ns = f"z{next(_n)}"
+    zcluster.apply(pod(ns, "target", "wait"))
+    zcluster.wait_ready(ns, names=["target"], timeout=60)
+    worker = seen(zcluster, ns, "target")["pid"]
+    argv = [sys.executable, "-m", "ztlc_zygote_probe"]
+    got = zcluster.exec(ns, "target", [*argv, "stdin"], input="hello\n" * 20_000)
+    assert (got.rc, got.out, got.err) == (0, "HELLO\n" * 20_000, "done\n")
+    with pytest.raises(ClusterError, match=r"exec .* timed out after 2"):
+        zcluster.exec(ns, "target", [*argv, "wait"], timeout=2)
+    run = zcluster._pods[(ns, "target")].containers[0]
+    assert run.cgroup is not None
+    files = run.cgroup.procs_files
+    main = main_pid(zcluster, ns, "target")
+
+    def procs() -> set[int]:
+        return {int(x) for f in files for x in Path(f).read_text().split()}
+
+    deadline = time.monotonic() + 10  # the killed exec is reaped by the zygote
+    while procs() != {main, worker} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert procs() == {main, worker}
+    zcluster.delete(namespace=ns)
+
+
+def test_a_forked_exec_reaches_the_interpreter_in_a_container_of_another_program(
+        zcluster: LocalCluster) -> None:
+    """A container whose command is not Python (a sidecar proxy's), run as a user that may
+    not search the interpreter's directories: the forked exec imports from the standard
+    library as an exec through nsenter can (the interpreter's path made reachable for that
+    user, in the container's mount namespace only)."""
+    ns = f"z{next(_n)}"
+    objs = pod(ns, "other", "wait", security=RESTRICTED)
+    objs[1]["spec"]["containers"][0]["command"] = ["sleep", "300"]
+    zcluster.apply(objs)
+    zcluster.wait_ready(ns, names=["other"], timeout=60)
+    got = zcluster.exec(ns, "other", [sys.executable, "-m", "ztlc_zygote_probe", "report"])
+    assert got.rc == 3, got
+    r = json.loads(got.out)
+    assert r["imported_in"] != r["pid"], "the exec was not forked from the zygote"
+    assert r["lazy_import"] == "ok" and r["status"]["Uid"].startswith("10001 ")
     zcluster.delete(namespace=ns)

@@ -1,7 +1,8 @@
 """A container command for the zygote tests: reports what its process sees, as JSON on stdout.
 
 ``python -m ztlc_zygote_probe report`` prints one line and exits 3; ``... wait`` prints it and
-waits for a signal (SIGTERM: exit 143). ``imported_in`` is the PID of the process that imported
+waits for a signal (SIGTERM: exit 143); ``... stdin`` prints its standard input upper-cased and
+"done" on stderr, and exits 0. ``imported_in`` is the PID of the process that imported
 the module first: the zygote's when the container was forked from it.
 """
 
@@ -33,7 +34,17 @@ def report() -> dict[str, object]:
                    if k in ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd",
                             "CapAmb", "NoNewPrivs", "Seccomp")},
         "root_write": root_write(),
+        "lazy_import": lazy_import(),
     }
+
+
+def lazy_import() -> str:
+    """A standard module imported now, from disk (the zygote never imported it)."""
+    try:
+        import colorsys  # noqa: F401
+    except ImportError as e:
+        return f"{type(e).__name__}: {e}"
+    return "ok"
 
 
 def root_write() -> str:
@@ -45,6 +56,10 @@ def root_write() -> str:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "stdin":
+        print(sys.stdin.read().upper(), end="")
+        print("done", file=sys.stderr)
+        sys.exit(0)
     print(json.dumps(report()), flush=True)
     if sys.argv[1] == "wait":
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
