@@ -26,6 +26,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from pytest_ztfl.rows import calibration_of
+
 ROUND_COLUMNS = (
     "cell",
     "sec",
@@ -198,9 +200,7 @@ class ResultStore:
             return
         referenced = set()
         for path in [*self.cells_dir.glob("*.json"), *(self.out / "attempts").glob("*.json")]:
-            row = json.loads(path.read_text())
-            cal = ((row.get("overlays") or {}).get("net") or {}).get("calibration") or {}
-            referenced.add(cal.get("ref"))
+            referenced.add(calibration_of(json.loads(path.read_text())).get("ref"))
         for path in where.glob("*.json"):
             if f"calibration/{path.name}" not in referenced:
                 path.unlink()

@@ -69,6 +69,16 @@ class Context:
         return row
 
 
+def calibration_of(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row's ``overlays.net.calibration`` as :meth:`Context.fill` wrote it (``ref``:
+    the file under the results directory, ``passed``, ``note``); {} in a row without one. The
+    one reader of that place: the store keeps the files rows name, the report shows them."""
+    overlays = row.get("overlays")
+    net = overlays.get("net") if isinstance(overlays, dict) else None
+    cal = net.get("calibration") if isinstance(net, dict) else None
+    return cal if isinstance(cal, dict) else {}
+
+
 def success(summary: RunSummary, pods: list[dict[str, Any]]) -> tuple[bool, str]:
     """The seed study's definition: every round done with >= min participants, no pod
     restarts, no gRPC timeouts."""

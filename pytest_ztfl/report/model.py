@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_ztfl.analysis.compare import ArmRounds, Noise, NoiseArm
-from pytest_ztfl.rows import SCHEMA
+from pytest_ztfl.rows import SCHEMA, calibration_of
 from pytest_ztfl.sec import SEC_LEVELS, Sec
 
 SEC_ORDER = SEC_LEVELS
@@ -105,6 +105,14 @@ class Run:
     def block_run(self) -> str | None:
         run = self.design.get("block_run")
         return run if isinstance(run, str) else None
+
+    @property
+    def phases(self) -> dict[str, float]:
+        """Its block run's wall seconds per phase (``design.phases``); finite numbers only."""
+        laps = self.design.get("phases")
+        if not isinstance(laps, dict):
+            return {}
+        return {str(k): f for k, v in laps.items() if (f := _num(v)) is not None}
 
     def arm(self, metric: str = "duration") -> ArmRounds:
         """This run's completed rounds of ``metric`` for pytest_ztfl.analysis.compare."""
@@ -329,9 +337,7 @@ def from_row(row: Any, source: str) -> Run:
         events_file=_str(row.get("events_file")),
         ignored=tuple(ignored),
         emulation=emu if isinstance(emu := _dig(row, "overlays", "net", "emulation"), dict) else {},
-        calibration=cal
-        if isinstance(cal := _dig(row, "overlays", "net", "calibration"), dict)
-        else {},
+        calibration=calibration_of(row),
         check=_str(cell.get("check")),
         error=_str(row.get("error")),
         design=d if isinstance(d := row.get("design"), dict) else {},

@@ -4,8 +4,6 @@ how much of it was measured rounds."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from pytest_ztfl.report.calc import Analysis
 from pytest_ztfl.report.fmt import table
 from pytest_ztfl.report.md.common import source
@@ -23,21 +21,12 @@ PHASES = (
 )
 
 
-def _phases(value: object) -> dict[str, float] | None:
-    if not isinstance(value, Mapping):
-        return None
-    out = {str(k): float(v) for k, v in value.items()
-           if isinstance(v, int | float) and not isinstance(v, bool)}
-    return out or None
-
-
 def budget(a: Analysis) -> list[str]:
     runs = a.loaded.runs
     by_run: dict[str, dict[str, float]] = {}
     for r in runs:
-        run_id, phases = r.design.get("block_run"), _phases(r.design.get("phases"))
-        if isinstance(run_id, str) and phases is not None:
-            by_run.setdefault(run_id, phases)
+        if r.block_run is not None and r.phases:
+            by_run.setdefault(r.block_run, r.phases)
     starts = [r.started_wall for r in runs if r.started_wall is not None]
     ends = [r.finished_wall for r in runs if r.finished_wall is not None]
     if not by_run or not starts or not ends:
