@@ -44,7 +44,7 @@ from k8s_fixtures.local import podexec
 from k8s_fixtures.local.cgroups import ContainerCgroup
 from k8s_fixtures.local.privileges import tool
 from k8s_fixtures.local.topology import PodLink
-from k8s_fixtures.local.zygote import Zygote
+from k8s_fixtures.local.zygote import Zygote, ZygoteDied
 from k8s_fixtures.manifests import Container, PodSpec
 
 LAUNCHER = Path(__file__).with_name("launch.py")
@@ -411,9 +411,8 @@ class Supervisor:
                 got = podexec.through_nsenter(self.wrap, pid, c.spec.working_dir, procs,
                                               security, c.env, argv, timeout=timeout,
                                               input=input)
-        except TimeoutError:
-            raise ClusterError(f"pod {pod.namespace}/{pod.name}: exec {argv[0]!r} "
-                               f"timed out after {timeout}s") from None
+        except (TimeoutError, ZygoteDied) as e:  # the worker (or nsenter) killed
+            raise ClusterError(f"pod {pod.namespace}/{pod.name}: exec {argv[0]!r}: {e}") from None
         finally:
             if pidfd >= 0:
                 os.close(pidfd)

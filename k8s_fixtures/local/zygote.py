@@ -138,7 +138,8 @@ class Zygote:
         ``/proc``), cgroups, working directory and ``security`` context, and the worker checks
         its credentials are that process's. Returns (exit code, stdout, stderr); None when the
         zygote cannot be asked or refuses (the caller execs as it would without one). Raises
-        :class:`TimeoutError` after ``timeout`` seconds, the worker killed."""
+        :class:`TimeoutError` after ``timeout`` seconds, and :class:`ZygoteDied` when the zygote
+        ends meanwhile; the worker killed either way."""
         conn = self.connect()
         if conn is None:
             return None
@@ -201,6 +202,10 @@ class Zygote:
         self.socket_path.unlink(missing_ok=True)
 
 
+class ZygoteDied(RuntimeError):
+    """The zygote ended while an exec it forked was running (:meth:`Zygote.exec`)."""
+
+
 def _exec_io(conn: socket.socket, worker: int, in_w: int, out_r: int, err_r: int,
              input: str | None, timeout: float) -> tuple[int, str, str]:
     """Feed ``input``, gather stdout and stderr until both close and the zygote reports the
@@ -222,13 +227,18 @@ def _exec_io(conn: socket.socket, worker: int, in_w: int, out_r: int, err_r: int
             watch = [*pipes, *([] if status else [conn.fileno()])]
             ready, _, _ = select.select(watch, [], [], left)
             for fd in ready:
-                if fd == conn.fileno():
-                    status = conn.recv(4096) or b"exit 128"  # closed: the zygote died
-                elif chunk := os.read(fd, 65536):
-                    pipes[fd].append(chunk)
-                else:
-                    del pipes[fd]
-                    os.close(fd)
+                if fd != conn.fileno():
+                    if chunk := os.read(fd, 65536):
+                        pipes[fd].append(chunk)
+                    else:
+                        del pipes[fd]
+                        os.close(fd)
+                elif not (status := conn.recv(4096)):
+                    # the zygote is gone, and the exit status with it; the command may have
+                    # run in part, so nothing may run it again: end it and say why
+                    with contextlib.suppress(ProcessLookupError):
+                        signal.pidfd_send_signal(worker, signal.SIGKILL)
+                    raise ZygoteDied("the zygote died during the exec; the exec was killed")
     finally:
         for fd in pipes:
             os.close(fd)

@@ -2,7 +2,8 @@
 the pre-imported process sees exactly what one started by its own interpreter sees (network,
 mount and UTS namespaces, cgroups, resolv.conf, hostname, environment), and exits, is
 signalled and is killed as its container's main process is; an exec forked from it sees what
-an exec through nsenter sees, and gets its input, output, exit code and timeout as that does."""
+an exec through nsenter sees, and gets its input, output, exit code and timeout as that does;
+an exec whose zygote dies meanwhile fails saying so."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -267,3 +269,48 @@ def test_a_forked_exec_reaches_the_interpreter_in_a_container_of_another_program
     assert r["imported_in"] != r["pid"], "the exec was not forked from the zygote"
     assert r["lazy_import"] == "ok" and r["status"]["Uid"].startswith("10001 ")
     zcluster.delete(namespace=ns)
+
+
+def test_an_exec_whose_zygote_dies_fails_saying_so_and_is_ended(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The zygote killed while an exec it forked runs: the exec fails naming the zygote (no
+    exit code stands in for the lost status) and its worker is ended. A cluster of its own:
+    this one loses its zygote."""
+    with module_cluster(tmp_path_factory, zygotes=[(["ztlc_zygote_probe"], ENV)]) as c:
+        ns = f"z{next(_n)}"
+        c.apply(pod(ns, "target", "wait"))
+        c.wait_ready(ns, names=["target"], timeout=60)
+        before = {main_pid(c, ns, "target"), seen(c, ns, "target")["pid"]}
+        run = c._pods[(ns, "target")].containers[0]
+        assert run.cgroup is not None
+        files = run.cgroup.procs_files
+
+        def procs() -> set[int]:
+            return {int(x) for f in files for x in Path(f).read_text().split()}
+
+        failed: list[BaseException] = []
+
+        def exec_wait() -> None:
+            try:
+                c.exec(ns, "target", [sys.executable, "-m", "ztlc_zygote_probe", "wait"],
+                       timeout=60)
+            except ClusterError as e:
+                failed.append(e)
+
+        t = threading.Thread(target=exec_wait)
+        t.start()
+        deadline = time.monotonic() + 30
+        while not procs() - before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        execd = procs() - before
+        assert execd, "the exec's worker never joined the container's cgroup"
+        assert c._sup is not None
+        c._sup.zygotes[0].proc.kill()
+        t.join(timeout=30)
+        assert not t.is_alive()
+        assert len(failed) == 1 and "the zygote died during the exec" in str(failed[0]), failed
+        deadline = time.monotonic() + 10
+        while procs() & execd and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not procs() & execd
+        c.delete(namespace=ns)
