@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_ztfl.analysis import paired
+from pytest_ztfl.analysis.base import DEFAULT_CONFIDENCE
 from pytest_ztfl.analysis.ratios import RatioCI
 from pytest_ztfl.sec import Sec
 
@@ -140,12 +141,15 @@ def arm_ratio(
     q: float = 0.5,
     seed: int = 0,
     noise: paired.BlockNoise | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> RatioCI:
     """Raises ValueError when no pair has rounds of both arms (or a value is not > 0).
     ``noise``: the run's measured instance noise; None: the prior ``paired.ASSUMED``."""
     blocks = [sample(t, b) for t, b in pairs]
     found = noise if noise is not None else paired.ASSUMED
-    return paired.ratio(blocks, q, pool=pool_for(q), seed=seed, noise=found)
+    return paired.ratio(
+        blocks, q, pool=pool_for(q), seed=seed, noise=found, confidence=confidence
+    )
 
 
 def arm_difference(
@@ -164,11 +168,12 @@ def ratio(
     metric: str = "duration",
     seed: int = 0,
     noise: Noise = NO_NOISE,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> RatioCI:
     """:func:`arm_ratio` of result rows (treatment row, baseline row), with the instance noise
     ``noise`` measured of ``metric``."""
     arms = [(of_row(t, metric), of_row(b, metric)) for t, b in pairs]
-    return arm_ratio(arms, q, seed, noise.of(metric, log=True))
+    return arm_ratio(arms, q, seed, noise.of(metric, log=True), confidence)
 
 
 def difference(
