@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ztlc_support import leaks, netns_named
+from ztlc_support import interruptible, leaks, netns_named
 
 from k8s_fixtures.local import cli as local_cli
 
@@ -55,7 +55,7 @@ def test_up_in_foreground_stops_on_ctrl_c(state_root: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "k8s_fixtures.local.cli", "cluster", "--state-dir",
          str(state_root), "up", "--name", "ztlc-fg"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     assert proc.stdout is not None
     assert "cluster ztlc-fg up" in proc.stdout.readline()
     assert proc.stdout.readline().startswith("Ctrl-C")

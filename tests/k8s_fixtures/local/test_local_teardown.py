@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ztlc_support import leaks, netns_named
+from ztlc_support import interruptible, leaks, netns_named
 
 from k8s_fixtures.local import state
 from k8s_fixtures.local.backend import LocalCluster
@@ -33,7 +33,8 @@ def busy_cluster(c: LocalCluster) -> None:
 
 def start_harness(root: Path, name: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen([sys.executable, str(HARNESS), str(root), name],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("READY"):

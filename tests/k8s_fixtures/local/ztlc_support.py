@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,14 @@ import pytest
 
 from k8s_fixtures.local import state
 from k8s_fixtures.local.backend import LocalCluster
+
+
+def interruptible() -> None:
+    """``preexec_fn`` of a child that a test stops with Ctrl-C (SIGINT): default SIGINT in it.
+    A suite started in the background of a non-interactive shell (``nohup pytest &``)
+    inherits SIGINT ignored, exec keeps an ignored signal ignored, and Python then installs
+    no KeyboardInterrupt handler: the child would never see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 PY = "/usr/bin/python3"  # pods run the system interpreter (readable by any user)
 
