@@ -532,8 +532,10 @@ void dl_stop(dl *d) {
 
 /* The loop (delayline.DelayLine.run): read what the kernel queued, release what is due
  * within half the batch window, sleep until the next due time, a wake-up, or at most
- * max_sleep_s; after a pass that moved packets, arrivals wait one window (their stamps keep
- * the delay exact). On return every held packet has been released. */
+ * max_sleep_s; after a pass that moved packets the next pass is one window later (arrivals
+ * wait, their stamps keep the delay exact; releases due meanwhile are at most half a window
+ * late), so a dense flow costs one pass per window. On return every held packet has been
+ * released. */
 int dl_run(dl *d, int rt_priority, int nice) {
     static char bufs[BATCH][DGRAM] __attribute__((aligned(8)));
     struct iovec iov[BATCH];
@@ -582,9 +584,9 @@ int dl_run(dl *d, int rt_priority, int nice) {
         if (wake > now + d->max_sleep_s) wake = now + d->max_sleep_s;
         struct pollfd fds[2] = {{.fd = d->efd, .events = POLLIN}, {.fd = d->fd, .events = POLLIN}};
         int nfds = 2;
-        if (now < busy_until) {
+        if (now < busy_until) { /* one pass per window: what falls due meanwhile waits */
             nfds = 1;
-            if (busy_until < wake) wake = busy_until;
+            wake = busy_until;
         }
         double dt = wake - now;
         if (dt < 0) dt = 0;

@@ -397,14 +397,15 @@ class DelayLine:
                     next_beat = now + self.heartbeat_s
                 if moved and self.batch_ok:
                     busy_until = now + window
-                # releases keep their timers (a pass releases what is due within half the
-                # window, so a dense flow wakes the loop at most every half window); right
-                # after a busy pass arrivals wait for the next pass: the kernel stamped them,
-                # so their delay still counts from their arrival
+                # right after a busy pass the next one is a window later, whatever falls due
+                # meanwhile (released at most half a window late: the pass before released
+                # all due within half a window) and whatever arrives (the kernel stamped it,
+                # so its delay still counts from its arrival): a dense flow wakes the loop
+                # once per window; a lone packet keeps its timer
                 wake = min(next_beat, self.next_due())
                 if now < busy_until:
                     readers = [rfd]
-                    wake = min(wake, busy_until)
+                    wake = busy_until
                 else:
                     readers = [nfd, rfd]
                 ready, _, _ = select.select(readers, [], [], max(wake - now, 0.0))
