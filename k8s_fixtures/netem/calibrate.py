@@ -1,7 +1,8 @@
 """Calibration: measure what a profile really does on a live topology, next to its targets.
 
-Per profile, on one client pod and one server pod (a fresh topology ``ztdl-<random>`` unless
-given links): loss per direction from UDP probes (large sample, binomial 95% interval), the
+Per profile, on two client pods and one server pod (a fresh topology ``ztdl-<random>`` unless
+given links; the two client links are measured at once, see :func:`calibrate_links`): loss per
+direction from UDP probes (large sample, binomial 95% interval), the
 one-way delay distribution per direction from widely spaced UDP probes (median and IQR against
 the configured model), TCP request/response RTT (p50 within max(2 ms, 3%) of the profile RTT,
 p99 and std reported), bulk TCP throughput per direction measured after slow start (Ethernet
@@ -27,8 +28,10 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -285,68 +288,106 @@ def _bulk_figure(profile: Profile, direction: str, res: dict[str, Any], warm_s: 
                   abs(wire - rate) <= 0.1 * rate, "Mbit/s", 1, note)
 
 
-def _bulk(profile: Profile, handle: NetemHandle, ns: str, server_ip: str, direction: str,
-          seconds: float, warm: float, bin_s: float) -> Figure:
-    """One bulk transfer, with the profile's loss suspended for it on lossy profiles."""
+def _bulk(profile: Profile, handle: NetemHandle, server_ip: str,
+          transfers: list[tuple[str, str]], seconds: float, warm: float, bin_s: float
+          ) -> dict[str, Figure]:
+    """Bulk transfers ``(netns, direction)`` at once, each on its own link, with the
+    profile's loss suspended for them on lossy profiles."""
     lossy = profile.up.loss_pct > 0 or profile.down.loss_pct > 0
     if lossy:
         handle.change(profile.without_loss())
     try:
-        b = run_probe(ns, "bulk", "--host", server_ip, "--direction", direction,
-                      "--seconds", f"{seconds:.2f}", timeout=seconds + 60)
+        got = _at_once([partial(run_probe, ns, "bulk", "--host", server_ip, "--direction", d,
+                                "--seconds", f"{seconds:.2f}", timeout=seconds + 60)
+                        for ns, d in transfers])
     finally:
         if lossy:
             handle.change(profile)
-    return _bulk_figure(profile, direction, b, warm, bin_s)
+    return {d: _bulk_figure(profile, d, r, warm, bin_s)
+            for (_, d), r in zip(transfers, got, strict=True)}
+
+
+def _at_once(jobs: list[Callable[[], dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Run probe jobs each in its own thread (each on its own link); results in order."""
+    if len(jobs) == 1:
+        return [jobs[0]()]
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="ztdl-probe") as ex:
+        return [f.result() for f in [ex.submit(j) for j in jobs]]
 
 
 def calibrate_links(profile: Profile, handle: NetemHandle, client: LinkLike, server_ip: str,
-                    sizes: Sizes = Sizes()) -> CalibrationResult:
+                    sizes: Sizes = Sizes(), second: LinkLike | None = None
+                    ) -> CalibrationResult:
     """Measure ``profile`` on a client link where ``handle`` already applies it and a
     :class:`ProbeServer` listens at ``server_ip`` (port 5201 TCP+UDP, 5202 UDP). Loss is
     measured first, so its random draws are the first ones of the class generators
-    (reproducible for a given profile seed on a fresh handle)."""
+    (reproducible for a given profile seed on a fresh handle).
+
+    With a ``second`` client link under the same profile, the two links are measured at
+    once: UDP probes (loss, delay) on the first while TCP request/response probes (RTT) run
+    on the second, and the two bulk transfers together, up on the first and down on the
+    second. The links' classes are apart, so no probe queues behind another's packet; the
+    delay line serves both, as it serves every client of a cell. About 40% less time."""
     t_start = time.time()
     res = CalibrationResult(profile.name, handle.mechanism, profile_data=profile.to_dict(),
                             machine=machine_info(), started=t_start)
-    ns = client.netns
+    a = client.netns
+    b = second.netns if second is not None else a
     max_delay = max(profile.up.delay_ms + 5 * profile.up.jitter_std_ms,
                     profile.down.delay_ms + 5 * profile.down.jitter_std_ms)
     drain = f"{1.0 + 3 * max_delay / 1e3:.2f}"
-    loss = run_probe(ns, "udp", "--host", server_ip, "--n", str(sizes.loss_n),
-                     "--interval-ms", str(sizes.loss_interval_ms), "--drain-s", drain)
-    res.figures += _loss_figures(profile, loss)
     spread = max(profile.up.jitter_std_ms, profile.down.jitter_std_ms)
     interval = max(2.0, 4 * spread)
     # Requests leave >= 6 sigma apart (no FIFO interaction between probes); enough
     # connections in parallel to fill that grid.
     spacing = max(2.0, 6 * spread)
     conns = min(sizes.rtt_max_conns, int((profile.rtt_ms + 6 * spread) / spacing) + 1)
-    delays: list[dict[str, Any]] = []
-    rtts: list[dict[str, Any]] = []
+    got: dict[str, list[dict[str, Any]]] = {"loss": [], "udp": [], "rtt": []}
 
-    def one_pass() -> None:
-        delays.append(run_probe(ns, "udp", "--host", server_ip, "--n", str(sizes.delay_n),
-                                "--interval-ms", str(interval), "--drain-s", drain))
-        rtts.append(run_probe(ns, "rtt", "--host", server_ip, "--n", str(sizes.rtt_n),
-                              "--conns", str(conns), "--spacing-ms", str(spacing)))
+    def job(kind: str, ns: str) -> Callable[[], dict[str, Any]]:
+        args = {"loss": ["udp", "--n", str(sizes.loss_n), "--interval-ms",
+                         str(sizes.loss_interval_ms), "--drain-s", drain],
+                "udp": ["udp", "--n", str(sizes.delay_n), "--interval-ms", str(interval),
+                        "--drain-s", drain],
+                "rtt": ["rtt", "--n", str(sizes.rtt_n), "--conns", str(conns),
+                        "--spacing-ms", str(spacing)]}[kind]
+
+        def run() -> dict[str, Any]:
+            r = run_probe(ns, args[0], "--host", server_ip, *args[1:])
+            got[kind].append(r)
+            return r
+        return run
 
     rtt_s = profile.rtt_ms / 1e3
     warm = max(sizes.bulk_min_warm_s, 10 * rtt_s)
     seconds = warm + max(sizes.bulk_min_window_s, 15 * rtt_s)
     if profile.is_null:  # nothing installed, no rate to check: the throughput is only reported
         warm, seconds = sizes.bulk_min_warm_s / 2, sizes.bulk_min_warm_s
+    bin_s = max(0.25, 2 * rtt_s)
+    passes = max(1, sizes.passes)
     bulk: dict[str, Figure] = {}
-    # with 3 passes: pass, bulk up, pass, bulk down, pass
-    schedule = ["pass"] * max(1, sizes.passes)
-    schedule.insert(1, "up")
-    schedule.insert(min(3, len(schedule)), "down")
-    for step in schedule:
-        if step == "pass":
-            one_pass()
+    steps: list[Any]
+    if second is not None:
+        # (loss, rtt), (udp, rtt), bulk up+down, (udp, rtt), (udp): the passes spread
+        # around the bulk step as on one link
+        lane_a = [job("loss", a)] + [job("udp", a) for _ in range(passes)]
+        lane_b = [job("rtt", b) for _ in range(passes)]
+        steps = [[j for j in (lane_a[i] if i < len(lane_a) else None,
+                              lane_b[i] if i < len(lane_b) else None) if j is not None]
+                 for i in range(max(len(lane_a), len(lane_b)))]
+        steps.insert(min(2, len(steps)), [(a, "up"), (b, "down")])
+    else:
+        # loss, pass, bulk up, pass, bulk down, pass (with 3 passes)
+        steps = [[job("loss", a)]] + [[job("udp", a)], [job("rtt", a)]] * passes
+        steps.insert(min(3, len(steps)), [(a, "up")])
+        steps.insert(min(6, len(steps)), [(a, "down")])
+    for step in steps:
+        if isinstance(step[0], tuple):
+            bulk.update(_bulk(profile, handle, server_ip, step, seconds, warm, bin_s))
         else:
-            bulk[step] = _bulk(profile, handle, ns, server_ip, step, seconds, warm,
-                               max(0.25, 2 * rtt_s))
+            _at_once(step)
+    res.figures += _loss_figures(profile, got["loss"][0])
+    delays, rtts = got["udp"], got["rtt"]
     res.figures += _delay_figures(profile, delays)
     res.figures += _rtt_figures(profile, rtts)
     res.figures += [bulk["up"], bulk["down"]]
@@ -424,10 +465,11 @@ def calibrate(profile: Profile, *, mechanism: str = "auto", sizes: Sizes = Sizes
         try:
             srv = node.add_pod("srv")
             cli = node.add_pod("cli")
+            cli2 = node.add_pod("cli2")
             server = ProbeServer(srv.netns)
             st.add(pid=server.proc.pid)
-            handle = apply(profile, node.netns, [(cli, srv)], mechanism=mechanism)
-            return calibrate_links(profile, handle, cli, srv.ip, sizes)
+            handle = apply(profile, node.netns, [(cli, srv), (cli2, srv)], mechanism=mechanism)
+            return calibrate_links(profile, handle, cli, srv.ip, sizes, second=cli2)
         finally:
             try:
                 if handle is not None:
