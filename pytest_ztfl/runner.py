@@ -72,12 +72,18 @@ def run_block(
     block: Block,
     progress: Progress = silent,
     context: rows.Context | None = None,
+    calibrated: Callable[[], rows.Context] | None = None,
 ) -> list[tuple[Row, bytes]]:
     """Measure a block's arms with their rounds interleaved (``block.mode == "round"``) or
-    one after another in the block's order (``"cell"``); rows in the block's arm order."""
+    one after another in the block's order (``"cell"``); rows in the block's arm order.
+
+    ``calibrated``, when given, waits for what runs aside while the pods start and are
+    proven (the profile's calibration) and returns the rows' context; it is called before
+    any FL run starts, so nothing aside overlaps a measured round."""
     run_id = uuid.uuid4().hex[:12]
     patterns.warm(backend, list(block.arms))
     if block.mode == "cell":
+        context = calibrated() if calibrated is not None else context
         # Arms one after another did not meet the same moments: each its own block run, so
         # no comparison pairs their rounds (analysis.compare); ``block`` still groups them.
         return [
@@ -118,6 +124,11 @@ def run_block(
         # each arm's proofs in its own thread: they wait on probes in their own namespaces
         _together(guarded, "prove", [a for a in arms if a.ok])
         lap("prove")
+        if calibrated is not None:
+            ctx = calibrated()
+            for a in arms:
+                a.context = ctx
+            lap("calibrated")
         for a in arms:  # here, not in threads: a capture's tcpdump dies with its thread
             if a.ok:
                 guarded(a, a.start)

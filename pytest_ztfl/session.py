@@ -52,7 +52,6 @@ class ZtflSession:
         self.rows: dict[str, dict[str, Any]] = {}
         self._stored_baseline: dict[str, dict[str, Any]] | None = None
         self._prefetch: Any = None  # pytest_ztfl.prefetch.Prefetcher with --ztfl-parallel > 1
-        self._calibrated: dict[str, dict[str, Any]] = {}  # NET -> its calibration reference
         self._clocks: dict[str, ReplayClock] = {}
         self.blocks = BlockCount()  # k/N and the time left, for the live lines (begin() sets N)
         self._backend: Backend | None = None
@@ -63,6 +62,7 @@ class ZtflSession:
             settings.backend, settings.kube_context, settings.image
         )
         self.backend_name, self.backend_why = name, why
+        self.calibrations = calibration.Calibrations(store.out, name, settings.profiles, progress)
         self.unavailable = backends.unavailable(name, settings.kube_context)
         self.broken: str | None = None  # why the cluster could not be created (cells fail)
 
@@ -310,11 +310,11 @@ class ZtflSession:
             todo = [block, *(b for b in todo if b.arms)]
             # Calibrate first: calibrating while cells run would measure their load too.
             for net in dict.fromkeys(c.net for b in todo for c in b.arms):
-                self.calibration(net)
+                self.calibrations.ref(net)
             self._prefetch = Prefetcher(self.settings.parallel, self._measure_tagged)
             self._prefetch.submit(todo)
         elif not self._prefetch.has(block):
-            self.calibration(block.arms[0].net)
+            self.calibrations.ref(block.arms[0].net)
             self._prefetch.submit([block])
         self._prefetch.result(block)
 
@@ -332,7 +332,10 @@ class ZtflSession:
 
         if not block.arms:
             return
-        calibration = self.calibration(block.arms[0].net)
+        # The cluster first (its zygotes import the workload meanwhile); the profile is
+        # calibrated aside while the block's pods start and are proven, before its FL runs.
+        backend = self.backend()
+        calibrated = self.calibrations.aside(block.arms[0].net)
         self._record_design()
         what = "interleaved rounds" if block.mode == "round" else "one after another"
         count, eta = self.blocks.next()
@@ -341,12 +344,18 @@ class ZtflSession:
             + ", ".join(c.id for c in block.arms)
             + eta
         )
-        context = rows.Context(self.project, self.settings.parallel, calibration)
-        done = attempts.measure(
-            lambda: runner.run_block(self.backend(), block, progress, context=context),
-            self.settings.retries,
-            lambda n, why: progress(attempts.again(block.key, n, why)),
-        )
+
+        def context() -> rows.Context:
+            return rows.Context(self.project, self.settings.parallel, calibrated())
+
+        try:
+            done = attempts.measure(
+                lambda: runner.run_block(backend, block, progress, calibrated=context),
+                self.settings.retries,
+                lambda n, why: progress(attempts.again(block.key, n, why)),
+            )
+        finally:  # a block that failed before it waited leaves no calibration running
+            self.calibrations.settle()
         for row in done.keep(self.store):
             self.rows[row["cell"]["id"]] = row
 
@@ -359,15 +368,6 @@ class ZtflSession:
         data = json.dumps(self.design.to_dict(), indent=1, sort_keys=True).encode()
         if not path.exists() or path.read_bytes() != data:
             atomic_write(path, data)
-
-    def calibration(self, net: str) -> dict[str, Any]:
-        """Profile ``net``'s calibration reference, calibrated once per session (a resumed
-        run's later sitting calibrates again: the machine may have changed in between)."""
-        if net not in self._calibrated:
-            self._calibrated[net] = calibration.once(
-                net, self.store.out, self.backend_name, self.settings.profiles, self.progress
-            )
-        return self._calibrated[net]
 
     def baseline(self, cell: mx.Cell) -> dict[str, Any] | None:
         """The row of the cell's SEC0 baseline (``Cell.baseline``), if this run has it."""

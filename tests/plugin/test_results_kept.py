@@ -112,19 +112,20 @@ def stand_ins(
 ) -> Iterator[list[str]]:
     """The cluster and block runner replaced: a block "measures" by handing back the rows of
     a second synthetic run (marked), and the arms it was asked for are recorded."""
-    from pytest_ztfl import backends, runner
-    from pytest_ztfl.session import ZtflSession
+    from pytest_ztfl import backends, calibration, runner
 
     second = tmp_path / "second"
     report_synth().build_results(second, _smoke())
     measured: list[str] = []
 
     def run_block(
-        _backend: Any, block: Any, *a: Any, context: Any = None
+        _backend: Any, block: Any, *a: Any, context: Any = None, calibrated: Any = None
     ) -> Iterator[tuple[dict[str, Any], bytes]]:
         from pytest_ztfl.live import MILESTONE, ROUND
 
         progress = a[-1]
+        if calibrated is not None:
+            context = calibrated()
         for cell in block.arms:
             measured.append(cell.id)
             progress(f"{cell.id}: pods ready, proofs done", MILESTONE)
@@ -138,7 +139,8 @@ def stand_ins(
     monkeypatch.setattr(backends, "create", lambda *_a, **_k: backends.Backend(
         "local", _Cluster(), backends.Platform(python=("python",), data_dir="/d"), "stand-in"))
     monkeypatch.setattr(runner, "run_block", run_block)
-    monkeypatch.setattr(ZtflSession, "calibration", lambda _s, _net: {"ref": None, "passed": None})
+    monkeypatch.setattr(calibration, "measure",
+                        lambda *_a, **_k: ({"ref": None, "passed": None}, None))
     apply_env(monkeypatch, subprocess_env(data_dir, tmp_path / "state"))
     yield measured
 

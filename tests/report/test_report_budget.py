@@ -26,7 +26,8 @@ def _row(body: str, phase: str) -> list[str]:
     return [c.strip() for c in line.strip("|").split("|")]
 
 
-def _results(tmp_path: Path, second_block_at: float, phases: bool = True) -> tuple[Path, float]:
+def _results(tmp_path: Path, second_block_at: float, phases: bool = True,
+             net2_phases: dict[str, float] | None = None) -> tuple[Path, float]:
     """Two block runs (NET0 and NET2, SEC0 and SEC3 each) of 60 s, the first at T0 and the
     second ``second_block_at`` s later; returns the directory and the completed rounds' sum."""
     results = tmp_path / "results"
@@ -37,7 +38,8 @@ def _results(tmp_path: Path, second_block_at: float, phases: bool = True) -> tup
         start = T0 + (second_block_at if row["cell"]["net"] == "NET2" else 0.0)
         row["started_wall"], row["finished_wall"] = start, start + 60.0
         if phases:
-            row["design"]["phases"] = PHASES
+            row["design"]["phases"] = (net2_phases or PHASES) if row["cell"]["net"] == "NET2" \
+                else PHASES
         else:
             row["design"].pop("phases", None)
         measured += sum(rd["duration"] for rd in row["metrics"]["rounds"] if rd["ok"])
@@ -77,3 +79,23 @@ def test_rows_without_phases_say_so(tmp_path: Path) -> None:
     body = _section(write(results, tmp_path / "report").read_text(encoding="utf-8"),
                     "Where the run's time went")
     assert "Not recorded: no row carries its block run's phases" in body
+
+
+def test_a_calibration_run_aside_is_its_own_phase(tmp_path: Path) -> None:
+    """A profile calibrated while its first block's pods started (pytest_ztfl.calibration):
+    the block's wait for it is the phase *calibrated*, and the text no longer puts the
+    calibrations between blocks or before the window."""
+    net2 = {**PHASES, "rounds": 35.0, "calibrated": 5.0}  # still 60 s
+    results, _ = _results(tmp_path, second_block_at=100.0, net2_phases=net2)
+    body = _section(write(results, tmp_path / "report").read_text(encoding="utf-8"),
+                    "Where the run's time went")
+    assert _row(body, "calibrated")[2:] == ["5.0", "3.1%"]
+    assert _row(body, "rounds")[2:] == ["75.0", "46.9%"]
+    assert "calibrating a profile" not in _row(body, "between blocks")[1]
+    assert "first profile's calibration" not in body
+    # without the phase (rows of before), both are where the calibrations were
+    old, _ = _results(tmp_path / "old", second_block_at=100.0)
+    body = _section(write(old, tmp_path / "old-report").read_text(encoding="utf-8"),
+                    "Where the run's time went")
+    assert "calibrating a profile" in _row(body, "between blocks")[1]
+    assert "first profile's calibration" in body
