@@ -17,12 +17,14 @@ The parts: :mod:`fl_app.servicer` (the gRPC handlers and the round coordinator),
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
 
 import torch
+from inotify_simple import INotify, flags
 
 from fl_app import config as cfg
 from fl_app.data import DataError, load_mnist
@@ -50,12 +52,19 @@ __all__ = [
 
 def _wait_for_file(path: str, timeout: float, poll: float = 0.05) -> bool:
     """The harness releases a held run by creating ``path`` (after its proofs passed, and with
-    ``--hold-rounds`` before each round)."""
+    ``--hold-rounds`` before each round). Its directory is watched (inotify), so a release is
+    seen when it happens; ``poll`` bounds each wait (a directory that cannot be watched is
+    polled)."""
     deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(poll)
+    with INotify() as watch:
+        with contextlib.suppress(OSError):
+            watch.add_watch(os.path.dirname(path) or ".",
+                            flags.CREATE | flags.MOVED_TO | flags.ATTRIB)
+        while not os.path.exists(path):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            watch.read(timeout=int(1000 * min(poll, left)) + 1)
     return True
 
 

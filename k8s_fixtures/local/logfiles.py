@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 
+from k8s_fixtures.local.inotify import FileWatch
 from k8s_fixtures.local.pods import ContainerRun, PodRun
 from k8s_fixtures.local.waiting import POLL
 
@@ -19,6 +20,7 @@ def read_log(p: PodRun, c: ContainerRun, follow: bool, timeout: float | None,
         f = open(c.log, errors="replace")  # noqa: SIM115 (closed in finally)
     except FileNotFoundError:
         return
+    watch: FileWatch | None = None  # a follower wakes when the container writes
     try:
         buf = ""
         while True:
@@ -36,6 +38,9 @@ def read_log(p: PodRun, c: ContainerRun, follow: bool, timeout: float | None,
                 if buf:
                     yield buf
                 return
-            time.sleep(POLL)
+            watch = watch or FileWatch(str(c.log))
+            watch.wait(POLL)
     finally:
+        if watch is not None:
+            watch.close()
         f.close()

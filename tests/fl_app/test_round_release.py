@@ -141,3 +141,21 @@ def test_an_injected_delay_out_of_range_is_refused(
     )  # fmt: skip
     assert res.returncode == 2
     assert "--inject-delay-ms" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_release_is_seen_when_it_is_made_not_a_poll_later(tmp_path: Path) -> None:
+    """The server watches its hold file's directory (inotify): with a poll of 30 s, a file
+    created 0.2 s into the wait still releases it at once (a lost watch would wait 30 s)."""
+    import threading
+
+    from fl_app.server import _wait_for_file
+
+    path = tmp_path / "go.3"
+    threading.Timer(0.2, path.touch).start()
+    t = time.monotonic()
+    assert _wait_for_file(str(path), timeout=60.0, poll=30.0)
+    assert time.monotonic() - t < 10.0
+    # and with nothing created, the timeout holds
+    t = time.monotonic()
+    assert not _wait_for_file(str(tmp_path / "go.4"), timeout=0.3, poll=30.0)
+    assert time.monotonic() - t < 10.0

@@ -35,7 +35,7 @@ workload: {clients: 2, rounds: 2, max_steps: 5, eval_every: 2, round_deadline: 2
            target_accuracy: 0.99}
 """
 KILLS = 3
-RUN_TIMEOUT = 240.0  # a whole 2-cell run takes ~45 s on 2 cores
+RUN_TIMEOUT = 240.0  # a whole 2-cell run takes ~10 s on 2 cores
 
 
 def _harness(tmp: Path, out: Path, env: dict[str, str], resume: bool) -> subprocess.Popen[bytes]:
@@ -112,17 +112,24 @@ def test_sigkilled_harness_resumes_to_the_uninterrupted_set_of_cells(
     out, state_root = tmp_path / "out", tmp_path / "state"
     env = {**os.environ, "ZTFL_DATA_DIR": str(data_dir), "ZTFL_STATE_DIR": str(state_root)}
     killed_clusters: set[str] = set()
-    # Kill 1 and 2 at random moments of start-up and the first cell (the resumed runs after
-    # them measure what is missing); kill 3 a random moment (0-2 s) after every cell is stored
+    # Kill 1 at a random moment 0-4 s after the first cluster exists (a whole run takes ~10 s:
+    # its calibration and first cell), kill 2 at a random moment of the resumed run's start-up
+    # or first cell (the resumed runs after them measure what is missing, and kill 2 may come
+    # after its run ended); kill 3 a random moment (0-2 s) after every cell is stored
     # (at once if kill 2's run stored them all), so the final run always has nothing to measure
     # and must still purge what the killed harnesses left (a cluster's creation does it when
     # there is a cell to measure; ZTFL_KILL_SEED=99017 once left a namespace on that path).
-    windows = [(2.0, 12.0), (8.0, 30.0)]
+    windows = [(0.0, 4.0), (2.0, 12.0)]
     stored_after: list[list[str]] = []
     for i in range(KILLS):
         proc = _harness(tmp_path, out, env, resume=i > 0)
         started = time.monotonic()
-        if i < len(windows):
+        if i == 0:
+            while not _cluster_names(state_root) and proc.poll() is None:
+                assert time.monotonic() < started + RUN_TIMEOUT, "no cluster was started"
+                time.sleep(0.05)  # polling interval of a deadline loop
+            kill_at = time.monotonic() + rng.uniform(*windows[i])
+        elif i < len(windows):
             kill_at = started + rng.uniform(*windows[i])
         else:
             while set(_check_whole(out)) != expected and proc.poll() is None:
