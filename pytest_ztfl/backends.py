@@ -248,3 +248,15 @@ def create(
     except ClusterError as exc:
         raise BackendError(f"--ztfl-backend={backend}: {exc}") from None
     return Backend(backend, cluster, kube_platform, f"{backend}: {why}")
+
+
+def net_mechanism(name: str, probe: bool) -> str:
+    """How backend ``name`` emulates shaped links (``probe``: ask the kernel for netem)."""
+    if name != "local":
+        return "each client pod's tc netem init container"
+    if not probe:
+        return "kernel netem where this kernel has it, else the userspace delay line"
+    from k8s_fixtures.netem.detect import probe_netem
+
+    ok, why = probe_netem()
+    return "kernel netem" if ok else f"the userspace delay line (no kernel netem: {why})"

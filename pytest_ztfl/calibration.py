@@ -98,10 +98,11 @@ class Calibrations:
 
         return wait
 
-    def settle(self) -> None:
-        """Wait for every calibration under way (its error stays for whoever asks for it)."""
+    def settle(self, net: str | None = None) -> None:
+        """Wait for ``net``'s calibration (None: every one) if under way; its error stays for
+        whoever asks for it."""
         with self._lock:
-            pending = list(self._pending.values())
+            pending = [f for n, f in self._pending.items() if net in (None, n)]
         for fut in pending:
             fut.exception()
 

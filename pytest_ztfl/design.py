@@ -87,6 +87,12 @@ class Design:
                 return b
         raise KeyError(cell.id)
 
+    def after(self, block: Block) -> Block | None:
+        """The block the design runs after ``block`` (None after the last)."""
+        keys = [b.key for b in self.blocks]
+        i = keys.index(block.key) + 1 if block.key in keys else len(keys)
+        return self.blocks[i] if i < len(keys) else None
+
     def cells(self) -> list[Cell]:
         """Every cell in the order the design runs them."""
         return [a for b in self.blocks for a in b.arms]

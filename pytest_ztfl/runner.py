@@ -73,13 +73,15 @@ def run_block(
     progress: Progress = silent,
     context: rows.Context | None = None,
     calibrated: Callable[[], rows.Context] | None = None,
+    after_rounds: Callable[[], None] | None = None,
 ) -> list[tuple[Row, bytes]]:
     """Measure a block's arms with their rounds interleaved (``block.mode == "round"``) or
     one after another in the block's order (``"cell"``); rows in the block's arm order.
 
     ``calibrated``, when given, waits for what runs aside while the pods start and are
     proven (the profile's calibration) and returns the rows' context; it is called before
-    any FL run starts, so nothing aside overlaps a measured round."""
+    any FL run starts, so nothing aside overlaps a measured round. ``after_rounds`` is called
+    once the last round ended (e.g. to start the next block's calibration aside)."""
     run_id = uuid.uuid4().hex[:12]
     patterns.warm(backend, list(block.arms))
     if block.mode == "cell":
@@ -158,6 +160,8 @@ def run_block(
                 ran.append(a.cell.id)
             order.append(ran)
         lap("rounds")
+        if after_rounds is not None:
+            after_rounds()
         for a in started:
             guarded(a, a.finish)
         lap("finish")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_ztfl import attempts, calibration, design, options, preflight, rows, slo
+from pytest_ztfl import attempts, backends, calibration, design, options, preflight, rows, slo
 from pytest_ztfl import matrix as mx
 from pytest_ztfl.analysis import compare
 from pytest_ztfl.design import Design
@@ -56,8 +56,6 @@ class ZtflSession:
         self.blocks = BlockCount()  # k/N and the time left, for the live lines (begin() sets N)
         self._backend: Backend | None = None
         self.backend_note = ""  # the backend's note, kept for the summary after teardown
-        from pytest_ztfl import backends
-
         name, why = backend or backends.choose(
             settings.backend, settings.kube_context, settings.image
         )
@@ -70,8 +68,6 @@ class ZtflSession:
     def from_config(cls, config: pytest.Config) -> ZtflSession:
         s = options.settings(config, preflight.net_profiles(config))
         assert s is not None
-        from pytest_ztfl import backends
-
         cells = s.matrix.cells()
         refused = backends.matrix_unsupported(s.backend, cells)
         if refused is not None:
@@ -162,8 +158,6 @@ class ZtflSession:
         only inform): refuse a named backend that cannot run, fetch the data, and make the
         results directory ready for the cells that will be measured (ResultStore.prepare:
         only theirs are replaced). With nothing to measure, the results stay as they are."""
-        from pytest_ztfl import backends
-
         measuring = [
             c
             for c in dict.fromkeys(cells)
@@ -207,8 +201,6 @@ class ZtflSession:
     def backend(self) -> Backend:
         """The session's backend, created on first use."""
         if self._backend is None:
-            from pytest_ztfl import backends
-
             try:
                 self._backend = backends.create(
                     self.settings.backend,
@@ -261,8 +253,6 @@ class ZtflSession:
                 pytest.skip(self.unavailable)
             if self.broken:
                 pytest.fail(self.broken, pytrace=False)
-            from pytest_ztfl import backends
-
             refused = backends.cell_unsupported(self.backend_name, cell)
             if refused is not None:
                 pytest.skip(refused)
@@ -288,8 +278,6 @@ class ZtflSession:
 
     def _todo(self, block: design.Block) -> design.Block:
         """The block's arms still to measure (a resumed run keeps what it has stored)."""
-        from pytest_ztfl import backends
-
         arms = tuple(
             c
             for c in block.arms
@@ -348,16 +336,24 @@ class ZtflSession:
         def context() -> rows.Context:
             return rows.Context(self.project, self.settings.parallel, calibrated())
 
+        # the next block's profile, calibrated aside from when this block's rounds are done
+        nxt = self.design.after(block) if self.design is not None else None
         try:
             done = attempts.measure(
-                lambda: runner.run_block(backend, block, progress, calibrated=context),
+                lambda: runner.run_block(backend, block, progress, calibrated=context,
+                                         after_rounds=None if nxt is None
+                                         else lambda: self._aside(nxt)),
                 self.settings.retries,
                 lambda n, why: progress(attempts.again(block.key, n, why)),
             )
         finally:  # a block that failed before it waited leaves no calibration running
-            self.calibrations.settle()
+            self.calibrations.settle(block.arms[0].net)
         for row in done.keep(self.store):
             self.rows[row["cell"]["id"]] = row
+
+    def _aside(self, block: design.Block) -> None:
+        if self._todo(block).arms:
+            self.calibrations.aside(block.arms[0].net)
 
     def _record_design(self) -> None:
         """``<out>/design.json``: the order seed and blocks of this run (written when the
@@ -439,25 +435,15 @@ class ZtflSession:
         ]
         shaped = sorted({c.net for c in self.cells if c.shaped})
         if shaped:
-            lines.append(f"ztfl: {', '.join(shaped)} shaped by {self.net_mechanism(probe)}")
+            how = backends.net_mechanism(self.backend_name, probe)
+            lines.append(f"ztfl: {', '.join(shaped)} shaped by {how}")
         return lines
-
-    def net_mechanism(self, probe: bool) -> str:
-        """How this run's shaped links are emulated (``probe``: ask the kernel for netem)."""
-        if self.backend_name != "local":
-            return "each client pod's tc netem init container"
-        if not probe:
-            return "kernel netem where this kernel has it, else the userspace delay line"
-        from k8s_fixtures.netem.detect import probe_netem
-
-        ok, why = probe_netem()
-        return "kernel netem" if ok else f"the userspace delay line (no kernel netem: {why})"
 
     def machine_info(self) -> dict[str, str]:
         """pytest-benchmark's ``machine_info`` entry: its ``compare`` warns when two runs'
         machine_info differ, so runs on different backends or NET mechanisms are told apart."""
         shaped = any(c.shaped for c in self.cells)
-        how = self.net_mechanism(True) if shaped else "none (NET0 only)"
+        how = backends.net_mechanism(self.backend_name, True) if shaped else "none (NET0 only)"
         return {"backend": self.backend_name, "net_mechanism": how}
 
     def summary(self, write_line: Callable[[str], None]) -> None:
@@ -472,6 +458,7 @@ class ZtflSession:
         write_line(f"results: {self.store.out}/runs.jsonl, rounds.csv, events/")
 
     def close(self) -> None:
+        self.calibrations.settle()  # one started aside for a block that never ran
         if self._prefetch is not None:
             self._prefetch.close()  # before the cluster goes: running cells finish and store
             self._prefetch = None

@@ -324,10 +324,11 @@ def calibrate_links(profile: Profile, handle: NetemHandle, client: LinkLike, ser
     (reproducible for a given profile seed on a fresh handle).
 
     With a ``second`` client link under the same profile, the two links are measured at
-    once: UDP probes (loss, delay) on the first while TCP request/response probes (RTT) run
-    on the second, and the two bulk transfers together, up on the first and down on the
-    second. The links' classes are apart, so no probe queues behind another's packet; the
-    delay line serves both, as it serves every client of a cell. About 40% less time."""
+    once: the loss probe, then two delay passes (UDP) on the first; a delay pass, then the
+    TCP request/response passes (RTT) on the second; and the two bulk transfers together, up
+    on the first and down on the second. The links' classes are apart, so no probe queues
+    behind another's packet; the delay line serves both, as it serves every client of a
+    cell. About 40% less time."""
     t_start = time.time()
     res = CalibrationResult(profile.name, handle.mechanism, profile_data=profile.to_dict(),
                             machine=machine_info(), started=t_start)
@@ -368,10 +369,10 @@ def calibrate_links(profile: Profile, handle: NetemHandle, client: LinkLike, ser
     bulk: dict[str, Figure] = {}
     steps: list[Any]
     if second is not None:
-        # (loss, rtt), (udp, rtt), bulk up+down, (udp, rtt), (udp): the passes spread
-        # around the bulk step as on one link
-        lane_a = [job("loss", a)] + [job("udp", a) for _ in range(passes)]
-        lane_b = [job("rtt", b) for _ in range(passes)]
+        # (loss, udp), (udp, rtt), bulk up+down, (udp, rtt), (rtt): each figure's passes
+        # at three moments, spread around the bulk step as on one link
+        lane_a = [job("loss", a)] + [job("udp", a) for _ in range(passes - 1)]
+        lane_b = [job("udp", b)] + [job("rtt", b) for _ in range(passes)]
         steps = [[j for j in (lane_a[i] if i < len(lane_a) else None,
                               lane_b[i] if i < len(lane_b) else None) if j is not None]
                  for i in range(max(len(lane_a), len(lane_b)))]

@@ -101,3 +101,10 @@ def test_a_bad_check_names_its_field(bad: str) -> None:
 def test_checks_none_on_the_command_line_removes_them() -> None:
     m = mx.override(mx.override(QUICK, checks="aa"), checks="none")
     assert m.checks == () and all(c.check is None for c in m.cells())
+
+
+def test_after_gives_the_next_block_in_run_order() -> None:
+    """The session starts the next block's calibration when a block's rounds end."""
+    d = design.plan(QUICK.cells(), "round", 3)
+    nexts = [d.after(b) for b in d.blocks]
+    assert nexts == [*d.blocks[1:], None]

@@ -119,7 +119,8 @@ def stand_ins(
     measured: list[str] = []
 
     def run_block(
-        _backend: Any, block: Any, *a: Any, context: Any = None, calibrated: Any = None
+        _backend: Any, block: Any, *a: Any, context: Any = None, calibrated: Any = None,
+        after_rounds: Any = None,
     ) -> Iterator[tuple[dict[str, Any], bytes]]:
         from pytest_ztfl.live import MILESTONE, ROUND
 
