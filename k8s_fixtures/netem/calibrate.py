@@ -1,7 +1,7 @@
 """Calibration: measure what a profile really does on a live topology, next to its targets.
 
-Per profile, on two client pods and one server pod (a fresh topology ``ztdl-<random>`` unless
-given links; the two client links are measured at once, see :func:`calibrate_links`): loss per
+Per profile, on three client pods and one server pod (a fresh topology ``ztdl-<random>`` unless
+given links; the client links are measured at once, see :func:`calibrate_links`): loss per
 direction from UDP probes (large sample, binomial 95% interval), the
 one-way delay distribution per direction from widely spaced UDP probes (median and IQR against
 the configured model), TCP request/response RTT (p50 within max(2 ms, 3%) of the profile RTT,
@@ -28,7 +28,7 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -316,24 +316,23 @@ def _at_once(jobs: list[Callable[[], dict[str, Any]]]) -> list[dict[str, Any]]:
 
 
 def calibrate_links(profile: Profile, handle: NetemHandle, client: LinkLike, server_ip: str,
-                    sizes: Sizes = Sizes(), second: LinkLike | None = None
+                    sizes: Sizes = Sizes(), others: Sequence[LinkLike] = ()
                     ) -> CalibrationResult:
     """Measure ``profile`` on a client link where ``handle`` already applies it and a
     :class:`ProbeServer` listens at ``server_ip`` (port 5201 TCP+UDP, 5202 UDP). Loss is
     measured first, so its random draws are the first ones of the class generators
     (reproducible for a given profile seed on a fresh handle).
 
-    With a ``second`` client link under the same profile, the two links are measured at
-    once: the loss probe, then two delay passes (UDP) on the first; a delay pass, then the
-    TCP request/response passes (RTT) on the second; and the two bulk transfers together, up
-    on the first and down on the second. The links' classes are apart, so no probe queues
-    behind another's packet; the delay line serves both, as it serves every client of a
-    cell. About 40% less time."""
+    With two ``others`` (client links under the same profile) the three links are measured
+    at once, each figure's passes still at different moments: (loss on the first, a delay
+    pass on the second, an RTT pass on the third), (the bulk transfers, up on the first and
+    down on the second, with a delay pass on the third), (a delay pass, an RTT pass), (an RTT
+    pass). The links' classes are apart, so no probe queues behind another's packet; the
+    delay line serves all three, as it serves every client of a cell. About half the time."""
     t_start = time.time()
     res = CalibrationResult(profile.name, handle.mechanism, profile_data=profile.to_dict(),
                             machine=machine_info(), started=t_start)
     a = client.netns
-    b = second.netns if second is not None else a
     max_delay = max(profile.up.delay_ms + 5 * profile.up.jitter_std_ms,
                     profile.down.delay_ms + 5 * profile.down.jitter_std_ms)
     drain = f"{1.0 + 3 * max_delay / 1e3:.2f}"
@@ -367,26 +366,29 @@ def calibrate_links(profile: Profile, handle: NetemHandle, client: LinkLike, ser
     bin_s = max(0.25, 2 * rtt_s)
     passes = max(1, sizes.passes)
     bulk: dict[str, Figure] = {}
-    steps: list[Any]
-    if second is not None:
-        # (loss, udp), (udp, rtt), bulk up+down, (udp, rtt), (rtt): each figure's passes
-        # at three moments, spread around the bulk step as on one link
-        lane_a = [job("loss", a)] + [job("udp", a) for _ in range(passes - 1)]
-        lane_b = [job("udp", b)] + [job("rtt", b) for _ in range(passes)]
-        steps = [[j for j in (lane_a[i] if i < len(lane_a) else None,
-                              lane_b[i] if i < len(lane_b) else None) if j is not None]
-                 for i in range(max(len(lane_a), len(lane_b)))]
-        steps.insert(min(2, len(steps)), [(a, "up"), (b, "down")])
+    steps: list[list[Any]]  # each step's probe jobs and (netns, direction) bulk transfers
+    if len(others) >= 2:
+        nb, nc = others[0].netns, others[1].netns
+        more_udp, more_rtt = max(0, passes - 2), passes - 1
+        steps = [[job("loss", a), job("udp", nb), job("rtt", nc)],
+                 [(a, "up"), (nb, "down"), *([job("udp", nc)] if passes > 1 else [])]]
+        steps += [[*([job("udp", a)] if i < more_udp else []),
+                   *([job("rtt", nb if i % 2 == 0 else nc)] if i < more_rtt else [])]
+                  for i in range(max(more_udp, more_rtt))]
     else:
         # loss, pass, bulk up, pass, bulk down, pass (with 3 passes)
         steps = [[job("loss", a)]] + [[job("udp", a)], [job("rtt", a)]] * passes
         steps.insert(min(3, len(steps)), [(a, "up")])
         steps.insert(min(6, len(steps)), [(a, "down")])
     for step in steps:
-        if isinstance(step[0], tuple):
-            bulk.update(_bulk(profile, handle, server_ip, step, seconds, warm, bin_s))
-        else:
-            _at_once(step)
+        transfers = [x for x in step if isinstance(x, tuple)]
+        jobs = [x for x in step if not isinstance(x, tuple)]
+        if transfers:
+            jobs.append(partial(_bulk, profile, handle, server_ip, transfers, seconds, warm,
+                                bin_s))
+        done = _at_once(jobs)
+        if transfers:
+            bulk.update(done[-1])
     res.figures += _loss_figures(profile, got["loss"][0])
     delays, rtts = got["udp"], got["rtt"]
     res.figures += _delay_figures(profile, delays)
@@ -465,12 +467,12 @@ def calibrate(profile: Profile, *, mechanism: str = "auto", sizes: Sizes = Sizes
         handle: NetemHandle | None = None
         try:
             srv = node.add_pod("srv")
-            cli = node.add_pod("cli")
-            cli2 = node.add_pod("cli2")
+            clients = [node.add_pod(name) for name in ("cli", "cli2", "cli3")]
             server = ProbeServer(srv.netns)
             st.add(pid=server.proc.pid)
-            handle = apply(profile, node.netns, [(cli, srv), (cli2, srv)], mechanism=mechanism)
-            return calibrate_links(profile, handle, cli, srv.ip, sizes, second=cli2)
+            handle = apply(profile, node.netns, [(c, srv) for c in clients],
+                           mechanism=mechanism)
+            return calibrate_links(profile, handle, clients[0], srv.ip, sizes, clients[1:])
         finally:
             try:
                 if handle is not None:

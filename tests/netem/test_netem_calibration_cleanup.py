@@ -47,7 +47,7 @@ def _calibrating(root: Path, prefix: str) -> bool:
     """The harness is mid-measurement: every namespace recorded and present, the probe
     server recorded, and a probe client running in the client pod (so the delay line is up)."""
     e = _record(root, prefix)
-    want = {f"{prefix}-node", f"{prefix}-srv", f"{prefix}-cli", f"{prefix}-cli2"}
+    want = {f"{prefix}-{n}" for n in ("node", "srv", "cli", "cli2", "cli3")}
     return (e is not None and e.live and e.record is not None and set(e.record.netns) == want
             and bool(e.record.pids) and set(netns_named(prefix)) == want
             and bool(netns_pids(f"{prefix}-cli")))
@@ -63,7 +63,7 @@ def _clean_by_cluster_start(root: Path, prefix: str, capsys: pytest.CaptureFixtu
                             ) -> None:
     with LocalCluster(prefix="ztlc", state_root=root) as c:
         assert sorted(x for x in c.cleaned.get(prefix, []) if not x.startswith("dir ")) == sorted(
-            f"netns {prefix}-{n}" for n in ("node", "srv", "cli", "cli2"))
+            f"netns {prefix}-{n}" for n in ("node", "srv", "cli", "cli2", "cli3"))
 
 
 def _clean_by_next_calibration(root: Path, prefix: str, capsys: pytest.CaptureFixture[str]
@@ -85,7 +85,7 @@ def test_sigkilled_calibration_is_cleaned(clean: Any, state_root: Path, prefix: 
         wait_until("calibration running", lambda: _calibrating(state_root, prefix), 60, proc)
         # A live calibration is never someone else's stale record.
         assert state.clean_stale(state_root) == {}
-        assert len(netns_named(prefix)) == 4
+        assert len(netns_named(prefix)) == 5
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
     finally:
@@ -95,9 +95,9 @@ def test_sigkilled_calibration_is_cleaned(clean: Any, state_root: Path, prefix: 
     assert proc.returncode == -signal.SIGKILL
     # What the kill leaves: the namespaces and a stale record listing them. Its processes
     # die with it (parent-death signal).
-    assert len(netns_named(prefix)) == 4
+    assert len(netns_named(prefix)) == 5
     e = _record(state_root, prefix)
-    assert e is not None and e.stale and e.record is not None and len(e.record.netns) == 4
+    assert e is not None and e.stale and e.record is not None and len(e.record.netns) == 5
     wait_until("processes in the namespaces gone",
                lambda: not any(netns_pids(ns) for ns in netns_named(prefix)), 10)
     assert len(state.scratch_dirs(prefix)) == 1  # the delay line's work directory
@@ -122,7 +122,7 @@ def test_calibration_end_removes_namespaces_and_record(state_root: Path, prefix:
     [e] = seen  # during the measurement: recorded, live, every namespace listed
     assert e is not None and e.live and e.record is not None and e.record.mode == "root"
     assert sorted(e.record.netns) == sorted(
-        f"{prefix}-{n}" for n in ("node", "srv", "cli", "cli2"))
+        f"{prefix}-{n}" for n in ("node", "srv", "cli", "cli2", "cli3"))
     assert netns_named(prefix) == [] and state.entries(state_root) == []
 
 
