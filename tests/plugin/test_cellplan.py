@@ -20,6 +20,7 @@ from k8s_fixtures import proofs as pf
 from k8s_fixtures.cluster import ClusterError, ContainerStatus, PodStatus
 from pytest_ztfl import arm, backends, cellplan, faults, prove, runner
 from pytest_ztfl.backends import Backend, Platform
+from pytest_ztfl.calibration import Calibrations
 from pytest_ztfl.cli import main
 from pytest_ztfl.matrix import Cell, Workload
 
@@ -308,6 +309,7 @@ def test_keep_cluster_detaches_the_local_cluster_instead_of_leaving_it_stale(kee
     cluster = SimpleNamespace(name="ztfl-abc123", teardown=lambda: calls.append("teardown"))
     s = ZtflSession.__new__(ZtflSession)
     s._prefetch, s.rows = None, {}
+    s.calibrations = Calibrations(Path("unused"), "local", {}, lines.append)  # none under way
     s._backend = Backend("local", cluster, PLATFORM, "local",  # type: ignore[arg-type]
                          detach=lambda: calls.append("detach"))
     s.settings = SimpleNamespace(report=None, keep_cluster=keep)  # type: ignore[assignment]
