@@ -75,8 +75,8 @@ class Calibrations:
 
     def aside(self, net: str) -> Callable[[], dict[str, Any]]:
         """Start ``net``'s calibration in a thread unless it was (or is being) calibrated;
-        the call returned waits for it and gives its reference (raises what it raised; warns,
-        once, when it missed its targets)."""
+        the call returned waits for it and gives its reference (warns, once, when it missed
+        its targets). One that raised raises, and the next ask calibrates again."""
         with self._lock:
             if net in self._refs:
                 known = self._refs[net]
@@ -88,7 +88,13 @@ class Calibrations:
                 ex.shutdown(wait=False)
 
         def wait() -> dict[str, Any]:
-            ref, missed = fut.result()
+            try:
+                ref, missed = fut.result()
+            except BaseException:
+                with self._lock:
+                    if self._pending.get(net) is fut:
+                        del self._pending[net]
+                raise
             with self._lock:
                 first = self._pending.pop(net, None) is not None
                 self._refs[net] = ref
@@ -99,8 +105,8 @@ class Calibrations:
         return wait
 
     def settle(self, net: str | None = None) -> None:
-        """Wait for ``net``'s calibration (None: every one) if under way; its error stays for
-        whoever asks for it."""
+        """Wait for ``net``'s calibration (None: every one) if under way; its error is raised
+        to whoever asks for it."""
         with self._lock:
             pending = [f for n, f in self._pending.items() if net in (None, n)]
         for fut in pending:
