@@ -94,7 +94,7 @@ def run_c(line: DelayLine) -> int:
         c = line.classes[q]
         lib.dl_class_init(h, i, q, c.max_len, int(line.gso.get(q, True)))
         configure(i, c)
-    lib.dl_set_batch(h, int(line.batch_ok))
+    lib.dl_set_batch(h, line.batch_s, int(line.batch_ok))
     rfd = line.on_signals()
     stamps = enable_rx_stamps()
     if lib.dl_open(h, line.sock_len) != 0:
@@ -129,7 +129,7 @@ def run_c(line: DelayLine) -> int:
                 if not line.error:  # else the old parameters and draws go on
                     for i, q in enumerate(queues):
                         configure(i, line.classes[q])
-                    lib.dl_set_batch(h, int(line.batch_ok))
+                    lib.dl_set_batch(h, line.batch_s, int(line.batch_ok))
                     top_up()
                 snapshot()
                 line.write_status(ready=True)
