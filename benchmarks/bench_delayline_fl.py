@@ -32,6 +32,7 @@ import time
 from typing import Any
 
 from k8s_fixtures.netem.calibrate import machine_info
+from k8s_fixtures.netem.process import window_config
 from pytest_ztfl import backends, runner
 from pytest_ztfl.design import Block
 from pytest_ztfl.matrix import Cell, Workload
@@ -72,7 +73,13 @@ def main() -> int:
     ap.add_argument("--model", default="paper", choices=("small", "paper"))
     ap.add_argument("--data-dir", default=os.environ.get("ZTFL_DATA_DIR"))
     ap.add_argument("--baseline", choices=("NET0",), help="also run the cell at NET0 per repeat")
+    ap.add_argument("--windows", default="",
+                    help="compare batch windows: comma-separated microseconds or 'auto' "
+                         "(the delay line's choice), run in turn in every repeat, the order "
+                         "rotating (ZTFL_DELAYLINE_WINDOW_US)")
     args = ap.parse_args()
+    if args.windows:
+        return compare_windows(args, [w.strip() for w in args.windows.split(",") if w.strip()])
     if os.geteuid() != 0:
         sys.exit("run as root: the local backend needs network namespaces")
     if not args.data_dir:
@@ -137,6 +144,71 @@ def main() -> int:
         f"machine: {machine.get('cpu')} x {machine.get('cores')}, "
         f"load {load_before} -> {load_after}"
     )
+    return 0
+
+
+def compare_windows(args: argparse.Namespace, windows: list[str]) -> int:
+    """``--windows``: the cell once per window in every repeat, the windows' order rotating
+    from repeat to repeat, so that a machine's drift falls on every window alike; prints each
+    window's medians and, per repeat, each window's delay line CPU as a ratio to the first's."""
+    if os.geteuid() != 0:
+        sys.exit("run as root: the local backend needs network namespaces")
+    if not args.data_dir:
+        sys.exit("set ZTFL_DATA_DIR or --data-dir to the MNIST directory")
+    for w in windows:
+        if w != "auto":
+            window_config(w)  # one clear error line before anything starts
+    wl = Workload(clients=args.clients, rounds=args.rounds, model=args.model, max_steps=10,
+                  eval_every=args.rounds)
+    cell = Cell(sec="SEC0", net=args.net, data="iid", seed=0, workload=wl)
+    machine = machine_info()
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    backend = backends.create("local", data_dir=args.data_dir)
+    runs: dict[str, list[dict[str, float]]] = {w: [] for w in windows}
+    order: list[list[str]] = []
+    try:
+        for rep in range(args.n):
+            k = rep % len(windows)
+            arms = windows[k:] + windows[:k]
+            order.append(arms)
+            for w in arms:
+                if w == "auto":
+                    os.environ.pop("ZTFL_DELAYLINE_WINDOW_US", None)
+                else:
+                    os.environ["ZTFL_DELAYLINE_WINDOW_US"] = w
+                row, _ = runner.run_block(backend, Block(cell.id, (cell,), "round", 0))[0]
+                emu = row["overlays"]["net"].get("emulation")
+                if not row["success"] or not emu:
+                    print(f"[{rep + 1}/{args.n}] window {w}: FAILED: {row['success_reason']}")
+                    continue
+                got = account(row)
+                runs[w].append(got)
+                print(f"[{rep + 1}/{args.n}] window {w} ({emu['transport']['batch_us']:.0f} us): "
+                      f"{got['cpu_s_per_round']:.3f} s CPU per round = "
+                      f"{got['cpu_share_of_round']:.2%} of {got['round_median_s']:.3f} s; "
+                      f"{emu['transport']['wakeups']} passes", flush=True)
+    finally:
+        os.environ.pop("ZTFL_DELAYLINE_WINDOW_US", None)
+        backend.cluster.teardown()
+    load_after = [round(x, 2) for x in os.getloadavg()]
+    print(f"\n{cell.id}, {args.model} CNN, {args.clients} clients x {args.rounds} rounds; "
+          f"orders {order}")
+    for w, rs in runs.items():
+        if rs:
+            print(f"  window {w:>5}: n = {len(rs)}, delay line CPU per round "
+                  f"{statistics.median(r['cpu_s_per_round'] for r in rs):.3f} s = "
+                  f"{statistics.median(r['cpu_share_of_round'] for r in rs):.2%} of the round, "
+                  f"round {statistics.median(r['round_median_s'] for r in rs):.3f} s, "
+                  f"late mean {statistics.median(r['late_mean_us'] for r in rs):.0f} us")
+    first = windows[0]
+    for w in windows[1:]:
+        pairs = [b["cpu_s_per_round"] / a["cpu_s_per_round"]
+                 for a, b in zip(runs[first], runs[w], strict=False)]
+        if pairs:
+            print(f"  CPU, window {w} / window {first}: median {statistics.median(pairs):.3f} "
+                  "(per repeat: " + ", ".join(f"{x:.3f}" for x in pairs) + ")")
+    print(f"machine: {machine.get('cpu')} x {machine.get('cores')}, "
+          f"load {load_before} -> {load_after}")
     return 0
 
 

@@ -29,6 +29,22 @@ class DelayLineError(RuntimeError):
     """The delay line failed to start, reconfigure or stop; the message says which and why."""
 
 
+
+def window_config(value: str) -> dict[str, float]:
+    """The delay line's batch window fixed by ``ZTFL_DELAYLINE_WINDOW_US`` (microseconds,
+    for benchmarks that compare windows), or nothing: the delay line chooses
+    (``delayline.pass_window``)."""
+    if not value.strip():
+        return {}
+    try:
+        us = float(value)
+    except ValueError:
+        us = float("nan")
+    if not 0 < us <= 1e6:
+        raise ValueError(f"ZTFL_DELAYLINE_WINDOW_US: {value!r} is not a window in "
+                         "microseconds (0 < window <= 1000000)")
+    return {"batch_us": us}
+
 @dataclass(frozen=True)
 class ClassConfig:
     """One queue of the delay line: its number, a label for reports, its length and spec;
@@ -78,6 +94,7 @@ class DelayLineProcess:
                "parent_pid": os.getpid(), "generation": self.generation,
                "rt_priority": int(os.environ.get("ZTFL_DELAYLINE_RT", "1")),
                "dataplane": os.environ.get("ZTFL_DELAYLINE_DATAPLANE", "auto"),
+               **window_config(os.environ.get("ZTFL_DELAYLINE_WINDOW_US", "")),
                "classes": [{"queue": c.queue, "label": c.label, "max_len": c.max_len,
                             "gso": c.gso, "spec": asdict(c.spec)}
                            for c in self.classes.values()]}
