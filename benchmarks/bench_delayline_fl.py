@@ -75,8 +75,8 @@ def main() -> int:
     ap.add_argument("--baseline", choices=("NET0",), help="also run the cell at NET0 per repeat")
     ap.add_argument("--windows", default="",
                     help="compare batch windows: comma-separated microseconds or 'auto' "
-                         "(the delay line's choice), run in turn in every repeat, the order "
-                         "rotating (ZTFL_DELAYLINE_WINDOW_US)")
+                         "(the delay line's default, 1 ms), run in turn in every repeat, the "
+                         "order rotating (ZTFL_DELAYLINE_WINDOW_US)")
     args = ap.parse_args()
     if args.windows:
         return compare_windows(args, [w.strip() for w in args.windows.split(",") if w.strip()])

@@ -129,7 +129,7 @@ def run_c(line: DelayLine) -> int:
         c = line.classes[q]
         lib.dl_class_init(h, i, q, c.max_len, int(line.gso.get(q, True)))
         configure(i, c)
-    lib.dl_set_batch(h, line.batch_s, int(line.batch_ok))
+    lib.dl_set_batch(h, int(line.batch_ok))
     rfd = line.on_signals()
     # this thread's niceness too (the loop's thread sets its own): a heartbeat the cell's
     # load holds back looks like a wedged delay line to the parent
@@ -169,7 +169,7 @@ def run_c(line: DelayLine) -> int:
                 if not line.error:  # else the old parameters and draws go on
                     for i, q in enumerate(queues):
                         configure(i, line.classes[q])
-                    lib.dl_set_batch(h, line.batch_s, int(line.batch_ok))
+                    lib.dl_set_batch(h, int(line.batch_ok))
                     refill.start()
                 snapshot()
                 line.write_status(ready=True)

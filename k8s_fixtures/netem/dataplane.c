@@ -158,10 +158,8 @@ void dl_class_config(dl *d, int i, double delay_s, int delay_stream, int loss_st
     pthread_mutex_unlock(&d->mu);
 }
 
-/* The batch window (delayline.pass_window) and whether arrivals may wait for it. */
-void dl_set_batch(dl *d, double batch_s, int ok) {
+void dl_set_batch(dl *d, int ok) {
     pthread_mutex_lock(&d->mu);
-    d->batch_s = batch_s;
     d->batch_ok = ok;
     pthread_mutex_unlock(&d->mu);
 }
@@ -466,20 +464,6 @@ static uint64_t release_due(dl *d, double now, double upto) {
     return total;
 }
 
-/* A busy loop's gap between passes as a multiple of the window: uniform on [0.5, 1.5), mean 1.
- * Why not exactly one window: a packet sent in reply to one just released (an ACK, an echo)
- * leaves at a pass; with passes a fixed window apart its release falls a whole number of
- * windows later, so a round trip's delays would take only those values (a lattice the
- * calibration's IQR sees at a 2 ms window). Gaps drawn at random keep the delays continuous.
- * Not one of the seeded draws (those fix packets' fates; this only when a pass runs):
- * xorshift64*, no lock needed, the loop alone uses it. */
-static double dither(uint64_t *s) {
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return 0.5 + (double)((*s * 0x2545F4914F6CDD1Dull) >> 11) * 0x1.0p-53;
-}
-
 static double next_due(dl *d) {
     double due = 1e300;
     for (int i = 0; i < d->n; i++) {
@@ -560,9 +544,8 @@ int dl_run(dl *d, int rt_priority, int nice) {
         iov[k] = (struct iovec){bufs[k], DGRAM};
         msgs[k] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[k], .msg_iovlen = 1}};
     }
-    double busy_until = 0.0;
+    double busy_until = 0.0, half = d->batch_s / 2;
     pid_t tid = (pid_t)syscall(SYS_gettid);
-    uint64_t rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)tid;
     setpriority(PRIO_PROCESS, (id_t)tid, nice); /* best effort: timers matter here */
     if (rt_priority > 0) {
         struct sched_param sp = {.sched_priority = rt_priority};
@@ -592,11 +575,9 @@ int dl_run(dl *d, int rt_priority, int nice) {
                 if (nfq_handle_packet(d->h, bufs[m], (int)msgs[m].msg_len) < 0) d->errors++;
             if (got < BATCH) break;
         }
-        /* the time to the next pass if this one is busy: a window, dithered (see dither) */
-        double gap = d->batch_s * dither(&rng);
-        d->moved += release_due(d, now, now + gap / 2);
+        d->moved += release_due(d, now, now + half);
         int moved = d->moved != before;
-        if (moved && d->batch_ok) busy_until = now + gap;
+        if (moved && d->batch_ok) busy_until = now + d->batch_s;
         double wake = next_due(d);
         pthread_mutex_unlock(&d->mu);
         if (rc) break;

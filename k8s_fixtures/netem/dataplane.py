@@ -93,7 +93,7 @@ def load() -> ctypes.CDLL:
         "dl_class_init": (None, [p, i, i, i, i]),
         "dl_class_config": (None, [p, i, d, i, i, i, ctypes.POINTER(ctypes.c_double), i,
                                      ctypes.POINTER(ctypes.c_uint8), i, d, ctypes.c_uint64, i]),
-        "dl_set_batch": (None, [p, d, i]),
+        "dl_set_batch": (None, [p, i]),
         "dl_space": (i, [p, i, i]),
         "dl_feed_delay": (i, [p, i, ctypes.POINTER(ctypes.c_double), i]),
         "dl_feed_loss": (i, [p, i, ctypes.POINTER(ctypes.c_uint8), i]),

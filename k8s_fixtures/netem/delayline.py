@@ -20,16 +20,13 @@ kernel's receive stamp and the first 128 bytes (the headers the rate counts fram
 read. The stamp (``NFQA_TIMESTAMP``, switched on by :func:`.nfq.enable_rx_stamps`) is when the
 packet entered the bridge port, so a packet's delay counts from its arrival even when it is
 read later. That
-lets the loop batch in time: after a pass that moved packets it sleeps a gap before reading
-arrivals again, and each pass releases every packet due within half that gap of now (the wait
-only when every class delays by two windows or more: a zero delay stays zero). The gaps are
-drawn evenly from half a window to one and a half, the window being config ``batch_us`` or
-else :func:`pass_window` (the classes' smallest delay spread, 1 ms to 4 ms); at random, so
-that a reply to a released packet, which leaves at a pass, does not come back a whole number
-of windows later (``dataplane.c`` ``dither()``). A lone packet is still released on its timer;
-on a busy link each release is off by at most three quarters of a window either way (counters
-``late_max_us`` and ``early_max_us``), and there are ~1/window passes per second instead of
-two per packet. Packets without a stamp count from when they were read.
+lets the loop batch in time: after a pass that moved packets it sleeps ``batch_us`` (default
+1000 us) before reading arrivals again, and each pass releases every packet due within
+``batch_us / 2`` of now (the wait only when every class delays by two windows or more:
+a zero delay stays zero). A lone packet is still released on its timer; on a busy link each
+release is off by at most half the window either way (counters ``late_max_us`` and
+``early_max_us``), and there are at most ~1/window passes per second instead of two per
+packet. Packets without a stamp count from when they were read.
 
 Timers: the process runs SCHED_RR priority 1 when it may (config ``rt_priority``; the parent
 sets it from ``ZTFL_DELAYLINE_RT``, default 1, 0 = off) and at nice -10 otherwise. On a loaded
@@ -48,13 +45,11 @@ import contextlib
 import heapq
 import json
 import os
-import random
 import select
 import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,28 +137,6 @@ def kernel_queue_stats(path: str = PROC_QUEUES) -> dict[int, dict[str, int]]:
     return out
 
 
-# The pass window's bounds (seconds): see pass_window.
-MIN_WINDOW_S = 1e-3
-MAX_WINDOW_S = 4e-3
-
-
-def pass_window(specs: Iterable[ClassSpec]) -> float:
-    """The batch window for a delay line serving ``specs`` (seconds): the smallest delay
-    spread (standard deviation) among them, within [1 ms, 4 ms].
-
-    A busy link's releases are off by about half a window either way, spread evenly (a
-    standard deviation of ~w / sqrt(12)), which widens a class's delay spread s by the factor
-    sqrt(1 + w^2/(12 s^2)): 4.1% when w = s (5.1% with the dithered gaps, whose longer ones
-    catch more packets: sqrt(1 + 1.25/12)), what the 1 ms window cost NET1's 1 ms. So every
-    class with at least 1 ms of spread keeps that bound, a class with less (or none) keeps the
-    1 ms window, and NET2's 2 ms window halves a dense flow's passes, and with them the
-    wake-ups that are most of the delay line's CPU (its own and its receivers'). The cap keeps
-    a release's error and the bursts it makes small against any delay (NET4's 5 ms spread
-    gets 4 ms)."""
-    spread = min((s.jitter_std_ms / 1e3 for s in specs), default=0.0)
-    return min(MAX_WINDOW_S, max(MIN_WINDOW_S, spread))
-
-
 def parse_classes(cfg: dict[str, Any]) -> list[tuple[int, str, int, ClassSpec]]:
     return [(int(c["queue"]), str(c["label"]), int(c["max_len"]), ClassSpec(**c["spec"]))
             for c in cfg["classes"]]
@@ -183,12 +156,9 @@ class DelayLine:
         self.nice = int(cfg.get("nice", -10))
         self.rt_priority = int(cfg.get("rt_priority", 0))
         self.gso = {int(c["queue"]): bool(c.get("gso", True)) for c in cfg["classes"]}
+        self.batch_s = float(cfg.get("batch_us", 1000)) / 1e6
         self.classes = {q: DelayClass(q, label, spec, max_len)
                         for q, label, max_len, spec in parse_classes(cfg)}
-        # a fixed window if configured, else the classes' (pass_window), again on each reload
-        fixed = cfg.get("batch_us")
-        self.fixed_batch_s = None if fixed is None else float(fixed) / 1e6
-        self.batch_s = self.window()
         self.started = time.time()
         self.error = ""
         self.stop = False
@@ -248,7 +218,7 @@ class DelayLine:
             c.max_held = c.held_now
 
     def release_due(self, nfq: NfQueue, now: float, upto: float) -> int:
-        """Accept every held packet due by ``upto`` (``now`` plus half the gap to the next pass): a
+        """Accept every held packet due by ``upto`` (``now`` plus half the batch window): a
         FIFO class with one batch verdict (its due packets are the oldest ids it holds), a
         reordering class one by one. Returns how many were released."""
         total = 0
@@ -283,12 +253,6 @@ class DelayLine:
                 total += n
         return total
 
-    def window(self) -> float:
-        """The batch window: the configured one, else :func:`pass_window` of the classes."""
-        if self.fixed_batch_s is not None:
-            return self.fixed_batch_s
-        return pass_window(c.spec for c in self.classes.values())
-
     def batching(self) -> bool:
         """Whether arrivals may wait for the next pass: only if every class delays by at
         least two windows (a zero or tiny delay would grow by up to a window)."""
@@ -321,7 +285,6 @@ class DelayLine:
                 raise ValueError(f"reload names queues {missing} that are not bound")
             for q, _label, _ml, spec in new:
                 self.classes[q].configure(spec)
-            self.batch_s = self.window()
             self.batch_ok = self.batching()
             self.generation = int(cfg.get("generation", self.generation + 1))
             self.error = ""
@@ -404,8 +367,8 @@ class DelayLine:
         self.write_status(ready=True)
         next_beat = time.monotonic() + self.heartbeat_s
         mono, wall, classes, on_packet = time.monotonic, time.time, self.classes, self.on_packet
+        window, half = self.batch_s, self.batch_s / 2
         busy_until = 0.0  # after a pass that moved packets: no wake-up before this
-        dither = random.Random(os.getpid()).random  # the gaps' (dataplane.c dither()), unseeded
         shaped = any(c.shaper is not None for c in classes.values())  # read packet lengths
         try:
             while not self.stop:
@@ -424,8 +387,7 @@ class DelayLine:
                     else:
                         arrived = now
                     on_packet(nfq, cls, pid, arrived, now, length, header)
-                gap = self.batch_s * (0.5 + dither())  # to the next pass, if this one is busy
-                moved += self.release_due(nfq, now, now + gap / 2)
+                moved += self.release_due(nfq, now, now + half)
                 nfq.flush()
                 if now >= next_beat:
                     if os.getppid() != self.parent_pid:
@@ -434,12 +396,12 @@ class DelayLine:
                     self.write_status(ready=True)
                     next_beat = now + self.heartbeat_s
                 if moved and self.batch_ok:
-                    busy_until = now + gap
-                # right after a busy pass the next one is a gap later, whatever falls due
-                # meanwhile (released at most half a gap late: this pass released all due
-                # within half of it) and whatever arrives (the kernel stamped it, so its delay
-                # still counts from its arrival): a dense flow wakes the loop once per window
-                # on average; a lone packet keeps its timer
+                    busy_until = now + window
+                # right after a busy pass the next one is a window later, whatever falls due
+                # meanwhile (released at most half a window late: the pass before released
+                # all due within half a window) and whatever arrives (the kernel stamped it,
+                # so its delay still counts from its arrival): a dense flow wakes the loop
+                # once per window; a lone packet keeps its timer
                 wake = min(next_beat, self.next_due())
                 if now < busy_until:
                     readers = [rfd]

@@ -18,14 +18,6 @@ _PARETO_STD = math.sqrt(0.75)
 _PN_NORM = math.sqrt(0.75**2 + 0.25**2)
 
 
-def jitter_std(jitter_ms: float, dist: str) -> float:
-    """The standard deviation of a delay with ``jitter_ms`` of jitter drawn from ``dist``:
-    ``jitter_ms`` is a uniform's half-width and the other distributions' standard deviation
-    (profiles.yaml; ``profiles.Direction.jitter_std_ms`` says the same of a profile, and the
-    import contract keeps the two modules apart)."""
-    return jitter_ms / math.sqrt(3.0) if dist == "uniform" else jitter_ms
-
-
 @dataclass(frozen=True)
 class ClassSpec:
     """What one delay class (one direction of one client link) does to its packets."""
@@ -41,10 +33,6 @@ class ClassSpec:
     rate_mbit: float | None = None  # Ethernet frames; None: unlimited (see .shaper)
     limit_bytes: int = 0  # the rate's queue: bytes that may wait for the link
     mtu: int = 1500  # the link's: how many frames a GSO packet will be
-
-    @property
-    def jitter_std_ms(self) -> float:
-        return jitter_std(self.jitter_ms, self.jitter_dist)
 
 
 class DelaySampler:
