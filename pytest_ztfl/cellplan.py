@@ -16,7 +16,7 @@ from k8s_fixtures import workload
 from k8s_fixtures.tls.ca import CertificateAuthority
 from pytest_ztfl import faults
 from pytest_ztfl.backends import Platform
-from pytest_ztfl.matrix import Cell
+from pytest_ztfl.matrix import MTLS_MODES, Cell, MatrixError
 
 HOLD_FILE = "/var/run/ztfl/hold/go"
 READY_TIMEOUT = 300.0
@@ -127,7 +127,12 @@ class CellPlan:
 
 
 def plan_cell(cell: Cell, platform: Platform, hold_rounds: bool = False) -> CellPlan:
-    """Build ``cell``'s run, CAs, proof plan and probe pods for ``platform``."""
+    """Build ``cell``'s run, CAs, proof plan and probe pods for ``platform``. Raises
+    :class:`MatrixError` for a cell whose SEC level asks for mTLS without naming a mode (a
+    matrix always names one; a cell built in Python may not)."""
+    if cell.tls and cell.mtls not in MTLS_MODES:
+        raise MatrixError(f"cell {cell.id}: mtls={cell.mtls!r}: {cell.sec} needs an mTLS mode, "
+                          f"one of {', '.join(MTLS_MODES)}")
     run = fl_run(cell, platform, hold_rounds)
     fault = faults.get(cell.fault)
     if fault is not None:

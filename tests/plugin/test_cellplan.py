@@ -22,7 +22,7 @@ from pytest_ztfl import arm, backends, cellplan, faults, prove, runner
 from pytest_ztfl.backends import Backend, Platform
 from pytest_ztfl.calibration import Calibrations
 from pytest_ztfl.cli import main
-from pytest_ztfl.matrix import Cell, Workload
+from pytest_ztfl.matrix import Cell, MatrixError, Workload
 
 Obj = dict[str, Any]
 PLATFORM = Platform(python=("python",), data_dir="/data/mnist")
@@ -364,3 +364,15 @@ def test_rendered_yaml_has_no_anchors_and_reads_back_as_the_objects(tmp_path: Pa
     cell = next(c for c in m.cells() if c.sec == "SEC1" and c.net == "NET2")  # no fresh keys
     back = [yaml.safe_load(t) for p, t in texts.items() if p.parent.name == cell.id]
     assert back == cell_objects(cell, "ghcr.io/ztfl/fl-app:0.1.0")
+
+
+@pytest.mark.parametrize("sec", ["SEC2", "SEC3"])
+def test_a_cell_asking_for_mtls_without_a_mode_is_refused_in_one_line(sec: str) -> None:
+    """Before, such a cell rendered no proxy and its proofs failed with "no container
+    'ztfl-proxy'"; now planning it names the cell, the field and the modes."""
+    cell = Cell(sec, "NET0", "iid", 0, Workload(clients=2))
+    with pytest.raises(MatrixError) as e:
+        cellplan.plan_cell(cell, PLATFORM)
+    assert str(e.value) == (f"cell {sec}-NET0-iid-s0: mtls=None: {sec} needs an mTLS mode, "
+                            "one of sidecar, native, mesh")
+    cellplan.plan_cell(replace(cell, mtls="sidecar"), PLATFORM)  # a mode: planned
