@@ -27,7 +27,9 @@ def test_a_late_read_keeps_the_arrival_time() -> None:
     """Read 200 ms after the datagram arrived: the stamp is the arrival, not the read. The
     kernel stamps on the wall clock and recv_stamped carries the stamp over to the monotonic
     clock at the read, so a trial during which the wall clock was stepped (a VM's time sync
-    may step it) cannot judge the stamp: it is repeated, up to 5 times."""
+    may step it) cannot judge the stamp: it is repeated, up to 5 times. A slewed clock (up
+    to 500 ppm: 0.1 ms over the 0.2 s wait) moves the carried stamp by what the offset moved:
+    that much is allowed."""
     for _ in range(5):
         before = _wall_offset()
         rx, tx = _pair(stamped=True)
@@ -37,10 +39,11 @@ def test_a_late_read_keeps_the_arrival_time() -> None:
             time.sleep(0.2)  # the read is late on purpose: that lateness must not be measured
             data, _, arrived = recv_stamped(rx, 2048)
             read = time.monotonic()
-        if abs(_wall_offset() - before) < 0.005:  # no step: this trial judges the stamp
+        drift = abs(_wall_offset() - before)
+        if drift < 0.005:  # no step: this trial judges the stamp
             break
     assert data == b"x" * 64
-    assert sent <= arrived + 1e-4  # loopback delivers within the send call
+    assert sent <= arrived + 1e-4 + drift, drift  # loopback delivers within the send call
     assert arrived - sent < 0.05, arrived - sent
     assert read - arrived >= 0.19
 
