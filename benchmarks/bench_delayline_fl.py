@@ -78,24 +78,16 @@ def main() -> int:
                          "(the delay line's default, 1 ms), run in turn in every repeat, the "
                          "order rotating (ZTFL_DELAYLINE_WINDOW_US)")
     args = ap.parse_args()
-    if args.windows:
-        return compare_windows(args, [w.strip() for w in args.windows.split(",") if w.strip()])
     if os.geteuid() != 0:
         sys.exit("run as root: the local backend needs network namespaces")
     if not args.data_dir:
         sys.exit("set ZTFL_DATA_DIR or --data-dir to the MNIST directory")
+    if args.windows:
+        return compare_windows(args, [w.strip() for w in args.windows.split(",") if w.strip()])
     if args.net == "NET0":
         sys.exit("--net NET0 has no delay line to measure")
-    wl = Workload(
-        clients=args.clients,
-        rounds=args.rounds,
-        model=args.model,
-        max_steps=10,
-        eval_every=args.rounds,
-    )
-    cell = Cell(sec="SEC0", net=args.net, data="iid", seed=0, workload=wl)
-    base = Cell(sec="SEC0", net=args.baseline, data="iid", seed=0, workload=wl) \
-        if args.baseline else None
+    cell = bench_cell(args, args.net)
+    base = bench_cell(args, args.baseline) if args.baseline else None
     machine = machine_info()
     load_before = [round(x, 2) for x in os.getloadavg()]
     backend = backends.create("local", data_dir=args.data_dir)
@@ -147,24 +139,25 @@ def main() -> int:
     return 0
 
 
+def bench_cell(args: argparse.Namespace, net: str) -> Cell:
+    """The benchmark's cell: SEC0 at ``net``, iid, seed 0, ``args``' workload."""
+    wl = Workload(clients=args.clients, rounds=args.rounds, model=args.model, max_steps=10,
+                  eval_every=args.rounds)
+    return Cell(sec="SEC0", net=net, data="iid", seed=0, workload=wl)
+
+
 def compare_windows(args: argparse.Namespace, windows: list[str]) -> int:
     """``--windows``: the cell once per window in every repeat, the windows' order rotating
     from repeat to repeat, so that a machine's drift falls on every window alike; prints each
     window's medians and, per repeat, each window's delay line CPU as a ratio to the first's."""
-    if os.geteuid() != 0:
-        sys.exit("run as root: the local backend needs network namespaces")
-    if not args.data_dir:
-        sys.exit("set ZTFL_DATA_DIR or --data-dir to the MNIST directory")
     for w in windows:
         if w != "auto":
             window_config(w)  # one clear error line before anything starts
-    wl = Workload(clients=args.clients, rounds=args.rounds, model=args.model, max_steps=10,
-                  eval_every=args.rounds)
-    cell = Cell(sec="SEC0", net=args.net, data="iid", seed=0, workload=wl)
+    cell = bench_cell(args, args.net)
     machine = machine_info()
     load_before = [round(x, 2) for x in os.getloadavg()]
     backend = backends.create("local", data_dir=args.data_dir)
-    runs: dict[str, list[dict[str, float]]] = {w: [] for w in windows}
+    runs: dict[str, dict[int, dict[str, float]]] = {w: {} for w in windows}  # by repeat
     order: list[list[str]] = []
     try:
         for rep in range(args.n):
@@ -182,7 +175,7 @@ def compare_windows(args: argparse.Namespace, windows: list[str]) -> int:
                     print(f"[{rep + 1}/{args.n}] window {w}: FAILED: {row['success_reason']}")
                     continue
                 got = account(row)
-                runs[w].append(got)
+                runs[w][rep] = got
                 print(f"[{rep + 1}/{args.n}] window {w} ({emu['transport']['batch_us']:.0f} us): "
                       f"{got['cpu_s_per_round']:.3f} s CPU per round = "
                       f"{got['cpu_share_of_round']:.2%} of {got['round_median_s']:.3f} s; "
@@ -193,7 +186,8 @@ def compare_windows(args: argparse.Namespace, windows: list[str]) -> int:
     load_after = [round(x, 2) for x in os.getloadavg()]
     print(f"\n{cell.id}, {args.model} CNN, {args.clients} clients x {args.rounds} rounds; "
           f"orders {order}")
-    for w, rs in runs.items():
+    for w, by_rep in runs.items():
+        rs = list(by_rep.values())
         if rs:
             print(f"  window {w:>5}: n = {len(rs)}, delay line CPU per round "
                   f"{statistics.median(r['cpu_s_per_round'] for r in rs):.3f} s = "
@@ -202,8 +196,8 @@ def compare_windows(args: argparse.Namespace, windows: list[str]) -> int:
                   f"late mean {statistics.median(r['late_mean_us'] for r in rs):.0f} us")
     first = windows[0]
     for w in windows[1:]:
-        pairs = [b["cpu_s_per_round"] / a["cpu_s_per_round"]
-                 for a, b in zip(runs[first], runs[w], strict=False)]
+        pairs = [runs[w][rep]["cpu_s_per_round"] / a["cpu_s_per_round"]
+                 for rep, a in runs[first].items() if rep in runs[w]]  # the same repeat's
         if pairs:
             print(f"  CPU, window {w} / window {first}: median {statistics.median(pairs):.3f} "
                   "(per repeat: " + ", ".join(f"{x:.3f}" for x in pairs) + ")")

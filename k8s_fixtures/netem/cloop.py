@@ -131,10 +131,6 @@ def run_c(line: DelayLine) -> int:
         configure(i, c)
     lib.dl_set_batch(h, int(line.batch_ok))
     rfd = line.on_signals()
-    # this thread's niceness too (the loop's thread sets its own): a heartbeat the cell's
-    # load holds back looks like a wedged delay line to the parent
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, 0, int(line.nice))
     stamps = enable_rx_stamps()
     if lib.dl_open(h, line.sock_len) != 0:
         line.error = f"data plane: {lib.dl_error(h).decode()}"

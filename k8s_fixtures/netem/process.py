@@ -29,11 +29,9 @@ class DelayLineError(RuntimeError):
     """The delay line failed to start, reconfigure or stop; the message says which and why."""
 
 
-
 def window_config(value: str) -> dict[str, float]:
     """The delay line's batch window fixed by ``ZTFL_DELAYLINE_WINDOW_US`` (microseconds,
-    for benchmarks that compare windows), or nothing: the delay line chooses
-    (``delayline.pass_window``)."""
+    for benchmarks that compare windows), or nothing: the delay line's default (1 ms)."""
     if not value.strip():
         return {}
     try:
@@ -44,6 +42,7 @@ def window_config(value: str) -> dict[str, float]:
         raise ValueError(f"ZTFL_DELAYLINE_WINDOW_US: {value!r} is not a window in "
                          "microseconds (0 < window <= 1000000)")
     return {"batch_us": us}
+
 
 @dataclass(frozen=True)
 class ClassConfig:
