@@ -18,7 +18,14 @@ would run it. So ``--baseline NET0`` also runs the same cell at NET0 in every re
 alternating) and prints the machine's CPU per round (``cpu_machine_seconds``, all cores, from
 /proc/stat) of both and their difference: what emulating the profile adds to the machine,
 the delay line's own work and the kernel's queueing included (and the longer rounds' idle
-costs too: an upper bound). Prints n, the machine and its load average before and after (a
+costs too: an upper bound). ``--split`` samples the machine with ``perf record -a -g`` during
+the rounds (k8s_fixtures.netem.cpusplit) and splits the delay line's CPU by call stack: the
+onward path of the packets it releases (their bridge forward and receive softirq, run in its
+verdict's context) apart from its own work, to which it adds what it makes the senders' context
+do (the FORWARD rules and queueing); ``own_cpu_s_per_round`` is the delay line's CPU per round
+scaled so, ``own_share_of_round_bound`` the same with every moment of its rounds that no sample
+saw (``perf_coverage`` below 1) counted as its own. Sampling at 999 Hz on every core costs a
+little of every arm's CPU. Prints n, the machine and its load average before and after (a
 shared machine inflates all).
 """
 
@@ -29,8 +36,10 @@ import os
 import statistics
 import sys
 import time
+from collections import Counter
 from typing import Any
 
+from k8s_fixtures.netem import cpusplit
 from k8s_fixtures.netem.calibrate import machine_info
 from k8s_fixtures.netem.process import window_config
 from pytest_ztfl import backends, runner
@@ -43,13 +52,32 @@ def machine_cpu_per_round(row: dict[str, Any]) -> float:
     return statistics.median(float(r["cpu_machine_seconds"]) for r in row["metrics"]["rounds"])
 
 
-def account(row: dict[str, Any]) -> dict[str, float]:
-    """One run's figures from its row (``overlays.net.emulation`` and the round durations)."""
+def account(row: dict[str, Any], split: cpusplit.Split | None = None) -> dict[str, float]:
+    """One run's figures from its row (``overlays.net.emulation`` and the round durations)
+    and, with ``split``, the delay line's own CPU."""
     emu = row["overlays"]["net"]["emulation"]
     classes = list(emu["rounds"].values())  # the rounds alone
     held = sum(int(c["held_total"]) for c in classes)
     rounds = row["metrics"]["durations"]
     cpu = float(emu["delayline_cpu_s_per_round"])
+    own: dict[str, float] = {}
+    if split is not None:
+        scale = split.own_per_process()
+        in_rounds = sum(float(r["cpu_delayline_seconds"]) for r in row["metrics"]["rounds"])
+        # every moment of the process's rounds no sample saw counted as its own work: a bound
+        # that holds whichever stacks the lost samples had
+        bound = 1 - split.onward / SPLIT_HZ / in_rounds + (
+            split.counts.get(cpusplit.ELSEWHERE, 0) / split.in_process)
+        own = {
+            "onward_share": split.onward / split.in_process,
+            "elsewhere_share": split.counts.get(cpusplit.ELSEWHERE, 0) / split.in_process,
+            "own_cpu_s_per_round": cpu * scale,
+            "own_share_of_round": cpu * scale / statistics.median(rounds),
+            "own_share_of_round_bound": cpu * max(scale, bound) / statistics.median(rounds),
+            # sampled process time against /proc's inside the rounds (perf's window also
+            # holds the holds between them): ~1 if no samples were lost
+            "perf_coverage": split.in_process / SPLIT_HZ / in_rounds,
+        }
     return {
         "cpu_s_per_round": cpu,
         "cpu_share_of_round": cpu / statistics.median(rounds),
@@ -61,7 +89,24 @@ def account(row: dict[str, Any]) -> dict[str, float]:
         "kernel_queue_drops": float(emu["kernel_queue_drops"]),
         "round_median_s": statistics.median(rounds),
         "machine_cpu_s_per_round": machine_cpu_per_round(row),
+        **own,
     }
+
+
+SPLIT_HZ = 999
+
+
+def run_once(backend: backends.Backend, c: Cell, split: bool
+             ) -> tuple[dict[str, Any], cpusplit.Split | None]:
+    """Run ``c`` as a block of one; with ``split``, perf samples its rounds."""
+    block = Block(c.id, (c,), "round", 0)
+    if not split:
+        return runner.run_block(backend, block)[0][0], None
+    with cpusplit.PerfRecord(freq=SPLIT_HZ) as perf:
+        row, _ = runner.run_block(backend, block, before_rounds=perf.enable,
+                                  after_rounds=perf.disable)[0]
+        stacks = perf.stacks()
+    return row, cpusplit.split(stacks) if row["success"] else None
 
 
 def main() -> int:
@@ -73,6 +118,8 @@ def main() -> int:
     ap.add_argument("--model", default="paper", choices=("small", "paper"))
     ap.add_argument("--data-dir", default=os.environ.get("ZTFL_DATA_DIR"))
     ap.add_argument("--baseline", choices=("NET0",), help="also run the cell at NET0 per repeat")
+    ap.add_argument("--split", action="store_true",
+                    help="split the delay line's CPU by call stack (perf record -a -g)")
     ap.add_argument("--windows", default="",
                     help="compare batch windows: comma-separated microseconds or 'auto' "
                          "(the delay line's default, 1 ms), run in turn in every repeat, the "
@@ -82,6 +129,8 @@ def main() -> int:
         sys.exit("run as root: the local backend needs network namespaces")
     if not args.data_dir:
         sys.exit("set ZTFL_DATA_DIR or --data-dir to the MNIST directory")
+    if args.split and args.windows:
+        sys.exit("--split: not with --windows")
     if args.windows:
         return compare_windows(args, [w.strip() for w in args.windows.split(",") if w.strip()])
     if args.net == "NET0":
@@ -93,19 +142,22 @@ def main() -> int:
     backend = backends.create("local", data_dir=args.data_dir)
     runs: list[dict[str, float]] = []
     added: list[float] = []  # machine CPU per round, cell minus baseline, per repeat
+    pooled: Counter[str] = Counter()  # --split: the runs' samples by category
     try:
         for rep in range(args.n):
             arms = [cell] if base is None else [cell, base] if rep % 2 == 0 else [base, cell]
             got: dict[str, float] = {}
             for c in arms:
                 t = time.monotonic()
-                row, _ = runner.run_block(backend, Block(c.id, (c,), "round", 0))[0]
+                row, split = run_once(backend, c, args.split and c is cell)
                 if not row["success"] or (c is cell and "emulation" not in row["overlays"]["net"]):
                     print(f"[{rep + 1}/{args.n}] {c.id}: FAILED: {row['success_reason']}")
                     continue
                 got[c.net] = machine_cpu_per_round(row)
                 if c is cell:
-                    runs.append(account(row))
+                    runs.append(account(row, split))
+                    if split is not None:
+                        pooled.update(split.counts)
                 plane = (row["overlays"]["net"].get("emulation") or {}).get(
                     "transport", {}).get("dataplane")
                 print(f"[{rep + 1}/{args.n}] {c.id}: {time.monotonic() - t:.1f} s, "
@@ -127,6 +179,12 @@ def main() -> int:
         values = [r[key] for r in runs]
         print(f"  {key:20s} {statistics.median(values):12.4g}   (all: "
               + ", ".join(f"{v:.4g}" for v in values) + ")")
+    if pooled:
+        inside = sum(n for k, n in pooled.items() if k != cpusplit.ELSEWHERE)
+        print(f"  delay line CPU by stack, {sum(pooled.values())} samples at {SPLIT_HZ} Hz "
+              f"pooled over the runs, as shares of its process's {inside}:")
+        for k, n in pooled.most_common():
+            print(f"    {n / inside:7.1%}  {k}")
     if added:
         share = statistics.median(added) / statistics.median(r["round_median_s"] for r in runs)
         print(f"  machine CPU {cell.net} adds over {args.baseline}: "

@@ -74,17 +74,22 @@ def run_block(
     context: rows.Context | None = None,
     calibrated: Callable[[], rows.Context] | None = None,
     after_rounds: Callable[[], None] | None = None,
+    before_rounds: Callable[[], None] | None = None,
 ) -> list[tuple[Row, bytes]]:
     """Measure a block's arms with their rounds interleaved (``block.mode == "round"``) or
     one after another in the block's order (``"cell"``); rows in the block's arm order.
 
     ``calibrated``, when given, waits for what runs aside while the pods start and are
     proven (the profile's calibration) and returns the rows' context; it is called before
-    any FL run starts, so nothing aside overlaps a measured round. ``after_rounds`` is called
-    once the last round ended (e.g. to start the next block's calibration aside)."""
+    any FL run starts, so nothing aside overlaps a measured round. ``before_rounds`` is called
+    once every arm's clients joined, just before round 1 (a round-mode block only; e.g. to
+    switch a profiler on), ``after_rounds`` once the last round ended (e.g. to start the next
+    block's calibration aside)."""
     run_id = uuid.uuid4().hex[:12]
     patterns.warm(backend, list(block.arms))
     if block.mode == "cell":
+        if before_rounds is not None:
+            raise ValueError(f"run_block: before_rounds needs a round-mode block ({block.key})")
         context = calibrated() if calibrated is not None else context
         # Arms one after another did not meet the same moments: each its own block run, so
         # no comparison pairs their rounds (analysis.compare); ``block`` still groups them.
@@ -142,6 +147,8 @@ def run_block(
             assert a.follower is not None
             a.follower.event("round_hold", 1).wait(READY_TIMEOUT)
         lap("joined")
+        if before_rounds is not None:
+            before_rounds()
         rounds = block.arms[0].workload.rounds
         deadline = block.arms[0].workload.round_deadline
         for r in range(1, rounds + 1):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from typing import Any
 
 import pytest
@@ -41,7 +42,12 @@ def _block(live: Live) -> list[tuple[dict[str, Any], bytes]]:
             Cell("SEC0", "NET0", "iid", 0, WORKLOAD, check=f"delay{DELAY_MS:g}ms"),
         ]
         (block,) = design.plan(cells, "round", 20261205).blocks
-        live.memo["block"] = (block, runner.run_block(live.backend, block, print))
+        hooks: dict[str, float] = {}
+        live.memo["hooks"] = hooks
+        live.memo["block"] = (block, runner.run_block(
+            live.backend, block, print,
+            before_rounds=lambda: hooks.setdefault("before", time.time()),
+            after_rounds=lambda: hooks.setdefault("after", time.time())))
     out: list[tuple[dict[str, Any], bytes]] = live.memo["block"][1]
     return out
 
@@ -80,6 +86,10 @@ def test_rounds_never_overlap_and_follow_the_recorded_order(live: Live) -> None:
         positions = [r["position"] for r in row["metrics"]["rounds"]]
         assert positions == [ran[k].index(row["cell"]["id"]) for k in range(ROUNDS)]
     assert ran == [[c.id for c in block.round_order(r)] for r in range(1, ROUNDS + 1)]
+    # the hooks around the rounds (a profiler's on and off): before the first, after the last
+    hooks = live.memo["hooks"]
+    assert hooks["before"] <= min(s for s, _, _, _ in spans)
+    assert hooks["after"] >= max(e for _, e, _, _ in spans)
 
 
 def test_each_round_is_charged_its_own_cpu(live: Live) -> None:
