@@ -96,17 +96,19 @@ def account(row: dict[str, Any], split: cpusplit.Split | None = None) -> dict[st
 SPLIT_HZ = 999
 
 
-def run_once(backend: backends.Backend, c: Cell, split: bool
+def run_once(backend: backends.Backend, c: Cell, sample: bool, split: bool
              ) -> tuple[dict[str, Any], cpusplit.Split | None]:
-    """Run ``c`` as a block of one; with ``split``, perf samples its rounds."""
+    """Run ``c`` as a block of one; with ``sample``, perf samples its rounds (the baseline's
+    too, so that both arms bear its cost), and with ``split`` their stacks are split."""
     block = Block(c.id, (c,), "round", 0)
-    if not split:
+    if not sample:
         return runner.run_block(backend, block)[0][0], None
     with cpusplit.PerfRecord(freq=SPLIT_HZ) as perf:
         row, _ = runner.run_block(backend, block, before_rounds=perf.enable,
                                   after_rounds=perf.disable)[0]
-        stacks = perf.stacks()
-    return row, cpusplit.split(stacks) if row["success"] else None
+        if not (split and row["success"]):
+            return row, None
+        return row, cpusplit.split(perf.stacks())
 
 
 def main() -> int:
@@ -149,7 +151,7 @@ def main() -> int:
             got: dict[str, float] = {}
             for c in arms:
                 t = time.monotonic()
-                row, split = run_once(backend, c, args.split and c is cell)
+                row, split = run_once(backend, c, args.split, args.split and c is cell)
                 if not row["success"] or (c is cell and "emulation" not in row["overlays"]["net"]):
                     print(f"[{rep + 1}/{args.n}] {c.id}: FAILED: {row['success_reason']}")
                     continue
