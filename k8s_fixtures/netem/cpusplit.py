@@ -18,6 +18,10 @@ its queueing, not the forward's continuation) is the delay line's too, as is suc
 its own process (a reply the onward path's TCP sent, queued for its link). The delay line's
 process is the one that sends NFQUEUE verdicts: nothing else here does.
 
+Not counted: the timer interrupts that wake the delay line for a pass. They run in hard
+interrupt context with interrupts off, where a ``cpu-clock`` sample cannot land (samples of
+hrtimer expiry here are all soft timers, such as TCP pacing's, whose work is the pods' own).
+
 Samples are ``cpu-clock`` (a timer): in a VM a sample that falls while interrupts are off is
 taken when they are back on, still under the same stack, so the split by ancestor holds.
 """

@@ -27,6 +27,7 @@ EXPECTED = [
     None,                          # a packet no rule queued: its forward goes on, not ours
     ELSEWHERE,                     # the idle task's softirq queueing a packet
     None,                          # an exiting thread (tid -1) of another process
+    None,                          # a pod's TCP pacing timer sending: the pod's own work
 ]
 
 
@@ -34,8 +35,8 @@ def test_perf_script_output_is_parsed_into_stacks() -> None:
     stacks = cpusplit.parse(SAMPLE)
     assert len(stacks) == len(EXPECTED)
     assert (stacks[0].pid, stacks[0].tid) == (DELAYLINE, 31702)
-    assert (stacks[-1].pid, stacks[-1].tid) == (31648, -1)
-    assert (stacks[-2].pid, stacks[-2].tid) == (0, 0)
+    assert (stacks[-2].pid, stacks[-2].tid) == (31648, -1)
+    assert (stacks[-3].pid, stacks[-3].tid) == (0, 0)
     assert stacks[0].frames[0] == "_raw_spin_unlock_irqrestore"
     # compiler suffixes are cut, so a rule names the function
     assert "br_nf_forward_ip" in stacks[7].frames
