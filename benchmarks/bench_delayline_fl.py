@@ -131,8 +131,6 @@ def main() -> int:
         sys.exit("run as root: the local backend needs network namespaces")
     if not args.data_dir:
         sys.exit("set ZTFL_DATA_DIR or --data-dir to the MNIST directory")
-    if args.split and args.windows:
-        sys.exit("--split: not with --windows")
     if args.windows:
         return compare_windows(args, [w.strip() for w in args.windows.split(",") if w.strip()])
     if args.net == "NET0":
@@ -229,12 +227,12 @@ def compare_windows(args: argparse.Namespace, windows: list[str]) -> int:
                     os.environ.pop("ZTFL_DELAYLINE_WINDOW_US", None)
                 else:
                     os.environ["ZTFL_DELAYLINE_WINDOW_US"] = w
-                row, _ = runner.run_block(backend, Block(cell.id, (cell,), "round", 0))[0]
+                row, split = run_once(backend, cell, args.split, args.split)
                 emu = row["overlays"]["net"].get("emulation")
                 if not row["success"] or not emu:
                     print(f"[{rep + 1}/{args.n}] window {w}: FAILED: {row['success_reason']}")
                     continue
-                got = account(row)
+                got = account(row, split)
                 runs[w][rep] = got
                 print(f"[{rep + 1}/{args.n}] window {w} ({emu['transport']['batch_us']:.0f} us): "
                       f"{got['cpu_s_per_round']:.3f} s CPU per round = "
@@ -254,6 +252,13 @@ def compare_windows(args: argparse.Namespace, windows: list[str]) -> int:
                   f"{statistics.median(r['cpu_share_of_round'] for r in rs):.2%} of the round, "
                   f"round {statistics.median(r['round_median_s'] for r in rs):.3f} s, "
                   f"late mean {statistics.median(r['late_mean_us'] for r in rs):.0f} us")
+            if "own_cpu_s_per_round" in rs[0]:  # --split: fewer passes should cut own work
+                own = statistics.median(r["own_cpu_s_per_round"] for r in rs)
+                onward = statistics.median(r["cpu_s_per_round"] * r["onward_share"] for r in rs)
+                share = statistics.median(r["own_share_of_round"] for r in rs)
+                bound = statistics.median(r["own_share_of_round_bound"] for r in rs)
+                print(f"    own {own:.3f} s per round, onward path {onward:.3f} s; own share "
+                      f"of the round {share:.2%} (bound {bound:.2%})")
     first = windows[0]
     for w in windows[1:]:
         pairs = [runs[w][rep]["cpu_s_per_round"] / a["cpu_s_per_round"]
