@@ -172,7 +172,7 @@ class PerfRecord:
 
     def __init__(self, freq: int = 999, timeout: float = 10.0) -> None:
         self.freq, self.timeout = freq, timeout
-        self._dir = Path(tempfile.mkdtemp(prefix="ztfl-perf-"))
+        self.workdir = self._dir = Path(tempfile.mkdtemp(prefix="ztfl-perf-"))
         self._proc: subprocess.Popen[bytes] | None = None
         self._ctl = self._ack = -1
         self._log: BinaryIO | None = None
