@@ -5,8 +5,9 @@ proofs of enforcement failed, or whose run did not succeed, fails with the reaso
 its server-measured round durations become the benchmark's samples and its SLO gates decide
 the outcome. Then one test per pooled comparison (``test_overhead_pooled[SEC3-NET2]``): the
 level's overhead over every block of the matrix, median and tail. Check arms (``-aa``,
-``-delay<MS>ms``) test the instrument itself: what they find is a warning, not a failure of
-the system measured.
+``-delay<MS>ms``) test the instrument itself, judged at the end, one test per kind
+(``test_instrument_checks[delay10ms]``, only in a matrix that has them): what they find is a
+warning, not a failure of the system measured.
 """
 
 from __future__ import annotations
@@ -96,12 +97,6 @@ def test_fl(ztfl_cell: Any, ztfl_session: Any, ztfl_result: dict[str, Any], benc
         rounds = ztfl_session.clock_for(ztfl_cell).load(durations)
         benchmark.pedantic(_noop, rounds=rounds, iterations=1)
     verdicts = ztfl_session.gates(ztfl_cell, row)
-    if ztfl_cell.check is not None:
-        finding = check_finding(
-            ztfl_cell, row, ztfl_session.baseline(ztfl_cell), ztfl_session.noise()
-        )
-        if finding is not None:
-            warnings.warn(ZtflInstrumentWarning(finding), stacklevel=1)
     failed = [v for v in verdicts if v.verdict is Verdict.FAIL]
     if not row["success"] and not failed:
         # The seed study's success verdict is recorded (row, report); the test's outcome is the
@@ -114,6 +109,22 @@ def test_fl(ztfl_cell: Any, ztfl_session: Any, ztfl_result: dict[str, Any], benc
             stacklevel=1,
         )
     _judge(verdicts, ztfl_cell.id)
+
+
+def test_instrument_checks(ztfl_check: str, ztfl_session: Any) -> None:
+    """One check kind's arms (``-aa``, ``-delay<MS>ms``), each against its block's SEC0 arm,
+    judged once every block has run, with the whole run's instance noise, as the report and
+    benchmarks/trust_check.py judge them (judged as each arm ended, a seed's noise was the
+    blocks' so far: a verdict the report could contradict). What an arm finds wanting is a
+    ZtflInstrumentWarning: the instrument's, not the system's."""
+    arms = ztfl_session.check_arms(ztfl_check)
+    if not arms:
+        pytest.skip(f"{ztfl_check}: no measured check arm (deselected or skipped)")
+    noise = ztfl_session.noise()
+    for cell, row, base in arms:
+        finding = check_finding(cell, row, base, noise)
+        if finding is not None:
+            warnings.warn(ZtflInstrumentWarning(finding), stacklevel=1)
 
 
 def test_overhead_pooled(ztfl_group: str, ztfl_session: Any) -> None:

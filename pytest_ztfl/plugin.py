@@ -61,7 +61,22 @@ def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> 
     return None
 
 
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> Any:
+    """A matrix without check arms has no instrument-check test at all (an always-skipped
+    item would be noise in every run)."""
+    if name == "test_instrument_checks" and collector.nodeid == MATRIX_NODEID:
+        ztfl = collector.config.stash.get(SESSION_KEY, None)
+        if ztfl is None or not ztfl.all_checks():
+            return []
+    return None
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "ztfl_check" in metafunc.fixturenames:
+        ztfl = metafunc.config.stash.get(SESSION_KEY, None)
+        checks = ztfl.all_checks() if ztfl is not None else []
+        metafunc.parametrize("ztfl_check", checks, ids=checks, scope="function")
+        return
     if "ztfl_group" in metafunc.fixturenames:
         ztfl = metafunc.config.stash.get(SESSION_KEY, None)
         groups = ztfl.all_groups() if ztfl is not None else []
