@@ -161,10 +161,11 @@ def run_c(line: DelayLine) -> int:
                     while os.read(rfd, 512):
                         pass
             if line.reload:
-                line.do_reload()
+                changed = line.do_reload()
                 if not line.error:  # else the old parameters and draws go on
                     for i, q in enumerate(queues):
-                        configure(i, line.classes[q])
+                        if q in changed:
+                            configure(i, line.classes[q])
                     lib.dl_set_batch(h, int(line.batch_ok))
                     refill.start()
                 snapshot()
