@@ -10,7 +10,7 @@ from typing import Any
 from k8s_fixtures.netem.delayline import DelayLine
 from k8s_fixtures.netem.models import ClassSpec, DelaySampler, class_rngs
 
-SPEC = {"delay_ms": 25, "jitter_ms": 2, "seed": 7}
+SPEC: dict[str, Any] = {"delay_ms": 25, "jitter_ms": 2, "seed": 7}
 
 
 def _write(path: Path, specs: dict[int, dict[str, Any]], generation: int) -> None:
