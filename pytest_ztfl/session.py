@@ -417,25 +417,16 @@ class ZtflSession:
             return []  # no measured cell of the group (deselected, skipped or not yet run)
         return slo.pooled(f"{group} / SEC0", pairs, self.settings, noise=self.noise())
 
-    # ---- instrument checks ------------------------------------------------------------
     def all_checks(self) -> list[str]:
-        """The matrix's check kinds (``aa``, ``delay10ms``) whose arms have a SEC0 arm to be
-        compared with."""
+        """The check kinds (``aa``, ``delay10ms``) of the arms that have a SEC0 arm."""
         return list(dict.fromkeys(c.check for c in self.cells
                                   if c.check is not None and c.baseline(self.cells) is not None))
 
     def check_arms(self, check: str) -> list[tuple[mx.Cell, dict[str, Any], dict[str, Any] | None]]:
-        """The measured arms of one check kind, each with its row and its SEC0 arm's row (None:
-        not measured), in test order; rows of this run or stored, as the pooled gates read
-        them."""
-        out = []
-        for c in self.planned:
-            if c.check != check:
-                continue
-            row = self.rows.get(c.id) or self.store.done(c.id)
-            if row is not None:
-                out.append((c, row, self.baseline(c)))
-        return out
+        """One check kind's measured arms, each with its row and its SEC0 arm's (or None)."""
+        rows = [(c, self.rows.get(c.id) or self.store.done(c.id)) for c in self.planned
+                if c.check == check]
+        return [(c, r, self.baseline(c)) for c, r in rows if r is not None]
 
     def noise(self) -> compare.Noise:
         """The instance noise of every row measured so far, this run's and resumed ones
