@@ -36,7 +36,8 @@ sets it from ``ZTFL_DELAYLINE_RT``, default 1, 0 = off) and at nice -10 otherwis
 
 Liveness: the process rewrites a JSON status file (pid, heartbeat time, counters, kernel queue
 drops) every ``heartbeat_s``; SIGHUP reloads the class parameters from the config file (profile
-changes); SIGTERM releases every held packet and exits. It exits by itself if its parent dies.
+changes; a class whose parameters are unchanged keeps its draws); SIGTERM releases every held
+packet and exits. It exits by itself if its parent dies.
 """
 
 from __future__ import annotations
