@@ -172,7 +172,8 @@ class PerfRecord:
 
     def __init__(self, freq: int = 999, timeout: float = 10.0) -> None:
         self.freq, self.timeout = freq, timeout
-        self.workdir = self._dir = Path(tempfile.mkdtemp(prefix="ztfl-perf-"))
+        self.workdir: Path | None = None  # perf's files while it runs (removed on exit)
+        self._perf = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._ctl = self._ack = -1
         self._log: BinaryIO | None = None
@@ -180,19 +181,24 @@ class PerfRecord:
     def __enter__(self) -> PerfRecord:
         perf = shutil.which("perf")
         if perf is None:
-            self.close()
             raise RuntimeError("perf: not on PATH (Debian: apt-get install linux-perf)")
-        for name in ("ctl", "ack"):
-            os.mkfifo(self._dir / name)
-        # O_RDWR: opening a FIFO so never blocks waiting for the other end
-        self._ctl = os.open(self._dir / "ctl", os.O_RDWR)
-        self._ack = os.open(self._dir / "ack", os.O_RDWR)
-        self._log = open(self._dir / "log", "wb")
-        self._proc = subprocess.Popen(
-            [perf, "record", "-a", "-g", "-e", "cpu-clock", "-F", str(self.freq), "-D", "-1",
-             "--control", f"fifo:{self._dir / 'ctl'},{self._dir / 'ack'}",
-             "-o", str(self._dir / "perf.data")],
-            stdout=self._log, stderr=subprocess.STDOUT)
+        self._perf, d = perf, Path(tempfile.mkdtemp(prefix="ztfl-perf-"))
+        self.workdir = d
+        try:
+            for name in ("ctl", "ack"):
+                os.mkfifo(d / name)
+            # O_RDWR: opening a FIFO so never blocks waiting for the other end
+            self._ctl = os.open(d / "ctl", os.O_RDWR)
+            self._ack = os.open(d / "ack", os.O_RDWR)
+            self._log = open(d / "log", "wb")
+            self._proc = subprocess.Popen(
+                [perf, "record", "-a", "-g", "-e", "cpu-clock", "-F", str(self.freq),
+                 "-D", "-1", "--control", f"fifo:{d / 'ctl'},{d / 'ack'}",
+                 "-o", str(d / "perf.data")],
+                stdout=self._log, stderr=subprocess.STDOUT)
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def _command(self, cmd: str) -> None:
@@ -225,14 +231,18 @@ class PerfRecord:
     def stacks(self) -> list[Stack]:
         """The samples (stops perf first)."""
         self.stop()
+        if self.workdir is None:
+            raise RuntimeError("PerfRecord.stacks: perf was never started (use it in a with)")
         out = subprocess.run(
-            ["perf", "script", "-i", str(self._dir / "perf.data"), "-F", "pid,tid,ip,sym"],
+            [self._perf, "script", "-i", str(self.workdir / "perf.data"), "-F", "pid,tid,ip,sym"],
             capture_output=True, check=True, timeout=600)
         return parse(out.stdout.decode(errors="replace"))
 
     def _tail(self) -> str:
+        if self.workdir is None:
+            return "no log"
         try:
-            return (self._dir / "log").read_text(errors="replace").strip()[-300:]
+            return (self.workdir / "log").read_text(errors="replace").strip()[-300:]
         except OSError:
             return "no log"
 
@@ -247,7 +257,8 @@ class PerfRecord:
             if self._log is not None:
                 self._log.close()
                 self._log = None
-            shutil.rmtree(self._dir, ignore_errors=True)
+            if self.workdir is not None:
+                shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __exit__(self, *exc: object) -> None:
         self.close()

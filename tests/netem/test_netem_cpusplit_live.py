@@ -43,4 +43,4 @@ def test_only_the_enabled_window_is_sampled() -> None:
     assert samples[before.pid] == 0 and samples[after.pid] == 0, samples
     # 0.3 s of CPU at 999 Hz: ~300 samples; half of it allows for a loaded machine's sharing
     assert samples[inside.pid] >= BURN_S * 999 / 2, samples[inside.pid]
-    assert not perf.workdir.exists()
+    assert perf.workdir is not None and not perf.workdir.exists()
