@@ -65,7 +65,8 @@ def account(row: dict[str, Any], split: cpusplit.Split | None = None) -> dict[st
         scale = split.own_per_process()
         in_rounds = sum(float(r["cpu_delayline_seconds"]) for r in row["metrics"]["rounds"])
         # every moment of the process's rounds no sample saw counted as its own work: a bound
-        # that holds whichever stacks the lost samples had
+        # whichever stacks the lost samples had, if the onward path sampled in perf's window
+        # (which also spans the holds between rounds, with next to no traffic) was in rounds
         bound = 1 - split.onward / SPLIT_HZ / in_rounds + (
             split.counts.get(cpusplit.ELSEWHERE, 0) / split.in_process)
         own = {
