@@ -77,9 +77,46 @@ class Timeline:
         return self.points
 
 
-def stamp_arrivals(sock: socket.socket) -> None:
-    """Ask the kernel to stamp every datagram this socket receives (CLOCK_REALTIME, ns)."""
+def stamp_arrivals(sock: socket.socket, wait_s: float = 2.0) -> None:
+    """Ask the kernel to stamp every datagram this socket receives (CLOCK_REALTIME, ns), and
+    wait (at most ``wait_s``) until it does.
+
+    Why wait: when no socket of the machine has asked for stamps, the kernel switches
+    arrival stamping on in a deferred work item, and a datagram that arrives before that ran
+    is stamped when it is read (seen in CI under load: a datagram read 0.2 s late carried its
+    read time). ``sock`` keeps stamping on once it is; a loopback datagram stamped before its
+    ``send`` returned shows that it is. Where loopback is unusable (its device down in a
+    namespace) nothing is checked."""
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    try:
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError:
+        return
+    with rx, tx:
+        try:
+            rx.bind(("127.0.0.1", 0))
+            rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            rx.settimeout(wait_s)
+            end = time.monotonic() + wait_s
+            while time.monotonic() < end:
+                tx.sendto(b"s", rx.getsockname())
+                returned = time.time()
+                stamp = _kernel_stamp(rx.recvmsg(64, socket.CMSG_SPACE(_TIMESPEC.size))[1])
+                if stamp is not None and stamp < returned:  # stamped on arrival
+                    return
+                time.sleep(0.001)  # let the kernel's work item run
+        except OSError:
+            return
+
+
+def _kernel_stamp(anc: list[tuple[int, int, bytes]]) -> float | None:
+    """The SO_TIMESTAMPNS stamp in a message's ancillary data (CLOCK_REALTIME), if any."""
+    for level, kind, raw in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+            sec, nsec = _TIMESPEC.unpack_from(raw)
+            return float(sec + nsec / 1e9)
+    return None
 
 
 def recv_stamped(sock: socket.socket, size: int) -> tuple[bytes, Any, float]:
@@ -88,11 +125,8 @@ def recv_stamped(sock: socket.socket, size: int) -> tuple[bytes, Any, float]:
     Without a stamp (not enabled) the arrival is the time the read returned."""
     data, anc, _flags, addr = sock.recvmsg(size, socket.CMSG_SPACE(_TIMESPEC.size))
     mono, real = time.monotonic(), time.time()
-    for level, kind, raw in anc:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
-            sec, nsec = _TIMESPEC.unpack_from(raw)
-            return data, addr, mono - max(0.0, real - (sec + nsec / 1e9))
-    return data, addr, mono
+    stamp = _kernel_stamp(anc)
+    return data, addr, mono if stamp is None else mono - max(0.0, real - stamp)
 
 
 def one_way_ms(probes: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
