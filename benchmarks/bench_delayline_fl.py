@@ -67,11 +67,10 @@ def account(row: dict[str, Any], split: cpusplit.Split | None = None) -> dict[st
         # every moment of the process's rounds no sample saw counted as its own work: a bound
         # whichever stacks the lost samples had, if the onward path sampled in perf's window
         # (which also spans the holds between rounds, with next to no traffic) was in rounds
-        bound = 1 - split.onward / SPLIT_HZ / in_rounds + (
-            split.counts.get(cpusplit.ELSEWHERE, 0) / split.in_process)
+        bound = 1 - split.onward / SPLIT_HZ / in_rounds + split.elsewhere / split.in_process
         own = {
             "onward_share": split.onward / split.in_process,
-            "elsewhere_share": split.counts.get(cpusplit.ELSEWHERE, 0) / split.in_process,
+            "elsewhere_share": split.elsewhere / split.in_process,
             "own_cpu_s_per_round": cpu * scale,
             "own_share_of_round": cpu * scale / statistics.median(rounds),
             "own_share_of_round_bound": cpu * max(scale, bound) / statistics.median(rounds),
@@ -109,7 +108,10 @@ def run_once(backend: backends.Backend, c: Cell, sample: bool, split: bool
                                   after_rounds=perf.disable)[0]
         if not (split and row["success"]):
             return row, None
-        return row, cpusplit.split(perf.stacks())
+        try:
+            return row, cpusplit.split(perf.stacks())
+        except ValueError as e:  # e.g. no process sent verdicts: one line, after clean-up
+            sys.exit(f"--split: {c.id}: {e}")
 
 
 def main() -> int:

@@ -28,6 +28,7 @@ taken when they are back on, still under the same stack, so the split by ancesto
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -146,10 +147,14 @@ class Split:
         return sum(self.counts.get(c, 0) for c in ONWARD)
 
     @property
+    def elsewhere(self) -> int:
+        return self.counts.get(ELSEWHERE, 0)
+
+    @property
     def own(self) -> int:
         """The delay line's own work: its process's samples less the onward path, plus its
         work elsewhere."""
-        return self.in_process - self.onward + self.counts.get(ELSEWHERE, 0)
+        return self.in_process - self.onward + self.elsewhere
 
     def own_per_process(self) -> float:
         """Own work per unit of the process's time: scales ``/proc`` CPU to own CPU."""
@@ -260,5 +265,9 @@ class PerfRecord:
             if self.workdir is not None:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        with contextlib.suppress(RuntimeError):  # perf's own exit must not hide the error
+            self.close()

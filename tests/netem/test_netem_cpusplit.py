@@ -55,7 +55,7 @@ def test_each_sample_falls_in_its_category() -> None:
 def test_own_work_is_the_process_less_the_onward_path_plus_its_work_elsewhere() -> None:
     s = cpusplit.split(cpusplit.parse(SAMPLE))
     assert s.pid == DELAYLINE
-    assert s.in_process == 8 and s.onward == 2 and s.counts[ELSEWHERE] == 2
+    assert s.in_process == 8 and s.onward == 2 and s.elsewhere == s.counts[ELSEWHERE] == 2
     assert s.own == 8 - 2 + 2
     assert s.own_per_process() == pytest.approx(8 / 8)
     # the onward path alone in the process: all of it is the link's, none the delay line's
